@@ -1,0 +1,1 @@
+"""Handler plugin API and built-in handlers."""

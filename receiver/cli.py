@@ -1,0 +1,38 @@
+"""The `altinn-receiver` command line: a click group whose subcommands load lazily from their own modules."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from receiver import __version__
+
+# Subcommand name -> "module:attribute". Loaded only when used, so `--help` and small commands start fast.
+COMMANDS: dict[str, str] = {
+    "simulator": "receiver.simulator.command:simulator_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="altinn-receiver")
+def main() -> None:
+    """Receive Altinn Correspondence events durably.
+
+    Every subcommand takes --config PATH (or $ALTINN_RECEIVER_CONFIG; default ./receiver.toml).
+    Start with `altinn-receiver demo` to see the whole loop on this machine.
+    """

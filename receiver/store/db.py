@@ -1,0 +1,79 @@
+"""Opening the SQLite file: pragmas for durability, the schema, and the store's own error type."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from receiver.store.schema import SCHEMA_VERSION, STATEMENTS
+
+BUSY_TIMEOUT_MS = 2000
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; `transient` says whether trying again later may work."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def describe(error: BaseException) -> str:
+    """A short operator-facing reason for a failed SQLite operation."""
+    text = str(error).lower()
+    if "locked" in text or "busy" in text:
+        return "database is locked by another connection"
+    if "full" in text or "too big" in text or "file too large" in text:
+        return "disk or file size limit is full"
+    if "readonly" in text or "read-only" in text:
+        return "database is read-only"
+    return f"database error: {error}"
+
+
+def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> tuple[str, ...]:
+    return (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+        "PRAGMA foreign_keys=ON",
+    )
+
+
+def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the store's pragmas and schema (for threads and commands)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    try:
+        for pragma in pragmas(busy_timeout_ms):
+            conn.execute(pragma)
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in STATEMENTS:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
+    return conn
+
+
+async def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> aiosqlite.Connection:
+    """An aiosqlite connection with the store's pragmas and schema."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        for pragma in pragmas(busy_timeout_ms):
+            await conn.execute(pragma)
+        await conn.execute("BEGIN IMMEDIATE")
+        for statement in STATEMENTS:
+            await conn.execute(statement)
+        await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        await conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
+    return conn

@@ -1,0 +1,83 @@
+"""The store's tables. Agency systems read `correspondences` and `correspondence_events`: see docs/store.md.
+
+Statements are idempotent (IF NOT EXISTS) and run on every open; `SCHEMA_VERSION` goes into PRAGMA user_version.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+INBOX_STATUSES = ("pending", "processing", "retrying", "done", "dead", "skipped")
+
+STATEMENTS: tuple[str, ...] = (
+    # Every event received by push or catch-up, keyed on its CloudEvent id; `seq` is arrival order.
+    """
+    CREATE TABLE IF NOT EXISTS inbox (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT NOT NULL UNIQUE,
+        type             TEXT NOT NULL,
+        source           TEXT NOT NULL,
+        subject          TEXT NOT NULL DEFAULT '',
+        resource         TEXT NOT NULL DEFAULT '',
+        resourceinstance TEXT NOT NULL DEFAULT '',
+        time             TEXT NOT NULL DEFAULT '',
+        raw              TEXT NOT NULL,
+        received_at      TEXT NOT NULL,
+        channel          TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT NOT NULL DEFAULT '',
+        next_attempt_at  TEXT NOT NULL DEFAULT '',
+        lease_until      TEXT NOT NULL DEFAULT '',
+        lease_owner      TEXT NOT NULL DEFAULT '',
+        updated_at       TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (resourceinstance, status)",
+    "CREATE INDEX IF NOT EXISTS inbox_updated ON inbox (updated_at)",
+    # Altinn's subscription validation handshakes: recorded, never dispatched.
+    """
+    CREATE TABLE IF NOT EXISTS validations (
+        event_id        TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL DEFAULT '',
+        source          TEXT NOT NULL,
+        received_at     TEXT NOT NULL
+    )
+    """,
+    # The latest known state of each correspondence, written by the `store` handler.
+    """
+    CREATE TABLE IF NOT EXISTS correspondences (
+        correspondence_id TEXT PRIMARY KEY,
+        resource_id       TEXT NOT NULL DEFAULT '',
+        sender            TEXT NOT NULL DEFAULT '',
+        recipient         TEXT NOT NULL DEFAULT '',
+        status            TEXT NOT NULL DEFAULT '',
+        message_title     TEXT NOT NULL DEFAULT '',
+        details           TEXT NOT NULL DEFAULT '{}',
+        first_event_at    TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    )
+    """,
+    # One row per stored event: the history agency systems follow.
+    """
+    CREATE TABLE IF NOT EXISTS correspondence_events (
+        event_id          TEXT PRIMARY KEY,
+        correspondence_id TEXT NOT NULL DEFAULT '',
+        resourceinstance  TEXT NOT NULL DEFAULT '',
+        type              TEXT NOT NULL,
+        time              TEXT NOT NULL DEFAULT '',
+        received_at       TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS correspondence_events_by_correspondence"
+    " ON correspondence_events (correspondence_id, time)",
+    # Small facts the receiver keeps about itself (last push, last catch-up, ...).
+    """
+    CREATE TABLE IF NOT EXISTS receiver_state (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+)
