@@ -1,0 +1,186 @@
+"""The operators' view of the inbox: following changes, putting events back in the queue, and the numbers behind
+`stats` and the alerting metrics. Listing and counting by status live in `receiver/store/inbox.py`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import aiosqlite
+
+from receiver.store.db import StoreError, connect, describe
+from receiver.store.inbox import InboxRecord, glob_to_like
+from receiver.timeutil import now_iso, parse_iso, to_iso
+
+UNPROCESSED = ("pending", "retrying", "processing")
+WAITING = ("pending", "retrying")
+REPLAYABLE = ("dead", "skipped", "done", "retrying")
+
+# A writer stamps `updated_at` just before it waits for SQLite's write lock (up to the busy timeout), so a row can
+# become visible with a stamp older than one already seen. Each poll looks back this far and skips what it printed.
+FOLLOW_OVERLAP_SECONDS = 3.0
+# Rows per UPDATE when replaying: keeps each write transaction short while the server is running.
+REPLAY_BATCH = 200
+
+
+async def open_store(path: Path) -> aiosqlite.Connection:
+    """Connect to an existing store; a missing file is an error, not a new empty store."""
+    if not path.is_file():
+        raise StoreError(
+            f"store {path} does not exist: check store.path in the config (the server creates it on first start)",
+            transient=False,
+        )
+    return await connect(path)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """The selection the operator commands share: status, type glob, resource, received at or after `since`."""
+
+    status: str | None = None
+    type_glob: str | None = None
+    resource: str | None = None
+    since: str | None = None
+
+    def sql(self) -> tuple[list[str], list[str]]:
+        where, params = [], []
+        if self.status:
+            where.append("status = ?")
+            params.append(self.status)
+        if self.type_glob:
+            where.append("type LIKE ? ESCAPE '\\'")
+            params.append(glob_to_like(self.type_glob))
+        if self.resource:
+            where.append("resource = ?")
+            params.append(self.resource)
+        if self.since:
+            where.append("received_at >= ?")
+            params.append(self.since)
+        return where, params
+
+
+class ChangeFeed:
+    """New events and status changes, in `updated_at` order, through the `inbox_updated` index.
+
+    Starts at the newest change in the store when created (see `start`); each `poll` returns what changed since.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, selection: EventFilter) -> None:
+        self.conn = conn
+        self.selection = selection
+        self.cursor = ""
+        self._printed: dict[tuple[int, str], str] = {}
+
+    async def start(self, after: str | None = None) -> None:
+        """Begin after `after`, or after the newest change now in the store."""
+        if after is None:
+            async with self.conn.execute("SELECT MAX(updated_at) FROM inbox") as cursor:
+                row = await cursor.fetchone()
+            after = str(row[0]) if row is not None and row[0] else ""
+        self.cursor = after
+        self._printed = {}
+        if after:
+            # What changed at the start point was already there: remember it so the look-back does not repeat it.
+            for record in await self._changed_from(self._look_back_floor()):
+                self._printed[(record.seq, record.updated_at)] = record.updated_at
+
+    def _look_back_floor(self) -> str:
+        if not self.cursor:
+            return ""
+        return to_iso(parse_iso(self.cursor) - timedelta(seconds=FOLLOW_OVERLAP_SECONDS))
+
+    async def _changed_from(self, floor: str) -> list[InboxRecord]:
+        where, params = self.selection.sql()
+        where.insert(0, "updated_at >= ?")
+        params.insert(0, floor)
+        sql = f"SELECT * FROM inbox WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
+        async with self.conn.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        return [InboxRecord.from_row(row) for row in rows]
+
+    async def poll(self) -> list[InboxRecord]:
+        """The rows that changed since the last poll (each change once)."""
+        floor = self._look_back_floor()
+        fresh = []
+        for record in await self._changed_from(floor):
+            key = (record.seq, record.updated_at)
+            if key in self._printed:
+                continue
+            self._printed[key] = record.updated_at
+            fresh.append(record)
+            self.cursor = max(self.cursor, record.updated_at)
+        floor = self._look_back_floor()
+        self._printed = {key: stamp for key, stamp in self._printed.items() if stamp >= floor}
+        return fresh
+
+
+async def select_events(
+    conn: aiosqlite.Connection, selection: EventFilter, *, last: int | None = None
+) -> list[InboxRecord]:
+    """The events matching `selection` in arrival order: all of them, or only the `last` N."""
+    where, params = selection.sql()
+    sql = "SELECT * FROM inbox" + (" WHERE " + " AND ".join(where) if where else "")
+    if last is not None:
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(str(int(last)))
+    else:
+        sql += " ORDER BY seq"
+    async with conn.execute(sql, params) as cursor:
+        rows = await cursor.fetchall()
+    records = [InboxRecord.from_row(row) for row in rows]
+    return records[::-1] if last is not None else records
+
+
+async def events_by_id(conn: aiosqlite.Connection, ids: Sequence[str]) -> tuple[list[InboxRecord], list[str]]:
+    """The events with these ids (in the order given) and the ids that are not in the store."""
+    found: dict[str, InboxRecord] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), REPLAY_BATCH):
+        chunk = unique[start : start + REPLAY_BATCH]
+        sql = f"SELECT * FROM inbox WHERE id IN ({', '.join('?' * len(chunk))})"
+        async with conn.execute(sql, chunk) as cursor:
+            for row in await cursor.fetchall():
+                record = InboxRecord.from_row(row)
+                found[record.id] = record
+    return [found[i] for i in unique if i in found], [i for i in unique if i not in found]
+
+
+async def replay_events(conn: aiosqlite.Connection, ids: Sequence[str]) -> int:
+    """Put these events back in the queue: `pending`, attempts 0, due now, no lease; `last_error` stays until they
+    run again. An event a worker holds right now (`processing`) is left alone. Returns how many changed; commits."""
+    if not ids:
+        return 0
+    sql = (
+        "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '', lease_owner = '',"
+        f" updated_at = ? WHERE status != 'processing' AND id IN ({', '.join('?' * len(ids))})"
+    )
+    try:
+        cursor = await conn.execute(sql, [now_iso(), *ids])
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot replay events: {describe(exc)}") from exc
+    return cursor.rowcount
+
+
+# --- the numbers behind `stats` and the metrics ---
+
+
+async def count_by_type(conn: aiosqlite.Connection) -> dict[str, dict[str, int]]:
+    """Event type -> status -> count."""
+    counts: dict[str, dict[str, int]] = {}
+    async with conn.execute("SELECT type, status, COUNT(*) FROM inbox GROUP BY type, status ORDER BY type") as cursor:
+        for row in await cursor.fetchall():
+            counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+    return counts
+
+
+async def oldest_event(conn: aiosqlite.Connection, statuses: Sequence[str]) -> InboxRecord | None:
+    """The earliest received event in one of `statuses`."""
+    marks = ", ".join("?" * len(statuses))
+    sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY seq LIMIT 1"
+    async with conn.execute(sql, list(statuses)) as cursor:
+        row = await cursor.fetchone()
+    return InboxRecord.from_row(row) if row is not None else None
