@@ -72,6 +72,36 @@ STATEMENTS: tuple[str, ...] = (
     """,
     "CREATE INDEX IF NOT EXISTS correspondence_events_by_correspondence"
     " ON correspondence_events (correspondence_id, time)",
+    # The Altinn subscriptions this receiver created (see receiver/subscriptions.py); never the code itself.
+    """
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        altinn_id        INTEGER PRIMARY KEY,
+        resource         TEXT NOT NULL,
+        subject          TEXT NOT NULL DEFAULT '',
+        type             TEXT NOT NULL DEFAULT '',
+        endpoint         TEXT NOT NULL,
+        code_fingerprint TEXT NOT NULL DEFAULT '',
+        state            TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        validated_at     TEXT NOT NULL DEFAULT '',
+        superseded_at    TEXT NOT NULL DEFAULT '',
+        updated_at       TEXT NOT NULL
+    )
+    """,
+    # One pull-API cursor per subscription key (see receiver/catchup.py).
+    """
+    CREATE TABLE IF NOT EXISTS catchup_cursors (
+        resource        TEXT NOT NULL,
+        subject         TEXT NOT NULL DEFAULT '',
+        type            TEXT NOT NULL DEFAULT '',
+        after           TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        last_success_at TEXT NOT NULL DEFAULT '',
+        stuck_since     TEXT NOT NULL DEFAULT '',
+        stuck_pushes    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (resource, subject, type)
+    )
+    """,
     # Small facts the receiver keeps about itself (last push, last catch-up, ...).
     """
     CREATE TABLE IF NOT EXISTS receiver_state (
