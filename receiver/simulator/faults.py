@@ -7,6 +7,7 @@ method and path glob match; the admin API (`/_sim/`) is never faulted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import random
@@ -49,37 +50,37 @@ class FaultRule:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-        rule = cls()
+        values: dict[str, Any] = {}
         for key in ("path", "method"):
             if key in raw:
                 if not isinstance(raw[key], str) or not raw[key]:
                     raise ValueError(f"{key}: expected a non-empty string")
-                rule = replace(rule, **{key: raw[key].upper() if key == "method" else raw[key]})
+                values[key] = raw[key].upper() if key == "method" else raw[key]
         for key in ("latency", "retry_after"):
             if key in raw:
                 try:
-                    rule = replace(rule, **{key: parse_duration(raw[key])})
+                    values[key] = parse_duration(raw[key])
                 except ValueError as exc:
                     raise ValueError(f"{key}: {exc}") from None
         if "error_rate" in raw:
             rate = raw["error_rate"]
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
                 raise ValueError("error_rate: expected a number from 0 to 1")
-            rule = replace(rule, error_rate=float(rate))
+            values["error_rate"] = float(rate)
         if "error_status" in raw:
             if raw["error_status"] not in ERROR_STATUSES:
                 raise ValueError(f"error_status: expected one of {', '.join(map(str, ERROR_STATUSES))}")
-            rule = replace(rule, error_status=int(raw["error_status"]))
+            values["error_status"] = int(raw["error_status"])
         if "hang" in raw:
             if not isinstance(raw["hang"], bool):
                 raise ValueError("hang: expected true or false")
-            rule = replace(rule, hang=raw["hang"])
-        if "count" in raw and raw["count"] is not None:
+            values["hang"] = raw["hang"]
+        if raw.get("count") is not None:
             count = raw["count"]
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError("count: expected a positive integer")
-            rule = replace(rule, count=count)
-        return rule
+            values["count"] = count
+        return cls(**values)
 
 
 class FaultSet:
@@ -150,10 +151,8 @@ async def _wait_for_disconnect(receive: Receive, limit: float) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(drain(), timeout=limit)
-    except TimeoutError:
-        pass
 
 
 async def _send_error(send: Send, rule: FaultRule) -> None:

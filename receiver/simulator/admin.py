@@ -1,0 +1,115 @@
+"""The admin API under /_sim/: no authentication, meant for loopback use by tests, the demo and onboarding."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.simulator.cloudevent import problems
+from receiver.simulator.faults import FaultRule
+from receiver.simulator.resources import RESOURCE_PREFIX
+from receiver.simulator.responses import ApiError, read_json
+
+if TYPE_CHECKING:
+    from receiver.simulator.state import SimState
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(JSONResponse({"error": message}, status_code=400))
+
+
+def as_list(body: Any) -> list[Any]:
+    """One object or a list of them."""
+    return body if isinstance(body, list) else [body]
+
+
+async def register_client(request: Request) -> Response:
+    """Body: {"client_id", "org", "scopes": [...], "public_jwk": {...} | "pem": "...", "kid", "service_owner"}."""
+    sim: SimState = request.app.state.sim
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("expected a JSON object")
+    try:
+        client = sim.maskinporten.register(
+            str(body["client_id"]),
+            org=str(body["org"]),
+            scopes=[str(s) for s in body.get("scopes", [])],
+            public_jwk=body.get("public_jwk"),
+            pem=body.get("pem"),
+            kid=body.get("kid"),
+            service_owner=body.get("service_owner"),
+        )
+    except KeyError as exc:
+        raise bad_request(f"{exc.args[0]} is required") from None
+    except (ValueError, TypeError) as exc:
+        raise bad_request(str(exc)) from None
+    return JSONResponse(
+        {"client_id": client.client_id, "org": client.org, "service_owner": client.service_owner}, status_code=201
+    )
+
+
+async def set_resource_owner(request: Request) -> Response:
+    """Body: {"resource_id", "owner_org"}: make `owner_org` the resource's service owner."""
+    sim: SimState = request.app.state.sim
+    body = await read_json(request)
+    try:
+        resource_id, owner = str(body["resource_id"]).removeprefix(RESOURCE_PREFIX), str(body["owner_org"])
+    except (KeyError, TypeError):
+        raise bad_request("resource_id and owner_org are required") from None
+    sim.resources.owners[resource_id] = owner
+    return JSONResponse({"resource_id": resource_id, "owner_org": owner}, status_code=201)
+
+
+async def publish_events(request: Request) -> Response:
+    """Body: an event or a list of events; `?push=false` stores them for the pull API only."""
+    sim: SimState = request.app.state.sim
+    push = request.query_params.get("push", "true").lower() != "false"
+    events = as_list(await read_json(request))
+    for event in events:
+        reason = problems(event)
+        if reason:
+            raise bad_request(reason)
+    published = [sim.events.publish(event, push=push)["id"] for event in events]
+    return JSONResponse({"ids": published}, status_code=201)
+
+
+def _fault_rules(body: Any) -> list[FaultRule]:
+    try:
+        return [FaultRule.from_mapping(raw) for raw in as_list(body)]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise bad_request(str(exc)) from None
+
+
+async def set_faults(request: Request) -> Response:
+    """PUT replaces the rules with the body (a rule or a list); POST appends to them."""
+    sim: SimState = request.app.state.sim
+    rules = _fault_rules(await read_json(request))
+    if request.method == "PUT":
+        sim.faults.replace(rules)
+    else:
+        sim.faults.add(rules)
+    return JSONResponse([r.to_json() for r in sim.faults.rules])
+
+
+async def clear_faults(request: Request) -> Response:
+    sim: SimState = request.app.state.sim
+    sim.faults.clear()
+    return JSONResponse([])
+
+
+async def state(request: Request) -> Response:
+    sim: SimState = request.app.state.sim
+    return JSONResponse(sim.snapshot())
+
+
+routes = [
+    Route("/_sim/clients", register_client, methods=["POST"]),
+    Route("/_sim/resources", set_resource_owner, methods=["POST"]),
+    Route("/_sim/events", publish_events, methods=["POST"]),
+    Route("/_sim/faults", set_faults, methods=["PUT", "POST"]),
+    Route("/_sim/faults", clear_faults, methods=["DELETE"]),
+    Route("/_sim/state", state, methods=["GET"]),
+]

@@ -1,0 +1,82 @@
+"""Error bodies as Altinn's ASP.NET services write them: ProblemDetails (with `errorCode`), validation problems,
+and the plain JSON strings the Events API returns for its own checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+_TYPES = {
+    400: "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+    401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
+    403: "https://tools.ietf.org/html/rfc9110#section-15.5.4",
+    404: "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+    409: "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+    422: "https://tools.ietf.org/html/rfc9110#section-15.5.21",
+}
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+
+
+class ApiError(Exception):
+    """Raised by handlers to answer with `response`; the app's exception handler sends it."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def trace_id() -> str:
+    return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+
+
+def problem(status: int, detail: str, *, error_code: int | None = None, title: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": _TYPES.get(status, _TYPES[400]),
+        "title": title or _TITLES.get(status, detail),
+        "status": status,
+        "detail": detail,
+    }
+    if error_code is not None:
+        body["errorCode"] = error_code
+    body["traceId"] = trace_id()
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def validation_problem(errors: dict[str, list[str]]) -> Response:
+    body = {
+        "type": _TYPES[400],
+        "title": "One or more validation errors occurred.",
+        "status": 400,
+        "errors": errors,
+        "traceId": trace_id(),
+    }
+    return JSONResponse(body, status_code=400, media_type="application/problem+json")
+
+
+def json_string(status: int, message: str) -> Response:
+    """The Events API's explicit checks answer with a bare JSON string."""
+    return JSONResponse(message, status_code=status)
+
+
+def empty(status: int) -> Response:
+    return Response(status_code=status)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, or a 400 validation problem as model binding would give."""
+    body = await request.body()
+    if not body.strip():
+        raise ApiError(validation_problem({"": ["A non-empty request body is required."]}))
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(validation_problem({"$": [f"The JSON value could not be converted: {exc}"]})) from None
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response
