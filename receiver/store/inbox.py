@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import queue
 import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe
 from receiver.timeutil import now_iso
+
+log = logging.getLogger(__name__)
 
 CHANNELS = ("push", "catchup", "replay")
 
@@ -115,6 +124,138 @@ async def record_validation(conn: aiosqlite.Connection, event_id: str, subscript
     cursor = await conn.execute(INSERT_VALIDATION, (event_id, subscription_id, source, now_iso()))
     await conn.commit()
     return cursor.rowcount == 1
+
+
+PROBE_STATE = """
+    INSERT INTO receiver_state (key, value, updated_at) VALUES ('inbox.writer.probe', ?1, ?1)
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+"""
+
+# A job for the writer thread: builds its statement and parameters from the batch's commit timestamp.
+_Statement = Callable[[str], tuple[str, tuple[str, ...]]]
+
+
+class InboxWriter:
+    """Durable inserts for the webhook: one thread with its own sqlite3 connection, committing in groups.
+
+    Callers on the event loop get an asyncio future per insert. The thread takes everything queued, runs it in one
+    transaction and commits (one fsync for the batch), then resolves every future of the batch: True for a new row,
+    False for a repeated id. If the commit fails, each future of the batch gets a `StoreError` and nothing of the
+    batch is kept, so a caller never learns "stored" for something that is not on disk.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        max_batch: int = 512,
+    ) -> None:
+        self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
+        self._loop = loop
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[tuple[_Statement, asyncio.Future[bool]] | None] = queue.SimpleQueue()
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _submit(self, statement: _Statement) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = self._loop.create_future()
+        if not self._thread.is_alive():
+            future.set_exception(StoreError("the inbox writer has stopped"))
+        else:
+            self._jobs.put((statement, future))
+        return future
+
+    def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
+        """Store one event; the future says True when it is new and committed, False for a repeated id."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        return self._submit(lambda stamp: (INSERT_EVENT, insert_params(event, channel, stamp)))
+
+    def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
+        """Record Altinn's validation handshake; False for a repeated event id."""
+        return self._submit(lambda stamp: (INSERT_VALIDATION, (event_id, subscription_id, source, stamp)))
+
+    def probe(self) -> asyncio.Future[bool]:
+        """Whether a write can commit now: takes the write lock, and after a failed commit really writes once."""
+        return self._submit(self._probe_statement)
+
+    def _probe_statement(self, stamp: str) -> tuple[str, tuple[str, ...]]:
+        if self.last_error:
+            return PROBE_STATE, (stamp,)
+        return "", ()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread and close the connection."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                batch.append(job)
+            try:
+                self._loop.call_soon_threadsafe(_settle, self._commit(batch))
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                break
+
+    def _commit(self, batch: list[tuple[_Statement, asyncio.Future[bool]]]) -> list[tuple[asyncio.Future[bool], Any]]:
+        stamp = now_iso()
+        conn = self._conn
+        outcomes: list[tuple[asyncio.Future[bool], Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement, future in batch:
+                    sql, params = statement(stamp)
+                    changed = conn.execute(sql, params).rowcount == 1 if sql else True
+                    outcomes.append((future, changed))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # every failure of the store: no future of this batch may say "stored"
+            reason = describe(exc)
+            if reason != self.last_error:
+                log.error("inbox commit failed", extra={"reason": reason, "batch": len(batch)})
+            self.last_error = reason
+            error = StoreError(reason)
+            return [(future, error) for _, future in batch]
+        if self.last_error:
+            log.info("inbox commits work again", extra={"after": self.last_error})
+            self.last_error = ""
+        return outcomes
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
+    for future, outcome in outcomes:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 async def get_event(conn: aiosqlite.Connection, event_id: str) -> InboxRecord | None:

@@ -1,0 +1,173 @@
+"""The Starlette app: the webhook, health and readiness, metrics, a JSON access log, and the lifespan that owns it all.
+
+The lifespan opens the store and the inbox writer, attaches them to the webhook, then starts the background services
+without waiting for them (pushes are accepted meanwhile: Altinn validates a new subscription by pushing to us). On
+shutdown it drains: new pushes get 503, commits in flight finish, services stop in reverse order, the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.config import Config
+from receiver.ingest import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
+from receiver.logs import redact
+from receiver.metrics import CONTENT_TYPE
+from receiver.runtime import Runtime, Service
+from receiver.services import build_services
+from receiver.store.db import StoreError
+from receiver.store.inbox import count_by_status
+
+log = logging.getLogger("receiver.app")
+access_log = logging.getLogger("receiver.access")
+
+READY_PROBE_TIMEOUT = 3.0
+
+ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
+
+
+class AccessLog:
+    """One JSON line per HTTP request (uvicorn's own access log is off: it would print `?code=`)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            query = scope.get("query_string", b"")
+            client = scope.get("client")
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": redact("?" + query.decode("latin-1")) if query else "",
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": client[0] if client else "",
+                **scope.get(LOG_FIELDS, {}),
+            }
+            access_log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive and its event loop answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when pushes can be accepted (store writable, not draining); services are reported, never decisive."""
+    runtime = runtime_of(request)
+    store = "writable"
+    try:
+        await asyncio.wait_for(runtime.writer.probe(), timeout=READY_PROBE_TIMEOUT)
+    except StoreError as exc:
+        store = str(exc)
+    except TimeoutError:
+        store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
+    ready = store == "writable" and not runtime.draining
+    body = {"ready": ready, "store": store, "draining": runtime.draining, "services": runtime.service_status()}
+    headers = {} if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+
+async def metrics(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        runtime.metrics.set_inbox_counts(await count_by_status(runtime.store))
+    except Exception as exc:  # a scrape must still show the counters when the store cannot be read
+        log.warning("cannot count inbox events for /metrics", extra={"error": str(exc)})
+    runtime.metrics.inflight.set(runtime.inflight)
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starlette:
+    """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime)."""
+    ingest = Ingest(config.receiver)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            runtime = await Runtime.open(config)
+        except StoreError as exc:
+            app.state.startup_error = str(exc)
+            log.error("cannot open the store", extra={"store": str(config.store.path), "error": str(exc)})
+            raise
+        app.state.runtime = runtime
+        ingest.runtime = runtime
+        if services is None:
+            chosen: Sequence[Service] = build_services(runtime)
+        else:
+            chosen = services(runtime) if callable(services) else services
+        runtime.start_services(chosen)
+        log.info(
+            "accepting pushes",
+            extra={
+                "path": config.receiver.path,
+                "store": str(config.store.path),
+                "services": [service.name for service in chosen],
+            },
+        )
+        try:
+            yield
+        finally:
+            await runtime.drain()
+            await runtime.close()
+            log.info("stopped")
+
+    routes = [
+        Route(config.receiver.path, ingest),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(AccessLog)], lifespan=lifespan)
+    app.state.runtime = None
+    app.state.startup_error = ""
+    return app
+
+
+def server_options(config: Config) -> dict[str, Any]:
+    """uvicorn settings the receiver needs wherever it runs (the serve command, tests, the demo).
+
+    Proxy headers are off because the webhook decides itself whose X-Forwarded-For to believe
+    (`receiver.forwarded_allow_ips`); uvicorn's default would believe 127.0.0.1. The access log is the app's own.
+    """
+    return {
+        "host": config.receiver.host,
+        "port": config.receiver.port,
+        "proxy_headers": False,
+        "access_log": False,
+        "server_header": False,
+        "log_config": None,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": max(config.receiver.shutdown_timeout, 1.0),
+    }

@@ -1,0 +1,163 @@
+"""What one running receiver shares: config, store, metrics, the draining flag and its background services.
+
+The app's lifespan opens a `Runtime`, starts its services in the background (the webhook must already accept
+pushes while subscriptions are reconciled: Altinn sends its validation event then), and on shutdown drains it:
+new pushes get 503, in-flight commits finish, services stop in reverse order before `shutdown_timeout` runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import aiosqlite
+
+from receiver.config import Config
+from receiver.metrics import Metrics
+from receiver.store import db
+from receiver.store.inbox import InboxWriter
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Service(Protocol):
+    """A background service: started after the webhook accepts pushes, stopped in reverse order on shutdown."""
+
+    name: str
+
+    async def start(self, runtime: Runtime) -> None:
+        """Start (may take a while: reconcile, catch up); long-running work goes into tasks the service owns."""
+
+    async def stop(self, deadline: float) -> None:
+        """Stop before `deadline` (a `time.monotonic()` value), finishing work in flight if time allows."""
+
+    def status(self) -> dict[str, Any]:
+        """A small JSON-able summary for `/readyz`'s body (never decides the status code)."""
+
+
+class Runtime:
+    """The resources of one running receiver; `open()` builds it, `drain()` then `close()` end it."""
+
+    def __init__(self, config: Config, store: aiosqlite.Connection, writer: InboxWriter, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.writer = writer
+        self.metrics = metrics
+        self.draining = False
+        self.services: list[Service] = []
+        self.service_errors: dict[str, str] = {}
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started: list[Service] = []
+        self._start_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: Config) -> Runtime:
+        """Open the store (schema, pragmas) and the inbox writer; raises `StoreError` when that cannot be done."""
+        store = await db.connect(config.store.path)
+        try:
+            writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+        except BaseException:
+            await store.close()
+            raise
+        return cls(config, store, writer, Metrics())
+
+    # --- pushes in flight ---
+
+    def enter(self) -> None:
+        """A push passed the draining check and is now in flight until `leave()`."""
+        self.inflight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    # --- services ---
+
+    def start_services(self, services: Sequence[Service]) -> None:
+        """Start `services` in order in the background; the webhook keeps answering meanwhile."""
+        self.services = list(services)
+        self._start_task = asyncio.create_task(self._start_in_order(), name="start-services")
+
+    async def _start_in_order(self) -> None:
+        for service in self.services:
+            if self.draining:
+                return
+            self._started.append(service)
+            try:
+                await service.start(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.service_errors[service.name] = f"{type(exc).__name__}: {exc}"
+                log.error("service failed to start", extra={"service": service.name}, exc_info=True)
+            else:
+                log.info("service started", extra={"service": service.name})
+
+    async def wait_started(self) -> None:
+        """Until every service's start has returned (tests and the demo wait on this)."""
+        if self._start_task is not None:
+            await asyncio.shield(self._start_task)
+
+    def service_status(self) -> dict[str, dict[str, Any]]:
+        statuses: dict[str, dict[str, Any]] = {}
+        for service in self.services:
+            try:
+                status = dict(service.status())
+            except Exception as exc:
+                status = {"status_error": f"{type(exc).__name__}: {exc}"}
+            if service not in self._started:
+                status.setdefault("state", "waiting to start")
+            if service.name in self.service_errors:
+                status["start_error"] = self.service_errors[service.name]
+            statuses[service.name] = status
+        return statuses
+
+    # --- shutdown ---
+
+    async def drain(self) -> None:
+        """Refuse new pushes, let those in flight commit, stop services in reverse; safe to call more than once."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.create_task(self._drain(), name="drain")
+        await asyncio.shield(self._drain_task)
+
+    async def _drain(self) -> None:
+        self.draining = True
+        timeout = self.config.receiver.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        log.info("draining", extra={"inflight": self.inflight, "shutdown_timeout_s": timeout})
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+            await asyncio.gather(self._start_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=_remaining(deadline))
+        except TimeoutError:
+            log.warning("pushes still in flight at the shutdown deadline", extra={"inflight": self.inflight})
+        for service in reversed(self._started):
+            try:
+                await asyncio.wait_for(service.stop(deadline), timeout=_remaining(deadline) + 1.0)
+            except Exception:
+                log.error("service did not stop cleanly", extra={"service": service.name}, exc_info=True)
+            else:
+                log.info("service stopped", extra={"service": service.name})
+        log.info("drained", extra={"seconds": round(timeout - _remaining(deadline), 3)})
+
+    async def close(self) -> None:
+        """Close the writer (committing what is queued) and the store connection."""
+        await asyncio.to_thread(self.writer.close)
+        await self.store.close()
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0)
+
+
+ServicesFactory = Callable[[Runtime], list[Service]]

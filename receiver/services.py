@@ -1,0 +1,14 @@
+"""The background services of a receiver, in start order (they stop in reverse).
+
+The dispatcher, subscriptions and catch-up add themselves here as they are built; see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from receiver.runtime import Runtime, Service
+
+
+def build_services(runtime: Runtime) -> list[Service]:
+    """The services `runtime`'s config asks for, in the order they must start."""
+    services: list[Service] = []
+    return services
