@@ -1,0 +1,22 @@
+"""Talking to Altinn: the Maskinporten grant, the token exchange and cache, and the Events and Correspondence APIs.
+
+clients = AltinnClients.from_config(config)
+async with clients:
+    page = await clients.events.pull_events("urn:altinn:resource:my-resource", "0")
+"""
+
+from receiver.altinn.clients import AltinnClients
+from receiver.altinn.errors import AltinnError, PermanentError, TransientError
+from receiver.altinn.models import Attachment, Correspondence, EventPage, Subscription, Token
+
+__all__ = [
+    "AltinnClients",
+    "AltinnError",
+    "Attachment",
+    "Correspondence",
+    "EventPage",
+    "PermanentError",
+    "Subscription",
+    "Token",
+    "TransientError",
+]

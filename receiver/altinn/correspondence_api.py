@@ -1,0 +1,193 @@
+"""The Altinn Correspondence API (correspondence contract §1): read correspondences, download attachments,
+mark as read, confirm, list ids, and send (initialize) for the demo and tests.
+
+Ids go into the path only after they parse as UUIDs: they come from events, which can be forged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from receiver.altinn.errors import PermanentError
+from receiver.altinn.http import PlatformSession, json_body, transport_errors
+from receiver.altinn.models import Correspondence
+
+CORRESPONDENCE_PATH = "/correspondence/api/v1/correspondence"
+RESOURCE_PREFIX = "urn:altinn:resource:"
+ROLES = ("Recipient", "Sender", "RecipientAndSender")
+
+
+def checked_id(value: str, what: str) -> str:
+    """`value` as a canonical UUID, or PermanentError: nothing else is put into a request path."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise PermanentError(f"{what} {value!r} is not a UUID") from None
+
+
+def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A JSON body as ASP.NET form fields: `correspondence.content.messageTitle`, `recipients[0]`, ..."""
+    if isinstance(value, dict):
+        return [f for key, item in value.items() for f in form_fields(item, f"{prefix}.{key}" if prefix else key)]
+    if isinstance(value, list | tuple):
+        return [f for i, item in enumerate(value) for f in form_fields(item, f"{prefix}[{i}]")]
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [(prefix, "true" if value else "false")]
+    return [(prefix, str(value))]
+
+
+class CorrespondenceApi:
+    def __init__(self, session: PlatformSession) -> None:
+        self.session = session
+
+    def _path(self, correspondence_id: str, suffix: str = "") -> str:
+        return f"{CORRESPONDENCE_PATH}/{checked_id(correspondence_id, 'correspondence id')}{suffix}"
+
+    async def overview(self, correspondence_id: str) -> Correspondence:
+        """GET the overview; as recipient this sets the status Fetched."""
+        response = await self.session.request(
+            "GET", self._path(correspondence_id), what=f"reading correspondence {correspondence_id}"
+        )
+        return Correspondence.from_json(json_body(response, "correspondence overview"))
+
+    async def details(self, correspondence_id: str) -> Correspondence:
+        """GET the details (overview plus statusHistory and notifications); as recipient this sets Fetched."""
+        response = await self.session.request(
+            "GET", self._path(correspondence_id, "/details"), what=f"reading correspondence {correspondence_id}"
+        )
+        return Correspondence.from_json(json_body(response, "correspondence details"))
+
+    async def download_attachment(
+        self,
+        correspondence_id: str,
+        attachment_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        checksum: str | None = None,
+    ) -> int:
+        """Stream an attachment to `dest` (via a temporary file beside it, renamed when complete) and return its
+        size. PermanentError if it is larger than `max_bytes` or its MD5 differs from `checksum` (hex, any case);
+        `dest` is then left untouched."""
+        what = f"downloading attachment {attachment_id} of correspondence {correspondence_id}"
+        path = self._path(correspondence_id, f"/attachment/{checked_id(attachment_id, 'attachment id')}/download")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _temporary_beside(dest) as part:
+            async with self.session.stream("GET", path, what=what) as response:
+                declared = response.headers.get("content-length", "")
+                if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise _too_large(what, max_bytes)
+                written, digest = await _write_body(response, part, what, max_bytes)
+            if checksum and digest.lower() != checksum.strip().lower():
+                raise PermanentError(f"{what}: MD5 {digest} does not match the attachment's checksum {checksum}")
+            os.replace(part, dest)
+        return written
+
+    async def mark_as_read(self, correspondence_id: str) -> None:
+        await self.session.request(
+            "POST", self._path(correspondence_id, "/markasread"), what=f"marking {correspondence_id} as read"
+        )
+
+    async def confirm(self, correspondence_id: str) -> None:
+        await self.session.request(
+            "POST", self._path(correspondence_id, "/confirm"), what=f"confirming {correspondence_id}"
+        )
+
+    async def list_ids(
+        self, resource_id: str, *, role: str = "RecipientAndSender", status: str | None = None
+    ) -> list[str]:
+        """Correspondence ids for a resource (`my-resource` or `urn:altinn:resource:my-resource`); at most 1000."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        params = {"resourceId": resource_id.removeprefix(RESOURCE_PREFIX), "role": role}
+        if status:
+            params["status"] = status
+        response = await self.session.request(
+            "GET", CORRESPONDENCE_PATH, what=f"listing correspondences of {resource_id}", params=params
+        )
+        body = json_body(response, "correspondence list")
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list):
+            raise PermanentError('listing correspondences: expected {"ids": [...]}')
+        return [str(i) for i in ids]
+
+    async def initialize(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a correspondence (InitializeCorrespondencesExt) as JSON; returns the response body."""
+        response = await self.session.request("POST", CORRESPONDENCE_PATH, what="sending a correspondence", json=body)
+        return _object(json_body(response, "initialize response"))
+
+    async def initialize_with_files(self, body: dict[str, Any], files: Sequence[Path]) -> dict[str, Any]:
+        """POST a correspondence with its attachments as multipart/form-data to `/upload`. Each file goes in a part
+        named `attachments` under its own file name, which must be a `fileName` in the body's attachments."""
+        fields = form_fields(body)
+        with contextlib.ExitStack() as stack:
+            handles = [(file.name, stack.enter_context(file.open("rb"))) for file in files]
+
+            def build() -> httpx.Request:
+                for _, handle in handles:
+                    handle.seek(0)  # a rebuilt request (after a 401) must send the files from the start
+                return self.session.http.build(
+                    "POST",
+                    self.session.http.platform(f"{CORRESPONDENCE_PATH}/upload"),
+                    data=dict_of_lists(fields),
+                    files=[("attachments", (name, handle)) for name, handle in handles],
+                )
+
+            response = await self.session.send_built(build, what="sending a correspondence with attachments")
+        return _object(json_body(response, "initialize response"))
+
+
+def dict_of_lists(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """httpx takes repeated form fields as {name: [values]}."""
+    out: dict[str, list[str]] = {}
+    for name, value in fields:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PermanentError("sending a correspondence: expected a JSON object in the answer")
+    return value
+
+
+def _too_large(what: str, cap: int) -> PermanentError:
+    return PermanentError(f"{what}: the attachment is larger than the cap of {cap} bytes")
+
+
+async def _write_body(response: httpx.Response, part: Path, what: str, max_bytes: int | None) -> tuple[int, str]:
+    md5 = hashlib.md5(usedforsecurity=False)
+    written = 0
+    with part.open("wb") as out, transport_errors(what):
+        async for chunk in response.aiter_bytes():
+            written += len(chunk)
+            if max_bytes is not None and written > max_bytes:
+                raise _too_large(what, max_bytes)
+            md5.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return written, md5.hexdigest()
+
+
+@contextlib.contextmanager
+def _temporary_beside(dest: Path) -> Iterator[Path]:
+    """A fresh file name in `dest`'s directory (same filesystem, so the rename is atomic); removed unless renamed."""
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    part = Path(name)
+    try:
+        yield part
+    finally:
+        part.unlink(missing_ok=True)

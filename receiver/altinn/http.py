@@ -1,0 +1,235 @@
+"""The one HTTP client every Altinn call goes through, and what its answers mean.
+
+- Requests go only to the configured Maskinporten and platform origins (scheme, host, port); redirects are never
+  followed, so a token cannot be carried anywhere else.
+- `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
+- Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
+  other 4xx → PermanentError (with ProblemDetails `title` and `errorCode`).
+- `PlatformSession` adds the Altinn token and, on a 401, invalidates it and retries once with a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from receiver import __version__
+from receiver.altinn.errors import AltinnError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from receiver.altinn.tokens import TokenProvider
+
+SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_DETAIL_LIMIT = 300
+_HINTS = {
+    401: "the token was refused: run `altinn-receiver check` to test the Maskinporten client and the exchange",
+    403: "access denied: the token lacks a scope, or the resource's policy does not grant this organisation",
+}
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port filled in, so `https://x` and `https://x:443` are one origin."""
+    parts = urlsplit(str(url))
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class AltinnHttp:
+    """The shared `httpx.AsyncClient`, limited to the configured origins."""
+
+    def __init__(
+        self,
+        *,
+        platform_url: str,
+        maskinporten_issuer: str,
+        subscription_key: str = "",
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.platform_url = platform_url.rstrip("/")
+        self._platform_origin = origin(self.platform_url)
+        self._allowed = {self._platform_origin, origin(maskinporten_issuer)}
+        self._subscription_key = subscription_key
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"User-Agent": f"altinn-receiver/{__version__}"},
+        )
+
+    def platform(self, path: str) -> str:
+        """An absolute URL on the configured platform: the only way API URLs are made."""
+        return self.platform_url + path
+
+    def build(self, method: str, url: str, **kwargs: Any) -> httpx.Request:
+        return self.client.build_request(method, url, **kwargs)
+
+    async def send(self, request: httpx.Request, *, what: str, stream: bool = False) -> httpx.Response:
+        """Send to an allowed origin; transport failures become TransientError. The status is not checked."""
+        target = origin(request.url)
+        if target not in self._allowed:
+            raise PermanentError(
+                f"{what}: refusing to send to {target[1]}: only the configured Maskinporten and platform hosts "
+                "may receive the receiver's requests"
+            )
+        if self._subscription_key and target == self._platform_origin:
+            request.headers[SUBSCRIPTION_KEY_HEADER] = self._subscription_key
+        with transport_errors(what):
+            return await self.client.send(request, stream=stream)
+
+    async def fetch(self, request: httpx.Request, *, what: str) -> httpx.Response:
+        """Send, read the whole body, and raise the matching AltinnError unless the answer is 2xx."""
+        return await read_checked(await self.send(request, what=what, stream=True), what)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+@contextmanager
+def transport_errors(what: str) -> Iterator[None]:
+    """httpx's timeouts and connection errors as TransientError (also around reading a streamed body)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"{what}: connection failed ({type(exc).__name__}: {exc})") from None
+
+
+async def read_checked(response: httpx.Response, what: str) -> httpx.Response:
+    """Read and close a streamed response; AltinnError unless it is 2xx."""
+    try:
+        with transport_errors(what):
+            await response.aread()
+        await raise_for_status(response, what)
+    finally:
+        await response.aclose()
+    return response
+
+
+async def raise_for_status(response: httpx.Response, what: str) -> None:
+    """Nothing for 2xx; otherwise read the body and raise the matching AltinnError."""
+    if response.is_success:
+        return
+    with transport_errors(what):
+        await response.aread()
+    raise error_for(response, what)
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    """The parsed JSON of a read response; PermanentError if it is not JSON."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise PermanentError(f"{what}: the answer is not JSON") from None
+
+
+def error_for(response: httpx.Response, what: str) -> AltinnError:
+    status = response.status_code
+    title, error_code = problem_details(response)
+    detail = f": {title}" if title else ""
+    if error_code is not None:
+        detail += f" (errorCode {error_code})"
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        when = f"; retry after {retry_after:g}s" if retry_after is not None else ""
+        return TransientError(f"{what}: HTTP {status}{detail}{when}", retry_after=retry_after, status=status)
+    if response.is_redirect:
+        detail += " (redirects are not followed)"
+    hint = f" — {_HINTS[status]}" if status in _HINTS else ""
+    return PermanentError(f"{what}: HTTP {status}{detail}{hint}", status=status, title=title, error_code=error_code)
+
+
+def problem_details(response: httpx.Response) -> tuple[str | None, int | str | None]:
+    """(title, errorCode) from ProblemDetails, a Maskinporten OAuth error, an Events JSON string, or short text."""
+    text = response.text.strip()
+    if not text:
+        return None, None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return _short(text), None
+    if isinstance(body, str):
+        return _short(body), None
+    if not isinstance(body, dict):
+        return _short(text), None
+    if "error" in body and isinstance(body["error"], str):  # OAuth: {"error", "error_description"}
+        return _short(str(body.get("error_description") or body["error"])), body["error"]
+    title = body.get("title") or body.get("detail")
+    if isinstance(body.get("errors"), dict) and body["errors"]:
+        first_field, messages = next(iter(body["errors"].items()))
+        title = f"{title} {first_field}: {messages[0] if isinstance(messages, list) and messages else messages}"
+    code = body.get("errorCode")
+    return (_short(str(title)) if title else None), (code if isinstance(code, int | str) else None)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _DETAIL_LIMIT else text[:_DETAIL_LIMIT] + "…"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+class PlatformSession:
+    """Authorised calls to the platform APIs: builds URLs from the configured base, adds the Altinn token."""
+
+    def __init__(self, http: AltinnHttp, tokens: TokenProvider, scopes: Sequence[str] | None = None) -> None:
+        self.http = http
+        self.tokens = tokens
+        self.scopes = scopes
+
+    async def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        """The response to an authorised request (body read); AltinnError unless it is 2xx."""
+        return await self.send_built(lambda: self.http.build(method, self.http.platform(path), **kwargs), what=what)
+
+    async def send_built(self, build: Callable[[], httpx.Request], *, what: str) -> httpx.Response:
+        """Like `request`, for a request the caller builds (a multipart body must be rebuilt for the retry)."""
+        return await read_checked(await self._send(build, what), what)
+
+    @asynccontextmanager
+    async def stream(self, method: str, path: str, *, what: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """An authorised 2xx response whose body is still to be read (`aiter_bytes` inside `transport_errors`)."""
+        response = await self._send(lambda: self.http.build(method, self.http.platform(path), **kwargs), what)
+        try:
+            await raise_for_status(response, what)
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _send(self, build: Callable[[], httpx.Request], what: str) -> httpx.Response:
+        """Send with the Altinn token; on a 401 drop that token and send once more with a fresh one."""
+        token = await self.tokens.altinn_token(self.scopes)
+        response = await self._send_with(build, token, what)
+        if response.status_code != 401:
+            return response
+        await response.aclose()
+        self.tokens.invalidate(token)
+        return await self._send_with(build, await self.tokens.altinn_token(self.scopes), what)
+
+    async def _send_with(self, build: Callable[[], httpx.Request], token: str, what: str) -> httpx.Response:
+        request = build()
+        request.headers["Authorization"] = f"Bearer {token}"
+        return await self.http.send(request, what=what, stream=True)
