@@ -11,6 +11,7 @@ from receiver import __version__
 # Subcommand name -> "module:attribute". Loaded only when used, so `--help` and small commands start fast.
 COMMANDS: dict[str, str] = {
     "simulator": "receiver.simulator.command:simulator_command",
+    "init": "receiver.commands.init:init_command",
     "serve": "receiver.commands.serve:serve_command",
     "events": "receiver.commands.events:events_group",
     "tail": "receiver.commands.tail:tail_command",
