@@ -11,6 +11,7 @@ import aiosqlite
 import click
 
 from receiver.commands.common import config_option, echo_json, echo_json_lines, echo_table, json_option, load
+from receiver.commands.events_ops import dead_command, replay_command
 from receiver.store import db
 from receiver.store.inbox import InboxRecord, get_event, list_events
 from receiver.store.schema import INBOX_STATUSES
@@ -95,3 +96,7 @@ def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
     click.echo("event:")
     click.echo(json.dumps(event, indent=2, ensure_ascii=False))
+
+
+events_group.add_command(replay_command)
+events_group.add_command(dead_command)

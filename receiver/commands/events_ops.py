@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from receiver.commands.common import config_option, echo_json, echo_table, json_option, load
+from receiver.commands.common import config_option, echo_json, echo_json_lines, echo_table, json_option, load
 from receiver.commands.tail import received_since, since_option
 from receiver.logs import redact
 from receiver.store.db import StoreError
@@ -183,6 +183,8 @@ async def read_dead(path: Path, limit: int) -> tuple[list[InboxRecord], int]:
 def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
     """List the dead events (handlers gave up on them) with their last error, newest first.
 
+    With --json, one JSON object per event per line (JSON lines), like `events list --json`.
+
     Fix the cause, then `altinn-receiver events replay --status dead` puts them back in the queue.
     """
     config = load(config_path)
@@ -191,7 +193,7 @@ def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
     except StoreError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
-        echo_json([record.to_json() for record in records])
+        echo_json_lines(record.to_json() for record in records)
         return
     if not records:
         click.echo("no dead events")

@@ -13,9 +13,9 @@ from receiver.commands.common import config_option, echo_json, echo_table, json_
 from receiver.durations import format_duration
 from receiver.store.db import StoreError
 from receiver.store.inbox import count_by_status
-from receiver.store.oplog import WAITING, count_by_type, oldest_event, open_store
+from receiver.store.oplog import WAITING, count_by_type, last_push_at, oldest_event, open_store
 from receiver.store.schema import INBOX_STATUSES
-from receiver.store.state import LAST_CATCHUP_AT, LAST_PUSH_AT, get_fact, list_subscriptions
+from receiver.store.state import LAST_CATCHUP_AT, get_fact, list_subscriptions
 from receiver.timeutil import age_seconds, now
 
 SUBSCRIPTION_COLUMNS = ["altinn_id", "resource", "subject", "type", "state", "validated_at"]
@@ -47,7 +47,7 @@ async def gather(conn: aiosqlite.Connection) -> dict[str, Any]:
             "received_at": oldest.received_at,
             "age_seconds": round(age_seconds(oldest.received_at, now()), 3),
         },
-        "last_push": _moment(await get_fact(conn, LAST_PUSH_AT)),
+        "last_push": _moment(await last_push_at(conn)),
         "last_catchup": _moment(await get_fact(conn, LAST_CATCHUP_AT)),
         "subscriptions": [
             {

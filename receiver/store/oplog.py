@@ -97,7 +97,8 @@ class ChangeFeed:
         where, params = self.selection.sql()
         where.insert(0, "updated_at >= ?")
         params.insert(0, floor)
-        sql = f"SELECT * FROM inbox WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
+        # Pinned to the time index: a status or type filter must not turn this into a scan of every dead event.
+        sql = f"SELECT * FROM inbox INDEXED BY inbox_updated WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
         async with self.conn.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         return [InboxRecord.from_row(row) for row in rows]
@@ -178,9 +179,20 @@ async def count_by_type(conn: aiosqlite.Connection) -> dict[str, dict[str, int]]
 
 
 async def oldest_event(conn: aiosqlite.Connection, statuses: Sequence[str]) -> InboxRecord | None:
-    """The earliest received event in one of `statuses`."""
+    """The earliest received event in one of `statuses` (a search of the `inbox_status` index)."""
     marks = ", ".join("?" * len(statuses))
     sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY seq LIMIT 1"
     async with conn.execute(sql, list(statuses)) as cursor:
         row = await cursor.fetchone()
     return InboxRecord.from_row(row) if row is not None else None
+
+
+async def last_push_at(conn: aiosqlite.Connection) -> str | None:
+    """When Altinn last pushed to us: the newest pushed event or subscription validation handshake."""
+    sql = (
+        "SELECT MAX(stamp) FROM (SELECT MAX(received_at) AS stamp FROM inbox WHERE channel = 'push'"
+        " UNION ALL SELECT MAX(received_at) FROM validations)"
+    )
+    async with conn.execute(sql) as cursor:
+        row = await cursor.fetchone()
+    return str(row[0]) if row is not None and row[0] else None

@@ -36,6 +36,8 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, next_attempt_at)",
     "CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (resourceinstance, status)",
     "CREATE INDEX IF NOT EXISTS inbox_updated ON inbox (updated_at)",
+    # The last push, at every metrics scrape (receiver/ops_metrics.py), without reading the catch-up rows.
+    "CREATE INDEX IF NOT EXISTS inbox_channel ON inbox (channel, received_at)",
     # Altinn's subscription validation handshakes: recorded, never dispatched.
     """
     CREATE TABLE IF NOT EXISTS validations (
