@@ -103,6 +103,7 @@ async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         runtime.metrics.set_inbox_counts(await count_by_status(runtime.store))
+        await runtime.metrics.ops.refresh(runtime.store)
     except Exception as exc:  # a scrape must still show the counters when the store cannot be read
         log.warning("cannot count inbox events for /metrics", extra={"error": str(exc)})
     runtime.metrics.inflight.set(runtime.inflight)

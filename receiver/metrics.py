@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from receiver.ops_metrics import OpsMetrics
 from receiver.store.inbox import CHANNELS
 from receiver.store.schema import INBOX_STATUSES
 
@@ -69,6 +70,8 @@ class Metrics:
         # Children bound once: label lookups are not free on the hot path.
         self.received_by_channel = {channel: self.received.labels(channel) for channel in CHANNELS}
         self.rejected_by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
+        # Read from the store at each scrape: the /metrics endpoint awaits `ops.refresh(store)` first.
+        self.ops = OpsMetrics(self.registry)
 
     def set_inbox_counts(self, counts: dict[str, int]) -> None:
         for status in (*INBOX_STATUSES, *counts):
