@@ -29,6 +29,8 @@ def describe(error: BaseException) -> str:
         return "disk or file size limit is full"
     if "readonly" in text or "read-only" in text:
         return "database is read-only"
+    if "disk i/o error" in text:
+        return "cannot write the database file (disk I/O error: disk full, file size limit or a failing disk)"
     return f"database error: {error}"
 
 
