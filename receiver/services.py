@@ -5,10 +5,13 @@ The dispatcher, subscriptions and catch-up add themselves here as they are built
 
 from __future__ import annotations
 
+from receiver.catchup import CatchupService
 from receiver.runtime import Runtime, Service
+from receiver.subscriptions import SubscriptionService
 
 
 def build_services(runtime: Runtime) -> list[Service]:
     """The services `runtime`'s config asks for, in the order they must start."""
     services: list[Service] = []
+    services += [SubscriptionService(), CatchupService()]
     return services

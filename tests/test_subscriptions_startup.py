@@ -1,0 +1,106 @@
+"""The receiver owns its subscriptions: registered at startup with the same body every time, polled until validated,
+posted again while Altinn has not validated them, and shown in /readyz's body and /metrics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from receiver.config import SubscriptionConfig
+from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from tests.support import wait_until
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    # 10000x: Altinn's validation retries (about 8 minutes) take about 50 ms.
+    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
+        yield running
+
+
+def fresh_resource() -> str:
+    return f"urn:altinn:resource:sub-test-{uuid.uuid4().hex[:10]}"
+
+
+def setup_for(sim: RunningSimulator, tmp_path: Path, resource: str, **options: Any) -> ReceiverSetup:
+    return ReceiverSetup(
+        sim.url,
+        register_identity(sim, tmp_path),
+        tmp_path / "receiver.db",
+        [SubscriptionConfig(resource)],
+        catchup={"enabled": False, "interval": "1s"},
+        **options,
+    )
+
+
+def at_altinn(sim: RunningSimulator, resource: str) -> list[dict[str, Any]]:
+    return [s for s in sim.state_snapshot()["subscriptions"] if s.get("resourceFilter") == resource]
+
+
+def validation_pushes(sim: RunningSimulator, subscription_id: int) -> list[dict[str, Any]]:
+    deliveries = sim.state_snapshot()["deliveries"]
+    return [d for d in deliveries if d["kind"] == "validation" and d["subscription_id"] == subscription_id]
+
+
+def readyz(receiver: ReceiverServer) -> httpx.Response:
+    return httpx.get(receiver.url + "/readyz", timeout=10)
+
+
+def subscriptions_status(receiver: ReceiverServer) -> dict[str, Any]:
+    status: dict[str, Any] = readyz(receiver).json()["services"]["subscriptions"]
+    return status
+
+
+def test_three_restarts_leave_one_validated_subscription_at_altinn(sim: RunningSimulator, tmp_path: Path) -> None:
+    resource = fresh_resource()
+    setup = setup_for(sim, tmp_path, resource)
+    config = setup.write(tmp_path / "receiver.toml")
+    for _ in range(3):
+        with ReceiverServer(config) as receiver:
+            receiver.wait_started()
+            wait_until(lambda: subscriptions_status(receiver)["state"] == "validated", message="validated")  # noqa: B023
+    [subscription] = at_altinn(sim, resource)
+    assert subscription["validated"] is True
+    assert subscription["endPoint"] == setup.public_url + "?code=***"
+    # Every start POSTed the identical body: Altinn answered with the same id and sent a new handshake each time.
+    assert len(validation_pushes(sim, subscription["id"])) == 3
+    assert subscription.get("subjectFilter") is None and subscription.get("typeFilter") is None
+
+
+def test_an_unvalidated_subscription_shows_in_readyz_and_is_posted_again(sim: RunningSimulator, tmp_path: Path) -> None:
+    resource = fresh_resource()
+    # Altinn pushes to /misrouted, where the receiver answers 404: the handshake can never succeed.
+    config = setup_for(sim, tmp_path, resource, public_path="/misrouted").write(tmp_path / "receiver.toml")
+    with ReceiverServer(config) as receiver:
+        receiver.wait_started()
+        [subscription] = wait_until(lambda: at_altinn(sim, resource), message="the subscription at Altinn")
+        # Posted again every [catchup] interval (1s): each POST is a new validation handshake.
+        wait_until(lambda: len(validation_pushes(sim, subscription["id"])) >= 2, timeout=15, message="a second POST")
+        response = readyz(receiver)
+        assert response.status_code == 200
+        status = response.json()["services"]["subscriptions"]
+        assert status["state"] == "unvalidated"
+        [shown] = status["subscriptions"]
+        assert shown["id"] == subscription["id"] and shown["validated"] is False
+        assert shown["endpoint"].endswith("/misrouted?code=***")
+        metrics = httpx.get(receiver.url + "/metrics").text
+        assert f'altinn_receiver_subscription_validated{{resource="{resource}",subject="",type=""}} 0.0' in metrics
+    assert at_altinn(sim, resource)[0]["validated"] is False
+
+
+def test_the_code_never_reaches_readyz_metrics_or_the_store(sim: RunningSimulator, tmp_path: Path) -> None:
+    resource = fresh_resource()
+    setup = setup_for(sim, tmp_path, resource)
+    config = setup.write(tmp_path / "receiver.toml")
+    with ReceiverServer(config) as receiver:
+        receiver.wait_started()
+        wait_until(lambda: subscriptions_status(receiver)["state"] == "validated", message="validated")
+        outputs = readyz(receiver).text + httpx.get(receiver.url + "/metrics").text
+    assert setup.secret not in outputs
+    assert setup.secret.encode() not in (tmp_path / "receiver.db").read_bytes()
