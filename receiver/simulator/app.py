@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from receiver.simulator import admin, authentication, events, maskinporten, subscriptions
+from receiver.simulator import admin, authentication, correspondence, events, maskinporten, sending, subscriptions
+from receiver.simulator.correspondence_model import CorrespondenceError
 from receiver.simulator.faults import FaultMiddleware
 from receiver.simulator.requestlog import RequestLogMiddleware
 from receiver.simulator.responses import ApiError, api_error_handler
@@ -35,13 +36,18 @@ def create_app(settings: SimSettings | None = None, *, base_url: str) -> Starlet
             *authentication.routes,
             *subscriptions.routes,
             *events.routes,
+            *sending.routes,
+            *correspondence.routes,
             *admin.routes,
         ],
         middleware=[
             Middleware(RequestLogMiddleware, log=sim.requests),
             Middleware(FaultMiddleware, faults=sim.faults),
         ],
-        exception_handlers={ApiError: api_error_handler},
+        exception_handlers={
+            ApiError: api_error_handler,
+            CorrespondenceError: correspondence.correspondence_error_handler,
+        },
         lifespan=lifespan,
     )
     app.state.sim = sim

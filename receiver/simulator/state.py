@@ -7,12 +7,14 @@ from typing import Any
 from receiver.logs import redact
 from receiver.simulator.authentication import Authentication
 from receiver.simulator.clock import Clock
+from receiver.simulator.correspondence_model import Correspondences
 from receiver.simulator.delivery import Deliverer
 from receiver.simulator.events import Events
 from receiver.simulator.faults import FaultSet
 from receiver.simulator.maskinporten import Maskinporten
 from receiver.simulator.requestlog import RequestLog
 from receiver.simulator.resources import Resources
+from receiver.simulator.seed import seed
 from receiver.simulator.settings import SimSettings
 from receiver.simulator.subscriptions import Subscriptions
 
@@ -35,6 +37,8 @@ class SimState:
             self.resources,
             self.deliverer,
         )
+        self.correspondences = Correspondences(self.events, self.base_url)
+        seed(self.correspondences, self.resources, settings.seed_correspondences)
         self.faults = FaultSet(settings.faults)
         self.requests = RequestLog()
 
@@ -47,6 +51,11 @@ class SimState:
                 for c in self.maskinporten.clients.values()
             ],
             "resources": dict(self.resources.owners),
+            "correspondences": [
+                {"id": c.id, "resource_id": c.resource_id, "recipient": c.recipient, "status": c.current.status,
+                 "title": c.title, "attachments": len(c.attachments)}
+                for c in self.correspondences.items.values()
+            ],
             "subscriptions": [
                 {**s.to_json(), "endPoint": redact(s.endpoint)} for s in self.subscriptions.items.values()
             ],
