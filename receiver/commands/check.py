@@ -1,0 +1,232 @@
+"""`altinn-receiver check`: walk the chain from config to webhook and say, step by step, what works.
+
+Steps, in order: config, key, maskinporten (each scope), exchange, correspondence-api, subscriptions, webhook.
+Each is `passed`, `failed` (with what to do) or `not checked` (with why). Exit 1 when any step failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+import click
+import httpx
+
+from receiver.altinn import AltinnClients, AltinnError, PermanentError
+from receiver.altinn.clients import require_altinn
+from receiver.altinn.keys import SigningKey, load_signing_key
+from receiver.cloudevent import VALIDATION_TYPE
+from receiver.commands.common import config_option, echo_json, json_option
+from receiver.config import Config, ConfigError, load_config
+from receiver.logs import redact
+from receiver.subscriptions import compare, endpoint_url, shown
+
+PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
+LIST_ROLES = {"service-owner": "Sender", "recipient": "Recipient"}
+WEBHOOK_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    status: str
+    detail: str
+
+
+class Checks:
+    """Runs the steps in order; a step whose prerequisite failed is `not checked`, naming that step."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self.results: list[StepResult] = []
+        self.config: Config | None = None
+        self.key: SigningKey | None = None
+
+    def record(self, name: str, status: str, detail: str) -> None:
+        self.results.append(StepResult(name, status, redact(detail)))
+
+    def passed(self, name: str) -> bool:
+        return any(r.name == name and r.status == PASSED for r in self.results)
+
+    async def run(self) -> list[StepResult]:
+        self.check_config()
+        self.check_key()
+        if self.config is not None and self.key is not None:
+            async with AltinnClients.from_config(self.config) as clients:
+                await self.check_maskinporten(clients)
+                await self.after("maskinporten", "exchange", lambda: self.check_exchange(clients))
+                await self.after("exchange", "correspondence-api", lambda: self.check_correspondence(clients))
+                await self.after("exchange", "subscriptions", lambda: self.check_subscriptions(clients))
+        else:
+            for name in ("maskinporten", "exchange", "correspondence-api", "subscriptions"):
+                self.record(name, NOT_CHECKED, "needs a signing key (see the key step)")
+        await self.check_webhook()
+        return self.results
+
+    async def after(self, prerequisite: str, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        if not self.passed(prerequisite):
+            self.record(name, NOT_CHECKED, f"needs the {prerequisite} step to pass first")
+            return
+        try:
+            await step()
+        except AltinnError as error:
+            self.record(name, FAILED, str(error))
+
+    def check_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+            require_altinn(config)
+        except ConfigError as error:
+            self.record("config", FAILED, f"{error} (fix the config file and run check again)")
+            return
+        self.config = config
+        where = config.altinn.environment or config.altinn.platform_url
+        self.record("config", PASSED, f"{config.source}: {where}, Maskinporten client {config.maskinporten.client_id}")
+
+    def check_key(self) -> None:
+        if self.config is None:
+            self.record("key", NOT_CHECKED, "needs the config step to pass first")
+            return
+        try:
+            self.key = load_signing_key(self.config.maskinporten)
+        except ConfigError as error:
+            self.record("key", FAILED, f"{error} (fix the key file or its settings in [maskinporten])")
+            return
+        bits = self.key.private_key.key_size
+        self.record("key", PASSED, f"RSA {bits}-bit key, signs with {self.key.description}")
+
+    async def check_maskinporten(self, clients: AltinnClients) -> None:
+        assert self.config is not None
+        scopes = self.config.maskinporten.scopes
+        if not scopes:
+            self.record("maskinporten", FAILED, "[maskinporten] scopes is empty: list the scopes the client holds")
+            return
+        try:
+            await clients.tokens.maskinporten(scopes)
+        except PermanentError as error:
+            if error.error_code != "invalid_scope" or len(scopes) == 1:
+                self.record("maskinporten", FAILED, f"{error} ({_grant_hint(error)})")
+                return
+            refused = [s for s in scopes if not await _granted(clients, s)]
+            self.record(
+                "maskinporten",
+                FAILED,
+                f"scope(s) refused: {' '.join(refused) or '(each alone is granted; together refused)'} — ask Altinn "
+                "for them and add them to the client in Digdir's self-service portal",
+            )
+            return
+        except AltinnError as error:
+            self.record("maskinporten", FAILED, f"{error} (Maskinporten did not answer; try again later)")
+            return
+        self.record("maskinporten", PASSED, f"granted: {' '.join(scopes)} at {self.config.maskinporten.issuer}")
+
+    async def check_exchange(self, clients: AltinnClients) -> None:
+        token = await clients.tokens.altinn()
+        org = token.claims.get("urn:altinn:org") or token.claims.get("urn:altinn:orgNumber") or "?"
+        self.record("exchange", PASSED, f"Altinn token for {org}, valid for {round(token.lifetime)}s")
+
+    async def check_correspondence(self, clients: AltinnClients) -> None:
+        assert self.config is not None
+        if not self.config.subscriptions:
+            self.record("correspondence-api", NOT_CHECKED, "no [[subscriptions]] resource to list correspondences of")
+            return
+        resource = self.config.subscriptions[0].resource
+        role = LIST_ROLES[self.config.altinn.role]
+        ids = await clients.correspondence.list_ids(resource, role=role)
+        self.record("correspondence-api", PASSED, f"listed {len(ids)} correspondence(s) of {resource} as {role}")
+
+    async def check_subscriptions(self, clients: AltinnClients) -> None:
+        assert self.config is not None
+        if not self.config.subscriptions:
+            self.record("subscriptions", NOT_CHECKED, "no [[subscriptions]] in the config")
+            return
+        if not self.config.receiver.public_url:
+            self.record("subscriptions", NOT_CHECKED, "[receiver] public_url is not set, so no endpoint to look for")
+            return
+        views = compare(self.config.subscriptions, await clients.events.list_subscriptions(), self.config.receiver, {})
+        problems = []
+        for view in views:
+            if view.role == "missing":
+                problems.append(f"{view.key.resource} is not registered (`altinn-receiver serve` registers it)")
+            elif view.role == "current" and not view.validated:
+                problems.append(
+                    f"{view.key.resource} (id {view.id}) is not validated: Altinn could not reach the webhook "
+                    "(see the webhook step)"
+                )
+        if problems:
+            self.record("subscriptions", FAILED, "; ".join(problems))
+            return
+        ids = ", ".join(str(v.id) for v in views if v.role == "current")
+        self.record("subscriptions", PASSED, f"{len(self.config.subscriptions)} registered and validated (id {ids})")
+
+    async def check_webhook(self) -> None:
+        if self.config is None:
+            self.record("webhook", NOT_CHECKED, "needs the config step to pass first")
+            return
+        receiver = self.config.receiver
+        if not receiver.public_url:
+            self.record("webhook", NOT_CHECKED, "[receiver] public_url is not set: set the URL Altinn should push to")
+            return
+        url = endpoint_url(receiver)
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": f"{self.config.altinn.platform_url}/events/api/v1/subscriptions/0",
+            "type": VALIDATION_TYPE,
+        }
+        try:
+            # No Authorization header: Altinn's pushes carry none, and no token may go to the receiver's own host.
+            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client:
+                response = await client.post(url, json=event)
+        except httpx.HTTPError as error:
+            self.record(
+                "webhook",
+                FAILED,
+                f"cannot reach {shown(url)}: {type(error).__name__} — is the receiver running and public_url right?",
+            )
+            return
+        if not response.is_success:
+            self.record(
+                "webhook",
+                FAILED,
+                f"{shown(url)} answered HTTP {response.status_code} to a validation event; Altinn needs 2xx "
+                "(check that the receiver runs this config and its secret)",
+            )
+            return
+        self.record("webhook", PASSED, f"{shown(url)} answered {response.status_code} to a validation event")
+
+
+async def _granted(clients: AltinnClients, scope: str) -> bool:
+    try:
+        await clients.tokens.maskinporten([scope])
+    except PermanentError:
+        return False
+    return True
+
+
+def _grant_hint(error: PermanentError) -> str:
+    if error.error_code == "invalid_client":
+        return "the client id is unknown to this Maskinporten: check client_id and issuer"
+    if error.error_code == "invalid_grant":
+        return "check that the kid or certificate is the one registered for this client, and the clock is right"
+    return "check [maskinporten] client_id, issuer and key"
+
+
+@click.command("check")
+@config_option
+@json_option
+def check_command(config_path: str | None, as_json: bool) -> None:
+    """Check the setup step by step: config, key, maskinporten, exchange, correspondence-api, subscriptions,
+    webhook. Each step is passed, failed (with what to do) or not checked (with why). Exit 1 if any failed."""
+    results = asyncio.run(Checks(config_path).run())
+    ok = not any(r.status == FAILED for r in results)
+    if as_json:
+        echo_json({"ok": ok, "steps": [asdict(r) for r in results]})
+    else:
+        for r in results:
+            click.echo(f"{r.status:<12} {r.name:<19} {r.detail}")
+    if not ok:
+        sys.exit(1)

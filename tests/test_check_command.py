@@ -1,0 +1,143 @@
+"""`altinn-receiver check` against the simulator and a running receiver: each step passed, failed or not checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from jwt.algorithms import RSAAlgorithm
+
+from receiver.app import create_app, server_options
+from receiver.cli import main
+from receiver.config import load_config
+from receiver.serving import ServerThread, free_port
+from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from tests.altinn_support import CLIENT_ID, KID, new_key, write_pem_key
+from tests.support import wait_until
+
+KEY = new_key()
+SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
+RESOURCE = "urn:altinn:resource:check-resource"
+STEPS = ["config", "key", "maskinporten", "exchange", "correspondence-api", "subscriptions", "webhook"]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator(SimSettings(time_scale=1000)) as simulator:
+        simulator.register_client(
+            CLIENT_ID,
+            public_jwk=json.loads(RSAAlgorithm.to_jwk(KEY.public_key())),
+            kid=KID,
+            scopes=SCOPES,
+            org="310000000",
+        )
+        yield simulator
+
+
+def config_file(tmp_path: Path, sim: RunningSimulator, *, scopes: list[str] = SCOPES, receiver: str = "") -> Path:
+    path = tmp_path / "receiver.toml"
+    path.write_text(
+        f"""
+[receiver]
+secret = "a-long-webhook-secret-0123456789"
+{receiver}
+[store]
+path = "{tmp_path / "receiver.db"}"
+[altinn]
+platform_url = "{sim.url}"
+role = "recipient"
+[maskinporten]
+issuer = "{sim.issuer}"
+client_id = "{CLIENT_ID}"
+kid = "{KID}"
+private_key_file = "{write_pem_key(KEY, tmp_path / "key.pem")}"
+scopes = {json.dumps(scopes)}
+system_user_org = "310000000"
+[[subscriptions]]
+resource = "{RESOURCE}"
+subject = "urn:altinn:organization:identifier-no:310000000"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def check(config: Path) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["check", "--config", str(config), "--json"])
+    report = json.loads(result.stdout)
+    assert [s["name"] for s in report["steps"]] == STEPS
+    return result.exit_code, {s["name"]: s for s in report["steps"]}
+
+
+def statuses(steps: dict[str, Any]) -> dict[str, str]:
+    return {name: step["status"] for name, step in steps.items()}
+
+
+def test_every_step_passes_with_a_running_receiver(tmp_path: Path, sim: RunningSimulator) -> None:
+    port = free_port()
+    path = config_file(tmp_path, sim, receiver=f'port = {port}\npublic_url = "http://127.0.0.1:{port}/events"')
+    config = load_config(path)
+    options = {k: v for k, v in server_options(config).items() if k not in ("host", "access_log", "lifespan")}
+    with ServerThread(create_app(config), **options):
+        # the receiver registers its subscription at startup; the simulator then validates it by a push
+        code, steps = wait_until(
+            lambda: (result := check(path))[1]["subscriptions"]["status"] == "passed" and result,
+            timeout=20,
+            message="check to see the subscription validated",
+        )
+    assert code == 0, steps
+    assert set(statuses(steps).values()) == {"passed"}
+    assert "kid test-kid" in steps["key"]["detail"]
+    assert "a-long-webhook-secret" not in json.dumps(steps)
+
+
+def test_without_public_url_subscriptions_and_webhook_are_not_checked(tmp_path: Path, sim: RunningSimulator) -> None:
+    code, steps = check(config_file(tmp_path, sim))
+    assert code == 0
+    assert statuses(steps) == {
+        "config": "passed", "key": "passed", "maskinporten": "passed", "exchange": "passed",
+        "correspondence-api": "passed", "subscriptions": "not checked", "webhook": "not checked",
+    }  # fmt: skip
+    assert "public_url" in steps["webhook"]["detail"]
+
+
+def test_a_refused_scope_fails_maskinporten_and_names_it(tmp_path: Path, sim: RunningSimulator) -> None:
+    code, steps = check(config_file(tmp_path, sim, scopes=[*SCOPES, "altinn:correspondence.write"]))
+    assert code == 1
+    assert steps["maskinporten"]["status"] == "failed"
+    assert "altinn:correspondence.write" in steps["maskinporten"]["detail"]
+    assert "altinn:events.subscribe" not in steps["maskinporten"]["detail"]
+    assert steps["exchange"]["status"] == "not checked"
+    assert "maskinporten" in steps["exchange"]["detail"]
+
+
+def test_an_unreachable_webhook_fails_with_what_to_do(tmp_path: Path, sim: RunningSimulator) -> None:
+    port = free_port()
+    code, steps = check(config_file(tmp_path, sim, receiver=f'public_url = "http://127.0.0.1:{port}/events"'))
+    assert code == 1
+    assert steps["webhook"]["status"] == "failed"
+    assert "is the receiver running" in steps["webhook"]["detail"]
+    assert "code=***" in steps["webhook"]["detail"]
+    assert steps["subscriptions"]["status"] == "failed"
+    assert "not registered" in steps["subscriptions"]["detail"]
+
+
+def test_a_config_problem_fails_config_and_nothing_else_is_checked(tmp_path: Path, sim: RunningSimulator) -> None:
+    path = config_file(tmp_path, sim)
+    path.write_text(path.read_text().replace(f'kid = "{KID}"\n', f'kid = "{KID}"\nclient_idd = "typo"\n'))
+    code, steps = check(path)
+    assert code == 1
+    assert steps["config"]["status"] == "failed" and "maskinporten.client_idd" in steps["config"]["detail"]
+    assert set(statuses(steps).values()) == {"failed", "not checked"}
+    assert [n for n, s in statuses(steps).items() if s == "failed"] == ["config"]
+
+
+def test_human_output_is_one_line_per_step(tmp_path: Path, sim: RunningSimulator) -> None:
+    result = CliRunner().invoke(main, ["check", "--config", str(config_file(tmp_path, sim))])
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["passed"] * 5 + ["not"] * 2
+    assert [line[13:32].strip() for line in lines] == STEPS
