@@ -64,7 +64,7 @@ def test_three_restarts_leave_one_validated_subscription_at_altinn(sim: RunningS
     for _ in range(3):
         with ReceiverServer(config) as receiver:
             receiver.wait_started()
-            wait_until(lambda: subscriptions_status(receiver)["state"] == "validated", message="validated")  # noqa: B023
+            wait_until(lambda: subscriptions_status(receiver)["state"] == "validated", message="validated")
     [subscription] = at_altinn(sim, resource)
     assert subscription["validated"] is True
     assert subscription["endPoint"] == setup.public_url + "?code=***"
