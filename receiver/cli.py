@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "serve": "receiver.commands.serve:serve_command",
     "events": "receiver.commands.events:events_group",
     "tail": "receiver.commands.tail:tail_command",
+    "token": "receiver.commands.token:token_command",
+    "check": "receiver.commands.check:check_command",
     "stats": "receiver.commands.stats:stats_command",
 }
 
