@@ -181,7 +181,7 @@ async def count_by_type(conn: aiosqlite.Connection) -> dict[str, dict[str, int]]
 async def oldest_event(conn: aiosqlite.Connection, statuses: Sequence[str]) -> InboxRecord | None:
     """The earliest received event in one of `statuses` (a search of the `inbox_status` index)."""
     marks = ", ".join("?" * len(statuses))
-    sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY seq LIMIT 1"
+    sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY received_at, seq LIMIT 1"
     async with conn.execute(sql, list(statuses)) as cursor:
         row = await cursor.fetchone()
     return InboxRecord.from_row(row) if row is not None else None

@@ -1,0 +1,202 @@
+"""`altinn-receiver tail`: the event log from a real store file, listed and followed live."""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from receiver.store.oplog import ChangeFeed, EventFilter
+from receiver.timeutil import parse_iso, to_iso
+from tests.ops_support import OTHER_RESOURCE, PUBLISHED, READ, OpsStore, json_lines
+from tests.support import REPO
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> OpsStore:
+    return OpsStore(tmp_path)
+
+
+def test_tail_lists_the_latest_twenty_oldest_first_as_json_lines_when_piped(store: OpsStore) -> None:
+    for i in range(25):
+        store.add(f"event-{i:02}")
+    result = store.cli("tail")
+    assert result.exit_code == 0, result.output
+    lines = json_lines(result.stdout)
+    assert [line["id"] for line in lines] == [f"event-{i:02}" for i in range(5, 25)]
+    assert lines[0]["status"] == "pending" and lines[0]["type"] == PUBLISHED
+    assert "raw" not in lines[0] and "lease_owner" not in lines[0]
+
+
+def test_tail_filters_by_status_type_resource_and_received_since(store: OpsStore) -> None:
+    store.add("published-old")
+    store.received_ago("published-old", 2 * 3600)
+    store.add("published-dead")
+    store.set("published-dead", status="dead", attempts=12, last_error="404 from the correspondence API")
+    store.add("read-other", type_=READ, resource=OTHER_RESOURCE)
+
+    def ids(*args: str) -> list[str]:
+        result = store.cli("tail", *args)
+        assert result.exit_code == 0, result.output
+        return [line["id"] for line in json_lines(result.stdout)]
+
+    assert ids("--status", "dead") == ["published-dead"]
+    assert ids("--type", "*.correspondencereceiverread") == ["read-other"]
+    assert ids("--type", "no.altinn.correspondence.correspondencepub*") == ["published-old", "published-dead"]
+    assert ids("--resource", OTHER_RESOURCE) == ["read-other"]
+    assert ids("--since", "1h") == ["published-dead", "read-other"]
+    assert ids("-n", "1") == ["read-other"]
+
+
+def test_tail_rejects_a_bad_duration_and_an_unknown_status(store: OpsStore) -> None:
+    result = store.cli("tail", "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "--since" in result.stderr and "48h" in result.stderr
+    result = store.cli("tail", "--status", "lost")
+    assert result.exit_code == 2
+    assert "dead" in result.stderr
+
+
+def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(store: OpsStore) -> None:
+    result = store.cli("tail")
+    assert result.exit_code == 1
+    assert str(store.path) in result.stderr and "store.path" in result.stderr
+    assert not store.path.exists()
+
+
+def test_tail_on_a_terminal_colours_each_line_by_status(store: OpsStore) -> None:
+    store.add("fine")
+    store.set("fine", status="done", attempts=1)
+    store.add("broken")
+    store.set("broken", status="dead", attempts=3, last_error="handler gave up")
+    leader, follower = pty.openpty()
+    process = subprocess.run(
+        [sys.executable, "-m", "receiver", "tail", "--config", str(store.config)],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    os.close(follower)
+    output = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert process.returncode == 0, process.stderr
+    fine, broken = output.splitlines()
+    assert "\x1b[32m" in fine and "fine" in fine  # green
+    assert "\x1b[31m" in broken and "attempts=3" in broken and "error=handler gave up" in broken  # red
+
+
+class Follower:
+    """`tail -f` in a subprocess, its stdout lines collected by a thread with the moment each arrived."""
+
+    def __init__(self, store: OpsStore, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "tail", "-f", "--config", str(store.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            text=True,
+        )
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put((time.monotonic(), line))
+
+    def next(self, timeout: float = 10.0) -> tuple[float, dict[str, object]]:
+        arrived, line = self.lines.get(timeout=timeout)
+        return arrived, json_lines(line)[0]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=10)
+
+
+def test_tail_follow_shows_new_events_and_status_changes_within_a_second(store: OpsStore) -> None:
+    store.add("before")
+    follower = Follower(store)
+    try:
+        _, first = follower.next()
+        assert first["id"] == "before"
+
+        written = time.monotonic()
+        store.add("new")
+        arrived, line = follower.next()
+        assert line["id"] == "new" and line["status"] == "pending"
+        new_latency = arrived - written
+
+        written = time.monotonic()
+        store.set("before", status="dead", attempts=12, last_error="gone")
+        arrived, line = follower.next()
+        assert (line["id"], line["status"], line["last_error"]) == ("before", "dead", "gone")
+        change_latency = arrived - written
+
+        assert follower.lines.empty(), "each change is shown once"
+        assert new_latency < 1.0 and change_latency < 1.0, (new_latency, change_latency)
+    finally:
+        code = follower.stop()
+    assert code == 0
+    assert follower.process.stderr is not None and "Traceback" not in follower.process.stderr.read()
+
+
+def test_tail_follow_applies_the_filters_to_changes(store: OpsStore) -> None:
+    store.add("dead-before")
+    store.set("dead-before", status="dead")
+    store.add("a")
+    store.add("b")
+    follower = Follower(store, "--status", "dead", "-n", "1")
+    try:
+        assert follower.next()[1]["id"] == "dead-before"
+        store.set("a", status="done")
+        store.set("b", status="dead", last_error="boom")
+        _, line = follower.next()
+        assert (line["id"], line["status"]) == ("b", "dead")
+    finally:
+        assert follower.stop() == 0
+    assert follower.lines.empty()
+
+
+def test_feed_shows_a_change_committed_late_with_an_older_stamp_once(store: OpsStore) -> None:
+    store.add("first")
+    store.add("late")
+    late_stamp = to_iso(parse_iso(store.get("first").updated_at) - timedelta(seconds=1))
+    store.set("late", updated_at=late_stamp)
+    store.set("first", updated_at=store.get("first").updated_at)
+
+    async def scenario(conn: aiosqlite.Connection) -> list[list[str]]:
+        feed = ChangeFeed(conn, EventFilter())
+        await feed.start()
+        polls = [[r.id for r in await feed.poll()]]
+        # Another writer took its timestamp a second before the newest change, but commits only now.
+        await conn.execute(
+            "UPDATE inbox SET status = 'dead', updated_at = ? WHERE id = 'late'", (late_stamp[:-2] + "9Z",)
+        )
+        polls.append([r.id for r in await feed.poll()])
+        polls.append([r.id for r in await feed.poll()])
+        return polls
+
+    assert store.run(scenario) == [[], ["late"], []]
+
+
+def test_feed_starts_after_what_is_already_stored(store: OpsStore) -> None:
+    store.add("old")
+
+    async def scenario(conn: aiosqlite.Connection) -> list[str]:
+        feed = ChangeFeed(conn, EventFilter())
+        await feed.start()
+        return [r.id for r in await feed.poll()]
+
+    assert store.run(scenario) == []
