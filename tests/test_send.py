@@ -1,0 +1,230 @@
+"""`altinn-receiver send`: a correspondence initialised through the simulator's Correspondence API, and --follow
+watching its events arrive through a running receiver until the recipient has read it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from receiver.altinn import AltinnClients
+from receiver.config import load_config
+from receiver.onboarding.agency import SCOPES
+from receiver.serving import free_port
+from receiver.simulator import SimSettings, running_simulator
+from receiver.simulator.runner import RunningSimulator
+from tests.support import REPO, wait_until
+
+SENDER_ORG = "310000000"
+RECIPIENT_ORG = "310000001"
+RESOURCE = "send-test-resource"
+
+
+@dataclass
+class Agency:
+    directory: Path
+    port: int
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "receiver.toml"
+
+    @property
+    def env(self) -> dict[str, str]:
+        lines = (self.directory / "receiver.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "receiver", *args]
+
+
+def onboard(sim: RunningSimulator, directory: Path, client_id: str, scopes: tuple[str, ...], *args: str) -> Agency:
+    """`init` against the simulator, and the client registered there with the generated JWK."""
+    port = free_port()
+    subprocess.run(
+        cli("init", "--dir", str(directory), "--yes", "--resource", RESOURCE, "--org", SENDER_ORG,
+            "--owner-code", "ttd", "--platform-url", sim.url, "--issuer", sim.issuer, "--client-id", client_id,
+            "--public-url", f"http://127.0.0.1:{port}/events", *args),
+        cwd=REPO, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    config = directory / "receiver.toml"
+    config.write_text(config.read_text().replace("port = 8080", f"port = {port}"))
+    jwk = json.loads((directory / "maskinporten.jwk.json").read_text())
+    sim.register_client(client_id, public_jwk=jwk, scopes=list(scopes), org=SENDER_ORG)
+    return Agency(directory, port)
+
+
+def send(agency: Agency, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli("send", "--config", str(agency.config), *args),
+        env={**os.environ, **agency.env},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator(SimSettings(time_scale=100.0, seed_correspondences=0)) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Agency:
+    return onboard(sim, tmp_path_factory.mktemp("owner"), "send-owner", SCOPES["service-owner"])
+
+
+@pytest.fixture
+def receiver(owner: Agency, sim: RunningSimulator) -> Iterator[Agency]:
+    """`serve` with the agency's config: it subscribes to the resource and stores what the simulator pushes."""
+    process = subprocess.Popen(
+        cli("serve", "--config", str(owner.config)),
+        env={**os.environ, **owner.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+
+    def ready() -> bool:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            return httpx.get(f"http://127.0.0.1:{owner.port}/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def validated() -> bool:
+        subscriptions = sim.state_snapshot()["subscriptions"]
+        return any(s.get("validated") and s.get("resourceFilter", "").endswith(RESOURCE) for s in subscriptions)
+
+    try:
+        wait_until(ready, timeout=30, interval=0.1, message="serve's /readyz")
+        wait_until(validated, timeout=30, interval=0.1, message="the receiver's subscription to be validated")
+        yield owner
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class Lines:
+    """A subprocess's stdout lines, collected by a thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.queue.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        def arrived() -> str | None:
+            while not self.queue.empty():
+                self.seen.append(self.queue.get())
+            return next((line for line in self.seen if text in line), None)
+
+        return wait_until(arrived, timeout=timeout, interval=0.05, message=f"{text!r} in {self.seen}")
+
+
+def test_follow_shows_the_correspondence_published_and_then_read_by_the_recipient(
+    receiver: Agency, sim: RunningSimulator
+) -> None:
+    process = subprocess.Popen(
+        cli("send", "--config", str(receiver.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
+            "--title", "Loop test", "--body", "Sent by the send --follow test", "--follow", "--timeout", "60s",
+            "--json"),
+        env={**os.environ, **receiver.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    lines = Lines(process)
+    try:
+        first = json.loads(lines.wait_for("correspondenceId"))
+        correspondence_id = first["correspondenceId"]
+        assert first["recipient"] == f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}"
+        published = json.loads(lines.wait_for("correspondencepublished"))
+        assert published["correspondenceId"] == correspondence_id
+        assert process.poll() is None, "not read yet: --follow must still be waiting"
+        sim.admin.post(f"/correspondences/{correspondence_id}/read").raise_for_status()
+        read = json.loads(lines.wait_for("correspondencereceiverread"))
+        assert read["event"] == "no.altinn.correspondence.correspondencereceiverread"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    events = [json.loads(line).get("event") for line in lines.seen if '"event"' in line]
+    assert events.index("no.altinn.correspondence.correspondencepublished") < events.index(
+        "no.altinn.correspondence.correspondencereceiverread"
+    )
+
+
+def test_attachments_go_through_upload_and_arrive_intact(owner: Agency, tmp_path: Path) -> None:
+    report = tmp_path / "vedtak.pdf"
+    report.write_bytes(b"%PDF-1.4 not really a pdf\n" * 100)
+    result = send(owner, "--resource", f"urn:altinn:resource:{RESOURCE}", "--recipient", RECIPIENT_ORG,
+                  "--title", "With a file", "--attach", str(report))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    correspondence_id = result.stdout.strip()
+
+    async def details() -> tuple[str | None, list[str]]:
+        config = load_config(owner.config, environ=owner.env)
+        async with AltinnClients.from_config(config) as clients:
+            found = await clients.correspondence.details(correspondence_id)
+        return found.message_title, [a.file_name or "" for a in found.attachments]
+
+    assert asyncio.run(details()) == ("With a file", ["vedtak.pdf"])
+
+
+def test_follow_gives_up_at_the_timeout_when_no_receiver_stores_events(owner: Agency) -> None:
+    result = send(owner, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Nobody listens",
+                  "--follow", "--timeout", "1s")  # fmt: skip
+    assert result.returncode == 1
+    assert "did not reach Read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--recipient", "12345"), "--recipient"),
+        (("--resource", "Not-Lower"), "--resource"),
+        (("--title", " "), "--title"),
+        (("--timeout", "soon"), "--timeout"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_flag(owner: Agency, args: tuple[str, ...], flag: str) -> None:
+    defaults = {"--resource": RESOURCE, "--recipient": RECIPIENT_ORG, "--title": "t"}
+    defaults.update(dict(zip(args[::2], args[1::2], strict=True)))
+    result = send(owner, *[item for pair in defaults.items() for item in pair])
+    assert result.returncode == 2
+    assert flag in result.stderr
+
+
+def test_a_client_without_the_write_scope_is_refused_with_the_reason(sim: RunningSimulator, tmp_path: Path) -> None:
+    reader = onboard(sim, tmp_path, "send-reader", ("altinn:correspondence.read", "altinn:events.subscribe"))
+    config = reader.config.read_text()
+    assert '"altinn:correspondence.write"' in config
+    result = send(reader, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Refused")
+    assert result.returncode == 1
+    assert "error: sending failed" in result.stderr
+    assert "eyJ" not in result.stderr, "no token in the output"
+
+
+def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -> None:
+    recipient = onboard(sim, tmp_path, "send-recipient", SCOPES["recipient"], "--role", "recipient")
+    result = send(recipient, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "t")
+    assert result.returncode == 2
+    assert "maskinporten.scopes" in result.stderr and "altinn:correspondence.write" in result.stderr
