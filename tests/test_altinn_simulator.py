@@ -1,0 +1,83 @@
+"""The Altinn clients against the project's simulator: a system-user grant, reading and downloading what was sent,
+and the simulator's fault injection surfacing as the error family."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from jwt.algorithms import RSAAlgorithm
+
+from receiver.altinn import AltinnClients, TransientError
+from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from tests.altinn_support import CLIENT_ID, KID, altinn_config, new_key, write_pem_key
+
+KEY = new_key()
+T = TypeVar("T")
+SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
+RECIPIENT = "310000000"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator(SimSettings(time_scale=1000)) as simulator:
+        simulator.register_client(
+            CLIENT_ID,
+            public_jwk=json.loads(RSAAlgorithm.to_jwk(KEY.public_key())),
+            kid=KID,
+            scopes=SCOPES,
+            org="991825827",
+        )
+        yield simulator
+
+
+def call(sim: RunningSimulator, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
+    config = altinn_config(
+        tmp_path, platform_url=sim.url, issuer=sim.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem"),
+        scopes=SCOPES, extra_maskinporten=f'system_user_org = "0192:{RECIPIENT}"',
+    )  # fmt: skip
+
+    async def main() -> T:
+        async with AltinnClients.from_config(config) as clients:
+            return await work(clients)
+
+    return asyncio.run(main())
+
+
+def test_system_user_token_reads_and_downloads_what_was_sent_to_the_org(tmp_path: Path, sim: RunningSimulator) -> None:
+    correspondence_id = sim.send_correspondence("sim-resource", RECIPIENT, title="Vedtak", attachments=1)
+
+    async def work(c: AltinnClients) -> tuple[dict[str, object], list[str], int, str]:
+        token = await c.tokens.altinn()
+        details = await c.correspondence.details(correspondence_id)
+        ids = await c.correspondence.list_ids("urn:altinn:resource:sim-resource", role="Recipient")
+        attachment = details.attachments[0]
+        size = await c.correspondence.download_attachment(
+            correspondence_id, attachment.id, tmp_path / "a.bin", checksum=attachment.checksum
+        )
+        return token.claims, ids, size, attachment.checksum or ""
+
+    claims, ids, size, checksum = call(sim, tmp_path, work)
+    assert claims["authorization_details"][0]["systemuser_org"]["ID"] == f"0192:{RECIPIENT}"  # type: ignore[index]
+    assert correspondence_id in ids
+    data = (tmp_path / "a.bin").read_bytes()
+    assert size == len(data) > 0
+    assert hashlib.md5(data).hexdigest() == checksum.lower()
+
+
+def test_simulated_429_surfaces_retry_after(tmp_path: Path, sim: RunningSimulator) -> None:
+    rule = {"path": "/events/api/v1/subscriptions", "method": "GET", "error_rate": 1.0, "error_status": 429,
+            "retry_after": "3s"}  # fmt: skip
+    sim.admin.put("/faults", json=rule).raise_for_status()
+    try:
+        with pytest.raises(TransientError) as err:
+            call(sim, tmp_path, lambda c: c.events.list_subscriptions())
+    finally:
+        sim.admin.delete("/faults").raise_for_status()
+    assert err.value.status == 429
+    assert err.value.retry_after == 3.0
