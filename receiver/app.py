@@ -86,13 +86,15 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """200 when pushes can be accepted (store writable, not draining); services are reported, never decisive."""
     runtime = runtime_of(request)
-    store = "writable"
-    try:
-        await asyncio.wait_for(runtime.writer.probe(), timeout=READY_PROBE_TIMEOUT)
-    except StoreError as exc:
-        store = str(exc)
-    except TimeoutError:
-        store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
+    store = runtime.writer.last_error or "writable"
+    if not runtime.draining:  # draining answers 503 anyway, and at once
+        try:
+            await asyncio.wait_for(runtime.writer.probe(), timeout=READY_PROBE_TIMEOUT)
+            store = "writable"
+        except StoreError as exc:
+            store = str(exc)
+        except TimeoutError:
+            store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
     ready = store == "writable" and not runtime.draining
     body = {"ready": ready, "store": store, "draining": runtime.draining, "services": runtime.service_status()}
     headers = {} if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)}

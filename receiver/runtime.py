@@ -115,7 +115,7 @@ class Runtime:
             except Exception as exc:
                 status = {"status_error": f"{type(exc).__name__}: {exc}"}
             if service not in self._started:
-                status.setdefault("state", "waiting to start")
+                status["waiting_to_start"] = True
             if service.name in self.service_errors:
                 status["start_error"] = self.service_errors[service.name]
             statuses[service.name] = status

@@ -46,7 +46,10 @@ def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> tuple[str, ...]:
 def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A plain sqlite3 connection with the store's pragmas and schema (for threads and commands)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
     conn.row_factory = sqlite3.Row
     try:
         for pragma in pragmas(busy_timeout_ms):
@@ -65,7 +68,10 @@ def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) ->
 async def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> aiosqlite.Connection:
     """An aiosqlite connection with the store's pragmas and schema."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
     conn.row_factory = sqlite3.Row
     try:
         for pragma in pragmas(busy_timeout_ms):
