@@ -211,6 +211,7 @@ async def run_all(
     *,
     keys: Iterable[SubscriptionConfig] | None = None,
     pull_lag: float = PULL_LAG,
+    page_size: int = PAGE_SIZE,
     on_page: Callable[[RunResult], None] | None = None,
 ) -> list[RunResult]:
     """A run for every configured subscription key (or `keys`); an Altinn error ends that key's run, not the rest."""
@@ -218,7 +219,14 @@ async def run_all(
     for key in dict.fromkeys(config.subscriptions if keys is None else keys):
         try:
             result = await catch_up(
-                conn, clients.events, key, insert, start=config.catchup.start, pull_lag=pull_lag, on_page=on_page
+                conn,
+                clients.events,
+                key,
+                insert,
+                start=config.catchup.start,
+                pull_lag=pull_lag,
+                page_size=page_size,
+                on_page=on_page,
             )
         except AltinnError as exc:
             cursor = await state.get_cursor(conn, key)
@@ -233,8 +241,9 @@ class CatchupService:
 
     name = "catchup"
 
-    def __init__(self, *, pull_lag: float = PULL_LAG) -> None:
+    def __init__(self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE) -> None:
         self.pull_lag = pull_lag
+        self.page_size = page_size
         self._task: asyncio.Task[None] | None = None
         self._clients: AltinnClients | None = None
         self._first = asyncio.Event()
@@ -290,7 +299,13 @@ class CatchupService:
             while True:
                 self._state = "running"
                 results = await run_all(
-                    runtime.config, runtime.store, clients, insert, pull_lag=self.pull_lag, on_page=on_page
+                    runtime.config,
+                    runtime.store,
+                    clients,
+                    insert,
+                    pull_lag=self.pull_lag,
+                    page_size=self.page_size,
+                    on_page=on_page,
                 )
                 self._running = None
                 for result in results:
