@@ -21,10 +21,10 @@ from receiver.altinn import AltinnClients, PermanentError
 from receiver.config import load_config
 from receiver.onboarding.agency import SCOPES
 from receiver.onboarding.policy import XACML
-from receiver.serving import free_port
 from receiver.simulator import running_simulator
 from receiver.simulator.runner import RunningSimulator
-from tests.support import REPO, wait_until
+from tests.onboarding_support import env_of, onboard, serving
+from tests.support import REPO
 
 ORG = "310000000"
 RESOURCE = "onboarding-test-resource"
@@ -47,12 +47,6 @@ def init_ok(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = run_init(directory, *args)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def env_of(directory: Path) -> dict[str, str]:
-    """receiver.env as a mapping (the way `set -a; . receiver.env` would export it)."""
-    lines = (directory / "receiver.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 @pytest.fixture(scope="module")
@@ -85,33 +79,10 @@ def test_the_generated_key_gets_a_token_from_maskinporten_once_its_jwk_is_regist
     assert token.count(".") == 2
 
 
-def test_serve_starts_with_the_generated_config(tmp_path: Path, sim: RunningSimulator) -> None:
-    port = free_port()
-    init_ok(tmp_path, *SERVICE_OWNER_FLAGS, *simulator_flags(sim, "serve-client"))
-    config_file = tmp_path / "receiver.toml"
-    text = config_file.read_text()
-    assert "port = 8080" in text
-    config_file.write_text(text.replace("port = 8080", f"port = {port}"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "receiver", "serve", "--config", str(config_file)],
-        env={**os.environ, **env_of(tmp_path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, timeout=20, interval=0.1, message="serve's /healthz")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def test_serve_starts_with_the_generated_config_and_subscribes(tmp_path: Path, sim: RunningSimulator) -> None:
+    agency = onboard(sim, tmp_path, "serve-client", RESOURCE, SCOPES["service-owner"])
+    with serving(agency, sim, RESOURCE):
+        assert httpx.get(f"http://127.0.0.1:{agency.port}/healthz").status_code == 200
     assert (tmp_path / "receiver.db").is_file(), "the store path is relative to receiver.toml"
 
 

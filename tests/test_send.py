@@ -8,73 +8,25 @@ import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from receiver.altinn import AltinnClients
 from receiver.config import load_config
 from receiver.onboarding.agency import SCOPES
-from receiver.serving import free_port
 from receiver.simulator import SimSettings, running_simulator
 from receiver.simulator.runner import RunningSimulator
+from tests.onboarding_support import RECIPIENT_ORG, Agency, cli, onboard, serving
 from tests.support import REPO, wait_until
 
-SENDER_ORG = "310000000"
-RECIPIENT_ORG = "310000001"
 RESOURCE = "send-test-resource"
 
 
-@dataclass
-class Agency:
-    directory: Path
-    port: int
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "receiver.toml"
-
-    @property
-    def env(self) -> dict[str, str]:
-        lines = (self.directory / "receiver.env").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "receiver", *args]
-
-
-def onboard(sim: RunningSimulator, directory: Path, client_id: str, scopes: tuple[str, ...], *args: str) -> Agency:
-    """`init` against the simulator, and the client registered there with the generated JWK."""
-    port = free_port()
-    subprocess.run(
-        cli("init", "--dir", str(directory), "--yes", "--resource", RESOURCE, "--org", SENDER_ORG,
-            "--owner-code", "ttd", "--platform-url", sim.url, "--issuer", sim.issuer, "--client-id", client_id,
-            "--public-url", f"http://127.0.0.1:{port}/events", *args),
-        cwd=REPO, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    config = directory / "receiver.toml"
-    config.write_text(config.read_text().replace("port = 8080", f"port = {port}"))
-    jwk = json.loads((directory / "maskinporten.jwk.json").read_text())
-    sim.register_client(client_id, public_jwk=jwk, scopes=list(scopes), org=SENDER_ORG)
-    return Agency(directory, port)
-
-
 def send(agency: Agency, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli("send", "--config", str(agency.config), *args),
-        env={**os.environ, **agency.env},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    return agency.run("send", *args)
 
 
 @pytest.fixture(scope="module")
@@ -85,38 +37,14 @@ def sim() -> Iterator[RunningSimulator]:
 
 @pytest.fixture(scope="module")
 def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Agency:
-    return onboard(sim, tmp_path_factory.mktemp("owner"), "send-owner", SCOPES["service-owner"])
+    return onboard(sim, tmp_path_factory.mktemp("owner"), "send-owner", RESOURCE, SCOPES["service-owner"])
 
 
 @pytest.fixture
 def receiver(owner: Agency, sim: RunningSimulator) -> Iterator[Agency]:
     """`serve` with the agency's config: it subscribes to the resource and stores what the simulator pushes."""
-    process = subprocess.Popen(
-        cli("serve", "--config", str(owner.config)),
-        env={**os.environ, **owner.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-
-    def ready() -> bool:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            return httpx.get(f"http://127.0.0.1:{owner.port}/readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def validated() -> bool:
-        subscriptions = sim.state_snapshot()["subscriptions"]
-        return any(s.get("validated") and s.get("resourceFilter", "").endswith(RESOURCE) for s in subscriptions)
-
-    try:
-        wait_until(ready, timeout=30, interval=0.1, message="serve's /readyz")
-        wait_until(validated, timeout=30, interval=0.1, message="the receiver's subscription to be validated")
-        yield owner
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(owner, sim, RESOURCE) as running:
+        yield running
 
 
 class Lines:
@@ -214,7 +142,7 @@ def test_bad_input_exits_2_naming_the_flag(owner: Agency, args: tuple[str, ...],
 
 
 def test_a_client_without_the_write_scope_is_refused_with_the_reason(sim: RunningSimulator, tmp_path: Path) -> None:
-    reader = onboard(sim, tmp_path, "send-reader", ("altinn:correspondence.read", "altinn:events.subscribe"))
+    reader = onboard(sim, tmp_path, "send-reader", RESOURCE, ("altinn:correspondence.read", "altinn:events.subscribe"))
     config = reader.config.read_text()
     assert '"altinn:correspondence.write"' in config
     result = send(reader, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Refused")
@@ -224,7 +152,7 @@ def test_a_client_without_the_write_scope_is_refused_with_the_reason(sim: Runnin
 
 
 def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -> None:
-    recipient = onboard(sim, tmp_path, "send-recipient", SCOPES["recipient"], "--role", "recipient")
+    recipient = onboard(sim, tmp_path, "send-recipient", RESOURCE, SCOPES["recipient"], "--role", "recipient")
     result = send(recipient, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "t")
     assert result.returncode == 2
     assert "maskinporten.scopes" in result.stderr and "altinn:correspondence.write" in result.stderr
