@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +17,10 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from receiver.simulator import RunningSimulator, SimSettings, running_simulator
 from receiver.simulator.seed import SEED_RECIPIENTS, SEED_RESOURCE, SEED_SENDER_ORG
-from receiver.simulator.testing import TestClient, Webhook, new_client, wait_for
+from receiver.simulator.testing import TestClient, Webhook, new_client
+from tests.support import SHARED, wait_until
 
-SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "altinn" / "correspondence-openapi.json"
+SPEC_PATH = SHARED / "altinn" / "correspondence-openapi.json"
 BASE = "/correspondence/api/v1/correspondence"
 RECIPIENT_ORG = SEED_RECIPIENTS[0]
 RECIPIENT = f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}"
@@ -122,7 +122,7 @@ def test_status_transitions_errors_and_events_to_the_sender(
             "/events/api/v1/subscriptions",
             json={"endPoint": hook.url + "/so", "resourceFilter": f"urn:altinn:resource:{SEED_RESOURCE}"},
         ).json()
-        wait_for(lambda: api.get(f"/events/api/v1/subscriptions/{subscription['id']}").json()["validated"])
+        wait_until(lambda: api.get(f"/events/api/v1/subscriptions/{subscription['id']}").json()["validated"])
         correspondence_id = sim.send_correspondence(
             SEED_RESOURCE, RECIPIENT_ORG, title="Til bekreftelse", attachments=1
         )
@@ -143,7 +143,7 @@ def test_status_transitions_errors_and_events_to_the_sender(
         assert [h["status"] for h in details["statusHistory"]][:3] == ["Initialized", "ReadyForPublish", "Published"]
         sender_subject = f"urn:altinn:organization:identifier-no:{SEED_SENDER_ORG}"
         for kind in ("correspondencereceiverread", "correspondencereceiverconfirmed", "correspondenceinitialized"):
-            [pushed] = wait_for(partial(hook.of_type, f"no.altinn.correspondence.{kind}"), what=kind)
+            [pushed] = wait_until(partial(hook.of_type, f"no.altinn.correspondence.{kind}"), message=kind)
             assert json.loads(pushed.body)["subject"] == sender_subject
             assert json.loads(pushed.body)["resourceinstance"] == correspondence_id
 

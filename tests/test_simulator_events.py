@@ -14,7 +14,8 @@ import pytest
 
 from receiver.simulator import RunningSimulator, SimSettings, running_simulator
 from receiver.simulator.cloudevent import event_time
-from receiver.simulator.testing import TestClient, Webhook, new_client, wait_for
+from receiver.simulator.testing import TestClient, Webhook, new_client
+from tests.support import wait_until
 
 OWNER_ORG = "991825827"
 RECIPIENT_ORG = "312345678"
@@ -92,7 +93,7 @@ def test_subscription_is_created_validated_and_idempotent(owner: TestClient, web
     assert isinstance(created["validated"], bool)
     assert "subjectFilter" not in created and "typeFilter" not in created
     assert first.headers["location"] == f"/events/api/v1/subscription/{created['id']}"
-    wait_for(lambda: validated(owner, created["id"]), what="validation")
+    wait_until(lambda: validated(owner, created["id"]), message="validation")
     [handshake, *_] = [r for r in webhook.of_type("platform.events.validatesubscription")
                        if json.loads(r.body)["source"].endswith(f"/subscriptions/{created['id']}")]  # fmt: skip
     assert handshake.body.startswith(b'{"specversion":"1.0","id":')
@@ -102,7 +103,9 @@ def test_subscription_is_created_validated_and_idempotent(owner: TestClient, web
     again = subscribe(owner, {"EndPoint": body["endPoint"], "resourcefilter": resource})
     assert again.status_code == 201
     assert again.json()["id"] == created["id"]
-    wait_for(lambda: len(webhook.of_type("platform.events.validatesubscription")) > before, what="second handshake")
+    wait_until(
+        lambda: len(webhook.of_type("platform.events.validatesubscription")) > before, message="second handshake"
+    )
 
 
 @pytest.mark.parametrize(
@@ -185,14 +188,14 @@ def test_push_goes_to_matching_authorised_subscriptions_in_altinns_format(
             owner, {"endPoint": empty_filter_hook.url + "/e", "resourceFilter": resource, "typeFilter": ""}
         ).json()
         for client, sub in ((owner, owner_sub), (recipient, recipient_sub), (owner, blank)):
-            wait_for(partial(validated, client, sub["id"]), what="validation")
+            wait_until(partial(validated, client, sub["id"]), message="validation")
         mine = event(resource, extension="kept")
         theirs = event(resource, subject=f"urn:altinn:organization:identifier-no:{OTHER_ORG}")
         sim.publish_event(mine)
         sim.publish_event(theirs)
         published = "no.altinn.correspondence.correspondencepublished"
-        wait_for(lambda: len(owner_hook.of_type(published)) == 2, what="both events at the owner")
-        wait_for(lambda: len(recipient_hook.of_type(published)) == 1, what="own event at the recipient")
+        wait_until(lambda: len(owner_hook.of_type(published)) == 2, message="both events at the owner")
+        wait_until(lambda: len(recipient_hook.of_type(published)) == 1, message="own event at the recipient")
         [pushed] = recipient_hook.of_type(published)
         assert json.loads(pushed.body) == mine
         assert pushed.body.startswith(b'{"specversion":"1.0",') and b" " not in pushed.body.replace(b"T", b"")
@@ -207,7 +210,7 @@ def test_failing_endpoint_gets_twelve_attempts_then_a_dead_letter() -> None:
         owner = new_client(sim, OWNER_ORG, ["altinn:serviceowner", SUBSCRIBE], service_owner="digdir")
         resource = fresh_resource()
         sub = subscribe(owner, {"endPoint": hook.url + "/down", "resourceFilter": resource}).json()
-        wait_for(lambda: validated(owner, sub["id"]), what="validation")
+        wait_until(lambda: validated(owner, sub["id"]), message="validation")
         hook.status = 503
         doomed = event(resource)
         sim.publish_event(doomed)
@@ -215,7 +218,7 @@ def test_failing_endpoint_gets_twelve_attempts_then_a_dead_letter() -> None:
         def dead() -> list[dict[str, Any]]:
             return [d for d in sim.state_snapshot()["dead_letters"] if d["event_id"] == doomed["id"]]
 
-        [letter] = wait_for(dead, timeout=20, interval=0.1, what="dead letter")
+        [letter] = wait_until(dead, timeout=20, interval=0.1, message="dead letter")
         assert letter["attempt_count"] == 12
         assert {a["outcome"] for a in letter["attempts"]} == {"503"}
         assert len(hook.of_type(doomed["type"])) == 12
@@ -228,13 +231,13 @@ def test_pull_pages_with_next_only_when_non_empty(sim: RunningSimulator, owner: 
     for e in events:
         sim.publish_event(e, push=False)
     with owner.api() as api:
-        first = wait_for(
+        first = wait_until(
             lambda: (
                 (r := api.get("/events/api/v1/events", params={"resource": resource, "after": "0", "size": 2}))
                 and r.json()
                 and r
             ),
-            what="events past the lag",
+            message="events past the lag",
         )
         assert first.headers["content-type"] == "application/cloudevents+json; charset=utf-8"
         assert [e["id"] for e in first.json()] == [e["id"] for e in events[:2]]
@@ -270,7 +273,7 @@ def test_pull_hides_other_parties_events_and_respects_the_lag() -> None:
         fast.publish_event(theirs, push=False)
         params = {"resource": resource, "after": "0"}
         with owner_here.api() as api:
-            wait_for(lambda: len(pull(api, params)) == 2, what="both events for the service owner")
+            wait_until(lambda: len(pull(api, params)) == 2, message="both events for the service owner")
         with recipient_here.api() as api:
             assert [e["id"] for e in pull(api, params)] == [mine["id"]]
 

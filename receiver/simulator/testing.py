@@ -1,5 +1,5 @@
-"""Helpers for tests that drive the simulator: Maskinporten clients with their own keys, a webhook that records
-what it is sent, and polling for a condition with a deadline."""
+"""Helpers for tests that drive the simulator: Maskinporten clients with their own keys, and a webhook that
+records what it is sent."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import jwt
@@ -22,20 +21,6 @@ from starlette.routing import Route
 
 from receiver.serving import ServerThread
 from receiver.simulator.runner import RunningSimulator
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll until `condition()` is truthy and return it; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def new_rsa_key() -> rsa.RSAPrivateKey:
