@@ -1,0 +1,93 @@
+"""`altinn-receiver events list/show` over a store filled by real pushes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+from tests.ingest_support import make_config, new_event, push, running_app, sample, webhook
+
+FIELDS = {
+    "id", "type", "source", "subject", "resource", "resourceinstance", "time",
+    "received_at", "channel", "status", "attempts", "last_error",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, object]]]:
+    tmp_path = tmp_path_factory.mktemp("events")
+    config = make_config(tmp_path)
+    events = [
+        new_event(),
+        new_event(type="no.altinn.correspondence.correspondencereceiverread"),
+        json.loads(sample("correspondence-receiverneverread.json")),
+    ]
+    with running_app(config) as server, httpx.Client(timeout=10) as client:
+        for event in events:
+            assert push(client, webhook(server.url), event).status_code == 200
+    return tmp_path / "receiver.toml", events
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_list_json_prints_one_object_per_line_newest_first(store: tuple[Path, list[dict[str, object]]]) -> None:
+    config, events = store
+    code, out, _ = cli("events", "list", "--config", str(config), "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["id"] for line in lines] == [event["id"] for event in reversed(events)]
+    assert set(lines[0]) >= FIELDS
+    assert lines[0]["time"] == "2025-03-14T09:26:53.5897932Z"
+    assert {line["status"] for line in lines} == {"pending"}
+
+
+def test_list_filters_by_type_glob_status_and_limit(store: tuple[Path, list[dict[str, object]]]) -> None:
+    config, events = store
+    _, out, _ = cli("events", "list", "--config", str(config), "--json", "--type", "*receiver*")
+    assert len(out.splitlines()) == 2
+    _, out, _ = cli("events", "list", "--config", str(config), "--json", "--status", "done")
+    assert out == ""
+    _, out, _ = cli("events", "list", "--config", str(config), "--json", "--limit", "1")
+    assert json.loads(out)["id"] == events[-1]["id"]
+
+
+def test_list_prints_a_table_for_people(store: tuple[Path, list[dict[str, object]]]) -> None:
+    config, events = store
+    code, out, _ = cli("events", "list", "--config", str(config))
+    assert code == 0
+    assert out.splitlines()[0].split()[:4] == ["RECEIVED_AT", "STATUS", "ATTEMPTS", "TYPE"]
+    assert all(str(event["id"]) in out for event in events)
+
+
+def test_show_prints_the_event_as_received(store: tuple[Path, list[dict[str, object]]]) -> None:
+    config, events = store
+    code, out, _ = cli("events", "show", "--config", str(config), str(events[0]["id"]), "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["event"] == events[0]
+    assert set(shown) >= FIELDS
+    code, out, _ = cli("events", "show", "--config", str(config), str(events[0]["id"]))
+    assert code == 0 and str(events[0]["resourceinstance"]) in out
+
+
+def test_show_an_unknown_id_exits_1_saying_so(store: tuple[Path, list[dict[str, object]]]) -> None:
+    config, _ = store
+    code, _, err = cli("events", "show", "--config", str(config), "no-such-id")
+    assert code == 1
+    assert "no event with id 'no-such-id'" in err
+
+
+def test_a_missing_store_file_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    code, _, err = cli("events", "list", "--config", str(config.source))
+    assert code == 1
+    assert "does not exist" in err
+    assert not config.store.path.exists()
