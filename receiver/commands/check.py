@@ -22,6 +22,7 @@ from receiver.cloudevent import VALIDATION_TYPE
 from receiver.commands.common import config_option, echo_json, json_option
 from receiver.config import Config, ConfigError, load_config
 from receiver.logs import redact
+from receiver.onboarding.steps import CHECK_GUIDE_STEPS, grant_cause, guide_label
 from receiver.subscriptions import compare, endpoint_url, shown
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
@@ -108,13 +109,15 @@ class Checks:
             await clients.tokens.maskinporten(scopes)
         except PermanentError as error:
             if error.error_code != "invalid_scope" or len(scopes) == 1:
-                self.record("maskinporten", FAILED, f"{error} ({_grant_hint(error)})")
+                assert self.key is not None
+                cause = grant_cause(error.error_code, error.title, kid=self.key.kid, scopes=scopes)
+                self.record("maskinporten", FAILED, f"{error} — likely cause: {cause}")
                 return
             refused = [s for s in scopes if not await _granted(clients, s)]
             self.record(
                 "maskinporten",
                 FAILED,
-                f"scope(s) refused: {' '.join(refused) or '(each alone is granted; together refused)'} — ask Altinn "
+                f"missing scope(s): {' '.join(refused) or '(each alone is granted; together refused)'} — ask Altinn "
                 "for them and add them to the client in Digdir's self-service portal",
             )
             return
@@ -207,26 +210,20 @@ async def _granted(clients: AltinnClients, scope: str) -> bool:
     return True
 
 
-def _grant_hint(error: PermanentError) -> str:
-    if error.error_code == "invalid_client":
-        return "the client id is unknown to this Maskinporten: check client_id and issuer"
-    if error.error_code == "invalid_grant":
-        return "check that the kid or certificate is the one registered for this client, and the clock is right"
-    return "check [maskinporten] client_id, issuer and key"
-
-
 @click.command("check")
 @config_option
 @json_option
 def check_command(config_path: str | None, as_json: bool) -> None:
     """Check the setup step by step: config, key, maskinporten, exchange, correspondence-api, subscriptions,
-    webhook. Each step is passed, failed (with what to do) or not checked (with why). Exit 1 if any failed."""
+    webhook. Each step is passed, failed (with what to do) or not checked (with why), and names the step of
+    Altinn's onboarding guide it verifies (the seven steps `altinn-receiver init` prints). Exit 1 if any failed."""
     results = asyncio.run(Checks(config_path).run())
     ok = not any(r.status == FAILED for r in results)
     if as_json:
-        echo_json({"ok": ok, "steps": [asdict(r) for r in results]})
+        steps = [{**asdict(r), "guide_steps": list(CHECK_GUIDE_STEPS.get(r.name, ()))} for r in results]
+        echo_json({"ok": ok, "steps": steps})
     else:
         for r in results:
-            click.echo(f"{r.status:<12} {r.name:<19} {r.detail}")
+            click.echo(f"{r.status:<12} {r.name:<19} {guide_label(r.name):<17} {r.detail}")
     if not ok:
         sys.exit(1)

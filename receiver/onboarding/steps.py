@@ -52,25 +52,29 @@ def guide_label(check_step: str) -> str:
     return ("guide step " if len(numbers) == 1 else "guide steps ") + "+".join(str(n) for n in numbers)
 
 
-def grant_cause(error: str | int | None, description: str | None, *, kid: str, scopes: tuple[str, ...]) -> str:
-    """What most likely made Maskinporten refuse the grant, and where to fix it (RFC 6749 error codes)."""
+def grant_cause(error: str | int | None, description: str | None, *, kid: str | None, scopes: tuple[str, ...]) -> str:
+    """The likely cause of a refused Maskinporten grant and where to fix it (OAuth error codes, RFC 6749 §5.2).
+    `kid` is None when the grant names its key by certificate (x5c)."""
     text = (description or "").lower()
     if error == "invalid_scope" or "scope" in text:
-        wanted = " ".join(scopes)
         return (
-            f"missing scope: the client does not hold every scope asked for ({wanted}); ask {SERVICE_DESK} for "
-            "access (guide step 3) and add the scopes to the client in the self-service (guide step 4)"
+            f"missing scope: the client does not hold every scope asked for ({' '.join(scopes)}); ask {SERVICE_DESK} "
+            "for access (guide step 3) and add the scopes to the client in the self-service (guide step 4)"
         )
-    if "kid" in text or "key" in text or "signature" in text or "certificate" in text:
+    if error == "invalid_grant" and any(
+        word in text for word in ("kid", "key", "signature", "certificate", "authentication failed")
+    ):
+        if kid is None:
+            return "unknown certificate: the business certificate is not the one registered on the client (step 4)"
         return (
-            f"unknown kid: no key with kid {kid} is registered on the client; paste {JWK_FILE} into the client's "
-            "keys in the self-service (guide step 4), or set [maskinporten] kid to the registered key's kid"
+            f"unknown kid: the client has no key with kid {kid} (or another key under that kid); add {JWK_FILE} to "
+            "the client's keys in the self-service (guide step 4), or set [maskinporten] kid to the registered kid"
         )
-    if error == "invalid_client" or "client" in text:
-        return "unknown client: [maskinporten] client_id is not a Maskinporten client in this environment (step 4)"
+    if error == "invalid_client":
+        return "unknown client: [maskinporten] client_id is not a client of this Maskinporten (guide step 4)"
     if "aud" in text or "iat" in text or "exp" in text:
         return "the assertion's time or audience was refused: check the clock (NTP) and [maskinporten] issuer"
-    return "see Maskinporten's answer above"
+    return "check [maskinporten] client_id, issuer and key against the client in the self-service (guide step 4)"
 
 
 def service_desk_request(agency: Agency) -> str:
