@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "token": "receiver.commands.token:token_command",
     "check": "receiver.commands.check:check_command",
     "stats": "receiver.commands.stats:stats_command",
+    "subscriptions": "receiver.commands.subscriptions:subscriptions_group",
+    "catchup": "receiver.commands.catchup:catchup_command",
+    "demo": "receiver.commands.demo:demo_command",
 }
 
 

@@ -424,10 +424,12 @@ class SubscriptionService:
             await asyncio.sleep(wait)
 
     async def _round(self, manager: SubscriptionManager, *, everything: bool) -> None:
-        views = {v.key: v for v in await manager.survey() if v.role in ("current", "missing")}
+        views = await manager.survey()
+        wanted = {v.key: v for v in views if v.role in ("current", "missing")}
         pending: dict[SubscriptionConfig, state.SubscriptionRecord] = {}
+        registered = False
         for key in manager.wanted():
-            view = views.get(key)
+            view = wanted.get(key)
             if not everything and view is not None and view.validated:
                 continue
             if not everything and view is not None and view.id is not None:
@@ -437,15 +439,19 @@ class SubscriptionService:
                     extra={**_labels(key), "subscription_id": view.id},
                 )
             record = await manager.register(key)
+            registered = True
             if record.state != "validated":
                 pending[key] = record
         self.reconciled.set()
-        self._show(await manager.survey())
-        await self._wait_for_validation(manager, pending, time.monotonic() + self._interval)
-        views_now = await manager.survey()
-        if await manager.retire_due(views_now):
-            views_now = await manager.survey()
-        self._show(views_now)
+        if registered:
+            views = await manager.survey()
+            self._show(views)
+        if pending:
+            await self._wait_for_validation(manager, pending, time.monotonic() + self._interval)
+            views = await manager.survey()
+        if await manager.retire_due(views):
+            views = await manager.survey()
+        self._show(views)
         self._log_round()
 
     async def _wait_for_validation(
