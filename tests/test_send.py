@@ -156,3 +156,26 @@ def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -
     result = send(recipient, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "t")
     assert result.returncode == 2
     assert "maskinporten.scopes" in result.stderr and "altinn:correspondence.write" in result.stderr
+
+
+def test_with_confirmation_needed_follow_waits_past_read_until_confirmed(
+    receiver: Agency, sim: RunningSimulator
+) -> None:
+    process = subprocess.Popen(
+        cli("send", "--config", str(receiver.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
+            "--title", "Please confirm", "--confirmation-needed", "--follow", "--timeout", "60s", "--json"),
+        env={**os.environ, **receiver.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    lines = Lines(process)
+    try:
+        correspondence_id = json.loads(lines.wait_for("correspondenceId"))["correspondenceId"]
+        lines.wait_for("correspondencepublished")
+        sim.admin.post(f"/correspondences/{correspondence_id}/read").raise_for_status()
+        lines.wait_for("correspondencereceiverread")
+        assert process.poll() is None, "read is not the end when a confirmation is needed"
+        sim.admin.post(f"/correspondences/{correspondence_id}/confirm").raise_for_status()
+        lines.wait_for("correspondencereceiverconfirmed")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -26,11 +26,13 @@ from receiver.onboarding.sending import (
     initialized,
     recipient_urn,
 )
+from receiver.timeutil import iso_after
 
 WRITE_SCOPE = "altinn:correspondence.write"
 POLL_INTERVAL = 0.2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+DEFAULT_DUE = 14 * 86400.0  # Altinn requires a due date when a confirmation is needed
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,12 +45,12 @@ def _converted(value: T, flag: str, parse: Callable[[T], R]) -> R:
         raise click.BadParameter(str(exc), param_hint=flag) from None
 
 
-def _duration(value: str | None) -> float | None:
+def _duration(value: str | None, flag: str) -> float | None:
     if value is None:
         return None
-    seconds = _converted(value, "--timeout", parse_duration)
+    seconds = _converted(value, flag, parse_duration)
     if seconds <= 0:
-        raise click.BadParameter("must be longer than zero", param_hint="--timeout")
+        raise click.BadParameter("must be longer than zero", param_hint=flag)
     return float(seconds)
 
 
@@ -72,6 +74,7 @@ async def _initialize(config: Config, body: dict[str, Any], files: list[Path]) -
     help="A file to attach (repeat for more); sends through /upload.",
 )
 @click.option("--confirmation-needed", is_flag=True, help="Ask the recipient to confirm; --follow then waits for it.")
+@click.option("--due", help='The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.')
 @click.option("--follow", is_flag=True, help="Watch the correspondence's events arrive in the running receiver.")
 @click.option("--timeout", help='With --follow: give up after this long ("30s", "10m"; exit 1). Default: no limit.')
 @json_option
@@ -83,6 +86,7 @@ def send_command(
     body: str | None,
     attachments: tuple[Path, ...],
     confirmation_needed: bool,
+    due: str | None,
     follow: bool,
     timeout: str | None,
     as_json: bool,
@@ -106,7 +110,8 @@ def send_command(
     to = _converted(recipient, "--recipient", recipient_urn)
     subject = _converted(title, "--title", check_title)
     _converted(list(attachments), "--attach", check_attachments)
-    limit = _duration(timeout)
+    limit = _duration(timeout, "--timeout")
+    due_in = _duration(due, "--due") or (DEFAULT_DUE if confirmation_needed else None)
     config = load(config_path)
     if WRITE_SCOPE not in config.maskinporten.scopes:
         fail_config(
@@ -119,6 +124,7 @@ def send_command(
         body=body if body else subject,
         attachments=attachments,
         confirmation_needed=confirmation_needed,
+        due=iso_after(due_in) if due_in else None,
     )
     try:
         response = asyncio.run(_initialize(config, request, list(attachments)))

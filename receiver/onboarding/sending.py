@@ -66,9 +66,11 @@ def initialize_body(
     body: str,
     attachments: Sequence[Path] = (),
     confirmation_needed: bool = False,
+    due: str | None = None,
     reference: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body (or, with attachments, the fields of the multipart form) for one recipient."""
+    """The JSON body (or, with attachments, the fields of the multipart form) for one recipient. `due` is the
+    ISO-8601 dueDateTime, which Altinn requires when a confirmation is needed."""
     senders_reference = reference or f"altinn-receiver-send-{uuid.uuid4()}"
     content: dict[str, Any] = {"language": LANGUAGE, "messageTitle": title, "messageBody": body}
     if attachments:
@@ -83,13 +85,16 @@ def initialize_body(
             }
             for index, file in enumerate(attachments, start=1)
         ]
+    correspondence: dict[str, Any] = {
+        "resourceId": resource_id,
+        "sendersReference": senders_reference,
+        "content": content,
+        "isConfirmationNeeded": confirmation_needed,
+    }
+    if due:
+        correspondence["dueDateTime"] = due
     return {
-        "correspondence": {
-            "resourceId": resource_id,
-            "sendersReference": senders_reference,
-            "content": content,
-            "isConfirmationNeeded": confirmation_needed,
-        },
+        "correspondence": correspondence,
         "recipients": [recipient],
         "idempotentKey": str(uuid.uuid4()),
     }
