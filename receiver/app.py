@@ -8,10 +8,13 @@ shutdown it drains: new pushes get 503, commits in flight finish, services stop 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,7 +41,12 @@ ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
 
 
 class AccessLog:
-    """One JSON line per HTTP request (uvicorn's own access log is off: it would print `?code=`)."""
+    """One JSON line per HTTP request on stdout (uvicorn's own access log is off: it would print `?code=`).
+
+    The line has the shape `receiver.logs.JsonFormatter` writes, but is built here directly: the logging module's
+    record and formatter machinery cost more than the whole webhook otherwise does. It is written only when
+    `receiver.access` is enabled for info, and the whole line passes through `redact` like every other log line.
+    """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
         self.app = app
@@ -59,18 +67,28 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
-            query = scope.get("query_string", b"")
-            client = scope.get("client")
-            fields = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "query": redact("?" + query.decode("latin-1")) if query else "",
-                "status": status,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "client": client[0] if client else "",
-                **scope.get(LOG_FIELDS, {}),
-            }
-            access_log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+            write_access_line(scope, status, time.perf_counter() - started)
+
+
+def write_access_line(scope: Scope, status: int, seconds: float) -> None:
+    query = scope.get("query_string", b"")
+    client = scope.get("client")
+    method, path = scope["method"], scope["path"]
+    entry = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": "info",
+        "logger": "receiver.access",
+        "msg": f"{method} {path} {status}",
+        "method": method,
+        "path": path,
+        "query": "?" + query.decode("latin-1") if query else "",
+        "status": status,
+        "ms": round(seconds * 1000, 2),
+        "client": client[0] if client else "",
+        **scope.get(LOG_FIELDS, {}),
+    }
+    sys.stdout.write(redact(json.dumps(entry, ensure_ascii=False)) + "\n")
+    sys.stdout.flush()
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -112,6 +130,26 @@ async def metrics(request: Request) -> Response:
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
+class ReceiverApp(Starlette):
+    """Starlette, except that the webhook path goes straight to its endpoint (with the access log).
+
+    The webhook is the hot path: Altinn's pushes skip the error and exception middleware and the router, which
+    each cost a wrapper per request. An exception there still becomes a 500 from uvicorn, logged.
+    """
+
+    def __init__(self, webhook_path: str, webhook: Ingest, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.webhook_path = webhook_path
+        self.webhook = AccessLog(webhook)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.webhook_path:
+            scope["app"] = self
+            await self.webhook(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starlette:
     """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime)."""
     ingest = Ingest(config.receiver)
@@ -147,12 +185,12 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starl
             log.info("stopped")
 
     routes = [
-        Route(config.receiver.path, ingest),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(AccessLog)], lifespan=lifespan)
+    middleware = [Middleware(AccessLog)]
+    app = ReceiverApp(config.receiver.path, ingest, routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = None
     app.state.startup_error = ""
     return app
