@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -179,3 +180,20 @@ def test_with_confirmation_needed_follow_waits_past_read_until_confirmed(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_ctrl_c_stops_following_with_exit_130(owner: Agency) -> None:
+    process = subprocess.Popen(
+        cli("send", "--config", str(owner.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
+            "--title", "Interrupted", "--follow"),
+        env={**os.environ, **owner.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        wait_until(lambda: "following" in process.stderr.readline(), timeout=30, message="--follow to start")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "stopped following" in process.stderr.read()

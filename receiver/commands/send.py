@@ -161,10 +161,10 @@ def _follow(
 ) -> int:
     """Print what arrives until a final outcome; the exit status."""
     awaited = "Confirmed" if confirmation_needed else "Read"
-    click.echo(f"following {correspondence_id} in {watch.path} until {awaited} (Ctrl-C stops) ...", err=True)
     deadline = None if limit is None else time.monotonic() + limit
     warned = False
     try:
+        click.echo(f"following {correspondence_id} in {watch.path} until {awaited} (Ctrl-C stops) ...", err=True)
         while True:
             if not watch.store_exists and not warned:
                 click.echo(f"waiting for {watch.path}: is `altinn-receiver serve` running with this config?", err=True)
