@@ -157,7 +157,6 @@ def test_probe_paths_are_routes_of_the_app(pod_config: Config) -> None:
     for probe in ("readinessProbe", "livenessProbe"):
         assert RECEIVER[probe]["httpGet"]["path"] in routes
         assert RECEIVER[probe]["httpGet"]["port"] == RECEIVER["ports"][0]["name"]
-    assert "/healthz" in routes and pod_config.receiver.path in routes
 
 
 def test_volumes_hold_the_store_the_config_and_the_key_where_the_config_says(pod_config: Config) -> None:

@@ -106,12 +106,11 @@ def test_stats_of_a_running_receiver_shows_validated_subscriptions_last_push_and
             message="the subscription to be validated",
         )
         sim.send_correspondence(resource, "urn:altinn:organization:identifier-no:312345678")
-        stats = wait_until(lambda: (s := stats_json(store))["last_push"]["at"] and s, message="a push")
+        stats = wait_until(lambda: (s := stats_json(store))["events"]["total"] and s, message="a pushed event")
 
     [subscription] = stats["subscriptions"]
     assert (subscription["resource"], subscription["state"], subscription["validated"]) == (resource, "validated", True)
     assert subscription["validated_at"]
     assert stats["last_catchup"]["at"] is not None and stats["last_catchup"]["age_seconds"] < 60
     assert stats["last_push"]["age_seconds"] < 60
-    assert stats["events"]["total"] >= 1
     assert all(type_.startswith("no.altinn.correspondence.") for type_ in stats["events"]["by_type"])
