@@ -289,6 +289,8 @@ class CatchupService:
         async def insert(events: list[NewEvent]) -> list[bool]:
             added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup") for e in events))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
+            if any(added):
+                runtime.notify_new_events()
             return list(added)
 
         def on_page(result: RunResult) -> None:

@@ -186,6 +186,7 @@ class Ingest:
                 fields["outcome"] = "validation"
             elif await runtime.writer.insert_event(event, "push"):
                 runtime.metrics.received_by_channel["push"].inc()
+                runtime.notify_new_events()
                 fields["outcome"] = "stored"
             else:
                 runtime.metrics.duplicates.inc()

@@ -51,6 +51,8 @@ class Runtime:
         self.services: list[Service] = []
         self.service_errors: dict[str, str] = {}
         self.inflight = 0
+        # Set when new events are committed to the inbox: wakes the dispatcher without waiting for its next poll.
+        self.new_events = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._started: list[Service] = []
@@ -79,6 +81,10 @@ class Runtime:
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
+
+    def notify_new_events(self) -> None:
+        """New events are in the inbox (a push or a catch-up page committed)."""
+        self.new_events.set()
 
     # --- services ---
 
