@@ -1,0 +1,111 @@
+"""The dispatcher's view of the inbox: claims with leases, then done, retrying, dead, skipped or released.
+
+Every function here is one SQL statement, so it is atomic on its own (SQLite serialises writers, across processes
+too) and safe on a connection that other tasks use at the same time. A claim takes the oldest open event that may
+run now: its `resourceinstance` has no other event running, and no other runnable event of that instance comes
+before it in `time` order (then arrival order; events without `time` by their arrival time). A `retrying` event
+that is not yet due does not hold back later ones. Each finishing statement checks that the lease is still ours,
+so a worker whose lease expired and was taken over cannot overwrite the new owner's outcome.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from receiver.store.inbox import InboxRecord
+from receiver.timeutil import iso_after, now_iso
+
+OPEN = "status IN ('pending', 'retrying', 'processing')"
+
+
+def _due(alias: str) -> str:
+    """The event may start now: new, due for a retry, or claimed by a worker whose lease ran out."""
+    return (
+        f"({alias}.status = 'pending'"
+        f" OR ({alias}.status = 'retrying' AND {alias}.next_attempt_at <= :now)"
+        f" OR ({alias}.status = 'processing' AND {alias}.lease_until <= :now))"
+    )
+
+
+def _order_key(alias: str) -> str:
+    """When the event happened, as a number: Altinn's `time` (any precision, Z or offset), else when it arrived."""
+    return f"COALESCE(julianday(NULLIF({alias}.time, '')), julianday({alias}.received_at))"
+
+
+CLAIM = f"""
+    UPDATE inbox
+    SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
+        updated_at = :now
+    WHERE seq = (
+        SELECT c.seq FROM inbox AS c INDEXED BY inbox_open
+        WHERE c.{OPEN} AND {_due("c")}
+          AND (c.resourceinstance = '' OR (
+                NOT EXISTS (
+                    SELECT 1 FROM inbox AS running
+                    WHERE running.resourceinstance = c.resourceinstance
+                      AND running.status = 'processing' AND running.lease_until > :now)
+            AND NOT EXISTS (
+                    SELECT 1 FROM inbox AS e
+                    WHERE e.resourceinstance = c.resourceinstance AND e.{OPEN} AND e.seq <> c.seq AND {_due("e")}
+                      AND ({_order_key("e")} < {_order_key("c")}
+                           OR ({_order_key("e")} = {_order_key("c")} AND e.seq < c.seq)))))
+        ORDER BY c.seq
+        LIMIT 1
+    )
+    RETURNING *
+"""
+
+_OURS = "seq = :seq AND status = 'processing' AND lease_owner = :owner"
+
+EXTEND = f"UPDATE inbox SET lease_until = :lease_until WHERE {_OURS}"
+
+FINISH = f"""
+    UPDATE inbox
+    SET status = :status, last_error = :error, next_attempt_at = :next_attempt_at, lease_until = '', lease_owner = '',
+        updated_at = :now
+    WHERE {_OURS}
+"""
+
+# A run cut short by our own shutdown is not the event's fault: its attempt is given back.
+RELEASE = f"""
+    UPDATE inbox
+    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = attempts - 1,
+        next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
+    WHERE {_OURS}
+"""
+
+
+async def claim_next(conn: aiosqlite.Connection, owner: str, lease: float) -> InboxRecord | None:
+    """Claim the next event that may run now for `lease` seconds; None when there is nothing to do."""
+    params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner}
+    async with conn.execute(CLAIM, params) as cursor:
+        row = await cursor.fetchone()
+    return InboxRecord.from_row(row) if row is not None else None
+
+
+async def _update(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> bool:
+    cursor = await conn.execute(sql, {"now": now_iso(), **params})
+    await cursor.close()
+    return cursor.rowcount == 1
+
+
+async def extend_lease(conn: aiosqlite.Connection, seq: int, owner: str, lease: float) -> bool:
+    """Keep a long run's claim; False when the lease was lost (another worker took the event over)."""
+    return await _update(conn, EXTEND, {"seq": seq, "owner": owner, "lease_until": iso_after(lease)})
+
+
+async def finish(
+    conn: aiosqlite.Connection, seq: int, owner: str, status: str, error: str = "", next_attempt_at: str = ""
+) -> bool:
+    """End our claim as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if no longer ours."""
+    if status not in ("done", "skipped", "dead", "retrying"):
+        raise ValueError(f"cannot finish a claim as {status!r}")
+    if (status == "retrying") != bool(next_attempt_at):
+        raise ValueError("next_attempt_at goes with status 'retrying' and only with it")
+    params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at}
+    return await _update(conn, FINISH, params)
+
+
+async def release(conn: aiosqlite.Connection, seq: int, owner: str) -> bool:
+    """Give an unfinished claim back (pending, or retrying if it had failed before), due at once."""
+    return await _update(conn, RELEASE, {"seq": seq, "owner": owner})
