@@ -16,6 +16,8 @@ from receiver.app import create_app, server_options
 from receiver.commands.common import config_option, load
 from receiver.logs import setup_logging
 
+SWITCH_INTERVAL_S = 0.0005
+
 
 class DrainingServer(uvicorn.Server):
     """uvicorn, but SIGTERM/SIGINT first drain the receiver while it keeps listening.
@@ -69,6 +71,9 @@ def serve_command(config_path: str | None) -> None:
     setup_logging(config.log.level)
     # A file-size limit (RLIMIT_FSIZE) must surface as a failed commit (503), not kill the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # The inbox writer thread needs the GIL back after every SQLite call; with the default 5 ms switch interval each
+    # hand-over can stall a commit (and every push waiting on it) for up to 5 ms while the event loop runs.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(config)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
     with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
