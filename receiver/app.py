@@ -44,8 +44,9 @@ class AccessLog:
     """One JSON line per HTTP request on stdout (uvicorn's own access log is off: it would print `?code=`).
 
     The line has the shape `receiver.logs.JsonFormatter` writes, but is built here directly: the logging module's
-    record and formatter machinery cost more than the whole webhook otherwise does. It is written only when
-    `receiver.access` is enabled for info, and the whole line passes through `redact` like every other log line.
+    record and formatter machinery, and `redact` over every field, cost more than the whole webhook otherwise does.
+    It is written only when `receiver.access` is enabled for info. The query string, the only place a code or token
+    can arrive, is redacted; the other fields are the request line, the peer and the event's own attributes.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
@@ -81,13 +82,13 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
         "msg": f"{method} {path} {status}",
         "method": method,
         "path": path,
-        "query": "?" + query.decode("latin-1") if query else "",
+        "query": redact("?" + query.decode("latin-1")) if query else "",
         "status": status,
         "ms": round(seconds * 1000, 2),
         "client": client[0] if client else "",
         **scope.get(LOG_FIELDS, {}),
     }
-    sys.stdout.write(redact(json.dumps(entry, ensure_ascii=False)) + "\n")
+    sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 

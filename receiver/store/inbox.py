@@ -136,7 +136,6 @@ INSERT_EVENTS = """
                        received_at, channel, status, updated_at)
     VALUES {rows}
     ON CONFLICT(id) DO NOTHING
-    RETURNING id
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 
@@ -265,10 +264,18 @@ class InboxWriter:
         return outcomes
 
     def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
-        """All events of a batch in one statement (one GIL hand-over instead of one per row); the ids inserted."""
+        """All events of a batch in two statements; the ids that were not there before.
+
+        Each SQLite step hands the GIL over and back, so per-row statements (or RETURNING, a step per row) would make
+        the writer wait on the event loop once per event. Inside the write transaction nobody else can insert between
+        the lookup and the insert.
+        """
+        ids = [event.id for event, _ in events]
+        marks = ", ".join("?" * len(ids))
+        existing = {row[0] for row in self._conn.execute(f"SELECT id FROM inbox WHERE id IN ({marks})", ids)}
         sql = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * len(events)))
-        params = [value for event, channel in events for value in insert_params(event, channel, stamp)]
-        return {row[0] for row in self._conn.execute(sql, params)}
+        self._conn.execute(sql, [value for event, channel in events for value in insert_params(event, channel, stamp)])
+        return set(ids) - existing
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
