@@ -6,6 +6,7 @@ The dispatcher, subscriptions and catch-up add themselves here as they are built
 from __future__ import annotations
 
 from receiver.catchup import CatchupService
+from receiver.dispatch import Dispatcher
 from receiver.runtime import Runtime, Service
 from receiver.subscriptions import SubscriptionService
 
@@ -13,5 +14,5 @@ from receiver.subscriptions import SubscriptionService
 def build_services(runtime: Runtime) -> list[Service]:
     """The services `runtime`'s config asks for, in the order they must start."""
     services: list[Service] = []
-    services += [SubscriptionService(), CatchupService()]
+    services += [Dispatcher.from_config(runtime.config), SubscriptionService(), CatchupService()]
     return services

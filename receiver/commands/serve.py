@@ -13,8 +13,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from receiver.app import create_app, server_options
-from receiver.commands.common import config_option, load
+from receiver.commands.common import config_option, fail_config, load
+from receiver.config import ConfigError
 from receiver.logs import setup_logging
+from receiver.pipelines import load_pipelines
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -68,6 +70,10 @@ def serve_command(config_path: str | None) -> None:
     (up to [receiver] shutdown_timeout), then exits 0.
     """
     config = load(config_path)
+    try:
+        load_pipelines(config)  # an unknown handler or a bad option stops here, with exit status 2
+    except ConfigError as error:
+        fail_config(error)
     setup_logging(config.log.level)
     # A file-size limit (RLIMIT_FSIZE) must surface as a failed commit (503), not kill the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

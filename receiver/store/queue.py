@@ -67,11 +67,11 @@ FINISH = f"""
 """
 
 # A run cut short by our own shutdown is not the event's fault: its attempt is given back.
-RELEASE = f"""
+RELEASE = """
     UPDATE inbox
-    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = attempts - 1,
+    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = MAX(attempts - 1, 0),
         next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
-    WHERE {_OURS}
+    WHERE status = 'processing' AND lease_owner = :owner
 """
 
 
@@ -106,6 +106,8 @@ async def finish(
     return await _update(conn, FINISH, params)
 
 
-async def release(conn: aiosqlite.Connection, seq: int, owner: str) -> bool:
-    """Give an unfinished claim back (pending, or retrying if it had failed before), due at once."""
-    return await _update(conn, RELEASE, {"seq": seq, "owner": owner})
+async def release_claims(conn: aiosqlite.Connection, owner: str) -> int:
+    """Give back every unfinished claim of `owner` (pending, or retrying if it had failed before), due at once."""
+    cursor = await conn.execute(RELEASE, {"now": now_iso(), "owner": owner})
+    await cursor.close()
+    return cursor.rowcount

@@ -1,0 +1,102 @@
+"""`download_attachments`: each attachment of the fetched correspondence, streamed to
+`{dir}/{correspondenceId}/{attachmentId}/{fileName}`. Needs `fetch_correspondence` before it in the pipeline and,
+as a recipient, the scope `altinn:correspondence.read`.
+
+A file is written beside its final name and renamed only when complete and matching its MD5 checksum (when Altinn
+gives one), so a file under its final name is complete: it is skipped on a later run (checked against the
+checksum). The paths written are in `ctx.results["attachments"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from handlers.api import Context, Event, OptionError, Permanent
+from receiver.altinn import Attachment, Correspondence
+
+MAX_NAME = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+
+def safe_file_name(name: str | None, fallback: str) -> str:
+    """A single path component that is safe on any filesystem: no directories, control characters or leading
+    dots; at most MAX_NAME characters (keeping the extension); `fallback` when nothing is left."""
+    text = unicodedata.normalize("NFC", name or "")
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = _UNSAFE.sub("_", text).strip().lstrip(".").strip()
+    if len(text) > MAX_NAME:
+        stem, dot, ext = text.rpartition(".")
+        keep = ext[:20] if dot and stem else ""
+        text = text[: MAX_NAME - len(keep) - 1] + "." + keep if keep else text[:MAX_NAME]
+    return text or fallback
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Permanent(f"{what} {value!r} is not a UUID") from None
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def already_complete(path: Path, checksum: str | None) -> bool:
+    if not path.is_file():
+        return False
+    if not checksum:
+        return True
+    return (await asyncio.to_thread(md5_of, path)) == checksum.strip().lower()
+
+
+class DownloadAttachments:
+    name = "download_attachments"
+    uses_altinn = True
+
+    @dataclass(frozen=True)
+    class Options:
+        dir: Path = Path("attachments")
+        """Relative to the config file's folder."""
+        max_bytes: int | None = None
+        """Refuse (permanently) an attachment larger than this."""
+
+        def __post_init__(self) -> None:
+            if self.max_bytes is not None and self.max_bytes < 1:
+                raise OptionError("max_bytes", f"must be at least 1, got {self.max_bytes}")
+
+    async def handle(self, event: Event, ctx: Context) -> None:
+        correspondence: Correspondence | None = ctx.results.get("correspondence")
+        if correspondence is None:
+            ctx.log.info("no correspondence fetched for this event: nothing to download")
+            return
+        assert ctx.altinn is not None
+        correspondence_id = _uuid(correspondence.correspondence_id, "correspondence id")
+        written = []
+        for attachment in correspondence.attachments:
+            path = self.destination(ctx.options.dir, correspondence_id, attachment)
+            if await already_complete(path, attachment.checksum):
+                ctx.log.info("attachment already downloaded", extra={"attachment_id": attachment.id})
+            else:
+                size = await ctx.altinn.correspondence.download_attachment(
+                    correspondence_id, attachment.id, path, max_bytes=ctx.options.max_bytes,
+                    checksum=attachment.checksum,
+                )  # fmt: skip
+                ctx.log.info("attachment downloaded", extra={"attachment_id": attachment.id, "bytes": size})
+            written.append(path)
+        ctx.results["attachments"] = written
+
+    @staticmethod
+    def destination(root: Path, correspondence_id: str, attachment: Attachment) -> Path:
+        attachment_id = _uuid(attachment.id, "attachment id")
+        return root / correspondence_id / attachment_id / safe_file_name(attachment.file_name, attachment_id)

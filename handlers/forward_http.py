@@ -1,0 +1,120 @@
+"""`forward_http`: POST the event to the agency's system as a CloudEvent, with the fetched correspondence as
+`data` (the event's own `data` when nothing was fetched).
+
+`mode = "structured"` sends one JSON object (`application/cloudevents+json`); `"binary"` sends the attributes as
+`ce-*` headers and `data` as the JSON body. 2xx is done; 429, 5xx, timeouts and connection errors are retried
+(honouring Retry-After); any other answer is permanent. Redirects are not followed. Header values never reach a
+log line or an error: they are usually credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
+from cloudevents.core.v1.event import CloudEvent
+
+from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater
+from receiver.altinn import Correspondence
+from receiver.altinn.http import parse_retry_after
+from receiver.timeutil import parse_iso
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+RESERVED_HEADERS = ("content-type", "content-length", "host")
+
+
+def target(url: str) -> str:
+    """The URL without its query string and credentials, for log lines and errors (the query may hold a code)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def cloud_event(event: Event, data: Any) -> CloudEvent:
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        **{k: v for k, v in event.extensions.items() if isinstance(v, str | int | bool)},
+    }
+    for name in ("subject", "resource", "resourceinstance"):
+        if getattr(event, name):
+            attributes[name] = getattr(event, name)
+    if event.time:
+        attributes["time"] = parse_iso(event.time)
+    if data is not None:
+        attributes["datacontenttype"] = "application/json"
+    return CloudEvent(attributes, data)
+
+
+class ForwardHttp:
+    name = "forward_http"
+
+    @dataclass(frozen=True)
+    class Options:
+        url: str
+        mode: Literal["structured", "binary"] = "structured"
+        headers: dict[str, str] = field(default_factory=dict)
+        """Extra request headers, e.g. Authorization = "Bearer ${FORWARD_TOKEN}" (expanded from the environment)."""
+        timeout: Duration = 10.0
+
+        def __post_init__(self) -> None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise OptionError("url", f"must be an absolute https or http URL, got {target(self.url)!r}")
+            for name in self.headers:
+                lowered = name.lower()
+                if not _TOKEN.fullmatch(name) or lowered in RESERVED_HEADERS or lowered.startswith("ce-"):
+                    raise OptionError(
+                        f"headers.{name}",
+                        "is not a header this handler lets you set (Content-Type and ce-* come from the event)",
+                    )
+            if self.timeout <= 0:
+                raise OptionError("timeout", "must be longer than zero")
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def handle(self, event: Event, ctx: Context) -> None:
+        options: ForwardHttp.Options = ctx.options
+        fetched: Correspondence | None = ctx.results.get("correspondence")
+        data = fetched.raw if fetched is not None else event.data
+        try:
+            message: HTTPMessage = (to_binary_event if options.mode == "binary" else to_structured_event)(
+                cloud_event(event, data)
+            )
+        except Exception as exc:  # the cloudevents package validates attribute names and values
+            raise Permanent(f"the event cannot be sent as a CloudEvent: {type(exc).__name__}: {exc}") from None
+        where = target(options.url)
+        try:
+            response = await self.client().post(
+                options.url,
+                content=message.body,
+                headers={**message.headers, **options.headers},
+                timeout=options.timeout,
+            )
+        except httpx.TimeoutException:
+            raise RetryLater(f"forwarding to {where}: no answer within {options.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise RetryLater(f"forwarding to {where}: {type(exc).__name__}") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            ctx.log.info("forwarded", extra={"target": where, "status": status, "mode": options.mode})
+            return
+        if status == 429 or status >= 500:
+            after = parse_retry_after(response.headers.get("retry-after"))
+            raise RetryLater(f"forwarding to {where}: HTTP {status}", after=after)
+        raise Permanent(f"forwarding to {where}: HTTP {status} (not retried: fix the target or the config)")

@@ -1,0 +1,334 @@
+"""The dispatcher: claim events from the inbox, run each one's pipeline of handlers, record how it ended.
+
+Read top to bottom, as one event travels:
+
+- `start` takes the runtime's store connection and, when a handler calls Altinn, makes the Altinn clients;
+  then `_claim_loop` runs: while one of `[dispatch] concurrency` slots is free it claims the next event that may run
+  now (store/queue.py keeps one `resourceinstance` to one run at a time, in order) and runs it in a task. With
+  nothing to claim it sleeps until the webhook or catch-up commits new events, a run ends, or `poll_interval` passes.
+- `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
+  with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
+  Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.
+- `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_lease` renews the claim
+  while they work, so only a worker that died loses its events to another (after `lease`).
+- `stop` claims nothing more, gives running pipelines until the deadline, and gives the claims of the unfinished
+  back (pending, or retrying), so the next start resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from handlers.api import Context, Event, Permanent, RetryLater
+from receiver.altinn import AltinnClients, PermanentError, TransientError
+from receiver.config import Config, DispatchConfig
+from receiver.durations import format_duration
+from receiver.logs import redact
+from receiver.pipelines import Pipeline, Pipelines, load_pipelines
+from receiver.store import db, queue
+from receiver.store.correspondences import CorrespondenceStore
+from receiver.store.inbox import InboxRecord
+from receiver.timeutil import age_seconds, iso_after
+
+if TYPE_CHECKING:
+    from receiver.runtime import Runtime
+
+log = logging.getLogger("receiver.dispatch")
+
+OUTCOMES = ("done", "retrying", "dead", "skipped")
+# Attributes that are `Event` fields or describe `data`; every other attribute is one of `Event.extensions`.
+NOT_EXTENSIONS = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "resource", "resourceinstance"}
+    | {"data", "data_base64", "datacontenttype", "dataschema"}
+)
+REASON_LIMIT = 300
+STOP_MARGIN = 0.25
+"""Seconds kept from the stop deadline for giving claims back and closing."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+    after: float | None = None
+    """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
+
+
+def event_from_record(record: InboxRecord) -> Event:
+    raw = record.event
+    return Event(
+        id=record.id,
+        type=record.type,
+        source=record.source,
+        subject=record.subject,
+        resource=record.resource,
+        resourceinstance=record.resourceinstance,
+        time=record.time,
+        data=raw.get("data"),
+        extensions={k: v for k, v in raw.items() if k not in NOT_EXTENSIONS},
+        channel=record.channel,
+        attempt=record.attempts,
+        received_at=record.received_at,
+    )
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before retry number `attempt`: exponential (base, 2·base, 4·base, ... up to cap), full jitter
+    between `base` and that ceiling, so retries of many events spread out instead of arriving together."""
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
+    return rng.uniform(min(base, ceiling), ceiling)
+
+
+def short(reason: str) -> str:
+    """A reason fit for `last_error` and a log line: secrets redacted, one line, bounded."""
+    text = " ".join(redact(reason).split())
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+def failure(step: str, exc: Exception) -> Outcome:
+    """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
+    if isinstance(exc, RetryLater):
+        return Outcome("retrying", f"{step}: {exc.reason}", exc.after)
+    if isinstance(exc, TransientError):
+        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
+    if isinstance(exc, Permanent):
+        return Outcome("dead", f"{step}: {exc.reason}")
+    if isinstance(exc, PermanentError):
+        return Outcome("dead", f"{step}: {exc.message}")
+    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
+
+
+class EventLog(logging.LoggerAdapter):
+    """A logger bound to one event and handler; a call's own `extra` adds to the bound fields."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+class DispatchMetrics:
+    def __init__(self, registry: CollectorRegistry, running: Any) -> None:
+        self.outcomes = Counter(
+            "altinn_receiver_dispatch_outcomes", "Pipeline runs by how they ended.", ["status"], registry=registry
+        )
+        self.by_status = {status: self.outcomes.labels(status) for status in OUTCOMES}
+        self.seconds = Histogram(
+            "altinn_receiver_dispatch_seconds",
+            "Time one event's pipeline ran.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=registry,
+        )
+        self.running = Gauge("altinn_receiver_dispatch_running", "Pipelines running now.", registry=registry)
+        self.running.set_function(running)
+
+
+class Dispatcher:
+    """The background service that runs the handlers (`receiver.runtime.Service`)."""
+
+    name = "dispatcher"
+
+    def __init__(self, pipelines: Pipelines, settings: DispatchConfig, *, rng: random.Random | None = None) -> None:
+        self.pipelines = pipelines
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._rng = rng or random.Random()
+        self._state = "not started"
+        self._counts = dict.fromkeys(OUTCOMES, 0)
+        self._running: dict[asyncio.Task[None], InboxRecord] = {}
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Dispatcher:
+        """Resolve the pipelines now: an unknown handler or a bad option is a ConfigError before anything starts."""
+        return cls(load_pipelines(config), config.dispatch)
+
+    async def start(self, runtime: Runtime) -> None:
+        # Nothing here awaits, so a start cancelled by an early shutdown leaves nothing half open. The store
+        # connection is the runtime's: every statement of the dispatcher and the `store` handler stands alone.
+        self._conn: aiosqlite.Connection = runtime.store
+        self._store = CorrespondenceStore(self._conn)
+        self._altinn = AltinnClients.from_config(runtime.config) if self.pipelines.uses_altinn else None
+        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._running))
+        # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
+        self._wake = runtime.new_events
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="dispatcher")
+        self._state = "running"
+        log.info("dispatcher started", extra={"owner": self.owner, **self.describe()})
+        if self.pipelines.warning:
+            log.warning(self.pipelines.warning)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            await self._slots.acquire()
+            self._wake.clear()
+            try:
+                record = await queue.claim_next(self._conn, self.owner, self.settings.lease)
+            except sqlite3.Error as exc:
+                log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
+                record = None
+            if record is None:
+                self._slots.release()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                continue
+            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
+            self._running[task] = record
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._slots.release()
+        self._wake.set()  # a later event of the same instance may go now
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatching an event failed", exc_info=task.exception())
+
+    async def _run(self, record: InboxRecord) -> None:
+        started = time.perf_counter()
+        outcome = await self._keep_lease(record, self._outcome(record))
+        if outcome is None:
+            return
+        status, reason, next_attempt_at = self._decide(record, outcome)
+        try:
+            ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
+        except sqlite3.Error as exc:
+            log.error("cannot record the outcome; the event runs again when its lease expires",
+                      extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
+            return
+        seconds = time.perf_counter() - started
+        fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
+                  "attempt": record.attempts, "status": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
+        if not ours:
+            log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
+            return
+        self._counts[status] += 1
+        self._metrics.by_status[status].inc()
+        self._metrics.seconds.observe(seconds)
+        if status == "retrying":
+            log.warning("event will be retried", extra={**fields, "reason": reason, "next_attempt_at": next_attempt_at})
+        elif status == "dead":
+            log.error("event is dead", extra={**fields, "reason": reason})
+        else:
+            log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
+
+    def _decide(self, record: InboxRecord, outcome: Outcome) -> tuple[str, str, str]:
+        """(status, last_error, next_attempt_at): a retry becomes dead once out of attempts or time."""
+        reason = short(outcome.reason)
+        if outcome.status != "retrying":
+            return outcome.status, reason, ""
+        settings = self.settings
+        if record.attempts >= settings.max_attempts:
+            return "dead", short(f"gave up after {record.attempts} attempts; last: {reason}"), ""
+        if age_seconds(record.received_at) >= settings.max_age:
+            return "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}"), ""
+        delay = backoff(record.attempts, settings.backoff_base, settings.backoff_cap, self._rng)
+        if outcome.after is not None:
+            delay = max(delay, outcome.after)
+        return "retrying", reason, iso_after(delay)
+
+    async def _outcome(self, record: InboxRecord) -> Outcome:
+        pipeline = self.pipelines.for_type(record.type)
+        if pipeline is None:
+            return Outcome("skipped", f"no pipeline for type {record.type}")
+        if record.attempts > self.settings.max_attempts:
+            return Outcome(
+                "dead", f"its runs stopped unfinished {record.attempts - 1} times (worker gone, lease expired)"
+            )
+        return await self._run_pipeline(pipeline, event_from_record(record))
+
+    async def _run_pipeline(self, pipeline: Pipeline, event: Event) -> Outcome:
+        results: dict[str, Any] = {}
+        bound = {"event_id": event.id, "event_type": event.type, "attempt": event.attempt}
+        for step in pipeline.steps:
+            ctx = Context(
+                altinn=self._altinn,
+                store=self._store,
+                results=results,
+                log=EventLog(logging.getLogger(f"handlers.{step.name}"), {**bound, "handler": step.name}),
+                options=step.options,
+            )
+            try:
+                await step.handler.handle(event, ctx)
+            except Exception as exc:
+                return failure(step.name, exc)
+        return Outcome("done")
+
+    async def _keep_lease(self, record: InboxRecord, work: Awaitable[Outcome]) -> Outcome | None:
+        """The outcome of `work`, renewing the claim meanwhile; None when the claim was lost to another worker."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.settings.lease / 3)
+                if done:
+                    return task.result()
+                try:
+                    kept = await queue.extend_lease(self._conn, record.seq, self.owner, self.settings.lease)
+                except sqlite3.Error as exc:
+                    log.warning("cannot renew a lease", extra={"event_id": record.id, "error": db.describe(exc)})
+                    continue
+                if not kept:
+                    log.warning("lease lost to another worker: abandoning this run", extra={"event_id": record.id})
+                    return None
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self, deadline: float) -> None:
+        if self._loop_task is None:
+            return
+        self._stopping = True
+        self._state = "stopping"
+        self._loop_task.cancel()
+        await asyncio.gather(self._loop_task, return_exceptions=True)
+        running = set(self._running)
+        finished: set[asyncio.Task[None]] = set()
+        if running:
+            log.info("letting running pipelines finish", extra={"running": len(running)})
+            finished, unfinished = await asyncio.wait(
+                running, timeout=max(deadline - time.monotonic() - STOP_MARGIN, 0)
+            )
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        try:
+            released = await queue.release_claims(self._conn, self.owner)
+        except sqlite3.Error as exc:
+            released = 0
+            log.error("cannot give claims back; they run again when their leases expire",
+                      extra={"error": db.describe(exc)})  # fmt: skip
+        for step in self.pipelines.steps.values():
+            closer = getattr(step.handler, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        if self._altinn is not None:
+            await self._altinn.aclose()
+        self._state = "stopped"
+        log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.settings.concurrency,
+            "pipelines": [
+                {"types": list(p.types), "handlers": [s.name for s in p.steps]} for p in self.pipelines.pipelines
+            ],
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self._state, "running": len(self._running), **self._counts, **self.describe()}

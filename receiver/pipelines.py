@@ -1,0 +1,266 @@
+"""Pipelines from the config: which handlers run, in which order, for which event types, with which options.
+
+`[[pipelines]]` entries are tried in order; the first whose `types` (globs, e.g. `no.altinn.correspondence.*`)
+match the event's type is its pipeline. With no `[[pipelines]]`, the defaults of `[altinn] role` apply. A handler
+name resolves to a built-in, then an entry point in the group `altinn_receiver.handlers`, then a dotted path
+`package.module:Name`; `[handlers.NAME] use = "..."` makes NAME an instance of another handler with its own options.
+Everything is resolved and checked here, at startup: a problem is a `ConfigError` naming the key (exit status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from handlers.api import Duration, Handler, OptionError
+from receiver.altinn.clients import require_altinn
+from receiver.config import Config, ConfigError, HandlerSection, PipelineConfig
+from receiver.durations import parse_duration
+
+ENTRY_POINT_GROUP = "altinn_receiver.handlers"
+CORRESPONDENCE_TYPES = "no.altinn.correspondence.correspondence*"
+
+BUILTINS: dict[str, str] = {
+    "fetch_correspondence": "handlers.fetch_correspondence:FetchCorrespondence",
+    "download_attachments": "handlers.download_attachments:DownloadAttachments",
+    "store": "handlers.store:Store",
+    "forward_http": "handlers.forward_http:ForwardHttp",
+    "mark_as_read": "handlers.mark_as_read:MarkAsRead",
+    "confirm": "handlers.confirm:Confirm",
+    "log": "handlers.log:Log",
+}
+
+DEFAULT_PIPELINES: dict[str, tuple[PipelineConfig, ...]] = {
+    "service-owner": (
+        PipelineConfig((CORRESPONDENCE_TYPES,), ("fetch_correspondence", "store")),
+        PipelineConfig(("no.altinn.correspondence.attachment*", "no.altinn.correspondence.notification*"), ("store",)),
+    ),
+    "recipient": (
+        PipelineConfig(
+            ("no.altinn.correspondence.correspondencepublished",),
+            ("fetch_correspondence", "download_attachments", "store"),
+        ),
+        PipelineConfig(
+            (
+                "no.altinn.correspondence.correspondencereceiverneverread",
+                "no.altinn.correspondence.correspondencereceiverneverconfirmed",
+            ),
+            ("fetch_correspondence", "store"),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One configured handler: `name` as the config spells it, the handler object, its validated options."""
+
+    name: str
+    handler: Handler
+    options: Any
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    types: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatchcase(event_type, pattern) for pattern in self.types)
+
+    def describe(self) -> str:
+        return " → ".join(step.name for step in self.steps)
+
+
+@dataclass(frozen=True)
+class Pipelines:
+    pipelines: tuple[Pipeline, ...]
+    steps: Mapping[str, Step]
+    uses_altinn: bool
+    warning: str = ""
+
+    def for_type(self, event_type: str) -> Pipeline | None:
+        """The first pipeline whose types match; None means the event is skipped."""
+        return next((p for p in self.pipelines if p.matches(event_type)), None)
+
+
+def pipeline_configs(config: Config) -> tuple[tuple[PipelineConfig, ...], str, str]:
+    """The configured pipelines, or the role's defaults; the key to name in errors about their handlers; and a
+    warning when the defaults cannot call Altinn (not configured): they then only store the events."""
+    if config.pipelines:
+        return config.pipelines, "pipelines", ""
+    where = f"the default pipelines of [altinn] role = {config.altinn.role!r}"
+    defaults = DEFAULT_PIPELINES[config.altinn.role]
+    try:
+        require_altinn(config)
+    except ConfigError as missing:
+        stored = tuple(PipelineConfig(p.types, ("store",)) for p in defaults)
+        warning = f"events are stored but not fetched: {missing}"
+        return stored, f"{where} (store only, Altinn is not configured)", warning
+    return defaults, where, ""
+
+
+def load_pipelines(config: Config) -> Pipelines:
+    """Resolve every handler and check every option; ConfigError naming the key on the first problem."""
+    configs, where, warning = pipeline_configs(config)
+    base_dir = config.source.parent if config.source is not None else Path(".")
+    steps: dict[str, Step] = {}
+    pipelines = []
+    for i, pipeline in enumerate(configs):
+        for j, name in enumerate(pipeline.handlers):
+            if name not in steps:
+                key = f"pipelines[{i}].handlers[{j}]" if config.pipelines else where
+                steps[name] = build_step(name, config.handlers.get(name), key, base_dir)
+        pipelines.append(Pipeline(pipeline.types, tuple(steps[name] for name in pipeline.handlers)))
+    for name in config.handlers:
+        if name not in steps:
+            used = f"; {where} use {', '.join(steps)}" if not config.pipelines else ""
+            raise ConfigError(
+                f"handlers.{name}", f"is not used by any pipeline: add {name!r} to a [[pipelines]] handlers list{used}"
+            )
+    uses_altinn = any(getattr(step.handler, "uses_altinn", False) for step in steps.values())
+    if uses_altinn:
+        require_altinn(config)
+    return Pipelines(tuple(pipelines), steps, uses_altinn, warning)
+
+
+def build_step(name: str, section: HandlerSection | None, key: str, base_dir: Path) -> Step:
+    target = section.use if section is not None else name
+    target_key = f"handlers.{name}.use" if section is not None and section.use != name else key
+    factory = resolve_handler(target, target_key)
+    try:
+        handler = factory()
+    except Exception as exc:
+        raise ConfigError(target_key, f"handler {target!r} could not be created: {type(exc).__name__}: {exc}") from None
+    if not isinstance(getattr(handler, "name", None), str) or not inspect.iscoroutinefunction(
+        getattr(handler, "handle", None)
+    ):
+        raise ConfigError(
+            target_key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
+        )
+    raw = dict(section.options) if section is not None else {}
+    options = build_options(getattr(handler, "Options", None), raw, f"handlers.{name}", target, base_dir)
+    return Step(name, handler, options)
+
+
+def resolve_handler(target: str, key: str) -> Callable[[], Any]:
+    """A built-in, an entry point of `altinn_receiver.handlers`, or `package.module:Name`; ConfigError otherwise."""
+    if target in BUILTINS:
+        return _import(BUILTINS[target], key)
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == target]
+    if found:
+        try:
+            loaded: Callable[[], Any] = found[0].load()
+        except Exception as exc:
+            raise ConfigError(
+                key, f"entry point {target!r} ({found[0].value}) cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from None
+        return loaded
+    if ":" in target:
+        return _import(target, key)
+    raise ConfigError(
+        key,
+        f"unknown handler {target!r}: not a built-in ({', '.join(BUILTINS)}), not installed as an entry point in "
+        f"group {ENTRY_POINT_GROUP}, and not a dotted path package.module:Name",
+    )
+
+
+def _import(path: str, key: str) -> Callable[[], Any]:
+    module_name, _, attribute = path.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(key, f"cannot import {module_name!r} for handler {path!r}: {exc}") from None
+    for part in attribute.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            raise ConfigError(key, f"module {module_name!r} has no {attribute!r} (handler {path!r})")
+    if not callable(value):
+        raise ConfigError(key, f"{path!r} is not a class or factory of handlers")
+    return value
+
+
+# --- options ---
+
+
+def build_options(options_type: Any, raw: dict[str, Any], key: str, target: str, base_dir: Path) -> Any:
+    """`raw` (a `[handlers.NAME]` section without `use`) checked against the handler's `Options` dataclass."""
+    if options_type is None:
+        if raw:
+            raise ConfigError(f"{key}.{sorted(raw)[0]}", f"handler {target!r} takes no options")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(options_type) if f.init}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{key}.{unknown[0]}", f"unknown option of handler {target!r}; it takes: {', '.join(fields) or 'none'}"
+        )
+    hints = get_type_hints(options_type, include_extras=True)
+    values = {}
+    for name, field in fields.items():
+        if name in raw:
+            values[name] = convert(raw[name], hints[name], f"{key}.{name}", base_dir)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}.{name}", f"is required by handler {target!r}: set it in [{key}]")
+    try:
+        return options_type(**values)
+    except OptionError as exc:
+        raise ConfigError(f"{key}.{exc.option}", exc.problem) from None
+
+
+def _described(hint: Any) -> str:
+    if hint == Duration:
+        return 'a duration such as "30s"'
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(hint))
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
+    return names.get(hint, str(hint))
+
+
+def convert(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
+    """A TOML value as the option's declared type; ConfigError saying what was expected."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        present = [a for a in args if a is not type(None)]
+        if len(present) == 1:
+            return convert(value, present[0], key, base_dir)
+    if hint == Duration:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"must be {_described(hint)}; got {value!r}")
+        return value
+    if origin in (list, tuple) and args in ((str,), (str, ...)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, got {value!r}")
+        return list(value) if origin is list else tuple(value)
+    if origin is dict and args == (str, str):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(key, 'must be a table of strings (name = "value")')
+        return dict(value)
+    if hint in (str, int, float, bool, Path):
+        ok = isinstance(value, bool) if hint is bool else not isinstance(value, bool)
+        if hint is float:
+            ok = ok and isinstance(value, int | float)
+        elif hint is Path:
+            ok = ok and isinstance(value, str) and bool(value)
+        elif hint is not bool:
+            ok = ok and isinstance(value, hint)
+        if not ok:
+            raise ConfigError(key, f"must be {_described(hint)}, got {type(value).__name__} {value!r}")
+        if hint is Path:
+            path = Path(value).expanduser()
+            return path if path.is_absolute() else base_dir / path
+        return float(value) if hint is float else value
+    raise ConfigError(key, f"the handler declares this option with a type the config cannot give ({hint})")
