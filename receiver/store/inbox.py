@@ -8,6 +8,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -163,6 +164,10 @@ class InboxWriter:
         max_batch: int = 512,
     ) -> None:
         self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
+        # The writer waits for the write lock itself (see _begin): SQLite's own busy handler sleeps in steps of up to
+        # 100 ms, so a push could wait that long after the dispatcher's short write had already ended.
+        self._conn.execute("PRAGMA busy_timeout=0")
+        self._busy_timeout = busy_timeout_ms / 1000
         self._loop = loop
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[tuple[_Work, asyncio.Future[bool]] | None] = queue.SimpleQueue()
@@ -234,7 +239,7 @@ class InboxWriter:
         conn = self._conn
         outcomes: list[tuple[asyncio.Future[bool], Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 events = [work for work, _ in batch if isinstance(work, tuple)]
                 inserted = self._insert_events(events, stamp) if events else set()
@@ -262,6 +267,20 @@ class InboxWriter:
             log.info("inbox commits work again", extra={"after": self.last_error})
             self.last_error = ""
         return outcomes
+
+    def _begin(self) -> None:
+        """Take the write lock, retrying every few hundred microseconds while another connection holds it."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0002
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
         """All events of a batch in two statements; the ids that were not there before.
