@@ -10,10 +10,11 @@ gone: a 404 there is expected and the pipeline goes on without details.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-from handlers.api import Context, Event, OptionError, Permanent, RetryLater
+from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater
 from receiver.altinn import PermanentError
 
 CORRESPONDENCE_EVENT = "no.altinn.correspondence.correspondence"
@@ -39,10 +40,14 @@ class FetchCorrespondence:
         view: Literal["details", "overview"] = "details"
         """`details` adds the status history and notifications; both set the recipient's status Fetched."""
         not_found_retries: int = 3
+        timeout: Duration = 30.0
+        """Give up waiting for Altinn's answer after this long (and retry later)."""
 
         def __post_init__(self) -> None:
             if self.not_found_retries < 0:
                 raise OptionError("not_found_retries", f"must be 0 or more, got {self.not_found_retries}")
+            if self.timeout <= 0:
+                raise OptionError("timeout", "must be longer than zero")
 
     async def handle(self, event: Event, ctx: Context) -> None:
         if not is_correspondence_event(event):
@@ -55,7 +60,9 @@ class FetchCorrespondence:
         api = ctx.altinn.correspondence
         read = api.details if ctx.options.view == "details" else api.overview
         try:
-            correspondence = await read(event.resourceinstance)
+            correspondence = await asyncio.wait_for(read(event.resourceinstance), ctx.options.timeout)
+        except TimeoutError:
+            raise RetryLater(f"no answer from the Correspondence API within {ctx.options.timeout:g}s") from None
         except PermanentError as exc:
             if not is_not_found(exc):
                 raise

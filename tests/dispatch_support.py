@@ -1,0 +1,90 @@
+"""Helpers for the dispatcher and handler tests: a receiver set up against the simulator as a recipient (the
+demo's own setup code), a receiver running only the dispatcher, and reads of the store file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from receiver.config import Config, SubscriptionConfig
+from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.dispatch import Dispatcher
+from receiver.runtime import Runtime, Service
+from receiver.serving import ServerThread
+from receiver.simulator import RunningSimulator
+from tests.ingest_support import running_app
+from tests.support import wait_until
+
+RESOURCE = "urn:altinn:resource:dispatch-test"
+SENDER_ORG = "991825827"
+RECIPIENT_ORG = "312345678"
+RECIPIENT = f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}"
+RECIPIENT_SCOPES = ("altinn:events.subscribe", "altinn:correspondence.read")
+FAST_RETRIES = {"backoff_base": "20ms", "backoff_cap": "100ms", "poll_interval": "50ms"}
+FINAL = ("done", "dead", "skipped")
+
+
+def recipient_setup(
+    sim: RunningSimulator, tmp_path: Path, *, extra: str = "", dispatch: dict[str, Any] | None = None
+) -> ReceiverSetup:
+    """A recipient organisation's receiver: its own Maskinporten key, subscribed with its subject filter."""
+    sim.set_resource_owner(RESOURCE, SENDER_ORG)
+    identity = register_identity(sim, tmp_path, org=RECIPIENT_ORG, service_owner=None, scopes=RECIPIENT_SCOPES)
+    return ReceiverSetup(
+        sim.url,
+        identity,
+        tmp_path / "receiver.db",
+        [SubscriptionConfig(RESOURCE, subject=RECIPIENT)],
+        catchup={"enabled": False},
+        role="recipient",
+        dispatch={**FAST_RETRIES, **(dispatch or {})},
+        extra=extra,
+    )
+
+
+@contextmanager
+def subscribed_receiver(setup: ReceiverSetup, tmp_path: Path) -> Iterator[ReceiverServer]:
+    """The receiver with all its services, once Altinn (the simulator) has validated its subscription."""
+    config = setup.write(tmp_path / "receiver.toml")
+    with ReceiverServer(config) as receiver:
+        receiver.wait_started()
+        wait_until(
+            lambda: receiver.runtime.service_status()["subscriptions"].get("state") == "validated",
+            message="the subscription to be validated",
+        )
+        yield receiver
+
+
+def only_dispatcher(runtime: Runtime) -> list[Service]:
+    return [Dispatcher.from_config(runtime.config)]
+
+
+@contextmanager
+def dispatching_app(config: Config) -> Iterator[ServerThread]:
+    """The receiver app with the dispatcher as its only background service."""
+    with running_app(config, services=only_dispatcher) as server:
+        yield server
+
+
+def query(store: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
+    with closing(sqlite3.connect(store)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
+
+
+def statuses(store: Path) -> dict[str, str]:
+    return {row["id"]: row["status"] for row in query(store, "SELECT id, status FROM inbox")}
+
+
+def wait_settled(store: Path, count: int, timeout: float = 20.0) -> dict[str, str]:
+    """Until `count` events are in the inbox and every one is done, dead or skipped; their statuses."""
+
+    def settled() -> dict[str, str] | None:
+        now = statuses(store) if store.exists() else {}
+        return now if len(now) >= count and all(s in FINAL for s in now.values()) else None
+
+    result: dict[str, str] = wait_until(settled, timeout=timeout, message=f"{count} events to be processed")
+    return result

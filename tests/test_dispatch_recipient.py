@@ -1,0 +1,103 @@
+"""The dispatcher against the simulator, as a recipient: a published correspondence ends up in the store with its
+attachments on disk; Altinn's 500s, 429s and hanging answers are retried until done; a correspondence that never
+appears (404) is given up after `not_found_retries`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from receiver.simulator import SimSettings, running_simulator
+from receiver.simulator.testing import new_client
+from tests.dispatch_support import (
+    RECIPIENT,
+    RECIPIENT_ORG,
+    RECIPIENT_SCOPES,
+    RESOURCE,
+    query,
+    recipient_setup,
+    subscribed_receiver,
+    wait_settled,
+)
+
+PUBLISHED = "no.altinn.correspondence.correspondencepublished"
+CORRESPONDENCE_API = "/correspondence/api/v1/correspondence/*"
+
+
+def test_published_correspondences_are_stored_with_their_attachments_on_disk(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path, extra=f'[handlers.download_attachments]\ndir = "{files}"\n')
+        with subscribed_receiver(setup, tmp_path):
+            sent = {
+                sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title=f"Vedtak {i}", attachments=2): i
+                for i in range(3)
+            }
+            assert set(wait_settled(setup.store, 3).values()) == {"done"}
+        stored = {row["correspondence_id"]: row for row in query(setup.store, "SELECT * FROM correspondences")}
+        events = query(setup.store, "SELECT * FROM correspondence_events")
+        reader = new_client(sim, RECIPIENT_ORG, list(RECIPIENT_SCOPES)).api()
+        for correspondence_id, i in sent.items():
+            row = stored[correspondence_id]
+            assert (row["message_title"], row["recipient"]) == (f"Vedtak {i}", RECIPIENT)
+            assert row["resource_id"] in (RESOURCE, RESOURCE.removeprefix("urn:altinn:resource:"))
+            details = json.loads(row["details"])
+            assert details["correspondenceId"] == correspondence_id and "statusHistory" in details
+            attachments = details["content"]["attachments"]
+            assert len(attachments) == 2
+            for attachment in attachments:
+                url = (
+                    f"/correspondence/api/v1/correspondence/{correspondence_id}/attachment/{attachment['id']}/download"
+                )
+                expected = reader.get(url).content
+                on_disk = files / correspondence_id / attachment["id"] / attachment["fileName"]
+                assert on_disk.read_bytes() == expected and expected
+        assert sorted(e["correspondence_id"] for e in events) == sorted(sent)
+        assert {e["type"] for e in events} == {PUBLISHED}
+        assert all(e["received_at"].endswith("Z") and e["time"].endswith("Z") for e in events)
+
+
+def test_500s_429s_and_timeouts_from_altinn_are_retried_until_the_event_is_done(tmp_path: Path) -> None:
+    faults = [
+        {"path": CORRESPONDENCE_API, "error_rate": 1.0, "error_status": 500, "count": 2},
+        {"path": CORRESPONDENCE_API, "error_rate": 1.0, "error_status": 429, "retry_after": "300ms", "count": 1},
+        {"path": CORRESPONDENCE_API, "hang": True, "count": 1},
+    ]
+    extra = '[handlers.fetch_correspondence]\ntimeout = "400ms"\n'
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path, extra=extra)
+        with subscribed_receiver(setup, tmp_path):
+            assert sim.admin.put("/faults", json=faults).status_code == 200
+            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title="Etter feil")
+            assert list(wait_settled(setup.store, 1).values()) == ["done"]
+            assert sim.state_snapshot()["faults"] == [], "every injected fault was met"
+        [event] = query(setup.store, "SELECT * FROM inbox")
+        assert event["attempts"] == 5  # two 500s, one 429, one timeout, then the answer
+        assert event["last_error"] == ""
+        [row] = query(setup.store, "SELECT * FROM correspondences")
+        assert (row["correspondence_id"], row["message_title"]) == (correspondence_id, "Etter feil")
+
+
+def test_a_correspondence_that_stays_not_found_is_dead_after_the_configured_retries(tmp_path: Path) -> None:
+    missing = str(uuid.uuid4())
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": PUBLISHED,
+        "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
+        "resource": RESOURCE,
+        "resourceinstance": missing,
+        "subject": RECIPIENT,
+        "time": "2026-01-05T10:00:00.1234567Z",
+    }
+    extra = "[handlers.fetch_correspondence]\nnot_found_retries = 2\n"
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path, extra=extra)
+        with subscribed_receiver(setup, tmp_path):
+            sim.publish_event(event)
+            assert wait_settled(setup.store, 1) == {event["id"]: "dead"}
+        [row] = query(setup.store, "SELECT * FROM inbox")
+        assert row["attempts"] == 3
+        assert "not found (404)" in row["last_error"] and missing in row["last_error"]
+        assert query(setup.store, "SELECT * FROM correspondence_events") == []
