@@ -25,6 +25,8 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.serving import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"
 
@@ -40,7 +42,8 @@ function request()
   counter = counter + 1
   local body = string.format(
     '{"specversion":"1.0","id":"%s-%d","source":"https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",'
-    .. '"type":"no.altinn.correspondence.correspondencepublished","subject":"urn:altinn:organization:identifier-no:314249879",'
+    .. '"type":"no.altinn.correspondence.correspondencepublished",'
+    .. '"subject":"urn:altinn:organization:identifier-no:314249879",'
     .. '"time":"2025-03-14T09:26:53.5897932Z","resource":"urn:altinn:resource:nabovarsel",'
     .. '"resourceinstance":"019ce781-a5c0-7d03-8f51-3e7dda66dd74"}', prefix, counter)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)
@@ -83,14 +86,6 @@ def ensure_wrk() -> str:
     return found
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -104,60 +99,61 @@ def wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     sys.exit(f"error: nothing listens on {url} after 20s")
 
 
-def run_wrk(wrk: str, url: str, script: Path, *, connections: int, threads: int, seconds: int, name: str) -> Result:
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+def found(pattern: str, text: str) -> re.Match[str]:
+    match = re.search(pattern, text)
+    if match is None:
+        sys.exit(f"error: wrk's output has no {pattern!r}:\n{text}")
+    return match
+
+
+def run_wrk(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str, seconds: int) -> Result:
+    command = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--latency"]
+    output = subprocess.run([*command, "-s", str(script), url], capture_output=True, text=True, check=True).stdout
 
     def percentile(label: str) -> float:
-        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        value, unit = found(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    rate = float(found(r"Requests/sec:\s+([\d.]+)", output).group(1))
     return Result(name, rate, percentile("50"), percentile("99"), errors.group(0) if errors else "")
 
 
+def warm_then_measure(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str) -> Result:
+    run_wrk(wrk, url, script, args, "warm-up", 2)
+    return run_wrk(wrk, url, script, args, name, args.seconds)
+
+
 def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> list[Result]:
-    results = []
     python = sys.executable
     port = free_port()
     bare = subprocess.Popen([python, __file__, "--serve-bare", str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_listening(f"http://127.0.0.1:{port}/", bare)
-        run_wrk(wrk, f"http://127.0.0.1:{port}/events", script, connections=args.connections, threads=args.threads,
-                seconds=2, name="warm-up")  # fmt: skip
-        results.append(
-            run_wrk(wrk, f"http://127.0.0.1:{port}/events", script, connections=args.connections,
-                    threads=args.threads, seconds=args.seconds, name="(a) bare Starlette 200")  # fmt: skip
-        )
+        baseline = warm_then_measure(wrk, f"http://127.0.0.1:{port}/events", script, args, "(a) bare Starlette 200")
     finally:
         bare.terminate()
         bare.wait()
 
     port = free_port()
-    store = work / "bench.db"
     config = work / "receiver.toml"
     config.write_text(
-        f'[receiver]\nport = {port}\nsecret = "{SECRET}"\n\n[store]\npath = "{store}"\n\n[log]\nlevel = "{args.log_level}"\n'
+        f'[receiver]\nport = {port}\nsecret = "{SECRET}"\n\n[store]\npath = "{work / "bench.db"}"\n\n'
+        f'[log]\nlevel = "{args.log_level}"\n'
     )
-    log = (work / "serve.log").open("wb")
-    receiver = subprocess.Popen([python, "-m", "receiver", "serve", "--config", str(config)], stdout=log, cwd=REPO)
-    try:
-        wait_listening(f"http://127.0.0.1:{port}/healthz", receiver)
-        url = f"http://127.0.0.1:{port}/events?code={SECRET}"
-        run_wrk(wrk, url, script, connections=args.connections, threads=args.threads, seconds=2, name="warm-up")
-        results.append(
-            run_wrk(wrk, url, script, connections=args.connections, threads=args.threads, seconds=args.seconds,
-                    name="(b) POST /events, durable inbox")  # fmt: skip
-        )
-        inbox = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        pending = re.search(r'altinn_receiver_inbox_events\{status="pending"\} ([\d.e+]+)', inbox)
-        print(f"inbox rows after the run: {float(pending.group(1)) if pending else 'unknown':.0f}", file=sys.stderr)
-    finally:
-        receiver.terminate()
-        receiver.wait()
-        log.close()
-    return results
+    with (work / "serve.log").open("wb") as log:
+        receiver = subprocess.Popen([python, "-m", "receiver", "serve", "--config", str(config)], stdout=log, cwd=REPO)
+        try:
+            wait_listening(f"http://127.0.0.1:{port}/healthz", receiver)
+            url = f"http://127.0.0.1:{port}/events?code={SECRET}"
+            durable = warm_then_measure(wrk, url, script, args, "(b) POST /events, durable inbox")
+            inbox = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            pending = re.search(r'altinn_receiver_events_received_total\{channel="push"\} ([\d.e+]+)', inbox)
+            print(f"events stored by the receiver: {float(pending.group(1)) if pending else 0:.0f}", file=sys.stderr)
+        finally:
+            receiver.terminate()
+            receiver.wait()
+    return [baseline, durable]
 
 
 def main() -> None:
