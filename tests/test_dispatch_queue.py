@@ -1,0 +1,147 @@
+"""Claims on a real SQLite inbox, from several connections at once as several processes would: never one event
+twice, never two events of one resourceinstance at a time, each instance in `time` order (then arrival order),
+retrying events not holding back later ones, expired leases taken over, stopped claims given back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from receiver.store import db, queue
+from receiver.store.inbox import InboxRecord, NewEvent, insert_event
+from receiver.timeutil import iso_after, now_iso
+
+T = TypeVar("T")
+
+
+def event(instance: str, time: str = "") -> NewEvent:
+    event_id = str(uuid.uuid4())
+    raw = {"specversion": "1.0", "id": event_id, "type": "t", "source": "s", "resourceinstance": instance}
+    return NewEvent(event_id, "t", "s", "", "urn:altinn:resource:r", instance, time, json.dumps(raw))
+
+
+def run(path: Path, work: Callable[[list[aiosqlite.Connection]], Awaitable[T]], connections: int = 1) -> T:
+    async def main() -> T:
+        conns = [await db.connect(path) for _ in range(connections)]
+        try:
+            return await work(conns)
+        finally:
+            for conn in conns:
+                await conn.close()
+
+    return asyncio.run(main())
+
+
+async def add(conn: aiosqlite.Connection, events: list[NewEvent]) -> None:
+    for new in events:
+        assert await insert_event(conn, new, "push")
+
+
+async def claim_all(conn: aiosqlite.Connection, owner: str, lease: float = 60.0) -> list[InboxRecord]:
+    claimed = []
+    while (record := await queue.claim_next(conn, owner, lease)) is not None:
+        claimed.append(record)
+    return claimed
+
+
+def test_concurrent_claimers_take_each_instance_once_and_its_earliest_event_first(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    instances = [str(uuid.uuid4()) for _ in range(20)]
+    events = [event(i, f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z") for i in instances for s in range(10)]
+    rng.shuffle(events)
+    earliest = {i: min((e for e in events if e.resourceinstance == i), key=lambda e: e.time).id for i in instances}
+
+    async def work(conns: list[aiosqlite.Connection]) -> list[InboxRecord]:
+        await add(conns[0], events)
+        per_claimer = await asyncio.gather(*(claim_all(c, f"owner-{n}") for n, c in enumerate(conns)))
+        return [record for claimed in per_claimer for record in claimed]
+
+    claimed = run(tmp_path / "inbox.db", work, connections=4)
+    assert sorted(r.resourceinstance for r in claimed) == sorted(instances)  # one each: none finished yet
+    assert {r.resourceinstance: r.id for r in claimed} == earliest
+    assert all(r.status == "processing" and r.attempts == 1 for r in claimed)
+
+
+def test_an_instance_runs_in_time_order_with_fractions_and_offsets_and_untimed_events_by_arrival(
+    tmp_path: Path,
+) -> None:
+    timed = [
+        event("a", "2026-01-05T10:00:01Z"),  # 10:00:01
+        event("a", "2026-01-05T10:00:00.5000001Z"),  # 10:00:00.5
+        event("a", "2026-01-05T11:00:00.25+02:00"),  # 09:00:00.25, the earliest
+    ]
+    untimed = [event("b") for _ in range(3)]
+
+    async def work(conns: list[aiosqlite.Connection]) -> list[str]:
+        conn = conns[0]
+        await add(conn, [*timed, *untimed])
+        order = []
+        while (record := await queue.claim_next(conn, "me", 60)) is not None:
+            order.append(record.id)
+            assert await queue.finish(conn, record.seq, "me", "done")
+        return order
+
+    order = run(tmp_path / "inbox.db", work)
+    assert [i for i in order if i in {e.id for e in timed}] == [timed[2].id, timed[1].id, timed[0].id]
+    assert [i for i in order if i in {e.id for e in untimed}] == [e.id for e in untimed]
+
+
+def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(tmp_path: Path) -> None:
+    first, second, third = event("c", "2026-01-05T10:00:00Z"), event("c", "2026-01-05T10:00:01Z"), event("c")
+
+    async def work(conns: list[aiosqlite.Connection]) -> None:
+        conn = conns[0]
+        await add(conn, [first, second, third])
+        claimed = await queue.claim_next(conn, "me", 60)
+        assert claimed is not None and claimed.id == first.id
+        assert await queue.claim_next(conn, "me", 60) is None  # the instance is busy
+        assert await queue.finish(conn, claimed.seq, "me", "retrying", "HTTP 503", iso_after(3600))
+        later = await queue.claim_next(conn, "me", 60)
+        assert later is not None and later.id == second.id
+        assert await queue.finish(conn, later.seq, "me", "done")
+        await conn.execute("UPDATE inbox SET next_attempt_at = ? WHERE id = ?", (now_iso(), first.id))
+        due = await queue.claim_next(conn, "me", 60)
+        assert due is not None and (due.id, due.attempts, due.last_error) == (first.id, 2, "HTTP 503")
+
+    run(tmp_path / "inbox.db", work)
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record_an_outcome(tmp_path: Path) -> None:
+    async def work(conns: list[aiosqlite.Connection]) -> None:
+        await add(conns[0], [event("d")])
+        gone = await queue.claim_next(conns[0], "worker-that-died", 0.2)
+        assert gone is not None
+        assert await queue.claim_next(conns[1], "next-worker", 60) is None  # lease still valid
+        await asyncio.sleep(0.3)
+        taken = await queue.claim_next(conns[1], "next-worker", 60)
+        assert taken is not None and (taken.id, taken.attempts, taken.lease_owner) == (gone.id, 2, "next-worker")
+        assert not await queue.finish(conns[0], gone.seq, "worker-that-died", "done")
+        assert not await queue.extend_lease(conns[0], gone.seq, "worker-that-died", 60)
+        assert await queue.finish(conns[1], taken.seq, "next-worker", "done")
+
+    run(tmp_path / "inbox.db", work, connections=2)
+
+
+def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_back(tmp_path: Path) -> None:
+    fresh, failed_before = event("e"), event("f")
+
+    async def work(conns: list[aiosqlite.Connection]) -> dict[str, tuple[str, int, str]]:
+        conn = conns[0]
+        await add(conn, [fresh, failed_before])
+        await conn.execute("UPDATE inbox SET status = 'retrying', attempts = 2 WHERE id = ?", (failed_before.id,))
+        assert len(await claim_all(conn, "stopping")) == 2
+        other = await queue.claim_next(conn, "someone-else", 60)
+        assert other is None
+        assert await queue.release_claims(conn, "stopping") == 2
+        async with conn.execute("SELECT id, status, attempts, lease_owner FROM inbox") as cursor:
+            return {row[0]: (row[1], row[2], row[3]) for row in await cursor.fetchall()}
+
+    rows = run(tmp_path / "inbox.db", work)
+    assert rows == {fresh.id: ("pending", 0, ""), failed_before.id: ("retrying", 2, "")}
