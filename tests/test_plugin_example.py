@@ -1,0 +1,68 @@
+"""The example plugin package (examples/altinn-receiver-example-plugin), installed into a folder of its own and put
+on PYTHONPATH of a real `altinn-receiver serve`: its entry point `audit_file` is found and runs; without it the
+same config stops with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.dispatch_support import wait_settled
+from tests.ingest_support import ServeProcess, new_event, push, run_cli, webhook
+from tests.support import REPO, wait_until
+
+EXAMPLE = REPO / "examples" / "altinn-receiver-example-plugin"
+PIPELINE = """
+[dispatch]
+poll_interval = "50ms"
+
+[[pipelines]]
+types = ["no.altinn.correspondence.*"]
+handlers = ["store", "audit_file"]
+
+[handlers.audit_file]
+path = "audit.jsonl"
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example installed with pip into a target folder: the shared venv stays as it was."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(EXAMPLE)],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    return target
+
+
+def test_the_installed_example_plugin_runs_through_its_entry_point(
+    tmp_path: Path, installed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(installed))
+    serve = ServeProcess(tmp_path)
+    serve.config.write_text(serve.config.read_text() + PIPELINE)
+    event = new_event()
+    with serve, httpx.Client() as client:
+        assert push(client, webhook(serve.url), event).status_code == 200
+        assert wait_settled(serve.store, 1) == {event["id"]: "done"}
+    audit = tmp_path / "audit.jsonl"
+    lines = wait_until(lambda: audit.exists() and audit.read_text().splitlines(), message="the audit line")
+    assert [json.loads(line) for line in lines] == [
+        {"event_id": event["id"], "type": event["type"], "resourceinstance": event["resourceinstance"]}
+    ]
+
+
+def test_without_the_plugin_installed_the_same_config_exits_2_naming_the_handler(tmp_path: Path) -> None:
+    serve = ServeProcess(tmp_path)
+    serve.config.write_text(serve.config.read_text() + PIPELINE)
+    result = run_cli("serve", "--config", str(serve.config))
+    assert result.returncode == 2
+    assert "pipelines[0].handlers[1]: unknown handler 'audit_file'" in result.stderr
