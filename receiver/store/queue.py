@@ -1,11 +1,13 @@
 """The dispatcher's view of the inbox: claims with leases, then done, retrying, dead, skipped or released.
 
 Every function here is one SQL statement, so it is atomic on its own (SQLite serialises writers, across processes
-too) and safe on a connection that other tasks use at the same time. A claim takes the oldest open event that may
-run now: its `resourceinstance` has no other event running, and no other runnable event of that instance comes
+too) and safe on a connection that other tasks use at the same time. A claim takes the earliest open event that
+may run now: its `resourceinstance` has no other event running, and no other runnable event of that instance comes
 before it in `time` order (then arrival order; events without `time` by their arrival time). A `retrying` event
-that is not yet due does not hold back later ones. Each finishing statement checks that the lease is still ours,
-so a worker whose lease expired and was taken over cannot overwrite the new owner's outcome.
+that is not yet due does not hold back later ones. The claim walks the open events in that same order (an index),
+so the first candidate of an instance is its earliest and the cost does not grow with the backlog. Each finishing
+statement checks that the lease is still ours, so a worker whose lease expired and was taken over cannot overwrite
+the new owner's outcome.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ CLAIM = f"""
     SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
         updated_at = :now
     WHERE seq = (
-        SELECT c.seq FROM inbox AS c INDEXED BY inbox_open
+        SELECT c.seq FROM inbox AS c INDEXED BY inbox_open_by_time
         WHERE c.{OPEN} AND {_due("c")}
           AND (c.resourceinstance = '' OR (
                 NOT EXISTS (
@@ -49,7 +51,7 @@ CLAIM = f"""
                     WHERE e.resourceinstance = c.resourceinstance AND e.{OPEN} AND e.seq <> c.seq AND {_due("e")}
                       AND ({_order_key("e")} < {_order_key("c")}
                            OR ({_order_key("e")} = {_order_key("c")} AND e.seq < c.seq)))))
-        ORDER BY c.seq
+        ORDER BY {_order_key("c")}, c.seq
         LIMIT 1
     )
     RETURNING *

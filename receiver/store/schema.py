@@ -38,8 +38,11 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS inbox_updated ON inbox (updated_at)",
     # The last push, at every metrics scrape (receiver/ops_metrics.py), without reading the catch-up rows.
     "CREATE INDEX IF NOT EXISTS inbox_channel ON inbox (channel, received_at)",
-    # The dispatcher's claim walks only the open events in arrival order, however many are done (store/queue.py).
-    "CREATE INDEX IF NOT EXISTS inbox_open ON inbox (seq) WHERE status IN ('pending', 'retrying', 'processing')",
+    # The dispatcher's claim walks only the open events, in the order they may run: however many are done, and
+    # without stepping over the later events of instances that wait for an earlier one (store/queue.py).
+    "CREATE INDEX IF NOT EXISTS inbox_open_by_time ON inbox"
+    " (COALESCE(julianday(NULLIF(time, '')), julianday(received_at)), seq)"
+    " WHERE status IN ('pending', 'retrying', 'processing')",
     # Altinn's subscription validation handshakes: recorded, never dispatched.
     """
     CREATE TABLE IF NOT EXISTS validations (
