@@ -1,0 +1,176 @@
+"""Benchmark the dispatcher: events/s through fetch_correspondence + store, and the receiver's memory over a backlog.
+
+    .venv/bin/python bench/pipeline.py [--events 50000] [--per-correspondence 5] [--concurrency 16] [--latency 0.05]
+
+The simulator runs in this process with a fault rule adding `--latency` to every Correspondence API call. A backlog
+of `--events` events (`--per-correspondence` events per correspondence, with shuffled `time`s, so the per-instance
+ordering is exercised) is written to the inbox with the inbox's own INSERT, then `altinn-receiver serve` (a
+subprocess, the service-owner default pipelines) works through it with `[dispatch] concurrency`. Each event costs
+one API call, so the ideal is concurrency / latency events per second. The receiver's RSS is read from /proc while
+it runs (it never loads the backlog: it claims one event at a time). Prints a table; `--json` for a machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from receiver.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
+from receiver.simulator import SimSettings, running_simulator  # noqa: E402
+from receiver.store.db import connect_sync  # noqa: E402
+from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params  # noqa: E402
+from receiver.timeutil import now_iso  # noqa: E402
+
+RESOURCE = "urn:altinn:resource:bench-pipeline"
+RECIPIENT_ORG = "312345678"
+EVENT_TYPE = "no.altinn.correspondence.correspondencereceiverread"
+SEND_BATCH = 500
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def send_correspondences(admin: httpx.Client, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        batch = [
+            {"resource_id": RESOURCE, "recipient": RECIPIENT_ORG} for _ in range(min(SEND_BATCH, count - len(ids)))
+        ]
+        response = admin.post("/correspondences", json=batch, params={"push": "false"}, timeout=120)
+        response.raise_for_status()
+        ids += response.json()["ids"]
+    return ids
+
+
+def write_backlog(store: Path, correspondences: list[str], per: int, rng: random.Random) -> int:
+    """`per` events per correspondence, times shuffled against arrival order, written in chunks."""
+    conn = connect_sync(store)
+    received = now_iso()
+    written = 0
+    with closing(conn):
+        for start in range(0, len(correspondences), 1000):
+            rows = []
+            for cid in correspondences[start : start + 1000]:
+                seconds = rng.sample(range(60), per)
+                for s in seconds:
+                    event_id = str(uuid.uuid4())
+                    stamp = f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z"
+                    raw = {"specversion": "1.0", "id": event_id, "type": EVENT_TYPE, "time": stamp,
+                           "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
+                           "resource": RESOURCE, "resourceinstance": cid}  # fmt: skip
+                    event = NewEvent(event_id, EVENT_TYPE, raw["source"], "", RESOURCE, cid, stamp, json.dumps(raw))
+                    rows.append(insert_params(event, "catchup", received))
+            rng.shuffle(rows)
+            conn.execute("BEGIN")
+            conn.executemany(INSERT_EVENT, rows)
+            conn.execute("COMMIT")
+            written += len(rows)
+    return written
+
+
+def count_done(store: Path) -> int:
+    with closing(sqlite3.connect(store)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--per-correspondence", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every Correspondence API call")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rng = random.Random(1)
+    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
+        identity = register_identity(sim, folder)
+        setup = ReceiverSetup(sim.url, identity, folder / "receiver.db", [], catchup={"enabled": False},
+                              dispatch={"concurrency": args.concurrency, "poll_interval": "200ms"})  # fmt: skip
+        config = folder / "receiver.toml"
+        setup.write(config)
+        count = args.events // args.per_correspondence
+        say(f"sending {count} correspondences to the simulator...")
+        correspondences = send_correspondences(sim.admin, count)
+        say(f"writing a backlog of {count * args.per_correspondence} events...")
+        total = write_backlog(setup.store, correspondences, args.per_correspondence, rng)
+        sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{args.latency * 1000:g}ms"})
+
+        with (folder / "serve.log").open("wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
+                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+        try:
+            started = time.monotonic()
+            samples: list[tuple[float, int, float]] = []
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"serve exited with {process.returncode}; see {folder / 'serve.log'}")
+                done = count_done(setup.store)
+                samples.append((time.monotonic() - started, done, rss_mb(process.pid)))
+                if done >= total:
+                    break
+                if len(samples) % 10 == 0:
+                    say(f"  {done}/{total} done, RSS {samples[-1][2]:.1f} MB")
+                time.sleep(1.0)
+        finally:
+            process.terminate()
+            process.wait(60)
+
+    def at(fraction: float) -> tuple[float, int, float]:
+        return next(s for s in samples if s[1] >= fraction * total)
+
+    (t10, d10, rss10), (t90, d90, _) = at(0.10), at(0.90)
+    steady = (d90 - d10) / (t90 - t10) if t90 > t10 else float("nan")
+    ideal = args.concurrency / args.latency
+    rss_peak = max(s[2] for s in samples if s[0] >= t10)
+    with closing(sqlite3.connect(setup.store)) as conn:
+        dead = conn.execute("SELECT COUNT(*) FROM inbox WHERE status = 'dead'").fetchone()[0]
+        stored = conn.execute("SELECT COUNT(*) FROM correspondence_events").fetchone()[0]
+    result = {
+        "events": total,
+        "concurrency": args.concurrency,
+        "latency_ms": args.latency * 1000,
+        "ideal_per_s": round(ideal, 1),
+        "steady_per_s": round(steady, 1),
+        "of_ideal": round(steady / ideal, 3),
+        "overall_per_s": round(total / samples[-1][0], 1),
+        "rss_at_10pct_mb": round(rss10, 1),
+        "rss_peak_after_mb": round(rss_peak, 1),
+        "rss_growth_mb": round(rss_peak - rss10, 1),
+        "dead": dead,
+        "stored_events": stored,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{'measure':<40} {'value':>12}")
+    for key, value in result.items():
+        print(f"{key:<40} {value:>12}")
+    print(f"(files in {folder})")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
