@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +24,7 @@ from starlette.routing import Route
 
 from receiver.config import Config
 from receiver.ingest import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
-from receiver.logs import redact
+from receiver.logs import emit_json_line, redact
 from receiver.metrics import CONTENT_TYPE
 from receiver.runtime import Runtime, Service
 from receiver.services import build_services
@@ -88,8 +87,7 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
         "client": client[0] if client else "",
         **scope.get(LOG_FIELDS, {}),
     }
-    sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    emit_json_line(access_log, json.dumps(entry, ensure_ascii=False))
 
 
 def runtime_of(request: Request) -> Runtime:

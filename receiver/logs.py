@@ -33,10 +33,25 @@ def redact_value(value: Any) -> Any:
     return value
 
 
+PREFORMATTED = "preformatted_json"
+
+
+def emit_json_line(logger: logging.Logger, line: str, level: int = logging.INFO) -> None:
+    """Hand an already-built, already-redacted JSON line to `logger`'s handlers, skipping the costly parts of
+    logging (caller lookup, formatting, redaction) on hot paths such as the access log."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, "", 0, line, (), None)
+    setattr(record, PREFORMATTED, True)
+    logger.handle(record)
+
+
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "msg", ...extra fields}`; every string passes through `redact`."""
 
     def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, PREFORMATTED, False):
+            return record.getMessage()
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
@@ -51,9 +66,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(redact_value(entry), default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info") -> None:
-    """Route the root logger (and uvicorn's) to stdout as JSON lines."""
-    handler = logging.StreamHandler(sys.stdout)
+def setup_logging(level: str = "info", handler: logging.Handler | None = None) -> None:
+    """Route the root logger (and uvicorn's) to `handler` (default: stdout) as JSON lines."""
+    if handler is None:
+        handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -62,3 +78,5 @@ def setup_logging(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request at info; the receiver logs what matters about its Altinn calls itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

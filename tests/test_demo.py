@@ -16,7 +16,10 @@ def test_demo_with_five_events_processes_every_one_and_exits_0(tmp_path: Path) -
     result = CliRunner().invoke(main, ["demo", "--events", "5", "--dir", str(folder)])
     took = time.monotonic() - started
     assert result.exit_code == 0, result.output
-    table = {line.rsplit(maxsplit=1)[0].strip(): line.rsplit(maxsplit=1)[1] for line in result.stdout.splitlines()[1:8]}
+    lines = result.stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("WHAT")))
+    table = dict(line.rsplit(maxsplit=1) for line in lines[header + 1 : header + 8])
+    table = {name.strip(): count for name, count in table.items()}
     assert table["events sent to this recipient"] == "5" and table["processed"] == "5" and table["dead"] == "0"
     assert int(table["received by push"]) + int(table["received by catch-up"]) == 5
     assert int(table["received by catch-up"]) >= 2  # the events sent while the receiver was down

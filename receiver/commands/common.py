@@ -58,7 +58,12 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A plain aligned table for people; --json is the format for programs."""
     if not rows:
         return
-    widths = {c: max(len(c), *(len(str(r.get(c, "") or "")) for r in rows)) for c in columns}
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        return "" if value is None else str(value)
+
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
-        click.echo("  ".join(str(row.get(c, "") or "").ljust(widths[c]) for c in columns).rstrip())
+        click.echo("  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())

@@ -10,16 +10,12 @@ import click
 
 from receiver.commands.common import echo_table
 from receiver.demo import DemoError, run_demo
-from receiver.logs import JsonFormatter
+from receiver.logs import setup_logging
 
 
 def log_to(file: Path) -> None:
     """The receiver's and the simulator's JSON log lines go to `file`, so the terminal shows only the story."""
-    handler = logging.FileHandler(file, encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    setup_logging("info", logging.FileHandler(file, encoding="utf-8"))
 
 
 @click.command("demo")
