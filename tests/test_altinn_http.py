@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -20,23 +20,10 @@ from starlette.routing import Route
 from receiver.altinn import AltinnClients, PermanentError, TransientError
 from receiver.altinn.http import SUBSCRIPTION_KEY_HEADER, AltinnHttp, parse_retry_after
 from receiver.serving import ServerThread, free_port
-from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, altinn_config, new_key, write_pem_key
+from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, call, new_key
 
 KEY = new_key()
-T = TypeVar("T")
 SUBS = "/events/api/v1/subscriptions"
-
-
-def call(fake: FakeAltinn, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]], **kwargs: Any) -> T:
-    config = altinn_config(
-        tmp_path, platform_url=fake.url, issuer=fake.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem"), **kwargs
-    )
-
-    async def main() -> T:
-        async with AltinnClients.from_config(config) as clients:
-            return await work(clients)
-
-    return asyncio.run(main())
 
 
 def answering(response: Callable[[], Response]) -> Handler:
@@ -53,7 +40,7 @@ def list_subs(c: AltinnClients) -> Awaitable[Any]:
 def test_429_with_retry_after_seconds_is_transient_with_the_delay(tmp_path: Path) -> None:
     api = {f"GET {SUBS}": answering(lambda: Response(status_code=429, headers={"Retry-After": "7"}))}
     with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(TransientError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert err.value.status == 429
     assert err.value.retry_after == 7.0
 
@@ -69,7 +56,7 @@ def test_retry_after_as_an_http_date() -> None:
 def test_server_errors_are_transient(tmp_path: Path, status: int) -> None:
     api = {f"GET {SUBS}": answering(lambda: Response("upstream broke", status_code=status))}
     with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(TransientError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert err.value.status == status and err.value.retry_after is None
 
 
@@ -77,15 +64,36 @@ def test_problem_details_title_and_error_code_surface_in_a_permanent_error(tmp_p
     problem = {"title": "The requested correspondence was not found", "status": 404, "errorCode": 1001}
     api = {f"GET {SUBS}": answering(lambda: JSONResponse(problem, status_code=404))}
     with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(PermanentError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert (err.value.status, err.value.title, err.value.error_code) == (404, problem["title"], 1001)
     assert "errorCode 1001" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("problem", "shown"),
+    [
+        (
+            {"title": "Bad Request", "status": 400, "detail": "DueDateTime is required", "errorCode": 1016},
+            ": HTTP 400: Bad Request: DueDateTime is required (errorCode 1016)",
+        ),
+        ({"title": "Bad Request", "detail": "Bad Request", "status": 400}, ": HTTP 400: Bad Request"),
+        ({"detail": "Only the reason", "status": 400}, ": HTTP 400: Only the reason"),
+    ],
+)
+def test_problem_details_detail_gives_the_reason_after_the_title(
+    tmp_path: Path, problem: dict[str, object], shown: str
+) -> None:
+    api = {f"GET {SUBS}": answering(lambda: JSONResponse(problem, status_code=400))}
+    with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(PermanentError) as err:
+        call(fake, tmp_path, KEY, list_subs)
+    assert str(err.value) == "listing subscriptions" + shown
+    assert err.value.title == problem.get("title", problem["detail"])
 
 
 def test_events_json_string_body_becomes_the_title(tmp_path: Path) -> None:
     api = {f"GET {SUBS}": answering(lambda: JSONResponse("Resource filter must be a valid urn", status_code=400))}
     with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(PermanentError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert err.value.title == "Resource filter must be a valid urn"
 
 
@@ -98,7 +106,7 @@ def test_401_drops_the_token_and_retries_once_with_a_new_one(tmp_path: Path) -> 
         return JSONResponse({"count": 0, "subscriptions": []})
 
     with FakeAltinn(KEY.public_key(), api={f"GET {SUBS}": first_token_refused}) as fake:
-        assert call(fake, tmp_path, list_subs) == []
+        assert call(fake, tmp_path, KEY, list_subs) == []
     first, second = fake.requests_to(SUBS)
     assert first.headers["authorization"] != second.headers["authorization"]
     assert fake.exchanges == 2
@@ -109,7 +117,7 @@ def test_a_second_401_is_permanent_and_never_shows_the_token(tmp_path: Path) -> 
         return JSONResponse({"title": f"bad token {request.headers['authorization']}"}, status_code=401)
 
     with FakeAltinn(KEY.public_key(), api={f"GET {SUBS}": always_401}) as fake, pytest.raises(PermanentError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert err.value.status == 401
     assert len(fake.requests_to(SUBS)) == 2
     sent = {s.headers["authorization"][7:] for s in fake.requests_to(SUBS)}
@@ -122,21 +130,9 @@ def test_subscription_key_header_only_when_configured_and_only_to_the_platform(t
     with FakeAltinn(KEY.public_key(), api={f"GET {SUBS}": ok}) as fake:
         platform = httpx.URL(fake.url)
         # Maskinporten on another origin (localhost instead of 127.0.0.1) to tell the two apart
-        issuer = f"http://localhost:{platform.port}/"
-        config = altinn_config(
-            tmp_path,
-            platform_url=fake.url,
-            issuer=issuer,
-            key_file=write_pem_key(KEY, tmp_path / "k.pem"),
-            extra_altinn=f'subscription_key = "{key}"' if key else "",
-        )
-        fake.issuer = issuer
-
-        async def main() -> None:
-            async with AltinnClients.from_config(config) as clients:
-                await clients.events.list_subscriptions()
-
-        asyncio.run(main())
+        fake.issuer = f"http://localhost:{platform.port}/"
+        extra = f'subscription_key = "{key}"' if key else ""
+        call(fake, tmp_path, KEY, lambda c: c.events.list_subscriptions(), extra_altinn=extra)
     header = SUBSCRIPTION_KEY_HEADER.lower()
     token, exchange, listing = (
         fake.requests_to("/token"),
@@ -171,7 +167,7 @@ def test_redirects_are_not_followed(tmp_path: Path) -> None:
     with ServerThread(Recorder(Starlette(routes=[Route("/x", lambda r: Response())]), seen)) as other:
         api = {f"GET {SUBS}": answering(lambda: RedirectResponse(other.url + "/x", status_code=307))}
         with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(PermanentError) as err:
-            call(fake, tmp_path, list_subs)
+            call(fake, tmp_path, KEY, list_subs)
     assert err.value.status == 307 and "not followed" in str(err.value)
     assert seen == []
 
@@ -205,5 +201,5 @@ def test_timeouts_and_refused_connections_are_transient() -> None:
 def test_error_bodies_are_shortened(tmp_path: Path) -> None:
     api = {f"GET {SUBS}": answering(lambda: JSONResponse(json.dumps("x" * 5000), status_code=400))}
     with FakeAltinn(KEY.public_key(), api=api) as fake, pytest.raises(PermanentError) as err:
-        call(fake, tmp_path, list_subs)
+        call(fake, tmp_path, KEY, list_subs)
     assert len(str(err.value)) < 600

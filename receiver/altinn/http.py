@@ -4,7 +4,7 @@
   followed, so a token cannot be carried anywhere else.
 - `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
-  other 4xx → PermanentError (with ProblemDetails `title` and `errorCode`).
+  other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`).
 - `PlatformSession` adds the Altinn token and, on a 401, invalidates it and retries once with a fresh one.
 """
 
@@ -134,8 +134,8 @@ def json_body(response: httpx.Response, what: str) -> Any:
 
 def error_for(response: httpx.Response, what: str) -> AltinnError:
     status = response.status_code
-    title, error_code = problem_details(response)
-    detail = f": {title}" if title else ""
+    title, reason, error_code = problem_details(response)
+    detail = "".join(f": {part}" for part in (title, reason) if part)
     if error_code is not None:
         detail += f" (errorCode {error_code})"
     if status == 429 or status >= 500:
@@ -148,27 +148,35 @@ def error_for(response: httpx.Response, what: str) -> AltinnError:
     return PermanentError(f"{what}: HTTP {status}{detail}{hint}", status=status, title=title, error_code=error_code)
 
 
-def problem_details(response: httpx.Response) -> tuple[str | None, int | str | None]:
-    """(title, errorCode) from ProblemDetails, a Maskinporten OAuth error, an Events JSON string, or short text."""
+def problem_details(response: httpx.Response) -> tuple[str | None, str | None, int | str | None]:
+    """(title, detail, errorCode) from ProblemDetails, a Maskinporten OAuth error, an Events JSON string, or short
+    text. `detail` is ProblemDetails' reason when it adds to the title (Altinn's titles are often just the status
+    text, "Bad Request", and the reason is in `detail`)."""
     text = response.text.strip()
     if not text:
-        return None, None
+        return None, None, None
     try:
         body = json.loads(text)
     except ValueError:
-        return _short(text), None
+        return _short(text), None, None
     if isinstance(body, str):
-        return _short(body), None
+        return _short(body), None, None
     if not isinstance(body, dict):
-        return _short(text), None
+        return _short(text), None, None
     if "error" in body and isinstance(body["error"], str):  # OAuth: {"error", "error_description"}
-        return _short(str(body.get("error_description") or body["error"])), body["error"]
-    title = body.get("title") or body.get("detail")
+        return _short(str(body.get("error_description") or body["error"])), None, body["error"]
+    title, detail = body.get("title"), body.get("detail")
+    if not title or detail == title:
+        title, detail = title or detail, None
     if isinstance(body.get("errors"), dict) and body["errors"]:
         first_field, messages = next(iter(body["errors"].items()))
         title = f"{title} {first_field}: {messages[0] if isinstance(messages, list) and messages else messages}"
     code = body.get("errorCode")
-    return (_short(str(title)) if title else None), (code if isinstance(code, int | str) else None)
+    return (
+        _short(str(title)) if title else None,
+        _short(str(detail)) if detail else None,
+        code if isinstance(code, int | str) else None,
+    )
 
 
 def _short(text: str) -> str:
