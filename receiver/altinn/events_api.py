@@ -7,7 +7,7 @@ platform URL, so a `next` pointing at another host is never followed. A page wit
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs, urlsplit
 
 from receiver.altinn.errors import PermanentError
@@ -17,6 +17,14 @@ from receiver.altinn.models import EventPage, Subscription
 SUBSCRIPTIONS_PATH = "/events/api/v1/subscriptions"
 EVENTS_PATH = "/events/api/v1/events"
 MAX_PAGE_SIZE = 1000
+
+
+class PullFilters(TypedDict, total=False):
+    """The pull API's optional parameters: `subject`, `type` (repeated) and the page `size` (at most 1000)."""
+
+    subject: str | None
+    types: Sequence[str]
+    size: int
 
 
 def next_after(header: str | None) -> str | None:
@@ -93,18 +101,10 @@ class EventsApi:
             raise PermanentError("pulling events: expected a JSON array of CloudEvents")
         return EventPage(events=events, next_after=next_after(response.headers.get("next")))
 
-    async def iter_pages(
-        self,
-        resource: str,
-        after: str,
-        *,
-        subject: str | None = None,
-        types: Sequence[str] = (),
-        size: int = MAX_PAGE_SIZE,
-    ) -> AsyncIterator[EventPage]:
+    async def iter_pages(self, resource: str, after: str, **filters: Unpack[PullFilters]) -> AsyncIterator[EventPage]:
         """Pages from `after` on, up to and including the first empty one (or one with no `next` to go on from)."""
         while True:
-            page = await self.pull_events(resource, after, subject=subject, types=types, size=size)
+            page = await self.pull_events(resource, after, **filters)
             yield page
             if not page.events or page.next_after is None:
                 return

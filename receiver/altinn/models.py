@@ -62,6 +62,13 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _required_text(raw: dict[str, Any], name: str, what: str) -> str:
+    value = _text(raw, name)
+    if not value:
+        raise PermanentError(f"{what}: {name} is missing")
+    return value
+
+
 @dataclass(frozen=True)
 class Subscription:
     """An Altinn Events subscription (events contract §1.3)."""
@@ -117,11 +124,8 @@ class Attachment:
     @classmethod
     def from_json(cls, value: Any) -> Attachment:
         raw = _object(value, "attachment")
-        attachment_id = _text(raw, "id")
-        if not attachment_id:
-            raise PermanentError("attachment: the id is missing")
         return cls(
-            id=attachment_id,
+            id=_required_text(raw, "id", "attachment"),
             file_name=_text(raw, "fileName"),
             display_name=_text(raw, "displayName"),
             checksum=_text(raw, "checksum") or None,
@@ -146,9 +150,7 @@ class Correspondence:
     @classmethod
     def from_json(cls, value: Any) -> Correspondence:
         raw = _object(value, "correspondence")
-        correspondence_id = _text(raw, "correspondenceId")
-        if not correspondence_id:
-            raise PermanentError("correspondence: correspondenceId is missing")
+        correspondence_id = _required_text(raw, "correspondenceId", "correspondence")
         content = _field(raw, "content") or {}
         content = _object(content, "correspondence content")
         attachments = _field(content, "attachments") or []
