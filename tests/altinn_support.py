@@ -3,15 +3,17 @@ tests: a real HTTP server on loopback that verifies grants as Maskinporten does 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import jwt
 from cryptography import x509
@@ -26,13 +28,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from receiver.altinn import AltinnClients
 from receiver.config import Config, load_config
 from receiver.serving import ServerThread
+from receiver.simulator import RunningSimulator, SimSettings, running_simulator
 
 ASSERTION_CLAIMS = {"aud", "iss", "scope", "iat", "exp", "jti", "authorization_details"}
 ALTINN_SECRET = "altinn-test-signing-secret-0123456789"
 CLIENT_ID = "test-client"
 KID = "test-kid"
+T = TypeVar("T")
 
 
 # --- keys ---
@@ -116,6 +121,50 @@ def altinn_config(
     path = tmp_path / "receiver.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return load_config(path)
+
+
+class StandIn(Protocol):
+    """Maskinporten and the platform on one loopback server: `FakeAltinn` or the project's simulator."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def issuer(self) -> str: ...
+
+
+def stand_in_config(stand_in: StandIn, tmp_path: Path, key: RSAPrivateKey, **options: Any) -> Config:
+    """`altinn_config` for `stand_in`, signing grants with `key` (written to tmp_path/k.pem)."""
+    key_file = write_pem_key(key, tmp_path / "k.pem")
+    return altinn_config(tmp_path, platform_url=stand_in.url, issuer=stand_in.issuer, key_file=key_file, **options)
+
+
+def with_clients(clients: AltinnClients, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
+    """`work(clients)` run to its end, the clients closed afterwards."""
+
+    async def main() -> T:
+        async with clients:
+            return await work(clients)
+
+    return asyncio.run(main())
+
+
+def call(
+    stand_in: StandIn, tmp_path: Path, key: RSAPrivateKey, work: Callable[[AltinnClients], Awaitable[T]], **options: Any
+) -> T:
+    """`work` run with the clients of `stand_in_config(stand_in, tmp_path, key, **options)`."""
+    return with_clients(AltinnClients.from_config(stand_in_config(stand_in, tmp_path, key, **options)), work)
+
+
+@contextmanager
+def simulator_with_client(
+    key: RSAPrivateKey, scopes: Sequence[str], org: str, settings: SimSettings | None = None
+) -> Iterator[RunningSimulator]:
+    """The project's simulator with `key` registered as Maskinporten client CLIENT_ID (kid KID) of `org`."""
+    with running_simulator(settings) as simulator:
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        simulator.register_client(CLIENT_ID, public_jwk=jwk, kid=KID, scopes=list(scopes), org=org)
+        yield simulator
 
 
 # --- the fake Altinn ---

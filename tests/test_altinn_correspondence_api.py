@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from receiver.altinn import AltinnClients, Attachment, PermanentError
-from tests.altinn_support import FakeAltinn, Handler, altinn_config, new_key, write_pem_key
+from tests.altinn_support import FakeAltinn, Handler, call, new_key
 
 KEY = new_key()
-T = TypeVar("T")
 CID = str(uuid.uuid4())
 AID = str(uuid.uuid4())
 FILE = b"%PDF-1.7 vedtak " * 4096  # 64 KiB
@@ -47,18 +44,6 @@ OVERVIEW = {
 }
 
 
-def call(fake: FakeAltinn, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
-    config = altinn_config(
-        tmp_path, platform_url=fake.url, issuer=fake.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem")
-    )
-
-    async def main() -> T:
-        async with AltinnClients.from_config(config) as clients:
-            return await work(clients)
-
-    return asyncio.run(main())
-
-
 def json_answer(body: Any, status: int = 200) -> Handler:
     async def handler(fake: FakeAltinn, request: Request) -> Response:
         return JSONResponse(body, status_code=status)
@@ -81,7 +66,7 @@ def download_api(*, declare_length: bool = True, body: bytes = FILE) -> dict[str
 def test_details_is_read_into_a_typed_correspondence(tmp_path: Path) -> None:
     details = {**OVERVIEW, "statusHistory": [{"status": "Published"}]}
     with FakeAltinn(KEY.public_key(), api={f"GET {BASE}/{{cid}}/details": json_answer(details)}) as fake:
-        result = call(fake, tmp_path, lambda c: c.correspondence.details(CID))
+        result = call(fake, tmp_path, KEY, lambda c: c.correspondence.details(CID))
     assert (result.correspondence_id, result.resource_id, result.status, result.message_title) == (
         CID,
         "my-resource",
@@ -99,13 +84,13 @@ def test_overview_404_surfaces_error_code_1001(tmp_path: Path) -> None:
         FakeAltinn(KEY.public_key(), api={f"GET {BASE}/{{cid}}": json_answer(problem, 404)}) as fake,
         pytest.raises(PermanentError) as err,
     ):
-        call(fake, tmp_path, lambda c: c.correspondence.overview(CID))
+        call(fake, tmp_path, KEY, lambda c: c.correspondence.overview(CID))
     assert err.value.error_code == 1001
 
 
 def test_ids_that_are_not_uuids_never_reach_a_request_path(tmp_path: Path) -> None:
     with FakeAltinn(KEY.public_key()) as fake, pytest.raises(PermanentError, match="not a UUID"):
-        call(fake, tmp_path, lambda c: c.correspondence.details("../../events/api/v1/subscriptions"))
+        call(fake, tmp_path, KEY, lambda c: c.correspondence.details("../../events/api/v1/subscriptions"))
     assert fake.seen == []
 
 
@@ -115,6 +100,7 @@ def test_download_streams_to_dest_and_checks_md5_in_any_case(tmp_path: Path) -> 
         written = call(
             fake,
             tmp_path,
+            KEY,
             lambda c: c.correspondence.download_attachment(CID, AID, dest, max_bytes=len(FILE), checksum=MD5.upper()),
         )
     assert written == len(FILE)
@@ -129,7 +115,7 @@ def test_download_over_the_cap_leaves_nothing_behind(tmp_path: Path, declare_len
         FakeAltinn(KEY.public_key(), api=download_api(declare_length=declare_length)) as fake,
         pytest.raises(PermanentError, match="larger than the cap of 1000 bytes"),
     ):
-        call(fake, tmp_path, lambda c: c.correspondence.download_attachment(CID, AID, dest, max_bytes=1000))
+        call(fake, tmp_path, KEY, lambda c: c.correspondence.download_attachment(CID, AID, dest, max_bytes=1000))
     assert list(dest.parent.iterdir()) == []
 
 
@@ -140,7 +126,7 @@ def test_download_with_a_wrong_md5_keeps_no_file(tmp_path: Path) -> None:
         FakeAltinn(KEY.public_key(), api=download_api(body=FILE[:-1] + b"X")) as fake,
         pytest.raises(PermanentError, match="does not match"),
     ):
-        call(fake, tmp_path, lambda c: c.correspondence.download_attachment(CID, AID, dest, checksum=MD5))
+        call(fake, tmp_path, KEY, lambda c: c.correspondence.download_attachment(CID, AID, dest, checksum=MD5))
     assert dest.read_bytes() == b"the previous version"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
@@ -161,7 +147,7 @@ def test_mark_as_read_confirm_and_list_ids(tmp_path: Path) -> None:
                 "urn:altinn:resource:my-resource", role="Recipient", status="Published"
             )
 
-        listed = call(fake, tmp_path, work)
+        listed = call(fake, tmp_path, KEY, work)
     assert listed == ids
     calls = [(s.method, s.path, s.query) for s in fake.seen if s.path.startswith(BASE)]
     assert calls == [
@@ -200,7 +186,7 @@ def test_initialize_with_files_sends_form_fields_and_file_parts_even_on_the_retr
     file = tmp_path / "a.txt"
     file.write_bytes(b"attachment body")
     with FakeAltinn(KEY.public_key(), api={f"POST {BASE}/upload": upload}) as fake:
-        answer = call(fake, tmp_path, lambda c: c.correspondence.initialize_with_files(body, [file]))
+        answer = call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize_with_files(body, [file]))
     assert answer["attachmentIds"] == [AID]
     assert received["fields"] == {
         "correspondence.resourceId": "my-resource",
@@ -223,7 +209,7 @@ def test_initialize_posts_json(tmp_path: Path) -> None:
         return JSONResponse({"correspondences": [], "attachmentIds": []})
 
     with FakeAltinn(KEY.public_key(), api={f"POST {BASE}": initialize}) as fake:
-        assert call(fake, tmp_path, lambda c: c.correspondence.initialize({"a": 1})) == {
+        assert call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize({"a": 1})) == {
             "correspondences": [],
             "attachmentIds": [],
         }

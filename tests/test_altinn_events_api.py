@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -15,25 +13,12 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.altinn import AltinnClients, EventPage, PermanentError, Subscription
 from receiver.serving import ServerThread
-from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, altinn_config, new_key, write_pem_key
+from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, call, new_key
 from tests.support import SAMPLES
 
 KEY = new_key()
-T = TypeVar("T")
 RESOURCE = "urn:altinn:resource:my-resource"
 EVENTS = [{"specversion": "1.0", "id": f"id-{i}", "type": "t", "source": "s", "resource": RESOURCE} for i in range(5)]
-
-
-def call(fake: FakeAltinn, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
-    config = altinn_config(
-        tmp_path, platform_url=fake.url, issuer=fake.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem")
-    )
-
-    async def main() -> T:
-        async with AltinnClients.from_config(config) as clients:
-            return await work(clients)
-
-    return asyncio.run(main())
 
 
 def pull_api(next_base: str) -> Handler:
@@ -60,7 +45,7 @@ def test_paging_follows_only_the_after_value_of_next_and_stops_at_an_empty_page(
     with ServerThread(Recorder(Starlette(), elsewhere)) as evil:
         api = {"GET /events/api/v1/events": pull_api(evil.url)}
         with FakeAltinn(KEY.public_key(), api=api) as fake:
-            result = call(fake, tmp_path, pages)
+            result = call(fake, tmp_path, KEY, pages)
     assert [len(p.events) for p in result] == [2, 2, 1, 0]
     assert [e["id"] for p in result for e in p.events] == [e["id"] for e in EVENTS]
     assert [p.next_after for p in result] == ["id-1", "id-3", "id-4", None]
@@ -79,7 +64,7 @@ def test_a_sample_pull_page_parses(tmp_path: Path) -> None:
         return JSONResponse(sample)
 
     with FakeAltinn(KEY.public_key(), api={"GET /events/api/v1/events": page}) as fake:
-        result = call(fake, tmp_path, lambda c: c.events.pull_events(RESOURCE, "0"))
+        result = call(fake, tmp_path, KEY, lambda c: c.events.pull_events(RESOURCE, "0"))
     assert result == EventPage(events=sample, next_after=None)
 
 
@@ -88,7 +73,7 @@ def test_a_sample_pull_page_parses(tmp_path: Path) -> None:
 )
 def test_pull_arguments_are_checked_before_calling(tmp_path: Path, kwargs: dict[str, Any], problem: str) -> None:
     with FakeAltinn(KEY.public_key()) as fake, pytest.raises(ValueError, match=problem):
-        call(fake, tmp_path, lambda c: c.events.pull_events(RESOURCE, **{"after": "0", **kwargs}))
+        call(fake, tmp_path, KEY, lambda c: c.events.pull_events(RESOURCE, **{"after": "0", **kwargs}))
     assert fake.seen == []
 
 
@@ -119,7 +104,7 @@ def test_create_subscription_sends_only_the_filters_given(tmp_path: Path) -> Non
                 await c.events.create_subscription(SUBSCRIPTION["endPoint"], RESOURCE, subject="urn:s", type="t"),
             ]
 
-        first, _ = call(fake, tmp_path, work)
+        first, _ = call(fake, tmp_path, KEY, work)
     assert bodies == [
         {"endPoint": SUBSCRIPTION["endPoint"], "resourceFilter": RESOURCE},
         {"endPoint": SUBSCRIPTION["endPoint"], "resourceFilter": RESOURCE, "subjectFilter": "urn:s", "typeFilter": "t"},
@@ -158,7 +143,7 @@ def test_get_list_and_delete_subscriptions(tmp_path: Path) -> None:
                 await c.events.delete_subscription(7),
             )
 
-        listed, got, deleted = call(fake, tmp_path, work)
+        listed, got, deleted = call(fake, tmp_path, KEY, work)
     assert [(s.id, s.validated) for s in listed] == [(1619, True)]
     assert got.id == 7 and deleted is None
     assert [(s.method, s.path) for s in fake.seen if s.path.startswith("/events/api/v1/subscriptions/")] == [
@@ -175,4 +160,4 @@ def test_a_subscription_without_an_integer_id_is_a_permanent_error(tmp_path: Pat
         FakeAltinn(KEY.public_key(), api={"GET /events/api/v1/subscriptions/{id}": bad}) as fake,
         pytest.raises(PermanentError, match="integer id"),
     ):
-        call(fake, tmp_path, lambda c: c.events.get_subscription(1619))
+        call(fake, tmp_path, KEY, lambda c: c.events.get_subscription(1619))

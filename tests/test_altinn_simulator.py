@@ -3,19 +3,16 @@ and the simulator's fault injection surfacing as the error family."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from jwt.algorithms import RSAAlgorithm
 
 from receiver.altinn import AltinnClients, TransientError
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from tests.altinn_support import CLIENT_ID, KID, altinn_config, new_key, write_pem_key
+from receiver.simulator import RunningSimulator, SimSettings
+from tests.altinn_support import call, new_key, simulator_with_client
 
 KEY = new_key()
 T = TypeVar("T")
@@ -25,28 +22,13 @@ RECIPIENT = "310000000"
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
-    with running_simulator(SimSettings(time_scale=1000)) as simulator:
-        simulator.register_client(
-            CLIENT_ID,
-            public_jwk=json.loads(RSAAlgorithm.to_jwk(KEY.public_key())),
-            kid=KID,
-            scopes=SCOPES,
-            org="991825827",
-        )
+    with simulator_with_client(KEY, SCOPES, "991825827", SimSettings(time_scale=1000)) as simulator:
         yield simulator
 
 
-def call(sim: RunningSimulator, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
-    config = altinn_config(
-        tmp_path, platform_url=sim.url, issuer=sim.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem"),
-        scopes=SCOPES, extra_maskinporten=f'system_user_org = "0192:{RECIPIENT}"',
-    )  # fmt: skip
-
-    async def main() -> T:
-        async with AltinnClients.from_config(config) as clients:
-            return await work(clients)
-
-    return asyncio.run(main())
+def as_system_user(sim: RunningSimulator, tmp_path: Path, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
+    """`work` with the clients of a system user acting for RECIPIENT."""
+    return call(sim, tmp_path, KEY, work, scopes=SCOPES, extra_maskinporten=f'system_user_org = "0192:{RECIPIENT}"')
 
 
 def test_system_user_token_reads_and_downloads_what_was_sent_to_the_org(tmp_path: Path, sim: RunningSimulator) -> None:
@@ -62,7 +44,7 @@ def test_system_user_token_reads_and_downloads_what_was_sent_to_the_org(tmp_path
         )
         return token.claims, ids, size, attachment.checksum or ""
 
-    claims, ids, size, checksum = call(sim, tmp_path, work)
+    claims, ids, size, checksum = as_system_user(sim, tmp_path, work)
     assert claims["authorization_details"][0]["systemuser_org"]["ID"] == f"0192:{RECIPIENT}"  # type: ignore[index]
     assert correspondence_id in ids
     data = (tmp_path / "a.bin").read_bytes()
@@ -76,7 +58,7 @@ def test_simulated_429_surfaces_retry_after(tmp_path: Path, sim: RunningSimulato
     sim.admin.put("/faults", json=rule).raise_for_status()
     try:
         with pytest.raises(TransientError) as err:
-            call(sim, tmp_path, lambda c: c.events.list_subscriptions())
+            as_system_user(sim, tmp_path, lambda c: c.events.list_subscriptions())
     finally:
         sim.admin.delete("/faults").raise_for_status()
     assert err.value.status == 429

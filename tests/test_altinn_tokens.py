@@ -6,9 +6,8 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jwt
 import pytest
@@ -18,26 +17,23 @@ from receiver.altinn import AltinnClients, PermanentError
 from receiver.altinn.keys import load_signing_key
 from receiver.altinn.maskinporten import build_assertion
 from receiver.config import ConfigError, MaskinportenConfig
-from tests.altinn_support import CLIENT_ID, KID, FakeAltinn, altinn_config, business_certificate, new_key, write_pem_key
+from tests.altinn_support import (
+    CLIENT_ID,
+    KID,
+    FakeAltinn,
+    business_certificate,
+    new_key,
+    stand_in_config,
+    with_clients,
+    write_pem_key,
+)
 
 KEY = new_key()
-T = TypeVar("T")
 SCOPES = ("altinn:events.subscribe", "altinn:correspondence.read")
 
 
-def run(clients: AltinnClients, work: Callable[[AltinnClients], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with clients:
-            return await work(clients)
-
-    return asyncio.run(main())
-
-
-def clients_for(fake: FakeAltinn, tmp_path: Path, **kwargs: Any) -> AltinnClients:
-    config = altinn_config(
-        tmp_path, platform_url=fake.url, issuer=fake.issuer, key_file=write_pem_key(KEY, tmp_path / "key.pem"), **kwargs
-    )
-    return AltinnClients.from_config(config)
+def clients_for(fake: FakeAltinn, tmp_path: Path, **options: Any) -> AltinnClients:
+    return AltinnClients.from_config(stand_in_config(fake, tmp_path, KEY, **options))
 
 
 # --- the assertion ---
@@ -101,15 +97,8 @@ def test_certificate_grant_sends_x5c_and_no_kid(tmp_path: Path) -> None:
     cert_file = tmp_path / "chain.pem"
     cert_file.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
     with FakeAltinn(public_key=None) as fake:  # the fake must take the key from x5c
-        config = altinn_config(
-            tmp_path,
-            platform_url=fake.url,
-            issuer=fake.issuer,
-            key_file=write_pem_key(KEY, tmp_path / "k.pem"),
-            kid="",
-            extra_maskinporten=f'certificate_file = "{cert_file}"',
-        )
-        run(AltinnClients.from_config(config), lambda c: c.tokens.maskinporten_token())
+        clients = clients_for(fake, tmp_path, kid="", extra_maskinporten=f'certificate_file = "{cert_file}"')
+        with_clients(clients, lambda c: c.tokens.maskinporten_token())
     header, _ = fake.assertions[0]
     assert "kid" not in header
     assert base64.b64decode(header["x5c"][0]) == chain[0].public_bytes(serialization.Encoding.DER)
@@ -120,7 +109,7 @@ def test_certificate_grant_sends_x5c_and_no_kid(tmp_path: Path) -> None:
 
 def test_grant_posts_to_the_issuers_token_endpoint_and_is_accepted(tmp_path: Path) -> None:
     with FakeAltinn(KEY.public_key()) as fake:
-        token = run(clients_for(fake, tmp_path), lambda c: c.tokens.maskinporten_token())
+        token = with_clients(clients_for(fake, tmp_path), lambda c: c.tokens.maskinporten_token())
     ((header, claims),) = fake.assertions
     assert header["kid"] == KID and claims["iss"] == CLIENT_ID and claims["aud"] == fake.issuer
     assert set(jwt.decode(token, options={"verify_signature": False})["scope"].split()) == set(SCOPES)
@@ -130,7 +119,7 @@ def test_grant_posts_to_the_issuers_token_endpoint_and_is_accepted(tmp_path: Pat
 
 def test_refused_grant_is_permanent_and_says_why(tmp_path: Path) -> None:
     with FakeAltinn(KEY.public_key()) as fake, pytest.raises(PermanentError) as err:
-        run(clients_for(fake, tmp_path), lambda c: c.tokens.maskinporten_token(["altinn:not-granted"]))
+        with_clients(clients_for(fake, tmp_path), lambda c: c.tokens.maskinporten_token(["altinn:not-granted"]))
     assert err.value.status == 400
     assert err.value.error_code == "invalid_scope"
     assert "altinn:not-granted" in str(err.value)
@@ -139,7 +128,7 @@ def test_refused_grant_is_permanent_and_says_why(tmp_path: Path) -> None:
 @pytest.mark.parametrize("quoted", [False, True])
 def test_exchange_answer_plain_or_json_quoted_gives_the_bare_jwt(tmp_path: Path, quoted: bool) -> None:
     with FakeAltinn(KEY.public_key(), quoted=quoted) as fake:
-        token = run(clients_for(fake, tmp_path), lambda c: c.tokens.altinn_token())
+        token = with_clients(clients_for(fake, tmp_path), lambda c: c.tokens.altinn_token())
     assert not token.startswith('"') and not token.endswith('"')
     claims = jwt.decode(token, "altinn-test-signing-secret-0123456789", algorithms=["HS256"])
     assert set(claims["scope"].split()) == set(SCOPES)
@@ -153,7 +142,7 @@ def test_many_concurrent_callers_share_one_grant_and_one_exchange(tmp_path: Path
         return set(await asyncio.gather(*(c.tokens.altinn_token() for _ in range(50))))
 
     with FakeAltinn(KEY.public_key()) as fake:
-        tokens = run(clients_for(fake, tmp_path), fifty)
+        tokens = with_clients(clients_for(fake, tmp_path), fifty)
     assert len(tokens) == 1
     assert fake.grants == 1
     assert fake.exchanges == 1
@@ -168,7 +157,7 @@ def test_tokens_are_cached_per_scope_set(tmp_path: Path) -> None:
         ]
 
     with FakeAltinn(KEY.public_key(), granted_scopes=frozenset({"a:y", "b:x"})) as fake:
-        first, same, other = run(clients_for(fake, tmp_path), work)
+        first, same, other = with_clients(clients_for(fake, tmp_path), work)
     assert first == same != other
     assert fake.grants == 2 and fake.exchanges == 2
 
@@ -177,9 +166,7 @@ def test_token_is_renewed_before_it_expires(tmp_path: Path) -> None:
     """Altinn allows no clock skew: a token is renewed a minute (or a quarter of its life) before its exp."""
     skew = [0.0]
     with FakeAltinn(KEY.public_key(), altinn_lifetime=600, maskinporten_lifetime=600) as fake:
-        config = altinn_config(
-            tmp_path, platform_url=fake.url, issuer=fake.issuer, key_file=write_pem_key(KEY, tmp_path / "k.pem")
-        )
+        config = stand_in_config(fake, tmp_path, KEY)
         clients = AltinnClients.from_config(config, clock=lambda: time.time() + skew[0])
 
         async def work(c: AltinnClients) -> list[str]:
@@ -189,7 +176,7 @@ def test_token_is_renewed_before_it_expires(tmp_path: Path) -> None:
             skew[0] = 600 - 50  # 50 s before exp: inside the renewal margin
             return [first, still, await c.tokens.altinn_token()]
 
-        first, still, renewed = run(clients, work)
+        first, still, renewed = with_clients(clients, work)
     assert first == still != renewed
     assert fake.exchanges == 2
     assert (
@@ -205,7 +192,7 @@ def test_exchange_401_gets_a_new_maskinporten_token_and_retries_once(tmp_path: P
         return await c.tokens.altinn_token()
 
     with FakeAltinn(KEY.public_key()) as fake:
-        token = run(clients_for(fake, tmp_path), work)
+        token = with_clients(clients_for(fake, tmp_path), work)
     assert token
     assert fake.grants == 2
     assert len(fake.requests_to("/authentication/api/v1/exchange/maskinporten")) == 2
@@ -213,6 +200,6 @@ def test_exchange_401_gets_a_new_maskinporten_token_and_retries_once(tmp_path: P
 
 def test_no_scopes_is_a_config_error(tmp_path: Path) -> None:
     with FakeAltinn(KEY.public_key()) as fake, pytest.raises(ConfigError) as err:
-        run(clients_for(fake, tmp_path, scopes=()), lambda c: c.tokens.altinn_token())
+        with_clients(clients_for(fake, tmp_path, scopes=()), lambda c: c.tokens.altinn_token())
     assert err.value.key == "maskinporten.scopes"
     assert fake.seen == []

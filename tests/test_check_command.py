@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from jwt.algorithms import RSAAlgorithm
 
 from receiver.app import create_app, server_options
 from receiver.cli import main
 from receiver.config import load_config
 from receiver.serving import ServerThread, free_port
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from tests.altinn_support import CLIENT_ID, KID, new_key, write_pem_key
+from receiver.simulator import RunningSimulator, SimSettings
+from tests.altinn_support import CLIENT_ID, KID, new_key, simulator_with_client, write_pem_key
 from tests.support import wait_until
 
 KEY = new_key()
@@ -27,14 +26,7 @@ STEPS = ["config", "key", "maskinporten", "exchange", "correspondence-api", "sub
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
-    with running_simulator(SimSettings(time_scale=1000)) as simulator:
-        simulator.register_client(
-            CLIENT_ID,
-            public_jwk=json.loads(RSAAlgorithm.to_jwk(KEY.public_key())),
-            kid=KID,
-            scopes=SCOPES,
-            org="310000000",
-        )
+    with simulator_with_client(KEY, SCOPES, "310000000", SimSettings(time_scale=1000)) as simulator:
         yield simulator
 
 

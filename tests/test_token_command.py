@@ -9,11 +9,10 @@ from pathlib import Path
 import jwt
 import pytest
 from click.testing import CliRunner
-from jwt.algorithms import RSAAlgorithm
 
 from receiver.cli import main
-from receiver.simulator import RunningSimulator, running_simulator
-from tests.altinn_support import CLIENT_ID, KID, new_key, write_pem_key
+from receiver.simulator import RunningSimulator
+from tests.altinn_support import CLIENT_ID, KID, new_key, simulator_with_client, write_pem_key
 
 KEY = new_key()
 SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
@@ -21,14 +20,7 @@ SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
-    with running_simulator() as simulator:
-        simulator.register_client(
-            CLIENT_ID,
-            public_jwk=json.loads(RSAAlgorithm.to_jwk(KEY.public_key())),
-            kid=KID,
-            scopes=SCOPES,
-            org="310000000",
-        )
+    with simulator_with_client(KEY, SCOPES, "310000000") as simulator:
         yield simulator
 
 
