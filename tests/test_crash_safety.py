@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.ingest_support import ServeProcess, inbox_rows, new_event, push, webhook
+from tests.support import wait_until
 
 
 def pusher(url: str, acknowledged: list[str], stop: threading.Event) -> None:
@@ -34,14 +35,15 @@ def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
     try:
         for thread in threads:
             thread.start()
-        time.sleep(random.uniform(0.3, 1.5))  # the random moment of the crash, not a wait for a condition
+        # Enough acknowledged pushes to mean something, then a random moment for the crash (not a wait).
+        wait_until(lambda: len(acknowledged) >= 20, timeout=30, message="20 acknowledged pushes")
+        time.sleep(random.uniform(0.0, 1.0))
         serve.signal(signal.SIGKILL)
         assert serve.wait(10) == -signal.SIGKILL
     finally:
         stop.set()
         for thread in threads:
             thread.join(10)
-    assert len(acknowledged) > 20, "too few pushes before the kill to mean anything"
 
     with ServeProcess(tmp_path) as restarted, httpx.Client(timeout=5) as client:
         assert restarted.store == serve.store
