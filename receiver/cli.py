@@ -7,6 +7,7 @@ import importlib
 import click
 
 from receiver import __version__
+from receiver.commands.common import Group
 
 # Subcommand name -> "module:attribute". Loaded only when used, so `--help` and small commands start fast.
 COMMANDS: dict[str, str] = {
@@ -25,7 +26,7 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -44,6 +45,9 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Receive Altinn Correspondence events durably.
 
-    Every subcommand takes --config PATH (or $ALTINN_RECEIVER_CONFIG; default ./receiver.toml).
-    Start with `altinn-receiver demo` to see the whole loop on this machine.
+    Start with `altinn-receiver demo` to see the whole loop on this machine, then `altinn-receiver init` to set up
+    your own. Every command that reads the receiver's config takes --config PATH after its name (or
+    $ALTINN_RECEIVER_CONFIG; default ./receiver.toml); `init` writes that file, `demo` makes its own, and
+    `simulator` takes its sim.toml. Commands that list things take --json. `altinn-receiver COMMAND --help` says
+    more.
     """

@@ -85,9 +85,25 @@ def test_show_an_unknown_id_exits_1_saying_so(store: tuple[Path, list[dict[str, 
     assert "no event with id 'no-such-id'" in err
 
 
-def test_a_missing_store_file_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["events", "list"], ["events", "show", "some-id"], ["events", "dead"], ["tail"], ["stats"],
+     ["events", "replay", "--status", "dead", "--yes"]],
+)  # fmt: skip
+def test_a_missing_store_file_is_an_error_not_a_new_store(tmp_path: Path, command: list[str]) -> None:
     config = make_config(tmp_path)
-    code, _, err = cli("events", "list", "--config", str(config.source))
+    code, out, err = cli(*command, "--config", str(config.source))
     assert code == 1
-    assert "does not exist" in err
+    assert err.startswith(f"error: store {config.store.path} does not exist: check store.path") and err.count("\n") == 1
+    assert not out
     assert not config.store.path.exists()
+
+
+def test_list_says_when_nothing_matches_and_prints_nothing_as_json(
+    store: tuple[Path, list[dict[str, object]]],
+) -> None:
+    config, _ = store
+    code, out, _ = cli("events", "list", "--config", str(config), "--type", "no.such.type")
+    assert (code, out) == (0, "no events match\n")
+    code, out, _ = cli("events", "list", "--config", str(config), "--type", "no.such.type", "--json")
+    assert (code, out) == (0, "")

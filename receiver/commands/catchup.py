@@ -9,7 +9,7 @@ import click
 
 from receiver.altinn import AltinnClients
 from receiver.catchup import RunResult, run_all
-from receiver.commands.common import config_option, echo_json_lines, echo_table, fail_config, json_option, load
+from receiver.commands.common import config_option, echo_listing, fail, fail_config, json_option, load
 from receiver.config import Config, ConfigError
 from receiver.store import db
 from receiver.store.inbox import InboxWriter, NewEvent
@@ -50,7 +50,9 @@ async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
             await conn.close()
 
 
-@click.command("catchup")
+@click.command(
+    "catchup", short_help="Catch up now: read what Altinn's pull API holds after each cursor into the inbox."
+)
 @config_option
 @json_option
 def catchup_command(config_path: str | None, as_json: bool) -> None:
@@ -70,13 +72,9 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
     except ConfigError as error:
         fail_config(error)
     except db.StoreError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(error)
     progress.done()
-    if as_json:
-        echo_json_lines(r.to_json() for r in results)
-    else:
-        echo_table([r.to_json() for r in results], COLUMNS)
+    echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
     for result in results:
         if result.error:
             click.echo(f"error: {result.key.resource}: {result.error}", err=True)

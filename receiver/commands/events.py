@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from pathlib import Path
 
-import aiosqlite
 import click
 
-from receiver.commands.common import config_option, echo_json, echo_json_lines, echo_table, json_option, load
+from receiver.commands.common import Group, config_option, echo_json, echo_listing, fail, json_option, load, with_store
 from receiver.commands.events_ops import dead_command, replay_command
-from receiver.store import db
-from receiver.store.inbox import InboxRecord, get_event, list_events
+from receiver.store.inbox import get_event, list_events
 from receiver.store.schema import INBOX_STATUSES
 
 LIST_COLUMNS = ["received_at", "status", "attempts", "type", "resourceinstance", "id"]
 
 
-async def open_store(path: Path) -> aiosqlite.Connection:
-    """The store for reading; a missing file is an error (reading must not create an empty store)."""
-    if not path.is_file():
-        click.echo(f"error: store {path} does not exist; check [store] path or start `altinn-receiver serve`", err=True)
-        sys.exit(1)
-    try:
-        return await db.connect(path)
-    except db.StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-@click.group("events")
+@click.group("events", cls=Group)
 def events_group() -> None:
-    """Read the inbox: every event received by push or catch-up, and where it is in its life."""
+    """Read the inbox and act on it: list and show events, list the dead ones, replay them.
+
+    The inbox holds every event received by push or catch-up, with where it is in its life (pending, processing,
+    retrying, done, dead, skipped).
+    """
 
 
 @events_group.command("list")
@@ -50,21 +37,10 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
     With --json, one JSON object per event per line (JSON lines).
     """
     config = load(config_path)
-
-    async def run() -> list[InboxRecord]:
-        conn = await open_store(config.store.path)
-        try:
-            return await list_events(conn, status=status, type_glob=type_glob, limit=limit)
-        finally:
-            await conn.close()
-
-    records = asyncio.run(run())
-    if as_json:
-        echo_json_lines(record.to_json() for record in records)
-    elif records:
-        echo_table([record.to_json() for record in records], LIST_COLUMNS)
-    else:
-        click.echo("no events match", err=True)
+    records = with_store(
+        config.store.path, lambda conn: list_events(conn, status=status, type_glob=type_glob, limit=limit)
+    )
+    echo_listing([record.to_json() for record in records], LIST_COLUMNS, as_json=as_json, empty="no events match")
 
 
 @events_group.command("show")
@@ -74,18 +50,9 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
 def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
     """Show one inbox event by its CloudEvent id, with the event as it was received."""
     config = load(config_path)
-
-    async def run() -> InboxRecord | None:
-        conn = await open_store(config.store.path)
-        try:
-            return await get_event(conn, event_id)
-        finally:
-            await conn.close()
-
-    record = asyncio.run(run())
+    record = with_store(config.store.path, lambda conn: get_event(conn, event_id))
     if record is None:
-        click.echo(f"error: no event with id {event_id!r} in the inbox ({config.store.path})", err=True)
-        sys.exit(1)
+        fail(f"no event with id {event_id!r} in the inbox ({config.store.path}); `events list` shows the ids")
     data = record.to_json(with_event=True)
     if as_json:
         echo_json(data)

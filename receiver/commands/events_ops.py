@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import aiosqlite
 import click
 
-from receiver.commands.common import config_option, echo_json, echo_json_lines, echo_table, json_option, load
-from receiver.commands.tail import received_since, since_option
-from receiver.logs import redact
-from receiver.store.db import StoreError
-from receiver.store.inbox import InboxRecord, count_by_status, list_events
-from receiver.store.oplog import (
-    REPLAY_BATCH,
-    REPLAYABLE,
-    EventFilter,
-    events_by_id,
-    open_store,
-    replay_events,
-    select_events,
+from receiver.commands.common import (
+    config_option,
+    confirm_or_stop,
+    echo_json,
+    echo_listing,
+    echo_table,
+    fail,
+    json_option,
+    load,
+    received_since,
+    since_option,
+    with_store,
 )
+from receiver.logs import redact
+from receiver.store.inbox import InboxRecord, count_by_status, list_events
+from receiver.store.oplog import REPLAY_BATCH, REPLAYABLE, EventFilter, events_by_id, replay_events, select_events
 
 # From this many events on, replay shows a progress bar on stderr.
 PROGRESS_FROM = 2 * REPLAY_BATCH
@@ -38,33 +39,25 @@ class ReplayPlan:
     unknown: list[str] = field(default_factory=list)
 
 
-async def plan_replay(path: Path, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
-    conn = await open_store(path)
-    try:
-        if ids:
-            records, unknown = await events_by_id(conn, ids)
-        else:
-            records, unknown = await select_events(conn, selection), []
-    finally:
-        await conn.close()
+async def plan_replay(conn: aiosqlite.Connection, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
+    if ids:
+        records, unknown = await events_by_id(conn, ids)
+    else:
+        records, unknown = await select_events(conn, selection), []
     plan = ReplayPlan(unknown=unknown)
     for record in records:
         (plan.busy if record.status == "processing" else plan.events).append(record)
     return plan
 
 
-async def run_replay(path: Path, ids: list[str], progress: bool) -> int:
+async def run_replay(conn: aiosqlite.Connection, ids: list[str], progress: bool) -> int:
     """Replay in batches, so the server's writers never wait long on this process; returns how many changed."""
-    conn = await open_store(path)
     replayed = 0
-    try:
-        with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, hidden=not progress) as bar:
-            for start in range(0, len(ids), REPLAY_BATCH):
-                batch = ids[start : start + REPLAY_BATCH]
-                replayed += await replay_events(conn, batch)
-                bar.update(len(batch))
-    finally:
-        await conn.close()
+    with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, hidden=not progress) as bar:
+        for start in range(0, len(ids), REPLAY_BATCH):
+            batch = ids[start : start + REPLAY_BATCH]
+            replayed += await replay_events(conn, batch)
+            bar.update(len(batch))
     return replayed
 
 
@@ -73,17 +66,6 @@ def check_selection(ids: tuple[str, ...], status: str | None, type_glob: str | N
         raise click.UsageError("give event ids or --status (with --type/--since), not both")
     if not ids and not status:
         raise click.UsageError("say what to replay: event ids, or --status dead (optionally with --type and --since)")
-
-
-def confirm(count: int, yes: bool) -> None:
-    """Ask before changing anything, unless --yes; without a terminal to ask on, refuse."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise click.ClickException(
-            f"not replaying {count} event(s) without confirmation: pass --yes (no terminal to ask)"
-        )
-    click.confirm(f"Replay {count} event(s)?", abort=True, err=True)
 
 
 @click.command("replay")
@@ -119,24 +101,20 @@ def replay_command(
     check_selection(ids, status, type_glob, since)
     config = load(config_path)
     selection = EventFilter(status=status, type_glob=type_glob, since=received_since(since))
-    try:
-        plan = asyncio.run(plan_replay(config.store.path, ids, selection))
-        if plan.unknown:
-            listed = ", ".join(plan.unknown[:10]) + (
-                f" and {len(plan.unknown) - 10} more" if len(plan.unknown) > 10 else ""
-            )
-            raise click.ClickException(
-                f"not in the store: {listed}; nothing replayed (check the ids with `altinn-receiver events list`)"
-            )
-        targets = [record.id for record in plan.events]
-        replayed = 0
-        if not as_json:
-            describe_plan(plan, dry_run)
-        if targets and not dry_run:
-            confirm(len(targets), yes)
-            replayed = asyncio.run(run_replay(config.store.path, targets, progress=len(targets) >= PROGRESS_FROM))
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None
+    plan = with_store(config.store.path, lambda conn: plan_replay(conn, ids, selection))
+    if plan.unknown:
+        listed = ", ".join(plan.unknown[:10]) + (
+            f" and {len(plan.unknown) - 10} more" if len(plan.unknown) > 10 else ""
+        )
+        fail(f"not in the store: {listed}; nothing replayed (check the ids with `altinn-receiver events list`)")
+    targets = [record.id for record in plan.events]
+    replayed = 0
+    if not as_json:
+        describe_plan(plan, dry_run)
+    if targets and not dry_run:
+        confirm_or_stop(f"Replay {len(targets)} event(s)?", yes=yes, stopped=f"not replaying {len(targets)} event(s)")
+        progress = len(targets) >= PROGRESS_FROM
+        replayed = with_store(config.store.path, lambda conn: run_replay(conn, targets, progress))
     if as_json:
         echo_json(
             {
@@ -166,12 +144,8 @@ def describe_plan(plan: ReplayPlan, dry_run: bool) -> None:
         click.echo("dry run: nothing changed")
 
 
-async def read_dead(path: Path, limit: int) -> tuple[list[InboxRecord], int]:
-    conn = await open_store(path)
-    try:
-        return await list_events(conn, status="dead", limit=limit), (await count_by_status(conn)).get("dead", 0)
-    finally:
-        await conn.close()
+async def read_dead(conn: aiosqlite.Connection, limit: int) -> tuple[list[InboxRecord], int]:
+    return await list_events(conn, status="dead", limit=limit), (await count_by_status(conn)).get("dead", 0)
 
 
 @click.command("dead")
@@ -188,16 +162,9 @@ def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
     Fix the cause, then `altinn-receiver events replay --status dead` puts them back in the queue.
     """
     config = load(config_path)
-    try:
-        records, total = asyncio.run(read_dead(config.store.path, limit))
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None
-    if as_json:
-        echo_json_lines(record.to_json() for record in records)
-        return
-    if not records:
-        click.echo("no dead events")
-        return
-    echo_table([{**record.to_json(), "last_error": redact(record.last_error)} for record in records], DEAD_COLUMNS)
-    if total > len(records):
+    records, total = with_store(config.store.path, lambda conn: read_dead(conn, limit))
+    rows = [record.to_json() for record in records]
+    shown = [{**row, "last_error": redact(row["last_error"])} for row in rows]
+    echo_listing(rows, DEAD_COLUMNS, as_json=as_json, empty="no dead events", table_rows=shown)
+    if not as_json and total > len(records):
         click.echo(f"(showing {len(records)} of {total} dead events; --limit to see more)")

@@ -14,9 +14,17 @@ from typing import Any, TypeVar
 import click
 
 from receiver.altinn import AltinnClients, AltinnError
-from receiver.commands.common import config_option, echo_json, fail_config, json_option, load
+from receiver.commands.common import (
+    EXIT_FAILED,
+    Duration,
+    config_option,
+    echo_json,
+    fail,
+    fail_config,
+    json_option,
+    load,
+)
 from receiver.config import Config, ConfigError
-from receiver.durations import parse_duration
 from receiver.onboarding.agency import parse_resource_id
 from receiver.onboarding.follow import Sighting, StoreWatch, is_final
 from receiver.onboarding.sending import (
@@ -30,7 +38,6 @@ from receiver.timeutil import iso_after
 
 WRITE_SCOPE = "altinn:correspondence.write"
 POLL_INTERVAL = 0.2
-EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 DEFAULT_DUE = 14 * 86400.0  # Altinn requires a due date when a confirmation is needed
 
@@ -43,15 +50,6 @@ def _converted(value: T, flag: str, parse: Callable[[T], R]) -> R:
         return parse(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=flag) from None
-
-
-def _duration(value: str | None, flag: str) -> float | None:
-    if value is None:
-        return None
-    seconds = _converted(value, flag, parse_duration)
-    if seconds <= 0:
-        raise click.BadParameter("must be longer than zero", param_hint=flag)
-    return float(seconds)
 
 
 async def _initialize(config: Config, body: dict[str, Any], files: list[Path]) -> dict[str, Any]:
@@ -74,9 +72,19 @@ async def _initialize(config: Config, body: dict[str, Any], files: list[Path]) -
     help="A file to attach (repeat for more); sends through /upload.",
 )
 @click.option("--confirmation-needed", is_flag=True, help="Ask the recipient to confirm; --follow then waits for it.")
-@click.option("--due", help='The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.')
+@click.option(
+    "--due",
+    type=Duration(allow_zero=False),
+    metavar="DURATION",
+    help='The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.',
+)
 @click.option("--follow", is_flag=True, help="Watch the correspondence's events arrive in the running receiver.")
-@click.option("--timeout", help='With --follow: give up after this long ("30s", "10m"; exit 1). Default: no limit.')
+@click.option(
+    "--timeout",
+    type=Duration(allow_zero=False),
+    metavar="DURATION",
+    help='With --follow: give up after this long ("30s", "10m"; exit 1). Default: no limit.',
+)
 @json_option
 @config_option
 def send_command(
@@ -86,9 +94,9 @@ def send_command(
     body: str | None,
     attachments: tuple[Path, ...],
     confirmation_needed: bool,
-    due: str | None,
+    due: float | None,
     follow: bool,
-    timeout: str | None,
+    timeout: float | None,
     as_json: bool,
     config_path: str | None,
 ) -> None:
@@ -110,8 +118,7 @@ def send_command(
     to = _converted(recipient, "--recipient", recipient_urn)
     subject = _converted(title, "--title", check_title)
     _converted(list(attachments), "--attach", check_attachments)
-    limit = _duration(timeout, "--timeout")
-    due_in = _duration(due, "--due") or (DEFAULT_DUE if confirmation_needed else None)
+    due_in = due or (DEFAULT_DUE if confirmation_needed else None)
     config = load(config_path)
     if WRITE_SCOPE not in config.maskinporten.scopes:
         fail_config(
@@ -132,8 +139,7 @@ def send_command(
     except ConfigError as error:
         fail_config(error)
     except (AltinnError, ValueError) as error:
-        click.echo(f"error: sending failed: {error}", err=True)
-        sys.exit(EXIT_FAILED)
+        fail(f"sending failed: {error}")
     if as_json:
         echo_json({"correspondenceId": correspondence_id, "status": status, "recipient": to})
     else:
@@ -142,7 +148,7 @@ def send_command(
     if follow:
         watch = StoreWatch(config.store.path, correspondence_id, orders)
         try:
-            sys.exit(_follow(watch, correspondence_id, confirmation_needed, limit, as_json))
+            sys.exit(_follow(watch, correspondence_id, confirmation_needed, timeout, as_json))
         finally:
             watch.close()
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import click
 
-from receiver.commands.common import config_option, echo_json, echo_table, json_option, load
+from receiver.commands.common import config_option, echo_json, echo_table, json_option, load, with_store
 from receiver.durations import format_duration
-from receiver.store.db import StoreError
 from receiver.store.inbox import count_by_status
-from receiver.store.oplog import WAITING, count_by_type, last_push_at, oldest_event, open_store
+from receiver.store.oplog import WAITING, count_by_type, last_push_at, oldest_event
 from receiver.store.schema import INBOX_STATUSES
 from receiver.store.state import LAST_CATCHUP_AT, get_fact, list_subscriptions
 from receiver.timeutil import age_seconds, now
@@ -100,15 +97,7 @@ def show(stats: dict[str, Any], store: str) -> None:
         echo_table(rows, ["type", "total", *statuses])
 
 
-async def read_stats(path: Path) -> dict[str, Any]:
-    conn = await open_store(path)
-    try:
-        return await gather(conn)
-    finally:
-        await conn.close()
-
-
-@click.command("stats")
+@click.command("stats", short_help="Show how the receiver is doing: counts, the oldest waiting event, subscriptions.")
 @json_option
 @config_option
 def stats_command(as_json: bool, config_path: str | None) -> None:
@@ -119,10 +108,7 @@ def stats_command(as_json: bool, config_path: str | None) -> None:
     Reads the store only, so it works beside a running server. --json prints one JSON document.
     """
     config = load(config_path)
-    try:
-        stats = asyncio.run(read_stats(config.store.path))
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None
+    stats = with_store(config.store.path, gather)
     if as_json:
         echo_json(stats)
     else:

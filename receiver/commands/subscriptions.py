@@ -10,9 +10,18 @@ from typing import TypeVar
 import click
 
 from receiver.altinn import AltinnClients, AltinnError
-from receiver.commands.common import config_option, echo_json_lines, echo_table, fail_config, json_option, load
+from receiver.commands.common import (
+    Duration,
+    Group,
+    config_option,
+    confirm_or_stop,
+    echo_listing,
+    fail,
+    fail_config,
+    json_option,
+    load,
+)
 from receiver.config import Config, ConfigError
-from receiver.durations import parse_duration
 from receiver.store import db
 from receiver.subscriptions import SubscriptionManager, SubscriptionView
 
@@ -37,8 +46,7 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
     except ConfigError as error:
         fail_config(error)
     except (AltinnError, db.StoreError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(error)
 
 
 def note(view: SubscriptionView) -> str:
@@ -52,23 +60,20 @@ def note(view: SubscriptionView) -> str:
 
 
 def show(views: list[SubscriptionView], as_json: bool) -> None:
-    if as_json:
-        echo_json_lines(v.to_json() for v in views)
-        return
-    if not views:
-        click.echo("no subscriptions configured and none at Altinn")
-        return
-    rows = [
+    shown = [
         {**v.to_json(), "id": v.id or "-", "validated": {True: "yes", False: "no", None: "-"}[v.validated],
          "note": note(v)}
         for v in views
     ]  # fmt: skip
-    echo_table(rows, COLUMNS)
+    rows = [v.to_json() for v in views]
+    echo_listing(
+        rows, COLUMNS, as_json=as_json, empty="no subscriptions configured and none at Altinn", table_rows=shown
+    )
 
 
-@click.group("subscriptions")
+@click.group("subscriptions", cls=Group)
 def subscriptions_group() -> None:
-    """This receiver's subscriptions at Altinn Events.
+    """List, register, delete and prune this receiver's subscriptions at Altinn Events.
 
     The wanted ones are the config's [[subscriptions]], pushed to [receiver] public_url?code=<secret>. `serve`
     registers them at startup; these commands show and tidy them by hand. Codes are always shown as ?code=***.
@@ -90,27 +95,27 @@ def list_command(config_path: str | None, as_json: bool) -> None:
     show(run(config, lambda manager: manager.survey()), as_json)
 
 
-@subscriptions_group.command("sync")
+@subscriptions_group.command(
+    "sync", short_help="Register every wanted subscription now and wait for Altinn to validate them."
+)
 @config_option
 @json_option
 @click.option(
     "--wait",
+    type=Duration(),
     default="30s",
     show_default=True,
+    metavar="DURATION",
     help='How long to wait for Altinn to validate new subscriptions ("30s", "2m"; 0 to not wait).',
 )
-def sync_command(config_path: str | None, as_json: bool, wait: str) -> None:
+def sync_command(config_path: str | None, as_json: bool, wait: float) -> None:
     """Register every wanted subscription now (the same POST `serve` makes at startup), wait for Altinn to
     validate them, and delete superseded ones whose hour has passed. Exits 1 if one is still unvalidated."""
     config = load(config_path)
-    try:
-        seconds = parse_duration(wait)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--wait") from None
 
     async def job(manager: SubscriptionManager) -> list[SubscriptionView]:
         records = [await manager.register(key) for key in manager.wanted()]
-        deadline = asyncio.get_running_loop().time() + seconds
+        deadline = asyncio.get_running_loop().time() + wait
         while any(r.state != "validated" for r in records) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(1.0)
             records = [refreshed for r in records if (refreshed := await manager.refresh(r)) is not None]
@@ -155,7 +160,7 @@ def delete_command(config_path: str | None, subscription_id: int) -> None:
 
 @subscriptions_group.command("prune")
 @config_option
-@click.option("--yes", is_flag=True, help="Delete without asking.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed when there is no terminal).")
 def prune_command(config_path: str | None, yes: bool) -> None:
     """Delete the subscriptions at Altinn for this receiver's endpoint (compared without the query string) that
     the config no longer wants. Lists them and asks first unless --yes. Other endpoints are never touched."""
@@ -166,9 +171,7 @@ def prune_command(config_path: str | None, yes: bool) -> None:
         click.echo("nothing to prune: every subscription for this endpoint is wanted")
         return
     show(unwanted, as_json=False)
-    if not yes and not click.confirm(f"Delete these {len(unwanted)} subscription(s) at Altinn?", err=True):
-        click.echo("nothing deleted", err=True)
-        sys.exit(1)
+    confirm_or_stop(f"Delete these {len(unwanted)} subscription(s) at Altinn?", yes=yes, stopped="nothing deleted")
 
     async def job(manager: SubscriptionManager) -> None:
         for view in unwanted:

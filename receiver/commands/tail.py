@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
 
+import aiosqlite
 import click
 
-from receiver.commands.common import config_option, echo_json, json_option, load
-from receiver.config import Config
-from receiver.durations import parse_duration
-from receiver.store.db import StoreError
+from receiver.commands.common import (
+    config_option,
+    echo_json,
+    json_option,
+    load,
+    received_since,
+    since_option,
+    with_store,
+)
 from receiver.store.inbox import InboxRecord
-from receiver.store.oplog import ChangeFeed, EventFilter, open_store, select_events
+from receiver.store.oplog import ChangeFeed, EventFilter, select_events
 from receiver.store.schema import INBOX_STATUSES
-from receiver.timeutil import iso_after
 
 POLL_SECONDS = 0.5
 DEFAULT_LINES = 20
@@ -28,29 +32,6 @@ STATUS_COLOURS = {
     "dead": "red",
     "skipped": "bright_black",
 }
-
-
-class Duration(click.ParamType):
-    """A command-line duration ("30s", "5m", "48h"; a plain number is seconds) as seconds."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def since_option(help_text: str) -> Any:
-    return click.option("--since", type=Duration(), default=None, metavar="DURATION", help=help_text)
-
-
-def received_since(seconds: float | None) -> str | None:
-    """The `received_at` bound for `--since DURATION`: that long before now."""
-    return None if seconds is None else iso_after(-seconds)
 
 
 def human_line(record: InboxRecord, *, colour: bool) -> str:
@@ -73,7 +54,9 @@ def stop_on_closed_pipe() -> None:
     sys.exit(0)
 
 
-async def run_tail(config: Config, selection: EventFilter, lines: int | None, follow: bool, as_json: bool) -> None:
+async def run_tail(
+    conn: aiosqlite.Connection, selection: EventFilter, lines: int | None, follow: bool, as_json: bool
+) -> None:
     human = not as_json and sys.stdout.isatty()
 
     def show(record: InboxRecord) -> None:
@@ -82,19 +65,15 @@ async def run_tail(config: Config, selection: EventFilter, lines: int | None, fo
         else:
             echo_json(record.to_json())
 
-    conn = await open_store(config.store.path)
-    try:
-        feed = ChangeFeed(conn, selection)
-        if follow:
-            await feed.start()  # before listing: a change in between shows twice rather than not at all
-        for record in await select_events(conn, selection, last=lines):
+    feed = ChangeFeed(conn, selection)
+    if follow:
+        await feed.start()  # before listing: a change in between shows twice rather than not at all
+    for record in await select_events(conn, selection, last=lines):
+        show(record)
+    while follow:
+        await asyncio.sleep(POLL_SECONDS)
+        for record in await feed.poll():
             show(record)
-        while follow:
-            await asyncio.sleep(POLL_SECONDS)
-            for record in await feed.poll():
-                show(record)
-    finally:
-        await conn.close()
 
 
 @click.command("tail")
@@ -138,10 +117,8 @@ def tail_command(
     config = load(config_path)
     selection = EventFilter(status=status, type_glob=type_glob, resource=resource, since=received_since(since))
     try:
-        asyncio.run(run_tail(config, selection, lines, follow, as_json))
+        with_store(config.store.path, lambda conn: run_tail(conn, selection, lines, follow, as_json))
     except KeyboardInterrupt:
         sys.exit(0)
     except BrokenPipeError:
         stop_on_closed_pipe()
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
 
 from receiver.altinn import AltinnClients, AltinnError, Token
-from receiver.commands.common import config_option, echo_json, fail_config, json_option, load
+from receiver.commands.common import config_option, echo_json, fail, fail_config, json_option, load
 from receiver.config import ConfigError
 from receiver.durations import format_duration
 from receiver.timeutil import to_iso
@@ -42,8 +41,7 @@ def token_command(
     except ConfigError as error:
         fail_config(error)
     except AltinnError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        fail(error)
     kind = "maskinporten" if maskinporten else "altinn"
     if as_json:
         echo_json({"kind": kind, **describe(token), **({"token": token.value} if raw else {})})
