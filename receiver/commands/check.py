@@ -52,15 +52,22 @@ class Checks:
     def passed(self, name: str) -> bool:
         return any(r.name == name and r.status == PASSED for r in self.results)
 
+    def can_check(self, name: str, needed: object, why_not: str) -> bool:
+        """True if `needed` is there; otherwise records `name` as not checked, saying `why_not`."""
+        if not needed:
+            self.record(name, NOT_CHECKED, why_not)
+        return bool(needed)
+
     async def run(self) -> list[StepResult]:
         self.check_config()
         self.check_key()
-        if self.config is not None and self.key is not None:
-            async with AltinnClients.from_config(self.config) as clients:
-                await self.check_maskinporten(clients)
+        config = self.config
+        if config is not None and self.key is not None:
+            async with AltinnClients.from_config(config) as clients:
+                await self.check_maskinporten(clients, config)
                 await self.after("maskinporten", "exchange", lambda: self.check_exchange(clients))
-                await self.after("exchange", "correspondence-api", lambda: self.check_correspondence(clients))
-                await self.after("exchange", "subscriptions", lambda: self.check_subscriptions(clients))
+                await self.after("exchange", "correspondence-api", lambda: self.check_correspondence(clients, config))
+                await self.after("exchange", "subscriptions", lambda: self.check_subscriptions(clients, config))
         else:
             for name in ("maskinporten", "exchange", "correspondence-api", "subscriptions"):
                 self.record(name, NOT_CHECKED, "needs a signing key (see the key step)")
@@ -99,9 +106,8 @@ class Checks:
         bits = self.key.private_key.key_size
         self.record("key", PASSED, f"RSA {bits}-bit key, signs with {self.key.description}")
 
-    async def check_maskinporten(self, clients: AltinnClients) -> None:
-        assert self.config is not None
-        scopes = self.config.maskinporten.scopes
+    async def check_maskinporten(self, clients: AltinnClients, config: Config) -> None:
+        scopes = config.maskinporten.scopes
         if not scopes:
             self.record("maskinporten", FAILED, "[maskinporten] scopes is empty: list the scopes the client holds")
             return
@@ -124,32 +130,33 @@ class Checks:
         except AltinnError as error:
             self.record("maskinporten", FAILED, f"{error} (Maskinporten did not answer; try again later)")
             return
-        self.record("maskinporten", PASSED, f"granted: {' '.join(scopes)} at {self.config.maskinporten.issuer}")
+        self.record("maskinporten", PASSED, f"granted: {' '.join(scopes)} at {config.maskinporten.issuer}")
 
     async def check_exchange(self, clients: AltinnClients) -> None:
         token = await clients.tokens.altinn()
         org = token.claims.get("urn:altinn:org") or token.claims.get("urn:altinn:orgNumber") or "?"
         self.record("exchange", PASSED, f"Altinn token for {org}, valid for {round(token.lifetime)}s")
 
-    async def check_correspondence(self, clients: AltinnClients) -> None:
-        assert self.config is not None
-        if not self.config.subscriptions:
-            self.record("correspondence-api", NOT_CHECKED, "no [[subscriptions]] resource to list correspondences of")
+    async def check_correspondence(self, clients: AltinnClients, config: Config) -> None:
+        why_not = "no [[subscriptions]] resource to list correspondences of"
+        if not self.can_check("correspondence-api", config.subscriptions, why_not):
             return
-        resource = self.config.subscriptions[0].resource
-        role = LIST_ROLES[self.config.altinn.role]
+        resource = config.subscriptions[0].resource
+        role = LIST_ROLES[config.altinn.role]
         ids = await clients.correspondence.list_ids(resource, role=role)
         self.record("correspondence-api", PASSED, f"listed {len(ids)} correspondence(s) of {resource} as {role}")
 
-    async def check_subscriptions(self, clients: AltinnClients) -> None:
-        assert self.config is not None
-        if not self.config.subscriptions:
-            self.record("subscriptions", NOT_CHECKED, "no [[subscriptions]] in the config")
+    async def check_subscriptions(self, clients: AltinnClients, config: Config) -> None:
+        if not (
+            self.can_check("subscriptions", config.subscriptions, "no [[subscriptions]] in the config")
+            and self.can_check(
+                "subscriptions",
+                config.receiver.public_url,
+                "[receiver] public_url is not set, so no endpoint to look for",
+            )
+        ):
             return
-        if not self.config.receiver.public_url:
-            self.record("subscriptions", NOT_CHECKED, "[receiver] public_url is not set, so no endpoint to look for")
-            return
-        views = compare(self.config.subscriptions, await clients.events.list_subscriptions(), self.config.receiver, {})
+        views = compare(config.subscriptions, await clients.events.list_subscriptions(), config.receiver, {})
         problems = []
         for view in views:
             if view.role == "missing":
@@ -163,15 +170,16 @@ class Checks:
             self.record("subscriptions", FAILED, "; ".join(problems))
             return
         ids = ", ".join(str(v.id) for v in views if v.role == "current")
-        self.record("subscriptions", PASSED, f"{len(self.config.subscriptions)} registered and validated (id {ids})")
+        self.record("subscriptions", PASSED, f"{len(config.subscriptions)} registered and validated (id {ids})")
 
     async def check_webhook(self) -> None:
         if self.config is None:
             self.record("webhook", NOT_CHECKED, "needs the config step to pass first")
             return
         receiver = self.config.receiver
-        if not receiver.public_url:
-            self.record("webhook", NOT_CHECKED, "[receiver] public_url is not set: set the URL Altinn should push to")
+        if not self.can_check(
+            "webhook", receiver.public_url, "[receiver] public_url is not set: set the URL Altinn should push to"
+        ):
             return
         url = endpoint_url(receiver)
         event = {
