@@ -10,30 +10,20 @@ from pathlib import Path
 import httpx
 
 from tests.ingest_support import PUBLISHED, ServeProcess, inbox_rows, new_event, push, webhook
+from tests.pipeline_support import pipelines_toml
 from tests.support import wait_until
 
 READ = "no.altinn.correspondence.correspondencereceiverread"
 SHUTDOWN_TIMEOUT = 4.0
-PIPELINES = f"""
-[dispatch]
-poll_interval = "100ms"
-
-[[pipelines]]
-types = ["{PUBLISHED}"]
-handlers = ["brief"]
-
-[[pipelines]]
-types = ["{READ}"]
-handlers = ["stuck"]
-
-[handlers.brief]
-use = "tests.shutdown_handlers:Sleeper"
-seconds = "1500ms"
-
-[handlers.stuck]
-use = "tests.shutdown_handlers:Sleeper"
-seconds = "10m"
-"""
+PIPELINES = pipelines_toml(
+    ([PUBLISHED], ["brief"]),
+    ([READ], ["stuck"]),
+    dispatch={"poll_interval": "100ms"},
+    handlers={
+        "brief": {"use": "tests.shutdown_handlers:Sleeper", "seconds": "1500ms"},
+        "stuck": {"use": "tests.shutdown_handlers:Sleeper", "seconds": "10m"},
+    },
+)
 
 
 def status(serve: ServeProcess, event_id: str) -> str:

@@ -14,35 +14,26 @@ from receiver.config import Config, load_config
 from receiver.simulator.testing import Webhook
 from tests.dispatch_support import dispatching_app, query, wait_settled
 from tests.ingest_support import config_text, new_event, push, webhook
+from tests.pipeline_support import CORRESPONDENCE_EVENTS, pipelines_toml
 from tests.support import wait_until, write_config
 
 SECRET_HEADER = "Bearer forward-token-that-must-stay-secret"
 
 
 def forward_config(tmp_path: Path, url: str, mode: str) -> Config:
-    text = (
-        config_text(tmp_path / "r.db")
-        + f"""
-[dispatch]
-poll_interval = "50ms"
-backoff_base = "20ms"
-backoff_cap = "100ms"
-
-[[pipelines]]
-types = ["no.altinn.correspondence.*"]
-handlers = ["to_archive", "to_case_system"]
-
-[handlers.to_archive]
-use = "forward_http"
-url = "{url}/archive?code=archive-code"
-mode = "{mode}"
-headers = {{ Authorization = "{SECRET_HEADER}" }}
-timeout = "2s"
-
-[handlers.to_case_system]
-use = "forward_http"
-url = "{url}/case"
-"""
+    text = config_text(tmp_path / "r.db") + pipelines_toml(
+        ([CORRESPONDENCE_EVENTS], ["to_archive", "to_case_system"]),
+        dispatch={"poll_interval": "50ms", "backoff_base": "20ms", "backoff_cap": "100ms"},
+        handlers={
+            "to_archive": {
+                "use": "forward_http",
+                "url": f"{url}/archive?code=archive-code",
+                "mode": mode,
+                "headers": {"Authorization": SECRET_HEADER},
+                "timeout": "2s",
+            },
+            "to_case_system": {"use": "forward_http", "url": f"{url}/case"},
+        },
     )
     return load_config(write_config(tmp_path / "receiver.toml", text))
 

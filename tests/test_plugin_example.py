@@ -14,20 +14,15 @@ import pytest
 
 from tests.dispatch_support import wait_settled
 from tests.ingest_support import ServeProcess, new_event, push, run_cli, webhook
+from tests.pipeline_support import CORRESPONDENCE_EVENTS, pipelines_toml
 from tests.support import REPO, wait_until
 
 EXAMPLE = REPO / "examples" / "altinn-receiver-example-plugin"
-PIPELINE = """
-[dispatch]
-poll_interval = "50ms"
-
-[[pipelines]]
-types = ["no.altinn.correspondence.*"]
-handlers = ["store", "audit_file"]
-
-[handlers.audit_file]
-path = "audit.jsonl"
-"""
+PIPELINE = pipelines_toml(
+    ([CORRESPONDENCE_EVENTS], ["store", "audit_file"]),
+    dispatch={"poll_interval": "50ms"},
+    handlers={"audit_file": {"path": "audit.jsonl"}},
+)
 
 
 @pytest.fixture(scope="module")
