@@ -83,7 +83,7 @@ async def run_tail(
 @click.option(
     "--type", "type_glob", metavar="GLOB", help="Only event types matching GLOB, e.g. '*.correspondencepublished'."
 )
-@click.option("--status", type=click.Choice(INBOX_STATUSES), help="Only events whose current status is S.")
+@click.option("--status", type=click.Choice(INBOX_STATUSES), help="Only events whose current status is this one.")
 @click.option("--resource", metavar="URN", help="Only events for this resource (urn:altinn:resource:...).")
 @since_option("Only events received within DURATION before now, e.g. 1h (default: the last 20 events).")
 @click.option(
