@@ -77,9 +77,23 @@ class Duration(click.ParamType):
         return seconds
 
 
+def duration_option(
+    flag: str, help_text: str, *, default: str | None = None, allow_zero: bool = True
+) -> Callable[[F], F]:
+    """An option that takes a duration ("30s", "5m", "48h"; a plain number is seconds) and gives seconds."""
+    return click.option(
+        flag,
+        type=Duration(allow_zero=allow_zero),
+        default=default,
+        show_default=default is not None,
+        metavar="DURATION",
+        help=help_text,
+    )
+
+
 def since_option(help_text: str) -> Callable[[F], F]:
     """`--since DURATION`: only events received within that long before now (see `received_since`)."""
-    return click.option("--since", type=Duration(), default=None, metavar="DURATION", help=help_text)
+    return duration_option("--since", help_text)
 
 
 def received_since(seconds: float | None) -> str | None:

@@ -16,8 +16,8 @@ import click
 from receiver.altinn import AltinnClients, AltinnError
 from receiver.commands.common import (
     EXIT_FAILED,
-    Duration,
     config_option,
+    duration_option,
     echo_json,
     fail,
     fail_config,
@@ -72,18 +72,12 @@ async def _initialize(config: Config, body: dict[str, Any], files: list[Path]) -
     help="A file to attach (repeat for more); sends through /upload.",
 )
 @click.option("--confirmation-needed", is_flag=True, help="Ask the recipient to confirm; --follow then waits for it.")
-@click.option(
-    "--due",
-    type=Duration(allow_zero=False),
-    metavar="DURATION",
-    help='The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.',
+@duration_option(
+    "--due", 'The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.', allow_zero=False
 )
 @click.option("--follow", is_flag=True, help="Watch the correspondence's events arrive in the running receiver.")
-@click.option(
-    "--timeout",
-    type=Duration(allow_zero=False),
-    metavar="DURATION",
-    help='With --follow: give up after this long ("30s", "10m"; exit 1). Default: no limit.',
+@duration_option(
+    "--timeout", 'With --follow: give up after this long ("30s", "10m"; exit 1). Default: no limit.', allow_zero=False
 )
 @json_option
 @config_option

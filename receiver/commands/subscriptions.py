@@ -11,10 +11,10 @@ import click
 
 from receiver.altinn import AltinnClients, AltinnError
 from receiver.commands.common import (
-    Duration,
     Group,
     config_option,
     confirm_or_stop,
+    duration_option,
     echo_listing,
     fail,
     fail_config,
@@ -100,13 +100,8 @@ def list_command(config_path: str | None, as_json: bool) -> None:
 )
 @config_option
 @json_option
-@click.option(
-    "--wait",
-    type=Duration(),
-    default="30s",
-    show_default=True,
-    metavar="DURATION",
-    help='How long to wait for Altinn to validate new subscriptions ("30s", "2m"; 0 to not wait).',
+@duration_option(
+    "--wait", 'How long to wait for Altinn to validate new subscriptions ("30s", "2m"; 0 to not wait).', default="30s"
 )
 def sync_command(config_path: str | None, as_json: bool, wait: float) -> None:
     """Register every wanted subscription now (the same POST `serve` makes at startup), wait for Altinn to
