@@ -91,38 +91,6 @@ def der(cert: x509.Certificate) -> bytes:
 # --- config ---
 
 
-def altinn_config(
-    tmp_path: Path,
-    *,
-    platform_url: str,
-    issuer: str,
-    key_file: Path | None = None,
-    kid: str = KID,
-    scopes: Sequence[str] = ("altinn:events.subscribe", "altinn:correspondence.read"),
-    extra_altinn: str = "",
-    extra_maskinporten: str = "",
-) -> Config:
-    lines = [
-        "[receiver]",
-        "allow_no_secret = true",
-        "[altinn]",
-        f'platform_url = "{platform_url}"',
-        extra_altinn,
-        "[maskinporten]",
-        f'issuer = "{issuer}"',
-        f'client_id = "{CLIENT_ID}"',
-        f"scopes = {json.dumps(list(scopes))}",
-        extra_maskinporten,
-    ]
-    if key_file is not None:
-        lines.append(f'private_key_file = "{key_file}"')
-    if kid:
-        lines.append(f'kid = "{kid}"')
-    path = tmp_path / "receiver.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load_config(path)
-
-
 class StandIn(Protocol):
     """Maskinporten and the platform on one loopback server: `FakeAltinn` or the project's simulator."""
 
@@ -133,10 +101,43 @@ class StandIn(Protocol):
     def issuer(self) -> str: ...
 
 
+def stand_in_config_file(
+    stand_in: StandIn,
+    tmp_path: Path,
+    key: RSAPrivateKey,
+    *,
+    kid: str = KID,
+    scopes: Sequence[str] = ("altinn:events.subscribe", "altinn:correspondence.read"),
+    receiver: str = "allow_no_secret = true",
+    extra_altinn: str = "",
+    extra_maskinporten: str = "",
+    extra: str = "",
+) -> Path:
+    """tmp_path/receiver.toml for a client of `stand_in` signing grants with `key` (written to tmp_path/k.pem).
+    `receiver` is the [receiver] table's body; the `extra_*` lines go into their tables, `extra` at the end."""
+    lines = [
+        "[receiver]",
+        receiver,
+        "[altinn]",
+        f'platform_url = "{stand_in.url}"',
+        extra_altinn,
+        "[maskinporten]",
+        f'issuer = "{stand_in.issuer}"',
+        f'client_id = "{CLIENT_ID}"',
+        f"scopes = {json.dumps(list(scopes))}",
+        f'private_key_file = "{write_pem_key(key, tmp_path / "k.pem")}"',
+        f'kid = "{kid}"' if kid else "",
+        extra_maskinporten,
+        extra,
+    ]
+    path = tmp_path / "receiver.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def stand_in_config(stand_in: StandIn, tmp_path: Path, key: RSAPrivateKey, **options: Any) -> Config:
-    """`altinn_config` for `stand_in`, signing grants with `key` (written to tmp_path/k.pem)."""
-    key_file = write_pem_key(key, tmp_path / "k.pem")
-    return altinn_config(tmp_path, platform_url=stand_in.url, issuer=stand_in.issuer, key_file=key_file, **options)
+    """The config `stand_in_config_file` writes, loaded."""
+    return load_config(stand_in_config_file(stand_in, tmp_path, key, **options))
 
 
 def with_clients(clients: AltinnClients, work: Callable[[AltinnClients], Awaitable[T]]) -> T:

@@ -15,7 +15,7 @@ from receiver.cli import main
 from receiver.config import load_config
 from receiver.serving import ServerThread, free_port
 from receiver.simulator import RunningSimulator, SimSettings
-from tests.altinn_support import CLIENT_ID, KID, new_key, simulator_with_client, write_pem_key
+from tests.altinn_support import KID, new_key, simulator_with_client, stand_in_config_file
 from tests.support import wait_until
 
 KEY = new_key()
@@ -31,31 +31,22 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 def config_file(tmp_path: Path, sim: RunningSimulator, *, scopes: list[str] = SCOPES, receiver: str = "") -> Path:
-    path = tmp_path / "receiver.toml"
-    path.write_text(
-        f"""
-[receiver]
-secret = "a-long-webhook-secret-0123456789"
-{receiver}
+    return stand_in_config_file(
+        sim,
+        tmp_path,
+        KEY,
+        scopes=scopes,
+        receiver=f'secret = "a-long-webhook-secret-0123456789"\n{receiver}',
+        extra_altinn='role = "recipient"',
+        extra_maskinporten='system_user_org = "310000000"',
+        extra=f"""
 [store]
 path = "{tmp_path / "receiver.db"}"
-[altinn]
-platform_url = "{sim.url}"
-role = "recipient"
-[maskinporten]
-issuer = "{sim.issuer}"
-client_id = "{CLIENT_ID}"
-kid = "{KID}"
-private_key_file = "{write_pem_key(KEY, tmp_path / "key.pem")}"
-scopes = {json.dumps(scopes)}
-system_user_org = "310000000"
 [[subscriptions]]
 resource = "{RESOURCE}"
 subject = "urn:altinn:organization:identifier-no:310000000"
 """,
-        encoding="utf-8",
     )
-    return path
 
 
 def check(config: Path) -> tuple[int, dict[str, Any]]:

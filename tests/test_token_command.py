@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from receiver.cli import main
 from receiver.simulator import RunningSimulator
-from tests.altinn_support import CLIENT_ID, KID, new_key, simulator_with_client, write_pem_key
+from tests.altinn_support import new_key, simulator_with_client, stand_in_config_file
 
 KEY = new_key()
 SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
@@ -25,23 +25,7 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 def config_file(tmp_path: Path, sim: RunningSimulator, scopes: list[str] = SCOPES) -> str:
-    path = tmp_path / "receiver.toml"
-    path.write_text(
-        f"""
-[receiver]
-allow_no_secret = true
-[altinn]
-platform_url = "{sim.url}"
-[maskinporten]
-issuer = "{sim.issuer}"
-client_id = "{CLIENT_ID}"
-kid = "{KID}"
-private_key_file = "{write_pem_key(KEY, tmp_path / "key.pem")}"
-scopes = {json.dumps(scopes)}
-""",
-        encoding="utf-8",
-    )
-    return str(path)
+    return str(stand_in_config_file(sim, tmp_path, KEY, scopes=scopes))
 
 
 def token_cli(*args: str) -> tuple[int, str, str]:
