@@ -2,17 +2,24 @@
 
 Read top to bottom, as one event travels:
 
-- `start` takes the runtime's store connection and, when a handler calls Altinn, makes the Altinn clients;
-  then `_claim_loop` runs: while one of `[dispatch] concurrency` slots is free it claims the next event that may run
-  now (store/queue.py keeps one `resourceinstance` to one run at a time, in order) and runs it in a task. With
-  nothing to claim it sleeps until the webhook or catch-up commits new events, a run ends, or `poll_interval` passes.
+- `start` opens the dispatcher's own connection to the store (see below) and, when a handler calls Altinn, makes the
+  Altinn clients; then `_claim_loop` runs: when some of the `[dispatch] concurrency` slots are free it claims that
+  many events that may run now, in one statement (store/queue.py keeps one `resourceinstance` to one run at a time,
+  in order), and runs each in a task. Then it sleeps until the webhook or catch-up commits new events, a run ends,
+  or `poll_interval` passes.
 - `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
   with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
   Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.
-- `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_lease` renews the claim
-  while they work, so only a worker that died loses its events to another (after `lease`).
+- `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_leases` renews the claims
+  of all running events in one statement every third of `lease`, so only a worker that died loses its events to
+  another (after `lease`).
 - `stop` claims nothing more, gives running pipelines until the deadline, and gives the claims of the unfinished
   back (pending, or retrying), so the next start resumes them.
+
+The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
+the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
+hold SQLite's write lock, which the webhook's writer needs for every acknowledgement, only for as long as the
+statement runs. An outcome lost to a power cut means the event runs again.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -149,8 +156,11 @@ class Dispatcher:
         self._state = "not started"
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._running: dict[asyncio.Task[None], InboxRecord] = {}
+        self._leases: dict[int, asyncio.Task[None]] = {}
+        """The claims (by seq) of running events whose outcome is not being recorded yet."""
         self._stopping = False
-        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: tuple[asyncio.Task[None], ...] = ()
+        """The claim loop and the lease keeper, once started."""
 
     @classmethod
     def from_config(cls, config: Config) -> Dispatcher:
@@ -158,16 +168,18 @@ class Dispatcher:
         return cls(load_pipelines(config), config.dispatch)
 
     async def start(self, runtime: Runtime) -> None:
-        # Nothing here awaits, so a start cancelled by an early shutdown leaves nothing half open. The store
-        # connection is the runtime's: every statement of the dispatcher and the `store` handler stands alone.
-        self._conn: aiosqlite.Connection = runtime.store
+        # Opening the connection is the only wait, so a start cancelled by an early shutdown leaves nothing half open.
+        # Every statement of the dispatcher and the `store` handler stands alone: pipelines share the connection.
+        self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
         self._store = CorrespondenceStore(self._conn)
         self._altinn = AltinnClients.from_config(runtime.config) if self.pipelines.uses_altinn else None
         self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._running))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
-        self._slots = asyncio.Semaphore(self.settings.concurrency)
-        self._loop_task = asyncio.create_task(self._claim_loop(), name="dispatcher")
+        self._tasks = (
+            asyncio.create_task(self._claim_loop(), name="dispatcher"),
+            asyncio.create_task(self._keep_leases(), name="dispatcher-leases"),
+        )
         self._state = "running"
         log.info("dispatcher started", extra={"owner": self.owner, **self.describe()})
         if self.pipelines.warning:
@@ -175,34 +187,38 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            await self._slots.acquire()
+            # Cleared before counting the free slots: a run that ends or an event that arrives from here on wakes
+            # the wait below.
             self._wake.clear()
-            try:
-                record = await queue.claim_next(self._conn, self.owner, self.settings.lease)
-            except sqlite3.Error as exc:
-                log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
-                record = None
-            if record is None:
-                self._slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                continue
-            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
-            self._running[task] = record
-            task.add_done_callback(self._finished)
+            free = self.settings.concurrency - len(self._running)
+            if free > 0:
+                for record in await self._claim(free):
+                    task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
+                    self._running[task] = record
+                    self._leases[record.seq] = task
+                    task.add_done_callback(self._finished)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
+
+    async def _claim(self, limit: int) -> list[InboxRecord]:
+        try:
+            return await queue.claim(self._conn, self.owner, self.settings.lease, limit)
+        except sqlite3.Error as exc:
+            log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
+            return []
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        self._slots.release()
+        record = self._running.pop(task)
+        self._leases.pop(record.seq, None)
         self._wake.set()  # a later event of the same instance may go now
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatching an event failed", exc_info=task.exception())
 
     async def _run(self, record: InboxRecord) -> None:
         started = time.perf_counter()
-        outcome = await self._keep_lease(record, self._outcome(record))
-        if outcome is None:
-            return
+        outcome = await self._outcome(record)
+        del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
         status, reason, next_attempt_at = self._decide(record, outcome)
         try:
             ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
@@ -268,34 +284,35 @@ class Dispatcher:
                 return failure(step.name, exc)
         return Outcome("done")
 
-    async def _keep_lease(self, record: InboxRecord, work: Awaitable[Outcome]) -> Outcome | None:
-        """The outcome of `work`, renewing the claim meanwhile; None when the claim was lost to another worker."""
-        task = asyncio.ensure_future(work)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self.settings.lease / 3)
-                if done:
-                    return task.result()
-                try:
-                    kept = await queue.extend_lease(self._conn, record.seq, self.owner, self.settings.lease)
-                except sqlite3.Error as exc:
-                    log.warning("cannot renew a lease", extra={"event_id": record.id, "error": db.describe(exc)})
-                    continue
-                if not kept:
-                    log.warning("lease lost to another worker: abandoning this run", extra={"event_id": record.id})
-                    return None
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+    async def _keep_leases(self) -> None:
+        """Every third of `lease`, renew the claims of all running events in one statement. A run whose claim is no
+        longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event) is
+        cancelled: its outcome is the new owner's to record."""
+        while True:
+            await asyncio.sleep(self.settings.lease / 3)
+            held = set(self._leases)
+            if not held:
+                continue
+            try:
+                kept = await queue.extend_leases(self._conn, self.owner, self.settings.lease)
+            except sqlite3.Error as exc:
+                log.warning("cannot renew leases", extra={"running": len(held), "error": db.describe(exc)})
+                continue
+            for seq in held - kept:
+                task = self._leases.pop(seq, None)  # None: its outcome was being recorded meanwhile
+                if task is not None:
+                    log.warning("lease lost to another worker: abandoning this run",
+                                extra={"event_id": self._running[task].id})  # fmt: skip
+                    task.cancel()
 
     async def stop(self, deadline: float) -> None:
-        if self._loop_task is None:
+        if not self._tasks:
             return
         self._stopping = True
         self._state = "stopping"
-        self._loop_task.cancel()
-        await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         running = set(self._running)
         finished: set[asyncio.Task[None]] = set()
         if running:
@@ -319,6 +336,7 @@ class Dispatcher:
                     await closer()
         if self._altinn is not None:
             await self._altinn.aclose()
+        await self._conn.close()
         self._state = "stopped"
         log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})
 

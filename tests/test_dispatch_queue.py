@@ -1,6 +1,7 @@
 """Claims on a real SQLite inbox, from several connections at once as several processes would: never one event
-twice, never two events of one resourceinstance at a time, each instance in `time` order (then arrival order),
-retrying events not holding back later ones, expired leases taken over, stopped claims given back."""
+twice, never two events of one resourceinstance at a time (not even within one claim of many), each instance in
+`time` order (then arrival order), retrying events not holding back later ones, expired leases taken over, stopped
+claims given back."""
 
 from __future__ import annotations
 
@@ -45,10 +46,17 @@ async def add(conn: aiosqlite.Connection, events: list[NewEvent]) -> None:
 
 
 async def claim_all(conn: aiosqlite.Connection, owner: str, lease: float = 60.0) -> list[InboxRecord]:
+    """Claim in batches of three until nothing more may run."""
     claimed = []
-    while (record := await queue.claim_next(conn, owner, lease)) is not None:
-        claimed.append(record)
+    while batch := await queue.claim(conn, owner, lease, limit=3):
+        claimed += batch
     return claimed
+
+
+async def claim_one(conn: aiosqlite.Connection, owner: str, lease: float = 60.0) -> InboxRecord | None:
+    claimed = await queue.claim(conn, owner, lease)
+    assert len(claimed) <= 1
+    return claimed[0] if claimed else None
 
 
 def test_concurrent_claimers_take_each_instance_once_and_its_earliest_event_first(tmp_path: Path) -> None:
@@ -69,6 +77,26 @@ def test_concurrent_claimers_take_each_instance_once_and_its_earliest_event_firs
     assert all(r.status == "processing" and r.attempts == 1 for r in claimed)
 
 
+def test_one_claim_of_many_takes_the_earliest_event_of_each_instance_and_leaves_the_busy_ones(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    instances = [str(uuid.uuid4()) for _ in range(30)]
+    events = [event(i, f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z") for i in instances for s in range(5)]
+    rng.shuffle(events)
+    time_of = {e.id: e.time for e in events}
+    earliest = {i: min((e.id for e in events if e.resourceinstance == i), key=time_of.get) for i in instances}
+
+    async def work(conns: list[aiosqlite.Connection]) -> tuple[list[InboxRecord], list[InboxRecord]]:
+        await add(conns[0], events)
+        first = await queue.claim(conns[0], "me", 60, limit=10)
+        rest = await queue.claim(conns[0], "me", 60, limit=100)
+        return first, rest
+
+    first, rest = run(tmp_path / "inbox.db", work)
+    # The first claim takes the 10 instances whose earliest events come first, the second the other 20.
+    assert {r.id for r in first} == set(sorted(earliest.values(), key=time_of.get)[:10])
+    assert {r.resourceinstance: r.id for r in first + rest} == earliest
+
+
 def test_an_instance_runs_in_time_order_with_fractions_and_offsets_and_untimed_events_by_arrival(
     tmp_path: Path,
 ) -> None:
@@ -83,7 +111,7 @@ def test_an_instance_runs_in_time_order_with_fractions_and_offsets_and_untimed_e
         conn = conns[0]
         await add(conn, [*timed, *untimed])
         order = []
-        while (record := await queue.claim_next(conn, "me", 60)) is not None:
+        while (record := await claim_one(conn, "me")) is not None:
             order.append(record.id)
             assert await queue.finish(conn, record.seq, "me", "done")
         return order
@@ -99,15 +127,15 @@ def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(
     async def work(conns: list[aiosqlite.Connection]) -> None:
         conn = conns[0]
         await add(conn, [first, second, third])
-        claimed = await queue.claim_next(conn, "me", 60)
+        claimed = await claim_one(conn, "me")
         assert claimed is not None and claimed.id == first.id
-        assert await queue.claim_next(conn, "me", 60) is None  # the instance is busy
+        assert await claim_one(conn, "me") is None  # the instance is busy
         assert await queue.finish(conn, claimed.seq, "me", "retrying", "HTTP 503", iso_after(3600))
-        later = await queue.claim_next(conn, "me", 60)
+        later = await claim_one(conn, "me")
         assert later is not None and later.id == second.id
         assert await queue.finish(conn, later.seq, "me", "done")
         await conn.execute("UPDATE inbox SET next_attempt_at = ? WHERE id = ?", (now_iso(), first.id))
-        due = await queue.claim_next(conn, "me", 60)
+        due = await claim_one(conn, "me")
         assert due is not None and (due.id, due.attempts, due.last_error) == (first.id, 2, "HTTP 503")
 
     run(tmp_path / "inbox.db", work)
@@ -116,14 +144,15 @@ def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(
 def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record_an_outcome(tmp_path: Path) -> None:
     async def work(conns: list[aiosqlite.Connection]) -> None:
         await add(conns[0], [event("d")])
-        gone = await queue.claim_next(conns[0], "worker-that-died", 0.2)
+        gone = await claim_one(conns[0], "worker-that-died", 0.2)
         assert gone is not None
-        assert await queue.claim_next(conns[1], "next-worker", 60) is None  # lease still valid
+        assert await claim_one(conns[1], "next-worker") is None  # lease still valid
         await asyncio.sleep(0.3)
-        taken = await queue.claim_next(conns[1], "next-worker", 60)
+        taken = await claim_one(conns[1], "next-worker")
         assert taken is not None and (taken.id, taken.attempts, taken.lease_owner) == (gone.id, 2, "next-worker")
         assert not await queue.finish(conns[0], gone.seq, "worker-that-died", "done")
-        assert not await queue.extend_lease(conns[0], gone.seq, "worker-that-died", 60)
+        assert await queue.extend_leases(conns[0], "worker-that-died", 60) == set()
+        assert await queue.extend_leases(conns[1], "next-worker", 60) == {taken.seq}
         assert await queue.finish(conns[1], taken.seq, "next-worker", "done")
 
     run(tmp_path / "inbox.db", work, connections=2)
@@ -137,7 +166,7 @@ def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_
         await add(conn, [fresh, failed_before])
         await conn.execute("UPDATE inbox SET status = 'retrying', attempts = 2 WHERE id = ?", (failed_before.id,))
         assert len(await claim_all(conn, "stopping")) == 2
-        other = await queue.claim_next(conn, "someone-else", 60)
+        other = await claim_one(conn, "someone-else")
         assert other is None
         assert await queue.release_claims(conn, "stopping") == 2
         async with conn.execute("SELECT id, status, attempts, lease_owner FROM inbox") as cursor:

@@ -1,8 +1,9 @@
 """The tables agency systems read (docs/store.md): `correspondence_events`, one row per event, and
 `correspondences`, the latest known state of each correspondence. Written by the `store` handler.
 
-Both writes are single idempotent statements keyed on primary keys, so an event that is run again after a crash
-(or replayed) changes nothing twice: its event row is inserted once, its correspondence row is brought up to date.
+Both writes are single idempotent statements keyed on primary keys (one round trip to the connection's thread each),
+so an event that is run again after a crash (or replayed) changes nothing twice: its event row is inserted once, its
+correspondence row is brought up to date.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ INSERT_EVENT = """
     INSERT INTO correspondence_events (event_id, correspondence_id, resourceinstance, type, time, received_at)
     VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT(event_id) DO NOTHING
+    RETURNING event_id
 """
 
 UPSERT_CORRESPONDENCE = """
@@ -64,19 +66,17 @@ class CorrespondenceStore:
 
     async def record_event(self, row: EventRow) -> bool:
         """Add the event's row; False when it was already there."""
-        cursor = await self.conn.execute(
+        inserted = await self.conn.execute_fetchall(
             INSERT_EVENT,
             (row.event_id, row.correspondence_id, row.resourceinstance, row.type, row.time, row.received_at),
         )
-        await cursor.close()
-        return cursor.rowcount == 1
+        return bool(list(inserted))
 
     async def upsert_correspondence(self, row: CorrespondenceRow) -> None:
         """Insert or bring up to date the correspondence's row with freshly fetched details."""
         details = json.dumps(row.details, ensure_ascii=False, separators=(",", ":"))
-        cursor = await self.conn.execute(
+        await self.conn.execute_fetchall(
             UPSERT_CORRESPONDENCE,
             (row.correspondence_id, row.resource_id, row.sender, row.recipient, row.status, row.message_title,
              details, row.event_at, now_iso()),
         )  # fmt: skip
-        await cursor.close()

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Literal
 
 import aiosqlite
 
 from receiver.store.schema import SCHEMA_VERSION, STATEMENTS
 
 BUSY_TIMEOUT_MS = 2000
+
+Synchronous = Literal["FULL", "NORMAL"]
+"""How a commit reaches the disk (the WAL journal either way).
+
+`FULL`: the commit is on disk when it returns (an fsync each); what the webhook acknowledges and every connection
+by default. `NORMAL`: no fsync of its own. A commit survives a crash of the process and never corrupts the file, but
+the latest ones may roll back after a power loss or an OS crash, until the next `FULL` commit of any connection or a
+checkpoint writes them down; what comes back is always a prefix of the commits, in order. The dispatcher's
+connection uses it: an outcome lost that way means the event runs again, which handlers must allow anyway (a crash
+before its outcome was recorded is the same), and an fsync per claim, stored row and outcome would make it both slow
+and a holder of the write lock that the webhook waits for.
+"""
 
 
 class StoreError(Exception):
@@ -34,10 +47,10 @@ def describe(error: BaseException) -> str:
     return f"database error: {error}"
 
 
-def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> tuple[str, ...]:
+def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "FULL") -> tuple[str, ...]:
     return (
         "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=FULL",
+        f"PRAGMA synchronous={synchronous}",
         f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
         "PRAGMA foreign_keys=ON",
     )
@@ -65,7 +78,9 @@ def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) ->
     return conn
 
 
-async def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> aiosqlite.Connection:
+async def connect(
+    path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "FULL"
+) -> aiosqlite.Connection:
     """An aiosqlite connection with the store's pragmas and schema."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -74,7 +89,7 @@ async def connect(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
     conn.row_factory = sqlite3.Row
     try:
-        for pragma in pragmas(busy_timeout_ms):
+        for pragma in pragmas(busy_timeout_ms, synchronous):
             await conn.execute(pragma)
         await conn.execute("BEGIN IMMEDIATE")
         for statement in STATEMENTS:

@@ -1,13 +1,16 @@
 """The dispatcher's view of the inbox: claims with leases, then done, retrying, dead, skipped or released.
 
-Every function here is one SQL statement, so it is atomic on its own (SQLite serialises writers, across processes
-too) and safe on a connection that other tasks use at the same time. A claim takes the earliest open event that
-may run now: its `resourceinstance` has no other event running, and no other runnable event of that instance comes
-before it in `time` order (then arrival order; events without `time` by their arrival time). A `retrying` event
-that is not yet due does not hold back later ones. The claim walks the open events in that same order (an index),
-so the first candidate of an instance is its earliest and the cost does not grow with the backlog. Each finishing
-statement checks that the lease is still ours, so a worker whose lease expired and was taken over cannot overwrite
-the new owner's outcome.
+Every function here is one SQL statement and one round trip to the connection's thread, so it is atomic on its own
+(SQLite serialises writers, across processes too), safe on a connection that other tasks use at the same time, and
+holds the write lock no longer than one statement (the webhook's writer waits for it).
+
+A claim takes the earliest open events that may run now, several in one statement: each one's `resourceinstance`
+has no other event running, and no other runnable event of that instance comes before it in `time` order (then
+arrival order; events without `time` by their arrival time), so one claim never takes two events of one instance. A
+`retrying` event that is not yet due does not hold back later ones. The claim walks the open events in that same
+order (an index), so the first candidate of an instance is its earliest and the cost does not grow with the backlog.
+Each finishing statement checks that the lease is still ours, so a worker whose lease expired and was taken over
+cannot overwrite the new owner's outcome.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ CLAIM = f"""
     UPDATE inbox
     SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
         updated_at = :now
-    WHERE seq = (
+    WHERE seq IN (
         SELECT c.seq FROM inbox AS c INDEXED BY inbox_open_by_time
         WHERE c.{OPEN} AND {_due("c")}
           AND (c.resourceinstance = '' OR (
@@ -52,20 +55,23 @@ CLAIM = f"""
                       AND ({_order_key("e")} < {_order_key("c")}
                            OR ({_order_key("e")} = {_order_key("c")} AND e.seq < c.seq)))))
         ORDER BY {_order_key("c")}, c.seq
-        LIMIT 1
+        LIMIT :limit
     )
     RETURNING *
 """
 
 _OURS = "seq = :seq AND status = 'processing' AND lease_owner = :owner"
 
-EXTEND = f"UPDATE inbox SET lease_until = :lease_until WHERE {_OURS}"
+EXTEND = """
+    UPDATE inbox SET lease_until = :lease_until WHERE status = 'processing' AND lease_owner = :owner RETURNING seq
+"""
 
 FINISH = f"""
     UPDATE inbox
     SET status = :status, last_error = :error, next_attempt_at = :next_attempt_at, lease_until = '', lease_owner = '',
         updated_at = :now
     WHERE {_OURS}
+    RETURNING seq
 """
 
 # A run cut short by our own shutdown is not the event's fault: its attempt is given back.
@@ -74,26 +80,26 @@ RELEASE = """
     SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = MAX(attempts - 1, 0),
         next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
     WHERE status = 'processing' AND lease_owner = :owner
+    RETURNING seq
 """
 
 
-async def claim_next(conn: aiosqlite.Connection, owner: str, lease: float) -> InboxRecord | None:
-    """Claim the next event that may run now for `lease` seconds; None when there is nothing to do."""
-    params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner}
-    async with conn.execute(CLAIM, params) as cursor:
-        row = await cursor.fetchone()
-    return InboxRecord.from_row(row) if row is not None else None
+async def claim(conn: aiosqlite.Connection, owner: str, lease: float, limit: int = 1) -> list[InboxRecord]:
+    """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds; [] if none is."""
+    params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner, "limit": limit}
+    return [InboxRecord.from_row(row) for row in await conn.execute_fetchall(CLAIM, params)]
 
 
-async def _update(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> bool:
-    cursor = await conn.execute(sql, {"now": now_iso(), **params})
-    await cursor.close()
-    return cursor.rowcount == 1
+async def _update(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> int:
+    """Run one UPDATE ... RETURNING seq; how many rows it changed."""
+    return len(list(await conn.execute_fetchall(sql, {"now": now_iso(), **params})))
 
 
-async def extend_lease(conn: aiosqlite.Connection, seq: int, owner: str, lease: float) -> bool:
-    """Keep a long run's claim; False when the lease was lost (another worker took the event over)."""
-    return await _update(conn, EXTEND, {"seq": seq, "owner": owner, "lease_until": iso_after(lease)})
+async def extend_leases(conn: aiosqlite.Connection, owner: str, lease: float) -> set[int]:
+    """Keep the claims of `owner`'s long runs for `lease` seconds more; the seqs still ours (the others were taken
+    over by another worker after our lease ran out)."""
+    rows = await conn.execute_fetchall(EXTEND, {"owner": owner, "lease_until": iso_after(lease)})
+    return {int(row[0]) for row in rows}
 
 
 async def finish(
@@ -105,11 +111,9 @@ async def finish(
     if (status == "retrying") != bool(next_attempt_at):
         raise ValueError("next_attempt_at goes with status 'retrying' and only with it")
     params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at}
-    return await _update(conn, FINISH, params)
+    return await _update(conn, FINISH, params) == 1
 
 
 async def release_claims(conn: aiosqlite.Connection, owner: str) -> int:
     """Give back every unfinished claim of `owner` (pending, or retrying if it had failed before), due at once."""
-    cursor = await conn.execute(RELEASE, {"now": now_iso(), "owner": owner})
-    await cursor.close()
-    return cursor.rowcount
+    return await _update(conn, RELEASE, {"owner": owner})
