@@ -3,17 +3,10 @@ Altinn requires that it was fetched first; one already confirmed counts as done.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from handlers.api import Context
-from handlers.mark_as_read import RecipientAction
+from handlers.recipient_action import RecipientAction
+from receiver.altinn.correspondence_api import CorrespondenceApi
 
 
 class Confirm(RecipientAction):
-    name = "confirm"
-    already = 1041
-    unfetched = 1025
-
-    def action(self, ctx: Context) -> Callable[[str], Awaitable[None]]:
-        assert ctx.altinn is not None
-        return ctx.altinn.correspondence.confirm
+    def __init__(self) -> None:
+        super().__init__("confirm", CorrespondenceApi.confirm, already=1041, unfetched=1025)

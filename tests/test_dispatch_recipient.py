@@ -20,6 +20,7 @@ from tests.dispatch_support import (
     subscribed_receiver,
     wait_settled,
 )
+from tests.pipeline_support import table
 
 PUBLISHED = "no.altinn.correspondence.correspondencepublished"
 CORRESPONDENCE_API = "/correspondence/api/v1/correspondence/*"
@@ -101,3 +102,36 @@ def test_a_correspondence_that_stays_not_found_is_dead_after_the_configured_retr
         assert row["attempts"] == 3
         assert "not found (404)" in row["last_error"] and missing in row["last_error"]
         assert query(setup.store, "SELECT * FROM correspondence_events") == []
+
+
+def recipient_actions(handlers: list[str]) -> str:
+    """A `[[pipelines]]` table for published correspondences (recipient_setup writes `[dispatch]` itself)."""
+    return "\n".join(table("[pipelines]", {"types": [PUBLISHED], "handlers": handlers}))
+
+
+def test_a_recipient_pipeline_marks_read_and_confirms_and_without_a_fetch_first_the_event_is_dead(
+    tmp_path: Path,
+) -> None:
+    # The second confirm finds the correspondence already confirmed (errorCode 1041): that counts as done.
+    actions = recipient_actions(["fetch_correspondence", "mark_as_read", "confirm", "confirm"])
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path, extra=actions)
+        with subscribed_receiver(setup, tmp_path):
+            confirmed = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, is_confirmation_needed=True,
+                                                due="2099-01-01T00:00:00Z")  # fmt: skip
+            wait_settled(setup.store, 1)
+        (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
+        assert (row["status"], row["last_error"]) == ("done", "")
+        reader = new_client(sim, RECIPIENT_ORG, list(RECIPIENT_SCOPES)).api()
+        details = reader.get(f"/correspondence/api/v1/correspondence/{confirmed}/details").json()
+        assert {"Fetched", "Read", "Confirmed"} <= {h["status"] for h in details["statusHistory"]}
+
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        unfetched = tmp_path / "unfetched"
+        setup = recipient_setup(sim, unfetched, extra=recipient_actions(["mark_as_read"]))
+        with subscribed_receiver(setup, unfetched):
+            sim.send_correspondence(RESOURCE, RECIPIENT_ORG)
+            wait_settled(setup.store, 1)
+        (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
+    assert row["status"] == "dead"
+    assert "put fetch_correspondence before mark_as_read" in row["last_error"]
