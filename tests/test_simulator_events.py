@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -11,9 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from receiver.serving import ServerThread
 from receiver.simulator import RunningSimulator, SimSettings, running_simulator
 from receiver.simulator.cloudevent import event_time
+from receiver.simulator.delivery import LISTENERS
 from receiver.simulator.testing import TestClient, Webhook, new_client
 from tests.support import wait_until
 
@@ -222,6 +229,35 @@ def test_failing_endpoint_gets_twelve_attempts_then_a_dead_letter() -> None:
         assert letter["attempt_count"] == 12
         assert {a["outcome"] for a in letter["attempts"]} == {"503"}
         assert len(hook.of_type(doomed["type"])) == 12
+
+
+class SlowEndpoint:
+    """A loopback endpoint that takes `seconds` to answer 200 and remembers the most requests it had in flight."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.inflight = self.most = self.answered = 0
+        self.server = ServerThread(Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])]))
+
+    async def _handle(self, request: Request) -> Response:
+        self.inflight += 1
+        self.most = max(self.most, self.inflight)
+        await asyncio.sleep(self.seconds)
+        self.inflight -= 1
+        self.answered += 1
+        return Response(status_code=200)
+
+
+def test_pushes_run_concurrently_on_altinns_twenty_listeners(sim: RunningSimulator, owner: TestClient) -> None:
+    slow = SlowEndpoint(seconds=0.05)
+    with slow.server:
+        resource = fresh_resource()
+        sub = subscribe(owner, {"endPoint": slow.server.url + "/slow", "resourceFilter": resource}).json()
+        wait_until(lambda: validated(owner, sub["id"]), message="validation")
+        before = slow.answered
+        sim.admin.post("/events", json=[event(resource) for _ in range(100)]).raise_for_status()
+        wait_until(lambda: slow.answered - before >= 100, message="100 pushes answered")
+    assert slow.most == LISTENERS  # concurrent, yet never more than Altinn's listeners per pod
 
 
 def test_pull_pages_with_next_only_when_non_empty(sim: RunningSimulator, owner: TestClient) -> None:

@@ -1,6 +1,9 @@
 """Outbound pushes: one POST per event per subscription, retried on Altinn's schedule, then dead-lettered.
 
-Schedules are the Wolverine path's (events contract §2, §4.4); every delay is divided by `time_scale`.
+Schedules are the Wolverine path's (events contract §2, §4.4); every delay is divided by `time_scale`. Like Altinn's
+queues (`ListenerCount: 20` per pod, §4.6), at most `LISTENERS` attempts of a kind are in flight at once; a delivery
+waiting for its next retry holds none. The bound also keeps httpx's connection pool small: it scans every queued
+request against every connection each time one finishes, which made hundreds of concurrent attempts crawl.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from receiver.timeutil import now_iso
 PUSH_RETRY_DELAYS: tuple[float, ...] = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 43200)
 # 1 attempt + 3 cooldown retries + 5 scheduled retries = 9 attempts over about 8 minutes.
 VALIDATION_RETRY_DELAYS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 120, 120)
+LISTENERS = 20
+"""Attempts in flight at once per kind of delivery (events and validations are separate queues at Altinn)."""
 
 log = logging.getLogger("receiver.simulator.delivery")
 
@@ -62,9 +67,12 @@ class Deliverer:
         self._ids = itertools.count(1)
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: dict[str, asyncio.Semaphore] = {}
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+        # One set of listeners pushes events, another validations: never more attempts than connections.
+        limits = httpx.Limits(max_connections=2 * LISTENERS, max_keepalive_connections=2 * LISTENERS)
+        self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=True, limits=limits)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -103,9 +111,11 @@ class Deliverer:
         delays: Sequence[float],
         on_success: Callable[[], None] | None,
     ) -> None:
+        listeners = self._listeners.setdefault(delivery.kind, asyncio.Semaphore(LISTENERS))
         for delay in (0.0, *delays):
             await self.clock.sleep(delay)
-            outcome = await self._attempt(endpoint, body)
+            async with listeners:
+                outcome = await self._attempt(endpoint, body)
             delivery.attempts.append({"at": now_iso(), "outcome": outcome})
             if outcome.startswith("2"):
                 delivery.status = "delivered"
