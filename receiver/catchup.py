@@ -28,6 +28,7 @@ from receiver.altinn import AltinnClients, AltinnError
 from receiver.cloudevent import InvalidEvent, to_new_event
 from receiver.config import Config, SubscriptionConfig
 from receiver.logs import redact
+from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.inbox import NewEvent
 from receiver.timeutil import now, now_iso, to_iso
@@ -245,7 +246,6 @@ class CatchupService:
         self.pull_lag = pull_lag
         self.page_size = page_size
         self._task: asyncio.Task[None] | None = None
-        self._clients: AltinnClients | None = None
         self._first = asyncio.Event()
         self._state = "starting"
         self._runs = 0
@@ -259,16 +259,11 @@ class CatchupService:
         if not config.catchup.enabled or not config.subscriptions:
             self._state = "disabled" if not config.catchup.enabled else "none configured"
             return
-        self._clients = AltinnClients.from_config(config)
-        self._task = asyncio.create_task(self._run(runtime, self._clients), name="catchup")
+        self._task = asyncio.create_task(self._run(runtime, runtime.require_altinn()), name="catchup")
         await self._first.wait()
 
     async def stop(self, deadline: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=max(deadline - time.monotonic(), 0.0))
-        if self._clients is not None:
-            await self._clients.aclose()
+        await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {

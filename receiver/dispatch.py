@@ -41,7 +41,7 @@ import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from handlers.api import Context, Event, Permanent, RetryLater
-from receiver.altinn import AltinnClients, PermanentError, TransientError
+from receiver.altinn import PermanentError, TransientError
 from receiver.config import Config, DispatchConfig
 from receiver.durations import format_duration
 from receiver.logs import redact
@@ -172,7 +172,7 @@ class Dispatcher:
         # Every statement of the dispatcher and the `store` handler stands alone: pipelines share the connection.
         self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
         self._store = CorrespondenceStore(self._conn)
-        self._altinn = AltinnClients.from_config(runtime.config) if self.pipelines.uses_altinn else None
+        self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._running))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
@@ -334,8 +334,6 @@ class Dispatcher:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer()
-        if self._altinn is not None:
-            await self._altinn.aclose()
         await self._conn.close()
         self._state = "stopped"
         log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})

@@ -1,8 +1,11 @@
-"""What one running receiver shares: config, store, metrics, the draining flag and its background services.
+"""What one running receiver shares: config, store, Altinn clients, metrics, the draining flag and its services.
 
 The app's lifespan opens a `Runtime`, starts its services in the background (the webhook must already accept
 pushes while subscriptions are reconciled: Altinn sends its validation event then), and on shutdown drains it:
 new pushes get 503, in-flight commits finish, services stop in reverse order before `shutdown_timeout` runs out.
+
+Every service that calls Altinn uses `runtime.altinn`: one token cache (one Maskinporten grant per scope set, not
+one per service) and one connection pool, closed after the services have stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
-from receiver.config import Config
+from receiver.altinn import AltinnClients
+from receiver.config import Config, ConfigError
 from receiver.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
@@ -42,11 +46,20 @@ class Service(Protocol):
 class Runtime:
     """The resources of one running receiver; `open()` builds it, `drain()` then `close()` end it."""
 
-    def __init__(self, config: Config, store: aiosqlite.Connection, writer: InboxWriter, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: aiosqlite.Connection,
+        writer: InboxWriter,
+        metrics: Metrics,
+        altinn: AltinnClients | ConfigError,
+    ) -> None:
+        """`altinn`: the shared clients, or the ConfigError that kept the config from making them."""
         self.config = config
         self.store = store
         self.writer = writer
         self.metrics = metrics
+        self._altinn = altinn
         self.draining = False
         self.services: list[Service] = []
         self.service_errors: dict[str, str] = {}
@@ -61,14 +74,27 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        """Open the store (schema, pragmas) and the inbox writer; raises `StoreError` when that cannot be done."""
+        """Open the store (schema, pragmas) and the inbox writer, and make the Altinn clients when the config says
+        how to call Altinn; raises `StoreError` when the store cannot be opened."""
         store = await db.connect(config.store.path)
         try:
             writer = InboxWriter(config.store.path, asyncio.get_running_loop())
         except BaseException:
             await store.close()
             raise
-        return cls(config, store, writer, Metrics())
+        return cls(config, store, writer, Metrics(), _altinn_clients(config))
+
+    @property
+    def altinn(self) -> AltinnClients | None:
+        """The Altinn clients every service shares; None when `[altinn]`/`[maskinporten]` cannot make them."""
+        return self._altinn if isinstance(self._altinn, AltinnClients) else None
+
+    def require_altinn(self) -> AltinnClients:
+        """The shared Altinn clients, for a service that cannot work without them; otherwise the ConfigError that
+        says what the config lacks (the service's start fails with it, shown in `/readyz`; pushes still land)."""
+        if isinstance(self._altinn, ConfigError):
+            raise ConfigError(self._altinn.key, self._altinn.problem)
+        return self._altinn
 
     # --- pushes in flight ---
 
@@ -157,9 +183,27 @@ class Runtime:
         log.info("drained", extra={"seconds": round(timeout - _remaining(deadline), 3)})
 
     async def close(self) -> None:
-        """Close the writer (committing what is queued) and the store connection."""
+        """After `drain()`: close the Altinn clients, the writer (committing what is queued) and the store."""
+        if self.altinn is not None:
+            await self.altinn.aclose()
         await asyncio.to_thread(self.writer.close)
         await self.store.close()
+
+
+def _altinn_clients(config: Config) -> AltinnClients | ConfigError:
+    """The receiver's one set of Altinn clients, or why the config cannot make them (kept for the services that
+    need them to report: a receiver without Altinn still stores pushes)."""
+    try:
+        return AltinnClients.from_config(config)
+    except ConfigError as exc:
+        return exc
+
+
+async def stop_task(task: asyncio.Task[None] | None, deadline: float) -> None:
+    """Cancel a service's task and wait for it to end, at most until `deadline` (a `time.monotonic()` value)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.wait({task}, timeout=_remaining(deadline))
 
 
 def _remaining(deadline: float) -> float:

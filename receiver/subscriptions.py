@@ -31,6 +31,7 @@ from receiver.altinn import AltinnClients, AltinnError, PermanentError
 from receiver.config import Config, ReceiverConfig, SubscriptionConfig, check_resource_urn
 from receiver.durations import format_duration
 from receiver.logs import redact
+from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.timeutil import now, parse_iso, to_iso
 
@@ -370,7 +371,7 @@ class SubscriptionService:
 
     async def start(self, runtime: Runtime) -> None:
         """Begin the first round; returns once it has POSTed every wanted subscription (or failed to)."""
-        self._clients = AltinnClients.from_config(runtime.config) if runtime.config.subscriptions else None
+        self._clients = runtime.require_altinn() if runtime.config.subscriptions else None
         self._interval = runtime.config.catchup.interval
         self._gauge = Gauge(
             "altinn_receiver_subscription_validated",
@@ -382,11 +383,7 @@ class SubscriptionService:
         await self.reconciled.wait()
 
     async def stop(self, deadline: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=max(deadline - time.monotonic(), 0.0))
-        if self._clients is not None:
-            await self._clients.aclose()
+        await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
