@@ -32,10 +32,18 @@ RETRY_AFTER_SECONDS = 5
 # Per-request log fields the access log picks up (see receiver.app.AccessLog).
 LOG_FIELDS = "receiver.log"
 
-_JSON = [(b"content-type", b"application/json")]
 _PROBLEM = [(b"content-type", b"application/problem+json")]
 _RETRY = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
 _CLOSE = [(b"connection", b"close")]
+
+
+def _accepted(outcome: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = b'{"status":"%s"}' % outcome.encode()
+    return [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))], body
+
+
+# The answers after a commit, built once: the hot path sends them as they are.
+_ACCEPTED = {outcome: _accepted(outcome) for outcome in ("stored", "duplicate", "validation")}
 
 
 class ClientGone(Exception):
@@ -75,6 +83,10 @@ class Ingest:
         self.runtime: Runtime | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.respond(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one request; returns the status sent (0 when the client left before sending its body)."""
         started = time.perf_counter()
         fields: dict[str, Any] = {}
         scope[LOG_FIELDS] = fields
@@ -82,8 +94,9 @@ class Ingest:
             status, headers, body = await self.handle(scope, receive, fields)
         except ClientGone:
             fields["outcome"] = "client_gone"
-            return
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
+            return 0
+        if status != 200:
+            headers = [*headers, (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         runtime = self.runtime
@@ -94,6 +107,7 @@ class Ingest:
                 reason = fields.get("outcome")
                 if reason in runtime.metrics.rejected_by_reason:
                     runtime.metrics.rejected_by_reason[reason].inc()
+        return status
 
     async def handle(
         self, scope: Scope, receive: Receive, fields: dict[str, Any]
@@ -136,11 +150,7 @@ class Ingest:
 
     def code_matches(self, query_string: bytes) -> bool:
         """Constant-time comparison of `?code=` against every accepted secret (no early exit)."""
-        candidate = b""
-        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-            if name == "code":
-                candidate = value.encode()
-                break
+        candidate = query_value(query_string, "code")
         matched = False
         for secret in self.secrets:
             matched |= hmac.compare_digest(candidate, secret)
@@ -196,7 +206,22 @@ class Ingest:
             fields["error"] = str(exc)
             detail = f"the event was not stored ({exc}); send it again later"
             return 503, [*_RETRY, *_PROBLEM], problem(503, "Service unavailable", detail)
-        return 200, _JSON, b'{"status":"%s"}' % fields["outcome"].encode()
+        return 200, *_ACCEPTED[fields["outcome"]]
+
+
+def query_value(query_string: bytes, name: str) -> bytes:
+    """The first value of `name` in a query string (b"" when absent), decoded only when something is encoded."""
+    if b"%" in query_string or b"+" in query_string:
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if key == name:
+                return value.encode()
+        return b""
+    wanted = name.encode()
+    for field in query_string.split(b"&"):
+        field_name, _, field_value = field.partition(b"=")
+        if field_name == wanted:
+            return field_value
+    return b""
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

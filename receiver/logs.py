@@ -6,8 +6,10 @@ import json
 import logging
 import re
 import sys
-from datetime import UTC, datetime
-from typing import Any
+import threading
+import time
+from functools import lru_cache
+from typing import Any, TextIO
 
 _CODE = re.compile(r"([?&](?:code|secret|token|access_token|assertion)=)[^&\s\"']*", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-_.~+/]+=*", re.IGNORECASE)
@@ -21,6 +23,29 @@ def redact(text: str) -> str:
     text = _CODE.sub(r"\1***", text)
     text = _BEARER.sub(r"\1***", text)
     return _JWT.sub("***", text)
+
+
+@lru_cache(maxsize=64)
+def redact_query(query: bytes) -> str:
+    """A request's query string as an access line shows it: `?code=***`, '' when there is none.
+
+    Cached because a receiver sees the same few queries (Altinn's registered URL) over and over.
+    """
+    return redact("?" + query.decode("latin-1")) if query else ""
+
+
+_stamp: tuple[int, str] = (-1, "")
+
+
+def utc_stamp(moment: float) -> str:
+    """`time.time()` as a log line's `ts`: `2026-11-30T10:31:17.123Z` (the seconds are formatted once per second)."""
+    global _stamp
+    second, prefix = _stamp
+    if int(moment) != second:
+        second = int(moment)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamp = (second, prefix)
+    return f"{prefix}.{int((moment - second) * 1000):03d}Z"
 
 
 def redact_value(value: Any) -> Any:
@@ -38,12 +63,104 @@ PREFORMATTED = "preformatted_json"
 
 def emit_json_line(logger: logging.Logger, line: str, level: int = logging.INFO) -> None:
     """Hand an already-built, already-redacted JSON line to `logger`'s handlers, skipping the costly parts of
-    logging (caller lookup, formatting, redaction) on hot paths such as the access log."""
+    logging (caller lookup, formatting, redaction) on hot paths such as the access log.
+
+    When every handler on the way up is a `BufferedLineHandler` (as under `serve`) the line goes straight into their
+    buffers, without a `LogRecord`; any other handler or filter gets a record, as it expects.
+    """
     if not logger.isEnabledFor(level):
         return
-    record = logger.makeRecord(logger.name, level, "", 0, line, (), None)
-    setattr(record, PREFORMATTED, True)
-    logger.handle(record)
+    targets = _line_targets(logger, level)
+    if targets is None:
+        record = logger.makeRecord(logger.name, level, "", 0, line, (), None)
+        setattr(record, PREFORMATTED, True)
+        logger.handle(record)
+        return
+    for handler in targets:
+        handler.write_line(line, level)
+
+
+def _line_targets(logger: logging.Logger, level: int) -> list[BufferedLineHandler] | None:
+    """The handlers that would take a record of `level` from `logger`, if all of them can take a bare line."""
+    targets: list[BufferedLineHandler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if type(handler) is not BufferedLineHandler or handler.filters:
+                return None
+            if level >= handler.level:
+                targets.append(handler)
+        current = current.parent if current.propagate else None
+    return targets or None
+
+
+class BufferedLineHandler(logging.StreamHandler[TextIO]):
+    """Log lines to a stream, written by a background thread at most `flush_interval` seconds after they were logged.
+
+    Writing every line with its own system call cost the webhook as much as parsing the event. Lines stay in order;
+    warnings and errors are written at once (with everything before them), and `flush()`/`close()` (which
+    `logging.shutdown` calls at exit) write what is left. A process killed with SIGKILL loses at most the last
+    `flush_interval` of lines: logs are not what makes an event durable, the store is. When the stream cannot keep
+    up, a caller writes the buffer itself once it holds `max_lines`, so memory stays bounded.
+    """
+
+    def __init__(self, stream: TextIO, flush_interval: float = 0.1, max_lines: int = 10_000) -> None:
+        super().__init__(stream)
+        self.flush_interval = flush_interval
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        # Not the handler's own lock: `logging.shutdown` holds that one while it calls flush().
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending = threading.Event()
+        self._closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_periodically, name="log-writer", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.write_line(line, record.levelno)
+
+    def write_line(self, line: str, level: int = logging.INFO) -> None:
+        """Queue one formatted line; at WARNING and above, write everything queued now."""
+        with self._queue_lock:
+            self._lines.append(line)
+            if len(self._lines) == 1:
+                self._pending.set()
+            urgent = level >= logging.WARNING or len(self._lines) >= self.max_lines
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line and flush the stream."""
+        with self._write_lock:
+            with self._queue_lock:
+                lines, self._lines = self._lines, []
+                self._pending.clear()
+            if lines and self.stream is not None:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # the stream is gone (closed pipe, closed file): nowhere to log to
+                    pass
+
+    def _write_periodically(self) -> None:
+        while not self._closed.is_set():
+            self._pending.wait()
+            self._closed.wait(self.flush_interval)
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pending.set()
+        self.flush()
+        super().close()
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,7 +170,7 @@ class JsonFormatter(logging.Formatter):
         if getattr(record, PREFORMATTED, False):
             return record.getMessage()
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": utc_stamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
