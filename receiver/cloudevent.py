@@ -50,28 +50,40 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def load_json(body: bytes, attribute: str = "") -> Any:
-    """Strict JSON from UTF-8 bytes: no NaN/Infinity, no other encodings, no nesting deep enough to recurse out."""
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def decode_text(body: bytes, attribute: str = "") -> str:
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidEvent(attribute, "the body is not UTF-8 text") from None
+
+
+def parse_json(text: str, attribute: str = "") -> Any:
+    """Strict JSON: no NaN/Infinity, no nesting deep enough to recurse out."""
+    try:
+        return _DECODER.decode(text)
     except RecursionError:
         raise InvalidEvent(attribute, "the JSON is nested too deeply") from None
     except ValueError as exc:
         raise InvalidEvent(attribute, f"the body is not valid JSON ({exc})") from None
 
 
+def load_json(body: bytes, attribute: str = "") -> Any:
+    """Strict JSON from UTF-8 bytes (no other encodings)."""
+    return parse_json(decode_text(body, attribute), attribute)
+
+
 def parse_time(text: str) -> datetime:
-    """RFC 3339 with up to 9 fractional digits (Altinn writes 7); raises InvalidEvent naming `time`."""
+    """RFC 3339 with up to 9 fractional digits (Altinn writes 7); raises InvalidEvent naming `time`.
+
+    `datetime.fromisoformat` drops the fractional digits past the sixth (.NET's 100 ns ticks and beyond).
+    """
     if not RFC3339.fullmatch(text):
         raise InvalidEvent("time", f"must be an RFC 3339 timestamp such as 2024-04-19T07:22:19.4380391Z, got {text!r}")
-    head, dot, rest = text.partition(".")
-    if dot:  # datetime takes at most 6 fractional digits: drop the rest of .NET's 7 (100 ns ticks) or more
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
     try:
-        return datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+        return datetime.fromisoformat(text.upper())
     except ValueError:
         raise InvalidEvent("time", f"is not a valid date and time: {text!r}") from None
 
@@ -161,7 +173,8 @@ def to_new_event(event: Any, raw: str) -> NewEvent:
 
 def from_structured(body: bytes) -> NewEvent:
     """A structured-mode push: the whole event is the JSON body, stored byte-for-byte as text."""
-    return to_new_event(load_json(body), body.decode("utf-8"))
+    text = decode_text(body)
+    return to_new_event(parse_json(text), text)
 
 
 def from_binary(headers: Iterable[tuple[str, str]], content_type: str, body: bytes) -> NewEvent:
