@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -144,15 +144,19 @@ INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 # commit timestamp.
 _Statement = Callable[[str], tuple[str, tuple[str, ...]]]
 _Work = tuple[NewEvent, str] | _Statement
+_T = TypeVar("_T")
 
 
 class InboxWriter:
     """Durable inserts for the webhook: one thread with its own sqlite3 connection, committing in groups.
 
-    Callers on the event loop get an asyncio future per insert. The thread takes everything queued, runs it in one
-    transaction and commits (one fsync for the batch), then resolves every future of the batch: True for a new row,
-    False for a repeated id. If the commit fails, each future of the batch gets a `StoreError` and nothing of the
-    batch is kept, so a caller never learns "stored" for something that is not on disk.
+    Callers on the event loop get an asyncio future per insert. The thread takes everything queued, stores it in one
+    transaction (one fsync for the batch), then resolves every future of the batch at once: True for a new row, False
+    for a repeated id. If the commit fails, each future of the batch gets a `StoreError` and nothing of the batch is
+    kept, so a caller never learns "stored" for something that is not on disk.
+
+    A batch of events only is a single statement (SQLite commits it on its own): the thread gives up the GIL for one
+    SQLite call and must win it back from the busy event loop once per batch, not once per BEGIN, INSERT and COMMIT.
     """
 
     def __init__(
@@ -164,14 +168,16 @@ class InboxWriter:
         max_batch: int = 512,
     ) -> None:
         self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
-        # The writer waits for the write lock itself (see _begin): SQLite's own busy handler sleeps in steps of up to
-        # 100 ms, so a push could wait that long after the dispatcher's short write had already ended.
+        # The writer waits for the write lock itself (see _locked): SQLite's own busy handler sleeps in steps of up
+        # to 100 ms, so a push could wait that long after the dispatcher's short write had already ended.
         self._conn.execute("PRAGMA busy_timeout=0")
         self._busy_timeout = busy_timeout_ms / 1000
         self._loop = loop
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[tuple[_Work, asyncio.Future[bool]] | None] = queue.SimpleQueue()
+        self._insert_sql: dict[int, str] = {}
         self.last_error = ""
+        self._running = True
         self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
         self._thread.start()
 
@@ -181,10 +187,10 @@ class InboxWriter:
 
     def _submit(self, work: _Work) -> asyncio.Future[bool]:
         future: asyncio.Future[bool] = self._loop.create_future()
-        if not self._thread.is_alive():
-            future.set_exception(StoreError("the inbox writer has stopped"))
-        else:
+        if self._running:
             self._jobs.put((work, future))
+        else:
+            future.set_exception(StoreError("the inbox writer has stopped"))
         return future
 
     def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
@@ -214,11 +220,17 @@ class InboxWriter:
         self._conn.close()
 
     def _run(self) -> None:
+        try:
+            self._commit_batches()
+        finally:
+            self._running = False
+
+    def _commit_batches(self) -> None:
         stopping = False
         while not stopping:
             first = self._jobs.get()
             if first is None:
-                break
+                return
             batch = [first]
             while len(batch) < self._max_batch:
                 try:
@@ -232,30 +244,17 @@ class InboxWriter:
             try:
                 self._loop.call_soon_threadsafe(_settle, self._commit(batch))
             except RuntimeError:  # the loop is closed: nobody is waiting any more
-                break
+                return
 
     def _commit(self, batch: list[tuple[_Work, asyncio.Future[bool]]]) -> list[tuple[asyncio.Future[bool], Any]]:
         stamp = now_iso()
-        conn = self._conn
-        outcomes: list[tuple[asyncio.Future[bool], Any]] = []
+        events = [work for work, _ in batch if isinstance(work, tuple)]
         try:
-            self._begin()
-            try:
-                events = [work for work, _ in batch if isinstance(work, tuple)]
-                inserted = self._insert_events(events, stamp) if events else set()
-                for work, future in batch:
-                    if isinstance(work, tuple):
-                        # The first of repeated ids in one batch is the one that was inserted.
-                        outcomes.append((future, work[0].id in inserted))
-                        inserted.discard(work[0].id)
-                    else:
-                        sql, params = work(stamp)
-                        outcomes.append((future, conn.execute(sql, params).rowcount == 1 if sql else True))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            if len(events) == len(batch):
+                inserted = self._insert_events(events, stamp)
+                outcomes = _event_outcomes(batch, inserted)
+            else:
+                outcomes = self._commit_mixed(batch, events, stamp)
         except Exception as exc:  # every failure of the store: no future of this batch may say "stored"
             reason = describe(exc)
             if reason != self.last_error:
@@ -268,33 +267,76 @@ class InboxWriter:
             self.last_error = ""
         return outcomes
 
-    def _begin(self) -> None:
-        """Take the write lock, retrying every few hundred microseconds while another connection holds it."""
+    def _commit_mixed(
+        self, batch: list[tuple[_Work, asyncio.Future[bool]]], events: list[tuple[NewEvent, str]], stamp: str
+    ) -> list[tuple[asyncio.Future[bool], Any]]:
+        """Events and other statements (validations, probes) in one explicit transaction."""
+        conn = self._conn
+        self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            inserted = self._insert_events(events, stamp) if events else set()
+            outcomes = _event_outcomes(batch, inserted)
+            for work, future in batch:
+                if not isinstance(work, tuple):
+                    sql, params = work(stamp)
+                    outcomes.append((future, conn.execute(sql, params).rowcount == 1 if sql else True))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _locked(self, attempt: Callable[[], _T]) -> _T:
+        """Run `attempt` (which takes the write lock), retrying every few hundred microseconds while another
+        connection holds the lock, up to the busy timeout. A statement refused for the lock changed nothing."""
         deadline = time.monotonic() + self._busy_timeout
         pause = 0.0002
         while True:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
+                return attempt()
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
     def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
-        """All events of a batch in two statements; the ids that were not there before.
+        """All events in one multi-row INSERT; returns the ids that were not there before.
 
-        Each SQLite step hands the GIL over and back, so per-row statements (or RETURNING, a step per row) would make
-        the writer wait on the event loop once per event. Inside the write transaction nobody else can insert between
-        the lookup and the insert.
+        Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
+        Its new rows have consecutive `seq` values ending at `lastrowid`, so only a batch with repeated ids needs a
+        second statement to learn which ones were new. Per-row statements (or RETURNING, a step per row) would hand
+        the GIL over and back once per event.
         """
-        ids = [event.id for event, _ in events]
-        marks = ", ".join("?" * len(ids))
-        existing = {row[0] for row in self._conn.execute(f"SELECT id FROM inbox WHERE id IN ({marks})", ids)}
-        sql = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * len(events)))
-        self._conn.execute(sql, [value for event, channel in events for value in insert_params(event, channel, stamp)])
-        return set(ids) - existing
+        count = len(events)
+        sql = self._insert_sql.get(count)
+        if sql is None:
+            sql = self._insert_sql[count] = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * count))
+        params = [value for event, channel in events for value in insert_params(event, channel, stamp)]
+        cursor = self._locked(lambda: self._conn.execute(sql, params))
+        added = cursor.rowcount
+        if added == count:
+            return {event.id for event, _ in events}
+        if added == 0:
+            return set()
+        last = cursor.lastrowid
+        assert last is not None  # rows were inserted
+        rows = self._conn.execute("SELECT id FROM inbox WHERE seq BETWEEN ? AND ?", (last - added + 1, last))
+        return {row[0] for row in rows}
+
+
+def _event_outcomes(
+    batch: list[tuple[_Work, asyncio.Future[bool]]], inserted: set[str]
+) -> list[tuple[asyncio.Future[bool], Any]]:
+    """True for the first of each new id in the batch, False for repeated ids."""
+    outcomes: list[tuple[asyncio.Future[bool], Any]] = []
+    for work, future in batch:
+        if isinstance(work, tuple):
+            event_id = work[0].id
+            outcomes.append((future, event_id in inserted))
+            inserted.discard(event_id)
+    return outcomes
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
