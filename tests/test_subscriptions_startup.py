@@ -3,6 +3,8 @@ posted again while Altinn has not validated them, and shown in /readyz's body an
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.config import SubscriptionConfig
+from receiver.config import SubscriptionConfig, load_config
 from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.serving import free_port
 from receiver.simulator import RunningSimulator, SimSettings, running_simulator
 from tests.support import wait_until
 
@@ -104,3 +107,50 @@ def test_the_code_never_reaches_readyz_metrics_or_the_store(sim: RunningSimulato
         outputs = readyz(receiver).text + httpx.get(receiver.url + "/metrics").text
     assert setup.secret not in outputs
     assert setup.secret.encode() not in (tmp_path / "receiver.db").read_bytes()
+
+
+def test_one_receiver_makes_one_maskinporten_grant_for_all_its_services(tmp_path: Path) -> None:
+    # A simulator of its own: its request log then holds this receiver's calls only.
+    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as own:
+        resource = fresh_resource()
+        setup = ReceiverSetup(own.url, register_identity(own, tmp_path), tmp_path / "receiver.db",
+                              [SubscriptionConfig(resource)], catchup={"interval": "200ms"})  # fmt: skip
+        with ReceiverServer(setup.write(tmp_path / "receiver.toml")) as receiver:
+            receiver.wait_started()
+            wait_until(lambda: subscriptions_status(receiver)["state"] == "validated", message="validated")
+            own.send_correspondence(resource, "312345678")  # initialized + published, pushed, then fetched
+            wait_until(lambda: done(setup.store) == 2, message="both events fetched and stored")
+            wait_until(lambda: readyz(receiver).json()["services"]["catchup"]["runs"] >= 2, message="catch-up again")
+        requests = own.state_snapshot()["requests"]
+    assert len([r for r in requests if (r["method"], r["path"]) == ("POST", "/token")]) == 1
+    assert len([r for r in requests if r["path"].startswith("/authentication/api/v1/exchange/")]) == 1
+    # ...while every service called Altinn with its token: subscriptions, catch-up's pull, the dispatcher's fetch.
+    called = [(r["method"], r["path"].partition("?")[0]) for r in requests if r["headers"]["authorization"]]
+    assert ("POST", "/events/api/v1/subscriptions") in called
+    assert ("GET", "/events/api/v1/events") in called
+    assert any(path.startswith("/correspondence/api/v1/correspondence/") for method, path in called)
+
+
+def done(store: Path) -> int:
+    with sqlite3.connect(store) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status = 'done'").fetchone()[0])
+
+
+def test_without_altinn_config_pushes_are_accepted_and_readyz_says_what_is_missing(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "receiver.toml").write_text(
+        f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecret = "s3cret-code"\n'
+        f'public_url = "http://127.0.0.1:{port}/events"\n[store]\npath = "{tmp_path / "receiver.db"}"\n'
+        f'[[subscriptions]]\nresource = "{fresh_resource()}"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "receiver.toml", environ=os.environ)
+    with ReceiverServer(config) as receiver:
+        receiver.wait_started()
+        assert receiver.runtime.altinn is None
+        response = readyz(receiver)
+    assert response.status_code == 200
+    services = response.json()["services"]
+    for name in ("subscriptions", "catchup"):
+        assert services[name]["start_error"].startswith("ConfigError: altinn.environment: is required to call Altinn")
+    assert "start_error" not in services["dispatcher"]  # store-only pipelines need no Altinn
