@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from receiver.serving import ServerThread
 from tests.ingest_support import (
     OLD_SECRET,
     PUBLISHED,
+    SECRET,
     compact,
     count,
     inbox_rows,
@@ -230,6 +232,27 @@ def test_wrong_or_missing_code_gets_401_without_detail(receiver: Receiver, code:
     assert receiver.row(event["id"]) is None
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"x=1&code={SECRET}&y=2",
+        "code=" + "".join(f"%{byte:02x}" for byte in SECRET.encode()),
+        f"code={SECRET.replace('-', '%2D')}&code=second-is-ignored",
+    ],
+)
+def test_the_code_is_found_among_other_fields_and_percent_decoded(receiver: Receiver, query: str) -> None:
+    event = new_event()
+    assert push(receiver.client, f"{receiver.server.url}/events?{query}", event).status_code == 200
+    assert receiver.row(event["id"]) is not None
+
+
+@pytest.mark.parametrize("query", ["code", f"code=&code={SECRET}", f"codex={SECRET}", f"code={SECRET}+"])
+def test_only_the_first_code_field_counts_exactly(receiver: Receiver, query: str) -> None:
+    event = new_event()
+    assert push(receiver.client, f"{receiver.server.url}/events?{query}", event).status_code == 401
+    assert receiver.row(event["id"]) is None
+
+
 def test_the_previous_secret_is_still_accepted(receiver: Receiver) -> None:
     event = new_event()
     assert push(receiver.client, webhook(receiver.server.url, OLD_SECRET), event).status_code == 200
@@ -326,3 +349,19 @@ def test_an_app_serves_pushes_from_many_clients_at_once(tmp_path: Path) -> None:
         assert codes == [200] * 200
     ids = {row["id"] for row in inbox_rows(config.store.path)}
     assert ids == {event["id"] for event in events}
+
+
+def test_concurrent_pushes_of_the_same_ids_store_each_once_and_say_stored_once(tmp_path: Path) -> None:
+    """Copies land in the same commit batch as the first one, in later ones, and beside ids stored long before."""
+    config = make_config(tmp_path)
+    earlier = [new_event() for _ in range(20)]
+    fresh = [new_event() for _ in range(40)]
+    pushes = [event for event in fresh for _ in range(3)] + [event for event in earlier for _ in range(2)]
+    random.Random(7).shuffle(pushes)
+    with running_app(config) as server, httpx.Client(timeout=10) as client, ThreadPoolExecutor(16) as pool:
+        assert [push(client, webhook(server.url), event).json()["status"] for event in earlier] == ["stored"] * 20
+        answers = list(pool.map(lambda event: push(client, webhook(server.url), event), pushes))
+    assert [answer.status_code for answer in answers] == [200] * len(pushes)
+    stored = [event["id"] for event, answer in zip(pushes, answers, strict=True) if answer.json()["status"] == "stored"]
+    assert sorted(stored) == sorted(event["id"] for event in fresh)
+    assert count(config.store.path) == len(earlier) + len(fresh)

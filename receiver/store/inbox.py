@@ -305,9 +305,10 @@ class InboxWriter:
         """All events in one multi-row INSERT; returns the ids that were not there before.
 
         Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
-        Its new rows have consecutive `seq` values ending at `lastrowid`, so only a batch with repeated ids needs a
-        second statement to learn which ones were new. Per-row statements (or RETURNING, a step per row) would hand
-        the GIL over and back once per event.
+        Only a batch with repeated ids needs a second statement to learn which ones were new: the statement's rows
+        are the batch's rows with the highest `seq` up to its `lastrowid` (a row that was already there has a lower
+        one; `seq` values are not consecutive, a skipped row uses one up). Per-row statements (or RETURNING, a step
+        per row) would hand the GIL over and back once per event.
         """
         count = len(events)
         sql = self._insert_sql.get(count)
@@ -320,10 +321,10 @@ class InboxWriter:
             return {event.id for event, _ in events}
         if added == 0:
             return set()
-        last = cursor.lastrowid
-        assert last is not None  # rows were inserted
-        rows = self._conn.execute("SELECT id FROM inbox WHERE seq BETWEEN ? AND ?", (last - added + 1, last))
-        return {row[0] for row in rows}
+        ids = [event.id for event, _ in events]
+        marks = ", ".join("?" * count)
+        newest_first = f"SELECT id FROM inbox WHERE id IN ({marks}) AND seq <= ? ORDER BY seq DESC LIMIT ?"
+        return {row[0] for row in self._conn.execute(newest_first, [*ids, cursor.lastrowid, added])}
 
 
 def _event_outcomes(
