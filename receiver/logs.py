@@ -115,7 +115,7 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._pending = threading.Event()
-        self._closed = threading.Event()
+        self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_periodically, name="log-writer", daemon=True)
         self._writer.start()
 
@@ -151,13 +151,13 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
                     pass
 
     def _write_periodically(self) -> None:
-        while not self._closed.is_set():
+        while not self._stopping.is_set():
             self._pending.wait()
-            self._closed.wait(self.flush_interval)
+            self._stopping.wait(self.flush_interval)
             self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopping.set()
         self._pending.set()
         self.flush()
         super().close()

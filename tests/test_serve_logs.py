@@ -1,0 +1,66 @@
+"""`serve`'s log lines are buffered and written in the background: they still arrive while it runs, in order, whole,
+warnings at once, and every one of them by the time it exits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+
+import httpx
+
+from receiver.logs import BufferedLineHandler, JsonFormatter, emit_json_line
+from tests.ingest_support import ServeProcess, new_event, push, webhook
+from tests.support import wait_until
+
+
+def test_access_lines_arrive_while_serving_and_every_line_is_written_whole_by_exit(tmp_path: Path) -> None:
+    serve = ServeProcess(tmp_path)
+    events = [new_event() for _ in range(30)]
+    with serve, httpx.Client(timeout=10) as client:
+        assert all(push(client, webhook(serve.url), event).status_code == 200 for event in events)
+
+        def logged_ids() -> set[str]:
+            return {
+                line.get("id", "")
+                for line in serve.log_lines()
+                if line["logger"] == "receiver.access" and line["path"] == "/events"
+            }
+
+        wait_until(lambda: {event["id"] for event in events} <= logged_ids(), timeout=5, message="the access lines")
+        assert serve.process is not None and serve.process.poll() is None
+        serve.signal(signal.SIGTERM)
+        assert serve.wait() == 0
+    lines = serve.log_lines()  # each line parses: none was cut or interleaved
+    access = [line for line in lines if line["logger"] == "receiver.access" and line["path"] == "/events"]
+    assert [line["id"] for line in access] == [event["id"] for event in events]
+    assert any(line["logger"] == "receiver.app" and line["msg"] == "stopped" for line in lines)  # logged at exit
+
+
+def test_the_handler_writes_warnings_at_once_infos_within_its_interval_and_the_rest_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    with path.open("w", encoding="utf-8") as stream:
+        handler = BufferedLineHandler(stream, flush_interval=0.05)
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger("tests.buffered")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        try:
+
+            def messages() -> list[str]:
+                return [json.loads(line)["msg"] for line in path.read_text().splitlines()]
+
+            logger.info("first")
+            emit_json_line(logger, json.dumps({"msg": "preformatted"}))
+            wait_until(lambda: messages() == ["first", "preformatted"], timeout=5, message="the periodic write")
+            handler.flush_interval = 60.0
+            logger.info("queued")
+            logger.warning("urgent")
+            assert messages() == ["first", "preformatted", "queued", "urgent"]
+            logger.info("last")
+            handler.close()
+            assert messages() == ["first", "preformatted", "queued", "urgent", "last"]
+        finally:
+            logger.handlers[:] = []
