@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/pipeline.py [--events 50000] [--per-correspondence 5] [--concurrency 16] [--latency 0.05]
 
-The simulator runs in this process with a fault rule adding `--latency` to every Correspondence API call. A backlog
+The simulator runs in its own process (in this one it would share a GIL with the sampling loop, and its CPU time
+would count against the receiver) with a fault rule adding `--latency` to every Correspondence API call. A backlog
 of `--events` events (`--per-correspondence` events per correspondence, with shuffled `time`s, so the per-instance
 ordering is exercised) is written to the inbox with the inbox's own INSERT, then `altinn-receiver serve` (a
 subprocess, the service-owner default pipelines) works through it with `[dispatch] concurrency`. Each event costs
-one API call, so the ideal is concurrency / latency events per second. The receiver's RSS is read from /proc while
-it runs (it never loads the backlog: it claims one event at a time). Prints a table; `--json` for a machine.
+one API call, so the ideal is concurrency / latency events per second. The receiver's RSS and CPU time are read from
+/proc while it runs (it never loads the backlog: it claims at most `concurrency` events at a time); CPU milliseconds
+per event compare runs on a machine shared with other work, where events/s alone would not. Prints a table;
+`--json` for a machine.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from receiver.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
-from receiver.simulator import SimSettings, running_simulator  # noqa: E402
+from receiver.serving import free_port  # noqa: E402
+from receiver.simulator.runner import RunningSimulator  # noqa: E402
 from receiver.store.db import connect_sync  # noqa: E402
 from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params  # noqa: E402
 from receiver.timeutil import now_iso  # noqa: E402
@@ -40,6 +44,59 @@ RESOURCE = "urn:altinn:resource:bench-pipeline"
 RECIPIENT_ORG = "312345678"
 EVENT_TYPE = "no.altinn.correspondence.correspondencereceiverread"
 SEND_BATCH = 500
+
+
+class SimulatorProcess:
+    """`altinn-receiver simulator` in a subprocess, with `RunningSimulator`'s admin calls (they only use `admin`)."""
+
+    register_client = RunningSimulator.register_client
+    set_resource_owner = RunningSimulator.set_resource_owner
+    _post = RunningSimulator._post
+
+    def __init__(self, folder: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        settings = folder / "sim.toml"
+        settings.write_text("time_scale = 1000\nseed_correspondences = 0\n", encoding="utf-8")
+        self._log = (folder / "simulator.log").open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "simulator", "--port", str(port), "--config", str(settings)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+        self.admin = httpx.Client(base_url=self.url + "/_sim", timeout=30.0)
+        self._folder = folder
+
+    def __enter__(self) -> SimulatorProcess:
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + 30
+        while self._process.poll() is None:
+            try:
+                self.admin.get("/state").raise_for_status()
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        raise SystemExit(f"the simulator did not start; see {self._folder / 'simulator.log'}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.admin.close()
+        self._process.terminate()
+        self._process.wait(30)
+        self._log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/PID/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -104,7 +161,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
 
-    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+    with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
         identity = register_identity(sim, folder)
         setup = ReceiverSetup(sim.url, identity, folder / "receiver.db", [], catchup={"enabled": False},
@@ -123,12 +180,12 @@ def main() -> None:
                                        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
         try:
             started = time.monotonic()
-            samples: list[tuple[float, int, float]] = []
+            samples: list[tuple[float, int, float, float]] = []
             while True:
                 if process.poll() is not None:
                     raise SystemExit(f"serve exited with {process.returncode}; see {folder / 'serve.log'}")
                 done = count_done(setup.store)
-                samples.append((time.monotonic() - started, done, rss_mb(process.pid)))
+                samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
                 if done >= total:
                     break
                 if len(samples) % 10 == 0:
@@ -138,10 +195,10 @@ def main() -> None:
             process.terminate()
             process.wait(60)
 
-    def at(fraction: float) -> tuple[float, int, float]:
+    def at(fraction: float) -> tuple[float, int, float, float]:
         return next(s for s in samples if s[1] >= fraction * total)
 
-    (t10, d10, rss10), (t90, d90, _) = at(0.10), at(0.90)
+    (t10, d10, rss10, cpu10), (t90, d90, _, cpu90) = at(0.10), at(0.90)
     steady = (d90 - d10) / (t90 - t10) if t90 > t10 else float("nan")
     ideal = args.concurrency / args.latency
     rss_peak = max(s[2] for s in samples if s[0] >= t10)
@@ -156,6 +213,8 @@ def main() -> None:
         "steady_per_s": round(steady, 1),
         "of_ideal": round(steady / ideal, 3),
         "overall_per_s": round(total / samples[-1][0], 1),
+        "receiver_cpu_ms_per_event": round((cpu90 - cpu10) / (d90 - d10) * 1000, 2) if d90 > d10 else float("nan"),
+        "receiver_cpu_of_a_core": round((cpu90 - cpu10) / (t90 - t10), 2) if t90 > t10 else float("nan"),
         "rss_at_10pct_mb": round(rss10, 1),
         "rss_peak_after_mb": round(rss_peak, 1),
         "rss_growth_mb": round(rss_peak - rss10, 1),

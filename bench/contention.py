@@ -1,0 +1,117 @@
+"""Benchmark the webhook while the dispatcher is busy: wrk's p50/p99 on `POST /events` with and without a backlog.
+
+    .venv/bin/python bench/contention.py [--backlog 20000] [--seconds 10] [--connections 32] [--json]
+
+Both runs use one `altinn-receiver serve` (the service-owner default pipelines) against the simulator in its own
+process, with 50 ms added to every Correspondence API call, as `bench/pipeline.py` sets them up:
+
+- **idle**: no backlog; the pushed events (attachment events with unique ids and instances, which the default
+  pipelines only `store`) are dispatched as they arrive;
+- **busy**: the same, while the dispatcher drains a backlog of `--backlog` events through fetch_correspondence +
+  store at `[dispatch] concurrency` 16 (the pushes are newer, so they wait behind it).
+
+The webhook and the dispatcher write the same SQLite file, so this shows how much the dispatcher's writes delay the
+webhook's acknowledgements. Prints wrk's requests/s, p50 and p99 of each run and the dispatcher's events/s during the
+busy one. Not a test: numbers depend on the machine (and on whatever else runs on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.ingest import Result, ensure_wrk, wait_listening, warm_then_measure  # noqa: E402
+from bench.pipeline import SimulatorProcess, count_done, send_correspondences, write_backlog  # noqa: E402
+from receiver.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
+
+RESOURCE = "urn:altinn:resource:bench-contention"
+LATENCY_MS = 50
+PER_CORRESPONDENCE = 5
+
+# Unique ids and resource instances (one instance per event, as Altinn's attachment events have): the pushes do not
+# queue behind each other in the dispatcher.
+WRK_SCRIPT = r"""
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("prefix", string.format("%d-%d", os.time(), threads))
+end
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"specversion":"1.0","id":"%s-%d","source":"https://platform.tt02.altinn.no/correspondence/api/v1/attachment",'
+    .. '"type":"no.altinn.correspondence.attachmentpublished","time":"%s",'
+    .. '"resource":"urn:altinn:resource:bench-contention","resourceinstance":"attachment-%s-%d"}',
+    prefix, counter, os.date("!%Y-%m-%dT%H:%M:%SZ"), prefix, counter)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)
+end
+"""
+
+
+def run(args: argparse.Namespace, wrk: str, folder: Path, backlog: int) -> tuple[Result, float]:
+    """One receiver, `backlog` events waiting in its inbox, wrk on its webhook; wrk's result and the events/s the
+    dispatcher finished while wrk measured."""
+    with SimulatorProcess(folder) as sim:
+        sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
+        dispatch = {"concurrency": 16, "poll_interval": "200ms"}
+        setup = ReceiverSetup(sim.url, register_identity(sim, folder), folder / "receiver.db", [],
+                              catchup={"enabled": False}, dispatch=dispatch)  # fmt: skip
+        config = folder / "receiver.toml"
+        setup.write(config)
+        if backlog:
+            correspondences = send_correspondences(sim.admin, backlog // PER_CORRESPONDENCE)
+            write_backlog(setup.store, correspondences, PER_CORRESPONDENCE, random.Random(1))
+        sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{LATENCY_MS}ms"})
+        script = folder / "push.lua"
+        script.write_text(WRK_SCRIPT)
+        with (folder / "serve.log").open("wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
+                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+        try:
+            wait_listening(f"http://127.0.0.1:{setup.port}/healthz", process)
+            url = f"http://127.0.0.1:{setup.port}/events?code={setup.secret}"
+            name = f"webhook, backlog {backlog}"
+            done_before, started = count_done(setup.store), time.monotonic()
+            result = warm_then_measure(wrk, url, script, args, name)
+            rate = (count_done(setup.store) - done_before) / (time.monotonic() - started)
+        finally:
+            process.terminate()
+            process.wait(60)
+    return result, rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backlog", type=int, default=20_000, help="events waiting in the busy run (default 20000)")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    runs = []
+    for label, backlog in (("idle", 0), ("busy", args.backlog)):
+        with tempfile.TemporaryDirectory(prefix=f"bench-contention-{label}-") as tmp:
+            result, rate = run(args, wrk, Path(tmp), backlog)
+        runs.append({"run": label, "backlog": backlog, **result.__dict__, "dispatched_per_s": round(rate, 1)})
+    if args.json:
+        print(json.dumps(runs))
+        return
+    print(f"{'run':<6} {'backlog':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'dispatched/s':>13}  errors")
+    for r in runs:
+        print(f"{r['run']:<6} {r['backlog']:>8} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
+              f" {r['dispatched_per_s']:13.1f}  {r['errors']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
