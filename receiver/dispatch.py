@@ -168,14 +168,16 @@ class Dispatcher:
         return cls(load_pipelines(config), config.dispatch)
 
     async def start(self, runtime: Runtime) -> None:
-        # Opening the connection is the only wait, so a start cancelled by an early shutdown leaves nothing half open.
-        # Every statement of the dispatcher and the `store` handler stands alone: pipelines share the connection.
-        self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
-        self._store = CorrespondenceStore(self._conn)
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._running))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
+        # The connection is opened last and is the only wait: nothing after it can fail, and a start cancelled by an
+        # early shutdown leaves nothing open (db.connect closes what it opened when cancelled), for stop() has
+        # nothing to close until the tasks exist. Every statement of the dispatcher and the `store` handler stands
+        # alone: pipelines share the connection.
+        self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
+        self._store = CorrespondenceStore(self._conn)
         self._tasks = (
             asyncio.create_task(self._claim_loop(), name="dispatcher"),
             asyncio.create_task(self._keep_leases(), name="dispatcher-leases"),

@@ -99,4 +99,7 @@ async def connect(
     except sqlite3.Error as exc:
         await conn.close()
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
+    except BaseException:
+        conn.stop()  # cancelled: end the connection's thread without waiting, or the process could not exit
+        raise
     return conn
