@@ -2,7 +2,13 @@
 
 Run with `make bench` (or `.venv/bin/python bench/ingest.py --help`). Both servers run as subprocesses with the same
 uvicorn settings on this machine, one after the other; the receiver uses `synchronous=FULL` and unique event ids.
-Prints requests/s and p50/p99 latency of each and the ratio b/a. Not a test: numbers depend on the machine.
+Prints requests/s and p50/p99 latency of each, the ratio b/a, the CPU time each server spent per request (its event
+loop's thread and the whole process) and how long an fsync takes on this disk. Not a test: numbers depend on the
+machine.
+
+The receiver runs exactly as `altinn-receiver serve` does (`receiver.commands.serve.run`: buffered JSON log lines at
+the configured level, the GIL switch interval, uvicorn with httptools and uvloop) but without background services:
+this measures the front door, not the dispatcher working through what it admits (`bench/contention.py` does that).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +32,8 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.commands.serve import run
+from receiver.config import load_config
 from receiver.serving import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +67,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: str
+    loop_cpu_us: float = 0.0
+    process_cpu_us: float = 0.0
 
 
 def bare_app() -> Starlette:
@@ -70,6 +81,40 @@ def bare_app() -> Starlette:
 def serve_bare(port: int) -> None:
     """The baseline: the same uvicorn settings as `altinn-receiver serve`, an endpoint that only answers 200."""
     uvicorn.run(bare_app(), host="127.0.0.1", port=port, access_log=False, log_level="warning", proxy_headers=False)
+
+
+def serve_receiver(config: Path) -> None:
+    """(b): `altinn-receiver serve` without background services."""
+    run(load_config(config), services=[])
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of the process's main thread, where its event loop runs, and of the whole process."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read(path: str) -> float:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return read(f"/proc/{pid}/task/{pid}/stat"), read(f"/proc/{pid}/stat")
+
+
+def fsync_ms(folder: Path, count: int = 50) -> tuple[float, float]:
+    """p50 and p90 of an fdatasync after a 4 KiB write in `folder`: what each commit with synchronous=FULL waits for."""
+    path = folder / "fsync-probe"
+    samples = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for i in range(count):
+            os.pwrite(fd, os.urandom(4096), 4096 * (i % 8))
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    deciles = statistics.quantiles(samples, n=10)
+    return statistics.median(samples), deciles[-1]
 
 
 def ensure_wrk() -> str:
@@ -119,9 +164,15 @@ def run_wrk(wrk: str, url: str, script: Path, args: argparse.Namespace, name: st
     return Result(name, rate, percentile("50"), percentile("99"), errors.group(0) if errors else "")
 
 
-def warm_then_measure(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str) -> Result:
+def warm_then_measure(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str, pid: int) -> Result:
     run_wrk(wrk, url, script, args, "warm-up", 2)
-    return run_wrk(wrk, url, script, args, name, args.seconds)
+    loop_before, process_before = cpu_seconds(pid)
+    result = run_wrk(wrk, url, script, args, name, args.seconds)
+    loop_after, process_after = cpu_seconds(pid)
+    requests = result.requests_per_s * args.seconds
+    result.loop_cpu_us = (loop_after - loop_before) / requests * 1e6
+    result.process_cpu_us = (process_after - process_before) / requests * 1e6
+    return result
 
 
 def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> list[Result]:
@@ -130,7 +181,8 @@ def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> lis
     bare = subprocess.Popen([python, __file__, "--serve-bare", str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_listening(f"http://127.0.0.1:{port}/", bare)
-        baseline = warm_then_measure(wrk, f"http://127.0.0.1:{port}/events", script, args, "(a) bare Starlette 200")
+        url = f"http://127.0.0.1:{port}/events"
+        baseline = warm_then_measure(wrk, url, script, args, "(a) bare Starlette 200", bare.pid)
     finally:
         bare.terminate()
         bare.wait()
@@ -142,11 +194,11 @@ def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> lis
         f'[log]\nlevel = "{args.log_level}"\n'
     )
     with (work / "serve.log").open("wb") as log:
-        receiver = subprocess.Popen([python, "-m", "receiver", "serve", "--config", str(config)], stdout=log, cwd=REPO)
+        receiver = subprocess.Popen([python, __file__, "--serve-receiver", str(config)], stdout=log, cwd=REPO)
         try:
             wait_listening(f"http://127.0.0.1:{port}/healthz", receiver)
             url = f"http://127.0.0.1:{port}/events?code={SECRET}"
-            durable = warm_then_measure(wrk, url, script, args, "(b) POST /events, durable inbox")
+            durable = warm_then_measure(wrk, url, script, args, "(b) POST /events, durable inbox", receiver.pid)
             inbox = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             pending = re.search(r'altinn_receiver_events_received_total\{channel="push"\} ([\d.e+]+)', inbox)
             print(f"events stored by the receiver: {float(pending.group(1)) if pending else 0:.0f}", file=sys.stderr)
@@ -164,26 +216,46 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="the receiver's [log] level (default info, as deployed)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-receiver", type=Path, metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
+        return
+    if args.serve_receiver:
+        serve_receiver(args.serve_receiver)
         return
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="altinn-receiver-bench-") as tmp:
         work = Path(tmp)
         script = work / "push.lua"
         script.write_text(WRK_SCRIPT)
+        fsync_before = fsync_ms(work)
         results = measure(args, wrk, work, script)
+        fsync_after = fsync_ms(work)
     bare, durable = results
     ratio = durable.requests_per_s / bare.requests_per_s
+    load = os.getloadavg()[0]
     if args.json:
-        print(json.dumps({"results": [r.__dict__ for r in results], "ratio": round(ratio, 3)}))
+        fsync = {"p50_ms_before": fsync_before[0], "p90_ms_before": fsync_before[1]}
+        fsync |= {"p50_ms_after": fsync_after[0], "p90_ms_after": fsync_after[1]}
+        results_json = [r.__dict__ for r in results]
+        print(json.dumps({"results": results_json, "ratio": round(ratio, 3), "fsync": fsync, "load": load}))
         return
-    print(f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors")
+    print(f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'loop µs/req':>12} {'process µs/req':>15}  errors")
     for r in results:
-        print(f"{r.name:34} {r.requests_per_s:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f}  {r.errors}")
+        print(
+            f"{r.name:34} {r.requests_per_s:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.loop_cpu_us:12.0f}"
+            f" {r.process_cpu_us:15.0f}  {r.errors}"
+        )
     print(f"ratio b/a: {ratio:.2f} (target >= 0.5, and p99 <= 20 ms)")
-    print(f"cpus: {os.cpu_count()}, wrk: {args.connections} connections, {args.threads} thread(s), {args.seconds}s")
+    print(
+        f"fsync on this disk: p50 {fsync_before[0]:.2f} ms, p90 {fsync_before[1]:.2f} ms before;"
+        f" p50 {fsync_after[0]:.2f} ms, p90 {fsync_after[1]:.2f} ms after"
+    )
+    print(
+        f"cpus: {os.cpu_count()}, load average {load:.1f}, wrk: {args.connections} connections,"
+        f" {args.threads} thread(s), {args.seconds}s"
+    )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     setup_logging(config.log.level, BufferedLineHandler(sys.stdout))
     # A file-size limit (RLIMIT_FSIZE) must surface as a failed commit (503), not kill the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    # The inbox writer thread needs the GIL back after every SQLite call; with the default 5 ms switch interval each
-    # hand-over can stall a commit (and every push waiting on it) for up to 5 ms while the event loop runs.
+    # The inbox writer thread needs the GIL back after each batch's SQLite call; with the default 5 ms switch interval
+    # that hand-over can stall a commit (and every push waiting on it) for up to 5 ms while the event loop runs.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(config, services=services)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
