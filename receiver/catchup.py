@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -29,7 +30,8 @@ from receiver.cloudevent import InvalidEvent, to_new_event
 from receiver.config import Config, SubscriptionConfig
 from receiver.logs import redact
 from receiver.runtime import stop_task
-from receiver.store import state
+from receiver.store import db, state
+from receiver.store.db import StoreError
 from receiver.store.inbox import NewEvent
 from receiver.timeutil import now, now_iso, to_iso
 
@@ -253,6 +255,7 @@ class CatchupService:
         self._duplicates = 0
         self._last: list[RunResult] = []
         self._running: RunResult | None = None
+        self._store_error = ""
 
     async def start(self, runtime: Runtime) -> None:
         config = runtime.config
@@ -275,6 +278,8 @@ class CatchupService:
         }
         if self._running is not None:
             body["running"] = {**_labels(self._running.key), "pages": self._running.pages, "read": self._running.read}
+        if self._store_error:
+            body["error"] = self._store_error
         return body
 
     async def _run(self, runtime: Runtime, clients: AltinnClients) -> None:
@@ -295,26 +300,40 @@ class CatchupService:
         try:
             while True:
                 self._state = "running"
-                results = await run_all(
-                    runtime.config,
-                    runtime.store,
-                    clients,
-                    insert,
-                    pull_lag=self.pull_lag,
-                    page_size=self.page_size,
-                    on_page=on_page,
-                )
+                try:
+                    results = await run_all(
+                        runtime.config,
+                        runtime.store,
+                        clients,
+                        insert,
+                        pull_lag=self.pull_lag,
+                        page_size=self.page_size,
+                        on_page=on_page,
+                    )
+                except (StoreError, sqlite3.Error) as exc:
+                    self._store_failed(exc)
+                else:
+                    self._finished(results, metrics)
                 self._running = None
-                for result in results:
-                    report(result)
-                    metrics.record(result)
-                self._runs += 1
-                self._enqueued += sum(r.enqueued for r in results)
-                self._duplicates += sum(r.duplicates for r in results)
-                self._last = results
-                stuck = any(r.stuck_pushes for r in results)
-                self._state = "error" if any(r.error for r in results) else "stuck" if stuck else "idle"
                 self._first.set()
                 await asyncio.sleep(runtime.config.catchup.interval)
         finally:
             self._first.set()
+
+    def _finished(self, results: list[RunResult], metrics: CatchupMetrics) -> None:
+        for result in results:
+            report(result)
+            metrics.record(result)
+        self._runs += 1
+        self._enqueued += sum(r.enqueued for r in results)
+        self._duplicates += sum(r.duplicates for r in results)
+        self._last = results
+        self._store_error = ""
+        stuck = any(r.stuck_pushes for r in results)
+        self._state = "error" if any(r.error for r in results) else "stuck" if stuck else "idle"
+
+    def _store_failed(self, exc: Exception) -> None:
+        """The store refused a cursor or an event: the cursors keep their place and the next run tries again."""
+        self._store_error = str(exc) if isinstance(exc, StoreError) else db.describe(exc)
+        self._state = "error"
+        log.warning("catch-up could not use the store; trying again next run", extra={"error": self._store_error})

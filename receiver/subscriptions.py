@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from receiver.config import Config, ReceiverConfig, SubscriptionConfig, check_re
 from receiver.durations import format_duration
 from receiver.logs import redact
 from receiver.runtime import stop_task
-from receiver.store import state
+from receiver.store import db, state
 from receiver.timeutil import now, parse_iso, to_iso
 
 if TYPE_CHECKING:
@@ -411,9 +412,9 @@ class SubscriptionService:
                 await self._round(manager, everything=first)
                 first, failures, self._error = False, 0, ""
                 wait = self._next_round()
-            except AltinnError as exc:
+            except (AltinnError, sqlite3.Error) as exc:
                 failures += 1
-                self._error = redact(str(exc))
+                self._error = db.describe(exc) if isinstance(exc, sqlite3.Error) else redact(str(exc))
                 log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
                 wait = min(self.poll_initial * 2**failures, self._interval)
             finally:

@@ -155,3 +155,30 @@ def test_a_page_filtered_empty_leaves_the_cursor_stuck_and_says_so(sim: RunningS
     # The subject filter avoids it: that cursor read the recipient's event (a duplicate of the push) and moved on.
     assert cursors[RECIPIENT]["after"] == ours and cursors[RECIPIENT]["stuck_since"] == ""
     assert cursors[""]["after"] == "0" and cursors[""]["stuck_since"] and cursors[""]["stuck_pushes"] == 1
+
+
+def test_a_run_the_store_refuses_fails_with_a_reason_and_the_next_run_catches_up(
+    sim: RunningSimulator, owner: Identity, tmp_path: Path
+) -> None:
+    resource = fresh_resource(sim, owner.org)
+    setup = ReceiverSetup(sim.url, owner, tmp_path / "r.db", [SubscriptionConfig(resource)],
+                          catchup={"start": "beginning", "interval": "1s"})  # fmt: skip
+    with ReceiverServer(setup.write(tmp_path / "r.toml")) as receiver:
+        receiver.wait_started()
+
+        def catchup() -> dict[str, Any]:
+            status: dict[str, Any] = httpx.get(receiver.url + "/readyz").json()["services"]["catchup"]
+            return status
+
+        # Another process holds the write lock for longer than the receiver's busy timeout.
+        locker = sqlite3.connect(setup.store, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            missed = publish(sim, resource, 3)
+            failed = wait_until(lambda: catchup().get("error"), timeout=15, message="a run failing on the store")
+        finally:
+            locker.rollback()
+            locker.close()
+        assert failed == "database is locked by another connection"
+        wait_until(lambda: set(inbox(setup.store)) == set(missed), timeout=15, message="the next run catching up")
+        wait_until(lambda: "error" not in catchup(), message="the error cleared")

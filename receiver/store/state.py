@@ -8,6 +8,7 @@ Every write is one statement, so it is safe on a connection other coroutines sha
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -134,33 +135,33 @@ async def forget_subscription(conn: aiosqlite.Connection, altinn_id: int) -> Non
 
 
 async def get_subscription(conn: aiosqlite.Connection, altinn_id: int) -> SubscriptionRecord | None:
-    async with conn.execute("SELECT * FROM subscriptions WHERE altinn_id = ?", (altinn_id,)) as cursor:
-        row = await cursor.fetchone()
-    return SubscriptionRecord.from_row(row) if row is not None else None
+    rows = await _rows(conn, "SELECT * FROM subscriptions WHERE altinn_id = ?", (altinn_id,))
+    return SubscriptionRecord.from_row(rows[0]) if rows else None
 
 
 async def list_subscriptions(conn: aiosqlite.Connection) -> list[SubscriptionRecord]:
-    async with conn.execute("SELECT * FROM subscriptions ORDER BY altinn_id") as cursor:
-        rows = await cursor.fetchall()
-    return [SubscriptionRecord.from_row(row) for row in rows]
+    return [
+        SubscriptionRecord.from_row(row) for row in await _rows(conn, "SELECT * FROM subscriptions ORDER BY altinn_id")
+    ]
 
 
 # --- catch-up cursors ---
 
 
 async def get_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig) -> Cursor | None:
-    async with conn.execute(
+    rows = await _rows(
+        conn,
         "SELECT * FROM catchup_cursors WHERE resource = ? AND subject = ? AND type = ?",
         (key.resource, key.subject, key.type),
-    ) as cursor:
-        row = await cursor.fetchone()
-    return Cursor.from_row(row) if row is not None else None
+    )
+    return Cursor.from_row(rows[0]) if rows else None
 
 
 async def list_cursors(conn: aiosqlite.Connection) -> list[Cursor]:
-    async with conn.execute("SELECT * FROM catchup_cursors ORDER BY resource, subject, type") as cursor:
-        rows = await cursor.fetchall()
-    return [Cursor.from_row(row) for row in rows]
+    return [
+        Cursor.from_row(row)
+        for row in await _rows(conn, "SELECT * FROM catchup_cursors ORDER BY resource, subject, type")
+    ]
 
 
 async def move_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig, after: str) -> None:
@@ -199,9 +200,8 @@ async def pushes_since(conn: aiosqlite.Connection, key: SubscriptionConfig, sinc
         if value:
             sql += f" AND {column} = ?"
             params.append(value)
-    async with conn.execute(sql, params) as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row is not None else 0
+    [(count,)] = await _rows(conn, sql, params)
+    return int(count)
 
 
 # --- receiver_state ---
@@ -218,6 +218,12 @@ async def set_fact(conn: aiosqlite.Connection, key: str, value: str) -> None:
 
 
 async def get_fact(conn: aiosqlite.Connection, key: str) -> str | None:
-    async with conn.execute("SELECT value FROM receiver_state WHERE key = ?", (key,)) as cursor:
-        row = await cursor.fetchone()
-    return str(row[0]) if row is not None else None
+    rows = await _rows(conn, "SELECT value FROM receiver_state WHERE key = ?", (key,))
+    return str(rows[0][0]) if rows else None
+
+
+async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    """A query run to its end in one step of the connection's thread. Coroutines share the connection: a read left
+    open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
+    once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
+    return list(await conn.execute_fetchall(sql, params))
