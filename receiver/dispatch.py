@@ -2,11 +2,11 @@
 
 Read top to bottom, as one event travels:
 
-- `start` opens the dispatcher's own connection to the store (see below) and, when a handler calls Altinn, makes the
-  Altinn clients; then `_claim_loop` runs: when some of the `[dispatch] concurrency` slots are free it claims that
-  many events that may run now, in one statement (store/queue.py keeps one `resourceinstance` to one run at a time,
-  in order), and runs each in a task. Then it sleeps until the webhook or catch-up commits new events, a run ends,
-  or `poll_interval` passes.
+- `start` takes the runtime's shared Altinn clients when a handler calls Altinn and opens the dispatcher's own
+  connection to the store (see below); then `_claim_loop` runs: when some of the `[dispatch] concurrency` slots
+  are free it claims that many events that may run now, in one statement (store/queue.py keeps one
+  `resourceinstance` to one run at a time, in order), and runs each in a task. Then it sleeps until the webhook
+  or catch-up commits new events, a run ends, or `poll_interval` passes.
 - `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
   with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
   Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.

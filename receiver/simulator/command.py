@@ -20,7 +20,9 @@ log = logging.getLogger("receiver.simulator")
 @click.command("simulator")
 @click.option("--port", type=int, default=5100, show_default=True, help="Port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it loopback).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="sim.toml")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="The simulator's sim.toml: time_scale, require_https, token lifetimes, seed size, faults "
+                   "(see docs/simulator.md). Default: built-in settings.")  # fmt: skip
 def simulator_command(port: int, host: str, config_path: str | None) -> None:
     """Run the Altinn simulator: Maskinporten, token exchange, Events and Correspondence on one port."""
     try:

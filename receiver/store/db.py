@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -103,3 +104,10 @@ async def connect(
         conn.stop()  # cancelled: end the connection's thread without waiting, or the process could not exit
         raise
     return conn
+
+
+async def fetch_rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    """A query run to its end in one step of the connection's thread. Coroutines share connections: a read left
+    open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
+    once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
+    return list(await conn.execute_fetchall(sql, params))

@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe
+from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("push", "catchup", "replay")
+CHANNELS = ("push", "catchup")
 
 
 @dataclass(frozen=True)
@@ -351,9 +351,8 @@ def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
 
 
 async def get_event(conn: aiosqlite.Connection, event_id: str) -> InboxRecord | None:
-    async with conn.execute("SELECT * FROM inbox WHERE id = ?", (event_id,)) as cursor:
-        row = await cursor.fetchone()
-    return InboxRecord.from_row(row) if row is not None else None
+    rows = await fetch_rows(conn, "SELECT * FROM inbox WHERE id = ?", (event_id,))
+    return InboxRecord.from_row(rows[0]) if rows else None
 
 
 def glob_to_like(pattern: str) -> str:
@@ -391,12 +390,10 @@ async def list_events(
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
     params.append(str(int(limit)))
-    async with conn.execute(sql, params) as cursor:
-        rows = await cursor.fetchall()
+    rows = await fetch_rows(conn, sql, params)
     return [InboxRecord.from_row(row) for row in rows]
 
 
 async def count_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
-    async with conn.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status") as cursor:
-        rows = await cursor.fetchall()
+    rows = await fetch_rows(conn, "SELECT status, COUNT(*) FROM inbox GROUP BY status")
     return {str(row[0]): int(row[1]) for row in rows}

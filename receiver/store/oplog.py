@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from receiver.store.db import StoreError, connect, describe
+from receiver.store.db import StoreError, connect, describe, fetch_rows
 from receiver.store.inbox import InboxRecord, glob_to_like
 from receiver.timeutil import now_iso, parse_iso, to_iso
 
@@ -78,9 +78,8 @@ class ChangeFeed:
     async def start(self, after: str | None = None) -> None:
         """Begin after `after`, or after the newest change now in the store."""
         if after is None:
-            async with self.conn.execute("SELECT MAX(updated_at) FROM inbox") as cursor:
-                row = await cursor.fetchone()
-            after = str(row[0]) if row is not None and row[0] else ""
+            rows = await fetch_rows(self.conn, "SELECT MAX(updated_at) FROM inbox")
+            after = str(rows[0][0]) if rows and rows[0][0] else ""
         self.cursor = after
         self._printed = {}
         if after:
@@ -99,8 +98,7 @@ class ChangeFeed:
         params.insert(0, floor)
         # Pinned to the time index: a status or type filter must not turn this into a scan of every dead event.
         sql = f"SELECT * FROM inbox INDEXED BY inbox_updated WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
-        async with self.conn.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await fetch_rows(self.conn, sql, params)
         return [InboxRecord.from_row(row) for row in rows]
 
     async def poll(self) -> list[InboxRecord]:
@@ -130,8 +128,7 @@ async def select_events(
         params.append(str(int(last)))
     else:
         sql += " ORDER BY seq"
-    async with conn.execute(sql, params) as cursor:
-        rows = await cursor.fetchall()
+    rows = await fetch_rows(conn, sql, params)
     records = [InboxRecord.from_row(row) for row in rows]
     return records[::-1] if last is not None else records
 
@@ -143,10 +140,9 @@ async def events_by_id(conn: aiosqlite.Connection, ids: Sequence[str]) -> tuple[
     for start in range(0, len(unique), REPLAY_BATCH):
         chunk = unique[start : start + REPLAY_BATCH]
         sql = f"SELECT * FROM inbox WHERE id IN ({', '.join('?' * len(chunk))})"
-        async with conn.execute(sql, chunk) as cursor:
-            for row in await cursor.fetchall():
-                record = InboxRecord.from_row(row)
-                found[record.id] = record
+        for row in await fetch_rows(conn, sql, chunk):
+            record = InboxRecord.from_row(row)
+            found[record.id] = record
     return [found[i] for i in unique if i in found], [i for i in unique if i not in found]
 
 
@@ -172,9 +168,8 @@ async def replay_events(conn: aiosqlite.Connection, ids: Sequence[str]) -> int:
 async def count_by_type(conn: aiosqlite.Connection) -> dict[str, dict[str, int]]:
     """Event type -> status -> count."""
     counts: dict[str, dict[str, int]] = {}
-    async with conn.execute("SELECT type, status, COUNT(*) FROM inbox GROUP BY type, status ORDER BY type") as cursor:
-        for row in await cursor.fetchall():
-            counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+    for row in await fetch_rows(conn, "SELECT type, status, COUNT(*) FROM inbox GROUP BY type, status ORDER BY type"):
+        counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
     return counts
 
 
@@ -182,9 +177,8 @@ async def oldest_event(conn: aiosqlite.Connection, statuses: Sequence[str]) -> I
     """The earliest received event in one of `statuses` (a search of the `inbox_status` index)."""
     marks = ", ".join("?" * len(statuses))
     sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY received_at, seq LIMIT 1"
-    async with conn.execute(sql, list(statuses)) as cursor:
-        row = await cursor.fetchone()
-    return InboxRecord.from_row(row) if row is not None else None
+    rows = await fetch_rows(conn, sql, list(statuses))
+    return InboxRecord.from_row(rows[0]) if rows else None
 
 
 async def last_push_at(conn: aiosqlite.Connection) -> str | None:
@@ -193,6 +187,5 @@ async def last_push_at(conn: aiosqlite.Connection) -> str | None:
         "SELECT MAX(stamp) FROM (SELECT MAX(received_at) AS stamp FROM inbox WHERE channel = 'push'"
         " UNION ALL SELECT MAX(received_at) FROM validations)"
     )
-    async with conn.execute(sql) as cursor:
-        row = await cursor.fetchone()
-    return str(row[0]) if row is not None and row[0] else None
+    rows = await fetch_rows(conn, sql)
+    return str(rows[0][0]) if rows and rows[0][0] else None

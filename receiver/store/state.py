@@ -1,5 +1,5 @@
 """What the receiver remembers about Altinn between runs: the subscriptions it created, one pull-API cursor per
-subscription key, and small facts in `receiver_state` (`last_push_at`, `last_catchup_at`).
+subscription key, and small facts in `receiver_state` (`last_catchup_at`).
 
 A subscription key is the config's `SubscriptionConfig` (resource, subject, type); empty strings mean "no filter".
 Every write is one statement, so it is safe on a connection other coroutines share.
@@ -8,15 +8,14 @@ Every write is one statement, so it is safe on a connection other coroutines sha
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
 
 from receiver.config import SubscriptionConfig
+from receiver.store.db import fetch_rows
 from receiver.timeutil import now_iso
 
-LAST_PUSH_AT = "last_push_at"
 LAST_CATCHUP_AT = "last_catchup_at"
 
 
@@ -135,21 +134,20 @@ async def forget_subscription(conn: aiosqlite.Connection, altinn_id: int) -> Non
 
 
 async def get_subscription(conn: aiosqlite.Connection, altinn_id: int) -> SubscriptionRecord | None:
-    rows = await _rows(conn, "SELECT * FROM subscriptions WHERE altinn_id = ?", (altinn_id,))
+    rows = await fetch_rows(conn, "SELECT * FROM subscriptions WHERE altinn_id = ?", (altinn_id,))
     return SubscriptionRecord.from_row(rows[0]) if rows else None
 
 
 async def list_subscriptions(conn: aiosqlite.Connection) -> list[SubscriptionRecord]:
-    return [
-        SubscriptionRecord.from_row(row) for row in await _rows(conn, "SELECT * FROM subscriptions ORDER BY altinn_id")
-    ]
+    rows = await fetch_rows(conn, "SELECT * FROM subscriptions ORDER BY altinn_id")
+    return [SubscriptionRecord.from_row(row) for row in rows]
 
 
 # --- catch-up cursors ---
 
 
 async def get_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig) -> Cursor | None:
-    rows = await _rows(
+    rows = await fetch_rows(
         conn,
         "SELECT * FROM catchup_cursors WHERE resource = ? AND subject = ? AND type = ?",
         (key.resource, key.subject, key.type),
@@ -160,7 +158,7 @@ async def get_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig) -> Cur
 async def list_cursors(conn: aiosqlite.Connection) -> list[Cursor]:
     return [
         Cursor.from_row(row)
-        for row in await _rows(conn, "SELECT * FROM catchup_cursors ORDER BY resource, subject, type")
+        for row in await fetch_rows(conn, "SELECT * FROM catchup_cursors ORDER BY resource, subject, type")
     ]
 
 
@@ -200,7 +198,7 @@ async def pushes_since(conn: aiosqlite.Connection, key: SubscriptionConfig, sinc
         if value:
             sql += f" AND {column} = ?"
             params.append(value)
-    [(count,)] = await _rows(conn, sql, params)
+    [(count,)] = await fetch_rows(conn, sql, params)
     return int(count)
 
 
@@ -218,12 +216,5 @@ async def set_fact(conn: aiosqlite.Connection, key: str, value: str) -> None:
 
 
 async def get_fact(conn: aiosqlite.Connection, key: str) -> str | None:
-    rows = await _rows(conn, "SELECT value FROM receiver_state WHERE key = ?", (key,))
+    rows = await fetch_rows(conn, "SELECT value FROM receiver_state WHERE key = ?", (key,))
     return str(rows[0][0]) if rows else None
-
-
-async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-    """A query run to its end in one step of the connection's thread. Coroutines share the connection: a read left
-    open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
-    once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
-    return list(await conn.execute_fetchall(sql, params))
