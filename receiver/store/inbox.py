@@ -39,16 +39,10 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
-class InboxRecord:
+class InboxRecord(NewEvent):
+    """A stored event: what arrived, plus where it is in its life (status, attempts, lease)."""
+
     seq: int
-    id: str
-    type: str
-    source: str
-    subject: str
-    resource: str
-    resourceinstance: str
-    time: str
-    raw: str
     received_at: str
     channel: str
     status: str
