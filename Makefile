@@ -33,6 +33,7 @@ simulator: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/pipeline.py
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
