@@ -3,18 +3,23 @@
 Read top to bottom, as one event travels:
 
 - `start` takes the runtime's shared Altinn clients when a handler calls Altinn and opens the dispatcher's own
-  connection to the store (see below); then `_claim_loop` runs: when some of the `[dispatch] concurrency` slots
-  are free it claims that many events that may run now, in one statement (store/queue.py keeps one
-  `resourceinstance` to one run at a time, in order), and runs each in a task. Then it sleeps until the webhook
-  or catch-up commits new events, a run ends, or `poll_interval` passes.
+  connection to the store (see below); then `_claim_loop` runs: it keeps the `[dispatch] concurrency` slots busy
+  and, besides them, a few events claimed ahead (`ready`: a quarter of `concurrency`, at least one), claiming what
+  is missing in one statement (store/queue.py keeps one `resourceinstance` to one run at a time, in order), and
+  starts ready events in free slots, earliest claim first. Then it sleeps until the webhook or catch-up commits new
+  events, a run ends, or `poll_interval` passes. A pipeline that ends frees its slot before its outcome is written
+  and starts the next ready event at once, so a slot waits for neither that write nor a claim (round trips to the
+  store's thread); the claim loop refills `ready` meanwhile. A ready event is already `processing` in the store: it
+  holds back the later events of its instance like a running one, its lease is renewed with theirs, and `stop`
+  gives it back.
 - `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
   with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
   Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.
 - `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_leases` renews the claims
-  of all running events in one statement every third of `lease`, so only a worker that died loses its events to
-  another (after `lease`).
-- `stop` claims nothing more, gives running pipelines until the deadline, and gives the claims of the unfinished
-  back (pending, or retrying), so the next start resumes them.
+  of all running and ready events in one statement every third of `lease`, so only a worker that died loses its
+  events to another (after `lease`).
+- `stop` claims and starts nothing more, gives running pipelines until the deadline, and gives the claims of the
+  unfinished and the ready back (pending, or retrying; the attempt is not counted), so the next start resumes them.
 
 The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
 the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
@@ -33,6 +38,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -156,8 +162,12 @@ class Dispatcher:
         self._state = "not started"
         self._counts = dict.fromkeys(OUTCOMES, 0)
         self._running: dict[asyncio.Task[None], InboxRecord] = {}
+        """Every run's task, until its outcome is recorded."""
         self._leases: dict[int, asyncio.Task[None]] = {}
-        """The claims (by seq) of running events whose outcome is not being recorded yet."""
+        """The claims (by seq) of running events whose outcome is not being recorded yet: the busy slots."""
+        self._ready: deque[InboxRecord] = deque()
+        """Events claimed ahead, in claim order, that start as soon as a slot is free."""
+        self._ahead = max(1, settings.concurrency // 4)
         self._stopping = False
         self._tasks: tuple[asyncio.Task[None], ...] = ()
         """The claim loop and the lease keeper, once started."""
@@ -169,7 +179,7 @@ class Dispatcher:
 
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
-        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._running))
+        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
         # The connection is opened last and is the only wait: nothing after it can fail, and a start cancelled by an
@@ -192,13 +202,10 @@ class Dispatcher:
             # Cleared before counting the free slots: a run that ends or an event that arrives from here on wakes
             # the wait below.
             self._wake.clear()
-            free = self.settings.concurrency - len(self._running)
-            if free > 0:
-                for record in await self._claim(free):
-                    task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
-                    self._running[task] = record
-                    self._leases[record.seq] = task
-                    task.add_done_callback(self._finished)
+            missing = self.settings.concurrency + self._ahead - len(self._leases) - len(self._ready)
+            if missing > 0:
+                self._ready.extend(await self._claim(missing))
+                self._start_ready()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self._wake.wait()
@@ -210,10 +217,20 @@ class Dispatcher:
             log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
             return []
 
+    def _start_ready(self) -> None:
+        """Run ready events in the free slots, earliest claim first (until `stop`, which gives them back)."""
+        while self._ready and len(self._leases) < self.settings.concurrency and not self._stopping:
+            record = self._ready.popleft()
+            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
+            self._running[task] = record
+            self._leases[record.seq] = task
+            task.add_done_callback(self._finished)
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         record = self._running.pop(task)
         self._leases.pop(record.seq, None)
-        self._wake.set()  # a later event of the same instance may go now
+        self._start_ready()
+        self._wake.set()  # refill `ready`; a later event of the same instance may go now
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatching an event failed", exc_info=task.exception())
 
@@ -221,6 +238,7 @@ class Dispatcher:
         started = time.perf_counter()
         outcome = await self._outcome(record)
         del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
+        self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
         status, reason, next_attempt_at = self._decide(record, outcome)
         try:
             ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
@@ -287,20 +305,25 @@ class Dispatcher:
         return Outcome("done")
 
     async def _keep_leases(self) -> None:
-        """Every third of `lease`, renew the claims of all running events in one statement. A run whose claim is no
-        longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event) is
-        cancelled: its outcome is the new owner's to record."""
+        """Every third of `lease`, renew the claims of all running and ready events in one statement. A claim that is
+        no longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event)
+        is dropped if ready and its run cancelled if running: its outcome is the new owner's to record."""
         while True:
             await asyncio.sleep(self.settings.lease / 3)
-            held = set(self._leases)
+            held = set(self._leases) | {record.seq for record in self._ready}
             if not held:
                 continue
             try:
                 kept = await queue.extend_leases(self._conn, self.owner, self.settings.lease)
             except sqlite3.Error as exc:
-                log.warning("cannot renew leases", extra={"running": len(held), "error": db.describe(exc)})
+                log.warning("cannot renew leases", extra={"claims": len(held), "error": db.describe(exc)})
                 continue
-            for seq in held - kept:
+            lost = held - kept
+            for record in [record for record in self._ready if record.seq in lost]:
+                log.warning("lease lost to another worker: dropping a claimed-ahead event",
+                            extra={"event_id": record.id})  # fmt: skip
+                self._ready.remove(record)
+            for seq in lost:
                 task = self._leases.pop(seq, None)  # None: its outcome was being recorded meanwhile
                 if task is not None:
                     log.warning("lease lost to another worker: abandoning this run",
@@ -338,6 +361,7 @@ class Dispatcher:
                     await closer()
         await self._conn.close()
         self._state = "stopped"
+        self._ready.clear()
         log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})
 
     def describe(self) -> dict[str, Any]:
@@ -349,4 +373,10 @@ class Dispatcher:
         }
 
     def status(self) -> dict[str, Any]:
-        return {"state": self._state, "running": len(self._running), **self._counts, **self.describe()}
+        return {
+            "state": self._state,
+            "running": len(self._leases),
+            "ready": len(self._ready),
+            **self._counts,
+            **self.describe(),
+        }
