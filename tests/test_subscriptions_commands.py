@@ -135,9 +135,15 @@ def test_rotation_keeps_the_old_subscription_until_the_new_one_has_been_validate
         )
         # Both exist now; the old one still gets Altinn's pushes (the old code is still accepted).
         assert {s["id"] for s in at_altinn(sim, resource)} == {old["id"], new["id"]}
-        status = httpx.get(receiver.url + "/readyz").json()["services"]["subscriptions"]
-        superseded = next(s for s in status["subscriptions"] if s["id"] == old["id"])
-        assert superseded["role"] == "superseded" and superseded["delete_after"]
+
+        def superseded_with_deadline() -> dict[str, Any] | None:
+            # The receiver learns of the validation on its own next poll, a moment after Altinn records it.
+            status = httpx.get(receiver.url + "/readyz").json()["services"]["subscriptions"]
+            view: dict[str, Any] = next(s for s in status["subscriptions"] if s["id"] == old["id"])
+            return view if view["delete_after"] else None
+
+        superseded = wait_until(superseded_with_deadline, message="the old subscription's deletion time in /readyz")
+        assert superseded["role"] == "superseded"
         listed = cli(tmp_path / "r.toml", "subscriptions", "list", "--json").stdout
         assert f'"id": {old["id"]}, ' in listed and '"role": "superseded"' in listed
         wait_until(lambda: len(at_altinn(sim, resource)) == 1, timeout=lifetime + 10, message="old one deleted")
