@@ -53,8 +53,13 @@ def test_a_claimed_ahead_event_waits_with_its_lease_renewed_and_a_stop_gives_it_
 
     with dispatching_app(config) as server, httpx.Client() as client:
         first_lease = wait_until(one_running_one_ahead, message="one event running and the next claimed ahead")
-        dispatcher = client.get(f"{server.url}/readyz").json()["services"]["dispatcher"]
-        assert (dispatcher["running"], dispatcher["ready"]) == (1, 1)
+
+        def counts() -> tuple[int, int]:
+            dispatcher = client.get(f"{server.url}/readyz").json()["services"]["dispatcher"]
+            return dispatcher["running"], dispatcher["ready"]
+
+        # The store shows the claim a moment before the dispatcher's own count does (it is written first).
+        wait_until(lambda: counts() == (1, 1), message="/readyz counting one running and one ready")
         wait_until(
             lambda: inbox_rows(store, "id = ?", ahead["id"])[0]["lease_until"] > first_lease,
             message="the lease of the claimed-ahead event to be renewed",
