@@ -11,26 +11,17 @@ from receiver.config import load_config
 from tests.dispatch_plugins import recorded
 from tests.dispatch_support import dispatching_app
 from tests.ingest_support import config_text, inbox_rows, new_event, push, running_app, webhook
+from tests.pipeline_support import CORRESPONDENCE_EVENTS, pipelines_toml
 from tests.support import wait_until, write_config
 
 
 def pipeline(path: Path) -> str:
     """One slot (so one event is claimed ahead), short leases renewed every 300 ms, a handler that outlasts both."""
-    return f"""
-[dispatch]
-concurrency = 1
-lease = "900ms"
-poll_interval = "50ms"
-
-[[pipelines]]
-types = ["no.altinn.correspondence.*"]
-handlers = ["recorder"]
-
-[handlers.recorder]
-use = "tests.dispatch_plugins:Recorder"
-path = "{path}"
-seconds = "2s"
-"""
+    return pipelines_toml(
+        ([CORRESPONDENCE_EVENTS], ["recorder"]),
+        dispatch={"concurrency": 1, "lease": "900ms", "poll_interval": "50ms"},
+        handlers={"recorder": {"use": "tests.dispatch_plugins:Recorder", "path": str(path), "seconds": "2s"}},
+    )
 
 
 def test_a_claimed_ahead_event_waits_with_its_lease_renewed_and_a_stop_gives_it_back_without_an_attempt(

@@ -16,6 +16,7 @@ from receiver.config import load_config
 from tests.dispatch_plugins import recorded
 from tests.dispatch_support import dispatching_app, wait_settled
 from tests.ingest_support import config_text, inbox_rows, new_event, push, running_app, webhook
+from tests.pipeline_support import CORRESPONDENCE_EVENTS, pipelines_toml
 from tests.support import write_config
 
 INSTANCES = 8
@@ -23,20 +24,11 @@ PER_INSTANCE = 6
 
 
 def pipeline(path: Path) -> str:
-    return f"""
-[dispatch]
-concurrency = 8
-poll_interval = "50ms"
-
-[[pipelines]]
-types = ["no.altinn.correspondence.*"]
-handlers = ["recorder"]
-
-[handlers.recorder]
-use = "tests.dispatch_plugins:Recorder"
-path = "{path}"
-seconds = "20ms"
-"""
+    return pipelines_toml(
+        ([CORRESPONDENCE_EVENTS], ["recorder"]),
+        dispatch={"concurrency": 8, "poll_interval": "50ms"},
+        handlers={"recorder": {"use": "tests.dispatch_plugins:Recorder", "path": str(path), "seconds": "20ms"}},
+    )
 
 
 def test_each_instance_runs_one_event_at_a_time_in_time_order_while_instances_run_in_parallel(tmp_path: Path) -> None:
