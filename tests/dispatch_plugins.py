@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from handlers import Context, Duration, Event
 
@@ -29,5 +30,5 @@ class Recorder:
             out.write(json.dumps(line) + "\n")
 
 
-def recorded(path: Path) -> list[dict[str, object]]:
+def recorded(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -14,8 +14,10 @@ SHARED = REPO.parent / "shared"
 SAMPLES = SHARED / "altinn" / "samples"
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
-    """Poll `condition` until it returns something truthy; fail with `message` after `timeout` seconds."""
+def wait_until(
+    condition: Callable[[], T | Literal[False] | None], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+) -> T:
+    """Poll `condition` until it returns something truthy (and return that); fail with `message` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -77,7 +77,7 @@ def test_pull_arguments_are_checked_before_calling(tmp_path: Path, kwargs: dict[
     assert fake.seen == []
 
 
-SUBSCRIPTION = {
+SUBSCRIPTION: dict[str, Any] = {
     "id": 1619,
     "endPoint": "https://receiver.example/events?code=abc",
     "resourceFilter": RESOURCE,
@@ -136,16 +136,14 @@ def test_get_list_and_delete_subscriptions(tmp_path: Path) -> None:
     }
     with FakeAltinn(KEY.public_key(), api=api) as fake:
 
-        async def work(c: AltinnClients) -> tuple[list[Subscription], Subscription, None]:
-            return (
-                await c.events.list_subscriptions(),
-                await c.events.get_subscription(7),
-                await c.events.delete_subscription(7),
-            )
+        async def work(c: AltinnClients) -> tuple[list[Subscription], Subscription]:
+            listed, got = await c.events.list_subscriptions(), await c.events.get_subscription(7)
+            await c.events.delete_subscription(7)
+            return listed, got
 
-        listed, got, deleted = call(fake, tmp_path, KEY, work)
+        listed, got = call(fake, tmp_path, KEY, work)
     assert [(s.id, s.validated) for s in listed] == [(1619, True)]
-    assert got.id == 7 and deleted is None
+    assert got.id == 7
     assert [(s.method, s.path) for s in fake.seen if s.path.startswith("/events/api/v1/subscriptions/")] == [
         ("GET", "/events/api/v1/subscriptions/7"),
         ("DELETE", "/events/api/v1/subscriptions/7"),

@@ -22,7 +22,7 @@ def config(**kwargs: object) -> MaskinportenConfig:
 
 
 def public_der(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined,no-any-return]
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
 
 
 def test_pem_key_signs_with_the_configured_kid(tmp_path: Path) -> None:

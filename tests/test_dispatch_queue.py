@@ -83,7 +83,7 @@ def test_one_claim_of_many_takes_the_earliest_event_of_each_instance_and_leaves_
     events = [event(i, f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z") for i in instances for s in range(5)]
     rng.shuffle(events)
     time_of = {e.id: e.time for e in events}
-    earliest = {i: min((e.id for e in events if e.resourceinstance == i), key=time_of.get) for i in instances}
+    earliest = {i: min((e.id for e in events if e.resourceinstance == i), key=time_of.__getitem__) for i in instances}
 
     async def work(conns: list[aiosqlite.Connection]) -> tuple[list[InboxRecord], list[InboxRecord]]:
         await add(conns[0], events)
@@ -93,7 +93,7 @@ def test_one_claim_of_many_takes_the_earliest_event_of_each_instance_and_leaves_
 
     first, rest = run(tmp_path / "inbox.db", work)
     # The first claim takes the 10 instances whose earliest events come first, the second the other 20.
-    assert {r.id for r in first} == set(sorted(earliest.values(), key=time_of.get)[:10])
+    assert {r.id for r in first} == set(sorted(earliest.values(), key=time_of.__getitem__)[:10])
     assert {r.resourceinstance: r.id for r in first + rest} == earliest
 
 

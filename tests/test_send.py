@@ -197,7 +197,8 @@ def test_ctrl_c_stops_following_with_exit_130(owner: Agency) -> None:
     )  # fmt: skip
     assert process.stderr is not None
     try:
-        wait_until(lambda: "following" in process.stderr.readline(), timeout=30, message="--follow to start")
+        stderr = process.stderr
+        wait_until(lambda: "following" in stderr.readline(), timeout=30, message="--follow to start")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 130
     finally:
