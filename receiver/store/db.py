@@ -111,3 +111,8 @@ async def fetch_rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]
     open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
     once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
     return list(await conn.execute_fetchall(sql, params))
+
+
+def row_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """A row as {column: value}, to build a record dataclass by keyword."""
+    return {key: row[key] for key in row.keys()}  # noqa: SIM118 (sqlite3.Row iterates values, not keys)

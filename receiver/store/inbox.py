@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows
+from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows, row_fields
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class InboxRecord(NewEvent):
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> InboxRecord:
-        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (sqlite3.Row has no __iter__ of keys)
+        return cls(**row_fields(row))
 
     @property
     def event(self) -> dict[str, Any]:

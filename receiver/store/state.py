@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from receiver.config import SubscriptionConfig
-from receiver.store.db import fetch_rows
+from receiver.store.db import fetch_rows, row_fields
 from receiver.timeutil import now_iso
 
 LAST_CATCHUP_AT = "last_catchup_at"
@@ -42,7 +42,7 @@ class SubscriptionRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> SubscriptionRecord:
-        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (sqlite3.Row has no __iter__ of keys)
+        return cls(**row_fields(row))
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Cursor:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Cursor:
-        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (sqlite3.Row has no __iter__ of keys)
+        return cls(**row_fields(row))
 
 
 # --- subscriptions ---
