@@ -155,13 +155,6 @@ async def get_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig) -> Cur
     return Cursor.from_row(rows[0]) if rows else None
 
 
-async def list_cursors(conn: aiosqlite.Connection) -> list[Cursor]:
-    return [
-        Cursor.from_row(row)
-        for row in await fetch_rows(conn, "SELECT * FROM catchup_cursors ORDER BY resource, subject, type")
-    ]
-
-
 async def move_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig, after: str) -> None:
     """Record that every event up to and including `after` has been read; a moving cursor is not stuck."""
     stamp = now_iso()
