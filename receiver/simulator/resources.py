@@ -4,7 +4,6 @@ from __future__ import annotations
 
 RESOURCE_PREFIX = "urn:altinn:resource:"
 ORG_SUBJECT_PREFIX = "urn:altinn:organization:identifier-no:"
-PERSON_SUBJECT_PREFIX = "urn:altinn:person:identifier-no:"
 
 
 def resource_urn(resource_id: str) -> str:

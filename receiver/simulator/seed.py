@@ -13,7 +13,6 @@ from receiver.simulator.resources import Resources, org_subject
 from receiver.timeutil import iso_after
 
 SEED_SENDER_ORG = "991825827"  # Digitaliseringsdirektoratet
-SEED_SENDER_CODE = "digdir"
 SEED_RESOURCE = "altinn-correspondence-test-resource-1"
 SEED_RECIPIENTS = ("312345678", "313367002", "310654321")
 
