@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from receiver.catchup import CatchupService
 from receiver.dispatch import Dispatcher
+from receiver.pipelines import Pipelines, load_pipelines
 from receiver.runtime import Runtime, Service
 from receiver.subscriptions import SubscriptionService
 
 
-def build_services(runtime: Runtime) -> list[Service]:
-    """The services `runtime`'s config asks for, in the order they must start."""
-    services: list[Service] = []
-    services += [Dispatcher.from_config(runtime.config), SubscriptionService(), CatchupService()]
-    return services
+def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
+    """The services `runtime`'s config asks for, in the order they must start. `pipelines`: already loaded from the
+    same config (the serve command checks them before starting), else loaded here."""
+    if pipelines is None:
+        pipelines = load_pipelines(runtime.config)
+    return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService()]

@@ -17,6 +17,7 @@ from receiver.commands.common import config_option, fail_config, load
 from receiver.config import Config, ConfigError
 from receiver.logs import BufferedLineHandler, setup_logging
 from receiver.pipelines import load_pipelines
+from receiver.services import build_services
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -71,10 +72,10 @@ def serve_command(config_path: str | None) -> None:
     """
     config = load(config_path)
     try:
-        load_pipelines(config)  # an unknown handler or a bad option stops here, with exit status 2
+        pipelines = load_pipelines(config)  # an unknown handler or a bad option stops here, with exit status 2
     except ConfigError as error:
         fail_config(error)
-    run(config)
+    run(config, lambda runtime: build_services(runtime, pipelines))
 
 
 def run(config: Config, services: ServicesSpec | None = None) -> None:
