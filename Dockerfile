@@ -7,6 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY receiver ./receiver
 COPY handlers ./handlers
+COPY altinn_sim ./altinn_sim
 # The project and every dependency as wheels: the runtime stage installs them without a compiler or the source.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

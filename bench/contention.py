@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.ingest import Result, ensure_wrk, wait_listening, warm_then_measure  # noqa: E402
 from bench.pipeline import SimulatorProcess, count_done, send_correspondences, write_backlog  # noqa: E402
-from receiver.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
+from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
 
 RESOURCE = "urn:altinn:resource:bench-contention"
 LATENCY_MS = 50

@@ -6,7 +6,7 @@ Prints requests/s and p50/p99 latency of each, the ratio b/a, the CPU time each 
 loop's thread and the whole process) and how long an fsync takes on this disk. Not a test: numbers depend on the
 machine.
 
-The receiver runs exactly as `altinn-receiver serve` does (`receiver.commands.serve.run`: buffered JSON log lines at
+The receiver runs exactly as `altinn-receiver serve` does (`receiver.cli.serve.run`: buffered JSON log lines at
 the configured level, the GIL switch interval, uvicorn with httptools and uvloop) but without background services:
 this measures the front door, not the dispatcher working through what it admits (`bench/contention.py` does that).
 """
@@ -32,9 +32,9 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.commands.serve import run
+from receiver.cli.serve import run
 from receiver.config import load_config
-from receiver.serving import free_port
+from receiver.server_thread import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"

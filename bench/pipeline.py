@@ -33,9 +33,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from receiver.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
-from receiver.serving import free_port  # noqa: E402
-from receiver.simulator.runner import RunningSimulator  # noqa: E402
+from altinn_sim.runner import RunningSimulator  # noqa: E402
+from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
+from receiver.server_thread import free_port  # noqa: E402
 from receiver.store.db import connect_sync  # noqa: E402
 from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params  # noqa: E402
 from receiver.timeutil import now_iso  # noqa: E402

@@ -22,13 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.config import Config
-from receiver.ingest import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
-from receiver.logs import emit_json_line, redact_query, utc_stamp
-from receiver.metrics import CONTENT_TYPE
+from receiver.observability.logs import emit_json_line, redact_query, utc_stamp
+from receiver.observability.metrics import CONTENT_TYPE
 from receiver.runtime import Runtime, Service
 from receiver.services import build_services
 from receiver.store.db import StoreError
 from receiver.store.inbox import count_by_status
+from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
 
 log = logging.getLogger("receiver.app")
 access_log = logging.getLogger("receiver.access")
@@ -42,8 +42,9 @@ ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
 class AccessLog:
     """One JSON line per HTTP request on stdout (uvicorn's own access log is off: it would print `?code=`).
 
-    The line has the shape `receiver.logs.JsonFormatter` writes, but is built here directly: the logging module's
-    record and formatter machinery, and `redact` over every field, cost more than the whole webhook otherwise does.
+    The line has the shape `receiver.observability.logs.JsonFormatter` writes, but is built here directly: the
+    logging module's record and formatter machinery, and `redact` over every field, cost more than the whole webhook
+    otherwise does.
     It is written only when `receiver.access` is enabled for info. The query string, the only place a code or token
     can arrive, is redacted; the other fields are the request line, the peer and the event's own attributes.
     """

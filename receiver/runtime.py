@@ -20,7 +20,7 @@ import aiosqlite
 
 from receiver.altinn import AltinnClients
 from receiver.config import Config, ConfigError
-from receiver.metrics import Metrics
+from receiver.observability.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
 

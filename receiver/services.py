@@ -5,11 +5,11 @@ The dispatcher, subscriptions and catch-up add themselves here as they are built
 
 from __future__ import annotations
 
-from receiver.catchup import CatchupService
-from receiver.dispatch import Dispatcher
-from receiver.pipelines import Pipelines, load_pipelines
 from receiver.runtime import Runtime, Service
-from receiver.subscriptions import SubscriptionService
+from receiver.sync.catchup import CatchupService
+from receiver.sync.subscriptions import SubscriptionService
+from receiver.worker.dispatcher import Dispatcher
+from receiver.worker.pipelines import Pipelines, load_pipelines
 
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:

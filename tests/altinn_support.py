@@ -28,10 +28,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.altinn import AltinnClients
 from receiver.config import Config, load_config
-from receiver.serving import ServerThread
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from receiver.server_thread import ServerThread
 
 ASSERTION_CLAIMS = {"aud", "iss", "scope", "iat", "exp", "jti", "authorization_details"}
 ALTINN_SECRET = "altinn-test-signing-secret-0123456789"

@@ -9,12 +9,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from altinn_sim import RunningSimulator
 from receiver.config import Config, SubscriptionConfig
-from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
-from receiver.dispatch import Dispatcher
+from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
-from receiver.serving import ServerThread
-from receiver.simulator import RunningSimulator
+from receiver.server_thread import ServerThread
+from receiver.worker.dispatcher import Dispatcher
 from tests.ingest_support import running_app
 from tests.support import wait_until
 

@@ -18,7 +18,7 @@ import httpx
 
 from receiver.app import ServicesSpec, create_app, server_options
 from receiver.config import Config, load_config
-from receiver.serving import ServerThread, free_port
+from receiver.server_thread import ServerThread, free_port
 from tests.support import REPO, SAMPLES, wait_until, write_config
 
 SECRET = "correct-horse-battery-staple-0123456789"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from receiver.serving import free_port
-from receiver.simulator.runner import RunningSimulator
+from altinn_sim.runner import RunningSimulator
+from receiver.server_thread import free_port
 from tests.support import REPO, wait_until
 
 SENDER_ORG = "310000000"

@@ -1,5 +1,5 @@
 """A real store file for the operator command tests (tail, replay, stats): a config pointing at it, events written
-with the inbox's own insert, and the command line run in-process through `receiver.cli.main`."""
+with the inbox's own insert, and the command line run in-process through `receiver.cli.main.main`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from click.testing import CliRunner, Result
 
-from receiver.cli import main
+from receiver.cli.main import main
 from receiver.config import Config
 from receiver.store.db import connect
 from receiver.store.inbox import InboxRecord, NewEvent, get_event, insert_event

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from receiver.altinn import AltinnClients, EventPage, PermanentError, Subscription
-from receiver.serving import ServerThread
+from receiver.server_thread import ServerThread
 from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, call, new_key
 from tests.support import SAMPLES
 

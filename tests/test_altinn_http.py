@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from receiver.altinn import AltinnClients, PermanentError, TransientError
 from receiver.altinn.http import SUBSCRIPTION_KEY_HEADER, AltinnHttp, parse_retry_after
-from receiver.serving import ServerThread, free_port
+from receiver.server_thread import ServerThread, free_port
 from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, call, new_key
 
 KEY = new_key()

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 import pytest
 
+from altinn_sim import RunningSimulator, SimSettings
 from receiver.altinn import AltinnClients, TransientError
-from receiver.simulator import RunningSimulator, SimSettings
 from tests.altinn_support import call, new_key, simulator_with_client
 
 KEY = new_key()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from receiver.cli import main
+from altinn_sim import SimSettings, running_simulator
+from receiver.cli.main import main
 from receiver.config import SubscriptionConfig
-from receiver.demo import ReceiverSetup, register_identity
-from receiver.simulator import SimSettings, running_simulator
+from receiver.onboarding.demo import ReceiverSetup, register_identity
 from tests.test_catchup_cursor import event, inbox
 
 

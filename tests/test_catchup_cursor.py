@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.catchup import CatchupService
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim.cloudevent import event_time
 from receiver.config import SubscriptionConfig
-from receiver.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
+from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.simulator.cloudevent import event_time
-from receiver.subscriptions import SubscriptionService
+from receiver.sync.catchup import CatchupService
+from receiver.sync.subscriptions import SubscriptionService
 from tests.support import wait_until
 
 RECIPIENT_ORG = "312345678"

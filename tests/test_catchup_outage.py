@@ -8,10 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from altinn_sim import SimSettings, running_simulator
+from altinn_sim.delivery import PUSH_RETRY_DELAYS
 from receiver.config import SubscriptionConfig
-from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
-from receiver.simulator import SimSettings, running_simulator
-from receiver.simulator.delivery import PUSH_RETRY_DELAYS
+from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from tests.support import wait_until
 
 CORRESPONDENCES = 250  # two events each (initialized, published): 500 events

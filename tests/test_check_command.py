@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from altinn_sim import RunningSimulator, SimSettings
 from receiver.app import create_app, server_options
-from receiver.cli import main
+from receiver.cli.main import main
 from receiver.config import load_config
-from receiver.serving import ServerThread, free_port
-from receiver.simulator import RunningSimulator, SimSettings
+from receiver.server_thread import ServerThread, free_port
 from tests.altinn_support import KID, new_key, simulator_with_client, stand_in_config_file
 from tests.support import wait_until
 

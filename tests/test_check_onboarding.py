@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from altinn_sim import SimSettings, running_simulator
+from altinn_sim.runner import RunningSimulator
 from receiver.onboarding.agency import SCOPES
 from receiver.onboarding.steps import CHECK_GUIDE_STEPS
-from receiver.simulator import SimSettings, running_simulator
-from receiver.simulator.runner import RunningSimulator
 from tests.onboarding_support import Agency, onboard, serving
 
 STEPS = ["config", "key", "maskinporten", "exchange", "correspondence-api", "subscriptions", "webhook"]

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from receiver.cli import COMMANDS, main
+from receiver.cli.main import COMMANDS, main
 
 # Commands without the receiver's --config, as the issues say: `init` writes the config, `demo` makes its own.
 WITHOUT_CONFIG = {"init", "demo"}

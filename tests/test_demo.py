@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from receiver.cli import main
+from receiver.cli.main import main
 
 
 def test_demo_with_five_events_processes_every_one_and_exits_0(tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from altinn_sim import SimSettings, running_simulator
 from receiver.app import create_app
 from receiver.config import Config, parse_config
-from receiver.demo import ReceiverServer
-from receiver.serving import free_port
-from receiver.simulator import SimSettings, running_simulator
+from receiver.onboarding.demo import ReceiverServer
+from receiver.server_thread import free_port
 from receiver.store.state import list_subscriptions
 from tests.ops_support import OpsStore
 from tests.support import REPO, wait_until

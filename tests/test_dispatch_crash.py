@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from receiver.simulator import SimSettings, running_simulator
+from altinn_sim import SimSettings, running_simulator
 from tests.dispatch_support import RECIPIENT_ORG, RESOURCE, query, recipient_setup, wait_settled
 from tests.ingest_support import ServeProcess
 from tests.support import wait_until

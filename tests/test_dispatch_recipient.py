@@ -8,8 +8,8 @@ import json
 import uuid
 from pathlib import Path
 
-from receiver.simulator import SimSettings, running_simulator
-from receiver.simulator.testing import new_client
+from altinn_sim import SimSettings, running_simulator
+from altinn_sim.testing import new_client
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from receiver.cli import main
+from receiver.cli.main import main
 from tests.ingest_support import make_config, new_event, push, running_app, sample, webhook
 
 FIELDS = {

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.serving import ServerThread
+from receiver.server_thread import ServerThread
 from tests.ingest_support import make_config, new_event, running_app, webhook
 
 # Header values the client can send at all (HTTP forbids leading or trailing whitespace).

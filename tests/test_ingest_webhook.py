@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from receiver.config import Config
-from receiver.serving import ServerThread
+from receiver.server_thread import ServerThread
 from tests.ingest_support import (
     OLD_SECRET,
     PUBLISHED,

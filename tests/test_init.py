@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from altinn_sim import running_simulator
+from altinn_sim.runner import RunningSimulator
 from receiver.altinn import AltinnClients, PermanentError
 from receiver.config import load_config
 from receiver.onboarding.agency import SCOPES
 from receiver.onboarding.policy import XACML
-from receiver.simulator import running_simulator
-from receiver.simulator.runner import RunningSimulator
 from tests.onboarding_support import env_of, onboard, serving
 from tests.support import REPO
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.config import SubscriptionConfig
-from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
-from receiver.ops_metrics import LAST_CATCHUP, LAST_PUSH, OLDEST_UNPROCESSED
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from receiver.observability.store_gauges import LAST_CATCHUP, LAST_PUSH, OLDEST_UNPROCESSED
+from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import OpsStore
 from tests.support import wait_until

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import Config, ConfigError, load_config
-from receiver.pipelines import load_pipelines
+from receiver.worker.pipelines import load_pipelines
 from tests.ingest_support import config_text, run_cli
 from tests.support import write_config
 

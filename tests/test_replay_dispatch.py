@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from altinn_sim.testing import Webhook
 from receiver.config import Config, load_config
-from receiver.simulator.testing import Webhook
 from tests.dispatch_support import dispatching_app, query, statuses, wait_settled
 from tests.ingest_support import config_text, new_event, push, webhook
 from tests.pipeline_support import CORRESPONDENCE_EVENTS, pipelines_toml

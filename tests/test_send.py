@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from altinn_sim import SimSettings, running_simulator
+from altinn_sim.runner import RunningSimulator
 from receiver.altinn import AltinnClients
 from receiver.config import load_config
 from receiver.onboarding.agency import SCOPES
-from receiver.simulator import SimSettings, running_simulator
-from receiver.simulator.runner import RunningSimulator
 from tests.onboarding_support import RECIPIENT_ORG, Agency, cli, onboard, serving
 from tests.support import REPO, wait_until
 

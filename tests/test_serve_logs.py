@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from receiver.logs import BufferedLineHandler, JsonFormatter, emit_json_line
+from receiver.observability.logs import BufferedLineHandler, JsonFormatter, emit_json_line
 from tests.ingest_support import ServeProcess, new_event, push, webhook
 from tests.support import wait_until
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.serving import free_port
+from receiver.server_thread import free_port
 from tests.ingest_support import config_text, run_cli
 from tests.support import write_config
 

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.simulator.testing import TestClient
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim.testing import TestClient
 
 ORG = "312345678"
 

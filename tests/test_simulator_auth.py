@@ -10,8 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.simulator.testing import TestClient, new_client
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim.testing import TestClient, new_client
 
 ORG = "312345678"
 SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]

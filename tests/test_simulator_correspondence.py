@@ -15,9 +15,9 @@ import httpx
 import pytest
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.simulator.seed import SEED_RECIPIENTS, SEED_RESOURCE, SEED_SENDER_ORG
-from receiver.simulator.testing import TestClient, Webhook, new_client
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim.seed import SEED_RECIPIENTS, SEED_RESOURCE, SEED_SENDER_ORG
+from altinn_sim.testing import TestClient, Webhook, new_client
 from tests.support import SHARED, wait_until
 
 SPEC_PATH = SHARED / "altinn" / "correspondence-openapi.json"

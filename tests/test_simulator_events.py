@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.serving import ServerThread
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.simulator.cloudevent import event_time
-from receiver.simulator.delivery import LISTENERS
-from receiver.simulator.testing import TestClient, Webhook, new_client
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim.cloudevent import event_time
+from altinn_sim.delivery import LISTENERS
+from altinn_sim.testing import TestClient, Webhook, new_client
+from receiver.server_thread import ServerThread
 from tests.support import wait_until
 
 OWNER_ORG = "991825827"

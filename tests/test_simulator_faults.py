@@ -10,9 +10,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from altinn_sim import FaultRule, RunningSimulator, SimSettings, load_sim_settings, running_simulator
+from receiver.cli.simulator import simulator_command
 from receiver.config import ConfigError
-from receiver.simulator import FaultRule, RunningSimulator, SimSettings, load_sim_settings, running_simulator
-from receiver.simulator.command import simulator_command
 
 METADATA = "/.well-known/oauth-authorization-server"
 

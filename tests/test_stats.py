@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.config import SubscriptionConfig
-from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from tests.ops_support import PUBLISHED, READ, OpsStore
 from tests.support import wait_until
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from receiver.cli import main
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from receiver.cli.main import main
 from receiver.config import SubscriptionConfig
-from receiver.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
+from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
-from receiver.subscriptions import SubscriptionService
+from receiver.sync.subscriptions import SubscriptionService
 from receiver.timeutil import parse_iso
 from tests.support import wait_until
 

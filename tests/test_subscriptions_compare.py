@@ -6,7 +6,7 @@ from typing import Any
 
 from receiver.altinn import Subscription
 from receiver.config import ReceiverConfig, SubscriptionConfig
-from receiver.subscriptions import (
+from receiver.sync.subscriptions import (
     code_standing,
     compare,
     due_for_deletion,

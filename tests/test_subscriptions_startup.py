@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.config import SubscriptionConfig, load_config
-from receiver.demo import ReceiverServer, ReceiverSetup, register_identity
-from receiver.serving import free_port
-from receiver.simulator import RunningSimulator, SimSettings, running_simulator
+from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.server_thread import free_port
 from tests.support import wait_until
 
 

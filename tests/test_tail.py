@@ -16,7 +16,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from receiver.store.oplog import ChangeFeed, EventFilter
+from receiver.store.operations import ChangeFeed, EventFilter
 from receiver.timeutil import parse_iso, to_iso
 from tests.ops_support import OTHER_RESOURCE, PUBLISHED, READ, OpsStore, json_lines
 from tests.support import REPO

@@ -10,8 +10,8 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
-from receiver.cli import main
-from receiver.simulator import RunningSimulator
+from altinn_sim import RunningSimulator
+from receiver.cli.main import main
 from tests.altinn_support import new_key, simulator_with_client, stand_in_config_file
 
 KEY = new_key()

@@ -1,11 +1,12 @@
 """The one error family every Altinn call raises: transient (retry later) or permanent (retrying will not help).
 
-Messages pass through `receiver.logs.redact`, so a token or webhook code can never ride along into a log line.
+Messages pass through `receiver.observability.logs.redact`, so a token or webhook code can never ride along into a
+log line.
 """
 
 from __future__ import annotations
 
-from receiver.logs import redact
+from receiver.observability.logs import redact
 
 
 class AltinnError(Exception):

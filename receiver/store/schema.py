@@ -36,7 +36,7 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, next_attempt_at)",
     "CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (resourceinstance, status)",
     "CREATE INDEX IF NOT EXISTS inbox_updated ON inbox (updated_at)",
-    # The last push, at every metrics scrape (receiver/ops_metrics.py), without reading the catch-up rows.
+    # The last push, at every metrics scrape (observability/store_gauges.py), without reading the catch-up rows.
     "CREATE INDEX IF NOT EXISTS inbox_channel ON inbox (channel, received_at)",
     # The dispatcher's claim walks only the open events, in the order they may run: however many are done, and
     # without stepping over the later events of instances that wait for an earlier one (store/queue.py).
@@ -79,7 +79,7 @@ STATEMENTS: tuple[str, ...] = (
     """,
     "CREATE INDEX IF NOT EXISTS correspondence_events_by_correspondence"
     " ON correspondence_events (correspondence_id, time)",
-    # The Altinn subscriptions this receiver created (see receiver/subscriptions.py); never the code itself.
+    # The Altinn subscriptions this receiver created (see receiver/sync/subscriptions.py); never the code itself.
     """
     CREATE TABLE IF NOT EXISTS subscriptions (
         altinn_id        INTEGER PRIMARY KEY,
@@ -95,7 +95,7 @@ STATEMENTS: tuple[str, ...] = (
         updated_at       TEXT NOT NULL
     )
     """,
-    # One pull-API cursor per subscription key (see receiver/catchup.py).
+    # One pull-API cursor per subscription key (see receiver/sync/catchup.py).
     """
     CREATE TABLE IF NOT EXISTS catchup_cursors (
         resource        TEXT NOT NULL,

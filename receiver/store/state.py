@@ -22,7 +22,7 @@ LAST_CATCHUP_AT = "last_catchup_at"
 @dataclass(frozen=True)
 class SubscriptionRecord:
     """A subscription at Altinn as this receiver last saw it. `endpoint` has no query string: the code is never
-    stored, only `code_fingerprint` (see `receiver.subscriptions.fingerprint`)."""
+    stored, only `code_fingerprint` (see `receiver.sync.subscriptions.fingerprint`)."""
 
     altinn_id: int
     resource: str

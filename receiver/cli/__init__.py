@@ -1,0 +1,1 @@
+"""The `altinn-receiver` command line: `main.py` is the group, and each subcommand has a module of its own."""

@@ -1,0 +1,88 @@
+"""`altinn-receiver catchup`: read what Altinn's pull API holds after each subscription's cursor into the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from receiver.altinn import AltinnClients
+from receiver.cli.common import config_option, echo_listing, fail, fail_config, json_option, load
+from receiver.config import Config, ConfigError
+from receiver.store import db
+from receiver.store.inbox import InboxWriter, NewEvent
+from receiver.sync.catchup import RunResult, run_all
+
+COLUMNS = ["resource", "subject", "type", "pages", "read", "enqueued", "duplicates", "invalid", "skipped", "after"]
+
+
+class Counter:
+    """Progress on stderr: one line rewritten in place on a terminal, a line per page otherwise."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, result: RunResult) -> None:
+        line = (
+            f"{result.key.resource}: {result.pages} pages, {result.read} events read, {result.enqueued} new,"
+            f" {result.duplicates} already there"
+        )
+        click.echo(("\r" + line) if self.live else line, err=True, nl=not self.live)
+
+    def done(self) -> None:
+        if self.live:
+            click.echo("", err=True)
+
+
+async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
+    async with AltinnClients.from_config(config) as clients:
+        conn = await db.connect(config.store.path)
+        writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+
+        async def insert(events: list[NewEvent]) -> list[bool]:
+            return list(await asyncio.gather(*(writer.insert_event(e, "catchup") for e in events)))
+
+        try:
+            return await run_all(config, conn, clients, insert, on_page=progress)
+        finally:
+            await asyncio.to_thread(writer.close)
+            await conn.close()
+
+
+@click.command(
+    "catchup", short_help="Catch up now: read what Altinn's pull API holds after each cursor into the inbox."
+)
+@config_option
+@json_option
+def catchup_command(config_path: str | None, as_json: bool) -> None:
+    """Catch up now: page Altinn's pull API from each subscription's cursor to the end and put what is new into
+    the inbox (channel "catchup"; ids already there are skipped). `serve` does this at start and every
+    [catchup] interval; run it by hand after a long outage or to see what the cursors do.
+
+    The first run for a subscription follows [catchup] start: "now" only moves the cursor to the current end,
+    "beginning" enqueues everything in Altinn's 90-day retention. Exits 1 if a subscription could not be read.
+    """
+    config = load(config_path)
+    if not config.subscriptions:
+        fail_config(ConfigError("subscriptions", "none configured: add a [[subscriptions]] table with a resource"))
+    progress = Counter()
+    try:
+        results = asyncio.run(catch_up_now(config, progress))
+    except ConfigError as error:
+        fail_config(error)
+    except db.StoreError as error:
+        fail(error)
+    progress.done()
+    echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
+    for result in results:
+        if result.error:
+            click.echo(f"error: {result.key.resource}: {result.error}", err=True)
+        if result.stuck_pushes:
+            click.echo(
+                f"warning: {result.key.resource}: the cursor looks stuck ({result.stuck_pushes} pushes arrived since"
+                " it last moved, the pull API returned nothing). A subject filter avoids this: docs/subscriptions.md",
+                err=True,
+            )
+    if any(r.error for r in results):
+        sys.exit(1)

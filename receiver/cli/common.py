@@ -1,0 +1,192 @@
+"""Pieces every subcommand shares: the --config option, config errors as exit status 2, other errors as exit
+status 1 with one line, durations as options, JSON lines and tables, reading the store beside a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import aiosqlite
+import click
+
+from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
+from receiver.durations import parse_duration
+from receiver.store.db import StoreError
+from receiver.store.operations import open_store
+from receiver.timeutil import iso_after
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+# A command's summary in its group's --help: its first sentence (or short_help) up to this long, wrapped.
+SUMMARY_LIMIT = 140
+
+
+class Group(click.Group):
+    """A command group whose --help lists each subcommand with its whole one-sentence summary, wrapped, where click
+    would cut it off at the terminal's width."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(SUMMARY_LIMIT)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def config_option(func: F) -> F:
+    """`--config PATH`, falling back to $ALTINN_RECEIVER_CONFIG and then ./receiver.toml."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        envvar=CONFIG_ENV,
+        default=None,
+        help=f"Config file (TOML). Default: ${CONFIG_ENV}, else ./receiver.toml.",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(func)
+
+
+class Duration(click.ParamType):
+    """A command-line duration ("30s", "5m", "48h"; a plain number is seconds) as seconds."""
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = True) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = value if isinstance(value, float) else parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if not seconds and not self.allow_zero:
+            self.fail("must be longer than zero", param, ctx)
+        return seconds
+
+
+def duration_option(
+    flag: str, help_text: str, *, default: str | None = None, allow_zero: bool = True
+) -> Callable[[F], F]:
+    """An option that takes a duration ("30s", "5m", "48h"; a plain number is seconds) and gives seconds."""
+    return click.option(
+        flag,
+        type=Duration(allow_zero=allow_zero),
+        default=default,
+        show_default=default is not None,
+        metavar="DURATION",
+        help=help_text,
+    )
+
+
+def since_option(help_text: str) -> Callable[[F], F]:
+    """`--since DURATION`: only events received within that long before now (see `received_since`)."""
+    return duration_option("--since", help_text)
+
+
+def received_since(seconds: float | None) -> str | None:
+    """The `received_at` bound for `--since DURATION`: that long before now."""
+    return None if seconds is None else iso_after(-seconds)
+
+
+def fail_config(error: ConfigError) -> NoReturn:
+    click.echo(f"config error: {error}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def fail(message: object) -> NoReturn:
+    """End the command with exit status 1 and one line on stderr (say what to do in `message`)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def confirm_or_stop(question: str, *, yes: bool, stopped: str) -> None:
+    """Go on if --yes was given or the person at the terminal agrees; otherwise exit 1 saying `stopped`.
+
+    Without a terminal to ask on (a script, a pipe) nothing is changed unless --yes says so.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{stopped}: pass --yes to go ahead (there is no terminal to ask on)")
+    if not click.confirm(question, err=True):
+        click.echo(stopped, err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def load(config_path: str | None) -> Config:
+    """Load the config or exit 2 with one line naming the key and the problem."""
+    try:
+        return load_config(config_path)
+    except ConfigError as error:
+        fail_config(error)
+
+
+def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """`work` on the existing store at `path` (safe beside a running server); a store problem ends the command."""
+
+    async def main() -> T:
+        conn = await open_store(path)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(main())
+    except StoreError as error:
+        fail(error)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def echo_json_lines(values: Iterable[Any]) -> None:
+    for value in values:
+        echo_json(value)
+
+
+def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned table for people; --json is the format for programs."""
+    if not rows:
+        return
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        return "" if value is None else str(value)
+
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
+
+
+def echo_listing(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    *,
+    as_json: bool,
+    empty: str,
+    table_rows: list[dict[str, Any]] | None = None,
+) -> None:
+    """A listing: JSON lines with --json; for people a table (of `table_rows` when they are shown differently), or
+    `empty` when there is nothing to list."""
+    if as_json:
+        echo_json_lines(rows)
+    elif not rows:
+        click.echo(empty)
+    else:
+        echo_table(rows if table_rows is None else table_rows, columns)

@@ -1,0 +1,69 @@
+"""`altinn-receiver events`: reading the inbox (list, show). Operators' commands on it join this group."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from receiver.cli.common import Group, config_option, echo_json, echo_listing, fail, json_option, load, with_store
+from receiver.cli.events_ops import dead_command, replay_command
+from receiver.store.inbox import get_event, list_events
+from receiver.store.schema import INBOX_STATUSES
+
+LIST_COLUMNS = ["received_at", "status", "attempts", "type", "resourceinstance", "id"]
+
+
+@click.group("events", cls=Group)
+def events_group() -> None:
+    """Read the inbox and act on it: list and show events, list the dead ones, replay them.
+
+    The inbox holds every event received by push or catch-up, with where it is in its life (pending, processing,
+    retrying, done, dead, skipped).
+    """
+
+
+@events_group.command("list")
+@config_option
+@click.option("--status", type=click.Choice(INBOX_STATUSES), help="Only events with this status.")
+@click.option(
+    "--type", "type_glob", metavar="TYPE", help="Only events of this type; * and ? match (e.g. '*published')."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many events.")
+@json_option
+def list_command(config_path: str | None, status: str | None, type_glob: str | None, limit: int, as_json: bool) -> None:
+    """List inbox events, newest first.
+
+    With --json, one JSON object per event per line (JSON lines).
+    """
+    config = load(config_path)
+    records = with_store(
+        config.store.path, lambda conn: list_events(conn, status=status, type_glob=type_glob, limit=limit)
+    )
+    echo_listing([record.to_json() for record in records], LIST_COLUMNS, as_json=as_json, empty="no events match")
+
+
+@events_group.command("show")
+@config_option
+@click.argument("event_id")
+@json_option
+def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
+    """Show one inbox event by its CloudEvent id, with the event as it was received."""
+    config = load(config_path)
+    record = with_store(config.store.path, lambda conn: get_event(conn, event_id))
+    if record is None:
+        fail(f"no event with id {event_id!r} in the inbox ({config.store.path}); `events list` shows the ids")
+    data = record.to_json(with_event=True)
+    if as_json:
+        echo_json(data)
+        return
+    event = data.pop("event")
+    width = max(len(key) for key in data)
+    for key, value in data.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+    click.echo("event:")
+    click.echo(json.dumps(event, indent=2, ensure_ascii=False))
+
+
+events_group.add_command(replay_command)
+events_group.add_command(dead_command)

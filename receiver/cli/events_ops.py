@@ -1,0 +1,170 @@
+"""`events replay` and `events dead`: putting events back in the queue, and the list of those that gave up."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import aiosqlite
+import click
+
+from receiver.cli.common import (
+    config_option,
+    confirm_or_stop,
+    echo_json,
+    echo_listing,
+    echo_table,
+    fail,
+    json_option,
+    load,
+    received_since,
+    since_option,
+    with_store,
+)
+from receiver.observability.logs import redact
+from receiver.store.inbox import InboxRecord, count_by_status, list_events
+from receiver.store.operations import REPLAY_BATCH, REPLAYABLE, EventFilter, events_by_id, replay_events, select_events
+
+# From this many events on, replay shows a progress bar on stderr.
+PROGRESS_FROM = 2 * REPLAY_BATCH
+DEAD_COLUMNS = ["received_at", "type", "resourceinstance", "id", "attempts", "last_error"]
+
+
+@dataclass
+class ReplayPlan:
+    """What a replay would touch: the events to put back, those left alone and why, ids that are not stored."""
+
+    events: list[InboxRecord] = field(default_factory=list)
+    busy: list[InboxRecord] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+
+async def plan_replay(conn: aiosqlite.Connection, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
+    if ids:
+        records, unknown = await events_by_id(conn, ids)
+    else:
+        records, unknown = await select_events(conn, selection), []
+    plan = ReplayPlan(unknown=unknown)
+    for record in records:
+        (plan.busy if record.status == "processing" else plan.events).append(record)
+    return plan
+
+
+async def run_replay(conn: aiosqlite.Connection, ids: list[str], progress: bool) -> int:
+    """Replay in batches, so the server's writers never wait long on this process; returns how many changed."""
+    replayed = 0
+    with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, hidden=not progress) as bar:
+        for start in range(0, len(ids), REPLAY_BATCH):
+            batch = ids[start : start + REPLAY_BATCH]
+            replayed += await replay_events(conn, batch)
+            bar.update(len(batch))
+    return replayed
+
+
+def check_selection(ids: tuple[str, ...], status: str | None, type_glob: str | None, since: float | None) -> None:
+    if ids and (status or type_glob or since is not None):
+        raise click.UsageError("give event ids or --status (with --type/--since), not both")
+    if not ids and not status:
+        raise click.UsageError("say what to replay: event ids, or --status dead (optionally with --type and --since)")
+
+
+@click.command("replay")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--status", type=click.Choice(REPLAYABLE), help="Replay every event with this status (usually dead).")
+@click.option("--type", "type_glob", metavar="GLOB", help="With --status: only event types matching GLOB.")
+@since_option("With --status: only events received within DURATION before now, e.g. 24h.")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed and change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed when there is no terminal).")
+@json_option
+@config_option
+def replay_command(
+    ids: tuple[str, ...],
+    status: str | None,
+    type_glob: str | None,
+    since: float | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    config_path: str | None,
+) -> None:
+    """Put events back in the queue so the handlers run them again: by event id, or every event with a status.
+
+    A replayed event becomes pending with its attempts reset and runs as soon as a worker is free; its last error is
+    kept until it runs again. Events being processed right now are left alone. Shows how many it will replay and
+    asks first (--yes to skip, --dry-run to only look). Safe while the server runs.
+
+    \b
+    Examples:
+      altinn-receiver events replay 0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11
+      altinn-receiver events replay --status dead --type '*.correspondencepublished' --since 24h --dry-run
+    """
+    check_selection(ids, status, type_glob, since)
+    config = load(config_path)
+    selection = EventFilter(status=status, type_glob=type_glob, since=received_since(since))
+    plan = with_store(config.store.path, lambda conn: plan_replay(conn, ids, selection))
+    if plan.unknown:
+        listed = ", ".join(plan.unknown[:10]) + (
+            f" and {len(plan.unknown) - 10} more" if len(plan.unknown) > 10 else ""
+        )
+        fail(f"not in the store: {listed}; nothing replayed (check the ids with `altinn-receiver events list`)")
+    targets = [record.id for record in plan.events]
+    replayed = 0
+    if not as_json:
+        describe_plan(plan, dry_run)
+    if targets and not dry_run:
+        confirm_or_stop(f"Replay {len(targets)} event(s)?", yes=yes, stopped=f"not replaying {len(targets)} event(s)")
+        progress = len(targets) >= PROGRESS_FROM
+        replayed = with_store(config.store.path, lambda conn: run_replay(conn, targets, progress))
+    if as_json:
+        echo_json(
+            {
+                "dry_run": dry_run,
+                "selected": targets,
+                "replayed": replayed,
+                "left_alone": [record.id for record in plan.busy],
+            }
+        )
+    elif not dry_run and targets:
+        skipped = len(targets) - replayed
+        click.echo(f"replayed {replayed} event(s); they run again as soon as a worker is free")
+        if skipped:
+            click.echo(f"{skipped} started processing meanwhile and were left alone")
+
+
+def describe_plan(plan: ReplayPlan, dry_run: bool) -> None:
+    if plan.busy:
+        click.echo(f"{len(plan.busy)} event(s) are being processed right now and are left alone")
+    if not plan.events:
+        click.echo("nothing to replay")
+        return
+    click.echo(f"{len(plan.events)} event(s) to replay")
+    if dry_run:
+        rows = [{**record.to_json(), "last_error": redact(record.last_error)} for record in plan.events]
+        echo_table(rows, ["id", "status", "type", "attempts", "last_error"])
+        click.echo("dry run: nothing changed")
+
+
+async def read_dead(conn: aiosqlite.Connection, limit: int) -> tuple[list[InboxRecord], int]:
+    return await list_events(conn, status="dead", limit=limit), (await count_by_status(conn)).get("dead", 0)
+
+
+@click.command("dead")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show at most N, newest first."
+)
+@json_option
+@config_option
+def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
+    """List the dead events (handlers gave up on them) with their last error, newest first.
+
+    With --json, one JSON object per event per line (JSON lines), like `events list --json`.
+
+    Fix the cause, then `altinn-receiver events replay --status dead` puts them back in the queue.
+    """
+    config = load(config_path)
+    records, total = with_store(config.store.path, lambda conn: read_dead(conn, limit))
+    rows = [record.to_json() for record in records]
+    shown = [{**row, "last_error": redact(row["last_error"])} for row in rows]
+    echo_listing(rows, DEAD_COLUMNS, as_json=as_json, empty="no dead events", table_rows=shown)
+    if not as_json and total > len(records):
+        click.echo(f"(showing {len(records)} of {total} dead events; --limit to see more)")

@@ -1,0 +1,339 @@
+"""Catch-up: read what Altinn's pull API holds after each subscription's cursor into the inbox (events contract §5).
+
+- One cursor per subscription key (resource, subject, type): the id of the last event read. Each run pages
+  `GET /events/api/v1/events?resource=…&subject=…&after=…&size=1000` until a page comes back empty.
+- Events go into the same inbox as pushes (`channel = "catchup"`), deduplicated by id; one that fails the same
+  validation as a push is logged and skipped.
+- First run: `[catchup] start = "beginning"` enqueues everything in Altinn's 90-day retention; `"now"` pages to the
+  current end once without enqueueing (the pull API has no time parameter) and continues from there.
+- A stuck cursor: Altinn filters a page for authorisation after paging it, so a page can come back empty with no
+  `next` while later events exist. A run that cannot move the cursor although pushes for the key have arrived since
+  its last move (older than Altinn's 30 s pull lag, so the pull API would show them) warns and counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from receiver.altinn import AltinnClients, AltinnError
+from receiver.config import Config, SubscriptionConfig
+from receiver.observability.logs import redact
+from receiver.runtime import stop_task
+from receiver.store import db, state
+from receiver.store.db import StoreError
+from receiver.store.inbox import NewEvent
+from receiver.timeutil import now, now_iso, to_iso
+from receiver.web.cloudevent import InvalidEvent, to_new_event
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from receiver.altinn.events_api import EventsApi
+    from receiver.runtime import Runtime
+
+log = logging.getLogger("receiver.catchup")
+
+PAGE_SIZE = 1000
+PULL_LAG = 30.0
+"""Altinn's pull API shows only events registered at least 30 s ago (getevents.sql)."""
+PROGRESS_EVERY = 5.0
+"""Seconds between progress lines in the log during a long run."""
+
+Insert = Callable[[list[NewEvent]], Awaitable[list[bool]]]
+"""Store a page of events in the inbox as `channel = "catchup"` (one commit); False for an id already there."""
+
+
+@dataclass
+class RunResult:
+    """What one catch-up run did for one key; `skipped` counts events paged over by `start = "now"`."""
+
+    key: SubscriptionConfig
+    after: str
+    pages: int = 0
+    read: int = 0
+    enqueued: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    stuck_pushes: int = 0
+    error: str = ""
+    finished_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("key"))
+        return data
+
+
+class CatchupMetrics:
+    """`altinn_receiver_catchup_*` on the receiver's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["resource", "subject", "type"]
+        self.events = Counter(
+            "altinn_receiver_catchup_events",
+            "Events read from the pull API, by outcome (enqueued, duplicate, invalid, skipped by start=now).",
+            [*labels, "outcome"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "altinn_receiver_catchup_last_success_timestamp_seconds",
+            "When a catch-up run last reached the end of the pull API (Unix time).",
+            labels,
+            registry=registry,
+        )
+        self.stuck = Counter(
+            "altinn_receiver_catchup_stuck",
+            "Catch-up runs that found the cursor stuck: an empty page while pushes newer than the cursor arrived.",
+            labels,
+            registry=registry,
+        )
+
+    def record(self, result: RunResult) -> None:
+        labels = _labels(result.key)
+        for outcome in ("enqueued", "duplicates", "invalid", "skipped"):
+            count = getattr(result, outcome)
+            if count:
+                self.events.labels(**labels, outcome=outcome.removesuffix("s")).inc(count)
+        if not result.error:
+            self.last_success.labels(**labels).set(time.time())
+        if result.stuck_pushes:
+            self.stuck.labels(**labels).inc()
+
+
+def _labels(key: SubscriptionConfig) -> dict[str, str]:
+    return {"resource": key.resource, "subject": key.subject, "type": key.type}
+
+
+def pulled_event(event: dict[str, Any]) -> NewEvent:
+    """A pulled event validated like a push (raises InvalidEvent); `raw` is its compact JSON."""
+    return to_new_event(event, json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+
+async def catch_up(
+    conn: aiosqlite.Connection,
+    events: EventsApi,
+    key: SubscriptionConfig,
+    insert: Insert,
+    *,
+    start: str = "now",
+    pull_lag: float = PULL_LAG,
+    on_page: Callable[[RunResult], None] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> RunResult:
+    """One run for one key: page from the cursor to the end, enqueue, move the cursor after every page."""
+    cursor = await state.get_cursor(conn, key)
+    enqueue = cursor is not None or start == "beginning"
+    result = RunResult(key=key, after=cursor.after if cursor else "0")
+    if cursor is None:
+        await state.move_cursor(conn, key, result.after)
+    async for page in events.iter_pages(
+        key.resource, result.after, subject=key.subject or None, types=(key.type,) if key.type else (), size=page_size
+    ):
+        if not page.events:
+            break
+        if enqueue:
+            await _enqueue(page.events, result, insert)
+        else:
+            result.skipped += len(page.events)
+        result.read += len(page.events)
+        result.after = str(page.events[-1].get("id") or page.next_after or result.after)
+        result.pages += 1
+        await state.move_cursor(conn, key, result.after)
+        if on_page is not None:
+            on_page(result)
+    if cursor is not None and result.pages == 0:
+        until = to_iso(now() - timedelta(seconds=pull_lag))
+        result.stuck_pushes = await state.pushes_since(conn, key, cursor.updated_at, until)
+    await state.finish_run(conn, key, stuck_pushes=result.stuck_pushes)
+    result.finished_at = now_iso()
+    await state.set_fact(conn, state.LAST_CATCHUP_AT, result.finished_at)
+    return result
+
+
+async def _enqueue(raws: list[dict[str, Any]], result: RunResult, insert: Insert) -> None:
+    valid = []
+    for raw in raws:
+        try:
+            valid.append(pulled_event(raw))
+        except InvalidEvent as exc:
+            result.invalid += 1
+            log.warning(
+                "skipping an invalid event from the pull API",
+                extra={**_labels(result.key), "event_id": str(raw.get("id", ""))[:100], "problem": str(exc)},
+            )
+    added = await insert(valid) if valid else []
+    result.enqueued += sum(added)
+    result.duplicates += len(added) - sum(added)
+
+
+def report(result: RunResult) -> None:
+    """The log lines for a finished run: a summary, and a warning when the cursor looks stuck."""
+    fields = {**_labels(result.key), **{k: v for k, v in result.to_json().items() if k not in ("error", "finished_at")}}
+    if result.error:
+        log.warning("catch-up failed; the cursor keeps its place", extra={**fields, "error": result.error})
+        return
+    log.info("catch-up done", extra=fields)
+    if result.stuck_pushes:
+        log.warning(
+            "catch-up cursor looks stuck: the pull API returned nothing although pushes for this subscription arrived"
+            " after the cursor last moved. Altinn filters pages for authorisation after paging them, so a page of"
+            " events you may not see comes back empty and the cursor cannot pass it. A subject filter on the"
+            " subscription avoids this (see docs/subscriptions.md).",
+            extra=fields,
+        )
+
+
+class Progress:
+    """Log a line at most every PROGRESS_EVERY seconds while a run pages through a long backlog."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, result: RunResult) -> None:
+        if time.monotonic() - self._last >= PROGRESS_EVERY:
+            self._last = time.monotonic()
+            log.info("catch-up in progress", extra={**_labels(result.key), "pages": result.pages, "read": result.read})
+
+
+async def run_all(
+    config: Config,
+    conn: aiosqlite.Connection,
+    clients: AltinnClients,
+    insert: Insert,
+    *,
+    keys: Iterable[SubscriptionConfig] | None = None,
+    pull_lag: float = PULL_LAG,
+    page_size: int = PAGE_SIZE,
+    on_page: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """A run for every configured subscription key (or `keys`); an Altinn error ends that key's run, not the rest."""
+    results = []
+    for key in dict.fromkeys(config.subscriptions if keys is None else keys):
+        try:
+            result = await catch_up(
+                conn,
+                clients.events,
+                key,
+                insert,
+                start=config.catchup.start,
+                pull_lag=pull_lag,
+                page_size=page_size,
+                on_page=on_page,
+            )
+        except AltinnError as exc:
+            cursor = await state.get_cursor(conn, key)
+            result = RunResult(key=key, after=cursor.after if cursor else "0", error=redact(str(exc)))
+        results.append(result)
+    return results
+
+
+class CatchupService:
+    """Catch-up at start and every `[catchup] interval`. `start` returns after the first run, so the receiver
+    counts as started only once it has caught up (or failed to: the next run tries again)."""
+
+    name = "catchup"
+
+    def __init__(self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE) -> None:
+        self.pull_lag = pull_lag
+        self.page_size = page_size
+        self._task: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
+        self._state = "starting"
+        self._runs = 0
+        self._enqueued = 0
+        self._duplicates = 0
+        self._last: list[RunResult] = []
+        self._running: RunResult | None = None
+        self._store_error = ""
+
+    async def start(self, runtime: Runtime) -> None:
+        config = runtime.config
+        if not config.catchup.enabled or not config.subscriptions:
+            self._state = "disabled" if not config.catchup.enabled else "none configured"
+            return
+        self._task = asyncio.create_task(self._run(runtime, runtime.require_altinn()), name="catchup")
+        await self._first.wait()
+
+    async def stop(self, deadline: float) -> None:
+        await stop_task(self._task, deadline)
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "state": self._state,
+            "runs": self._runs,
+            "enqueued": self._enqueued,
+            "duplicates": self._duplicates,
+            "cursors": [r.to_json() for r in self._last],
+        }
+        if self._running is not None:
+            body["running"] = {**_labels(self._running.key), "pages": self._running.pages, "read": self._running.read}
+        if self._store_error:
+            body["error"] = self._store_error
+        return body
+
+    async def _run(self, runtime: Runtime, clients: AltinnClients) -> None:
+        metrics = CatchupMetrics(runtime.metrics.registry)
+        progress = Progress()
+
+        async def insert(events: list[NewEvent]) -> list[bool]:
+            added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup") for e in events))
+            runtime.metrics.received_by_channel["catchup"].inc(sum(added))
+            if any(added):
+                runtime.notify_new_events()
+            return list(added)
+
+        def on_page(result: RunResult) -> None:
+            self._running = result
+            progress(result)
+
+        try:
+            while True:
+                self._state = "running"
+                try:
+                    results = await run_all(
+                        runtime.config,
+                        runtime.store,
+                        clients,
+                        insert,
+                        pull_lag=self.pull_lag,
+                        page_size=self.page_size,
+                        on_page=on_page,
+                    )
+                except (StoreError, sqlite3.Error) as exc:
+                    self._store_failed(exc)
+                else:
+                    self._finished(results, metrics)
+                self._running = None
+                self._first.set()
+                await asyncio.sleep(runtime.config.catchup.interval)
+        finally:
+            self._first.set()
+
+    def _finished(self, results: list[RunResult], metrics: CatchupMetrics) -> None:
+        for result in results:
+            report(result)
+            metrics.record(result)
+        self._runs += 1
+        self._enqueued += sum(r.enqueued for r in results)
+        self._duplicates += sum(r.duplicates for r in results)
+        self._last = results
+        self._store_error = ""
+        stuck = any(r.stuck_pushes for r in results)
+        self._state = "error" if any(r.error for r in results) else "stuck" if stuck else "idle"
+
+    def _store_failed(self, exc: Exception) -> None:
+        """The store refused a cursor or an event: the cursors keep their place and the next run tries again."""
+        self._store_error = str(exc) if isinstance(exc, StoreError) else db.describe(exc)
+        self._state = "error"
+        log.warning("catch-up could not use the store; trying again next run", extra={"error": self._store_error})

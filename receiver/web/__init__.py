@@ -1,0 +1,1 @@
+"""The web edge: the webhook endpoint and CloudEvent parsing."""

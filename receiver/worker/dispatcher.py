@@ -1,0 +1,382 @@
+"""The dispatcher: claim events from the inbox, run each one's pipeline of handlers, record how it ended.
+
+Read top to bottom, as one event travels:
+
+- `start` takes the runtime's shared Altinn clients when a handler calls Altinn and opens the dispatcher's own
+  connection to the store (see below); then `_claim_loop` runs: it keeps the `[dispatch] concurrency` slots busy
+  and, besides them, a few events claimed ahead (`ready`: a quarter of `concurrency`, at least one), claiming what
+  is missing in one statement (store/queue.py keeps one `resourceinstance` to one run at a time, in order), and
+  starts ready events in free slots, earliest claim first. Then it sleeps until the webhook or catch-up commits new
+  events, a run ends, or `poll_interval` passes. A pipeline that ends frees its slot before its outcome is written
+  and starts the next ready event at once, so a slot waits for neither that write nor a claim (round trips to the
+  store's thread); the claim loop refills `ready` meanwhile. A ready event is already `processing` in the store: it
+  holds back the later events of its instance like a running one, its lease is renewed with theirs, and `stop`
+  gives it back.
+- `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
+  with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
+  Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.
+- `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_leases` renews the claims
+  of all running and ready events in one statement every third of `lease`, so only a worker that died loses its
+  events to another (after `lease`).
+- `stop` claims and starts nothing more, gives running pipelines until the deadline, and gives the claims of the
+  unfinished and the ready back (pending, or retrying; the attempt is not counted), so the next start resumes them.
+
+The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
+the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
+hold SQLite's write lock, which the webhook's writer needs for every acknowledgement, only for as long as the
+statement runs. An outcome lost to a power cut means the event runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import sqlite3
+import time
+import uuid
+from collections import deque
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from handlers.api import Context, Event, Permanent, RetryLater
+from receiver.altinn import PermanentError, TransientError
+from receiver.config import Config, DispatchConfig
+from receiver.durations import format_duration
+from receiver.observability.logs import redact
+from receiver.store import db, queue
+from receiver.store.correspondences import CorrespondenceStore
+from receiver.store.inbox import InboxRecord
+from receiver.timeutil import age_seconds, iso_after
+from receiver.worker.pipelines import Pipeline, Pipelines, load_pipelines
+
+if TYPE_CHECKING:
+    from receiver.runtime import Runtime
+
+log = logging.getLogger("receiver.dispatch")
+
+OUTCOMES = ("done", "retrying", "dead", "skipped")
+# Attributes that are `Event` fields or describe `data`; every other attribute is one of `Event.extensions`.
+NOT_EXTENSIONS = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "resource", "resourceinstance"}
+    | {"data", "data_base64", "datacontenttype", "dataschema"}
+)
+REASON_LIMIT = 300
+STOP_MARGIN = 0.25
+"""Seconds kept from the stop deadline for giving claims back and closing."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+    after: float | None = None
+    """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
+
+
+def event_from_record(record: InboxRecord) -> Event:
+    raw = record.event
+    return Event(
+        id=record.id,
+        type=record.type,
+        source=record.source,
+        subject=record.subject,
+        resource=record.resource,
+        resourceinstance=record.resourceinstance,
+        time=record.time,
+        data=raw.get("data"),
+        extensions={k: v for k, v in raw.items() if k not in NOT_EXTENSIONS},
+        channel=record.channel,
+        attempt=record.attempts,
+        received_at=record.received_at,
+    )
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before retry number `attempt`: exponential (base, 2·base, 4·base, ... up to cap), full jitter
+    between `base` and that ceiling, so retries of many events spread out instead of arriving together."""
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
+    return rng.uniform(min(base, ceiling), ceiling)
+
+
+def short(reason: str) -> str:
+    """A reason fit for `last_error` and a log line: secrets redacted, one line, bounded."""
+    text = " ".join(redact(reason).split())
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+def failure(step: str, exc: Exception) -> Outcome:
+    """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
+    if isinstance(exc, RetryLater):
+        return Outcome("retrying", f"{step}: {exc.reason}", exc.after)
+    if isinstance(exc, TransientError):
+        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
+    if isinstance(exc, Permanent):
+        return Outcome("dead", f"{step}: {exc.reason}")
+    if isinstance(exc, PermanentError):
+        return Outcome("dead", f"{step}: {exc.message}")
+    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
+
+
+class EventLog(logging.LoggerAdapter):
+    """A logger bound to one event and handler; a call's own `extra` adds to the bound fields."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+class DispatchMetrics:
+    def __init__(self, registry: CollectorRegistry, running: Any) -> None:
+        self.outcomes = Counter(
+            "altinn_receiver_dispatch_outcomes", "Pipeline runs by how they ended.", ["status"], registry=registry
+        )
+        self.by_status = {status: self.outcomes.labels(status) for status in OUTCOMES}
+        self.seconds = Histogram(
+            "altinn_receiver_dispatch_seconds",
+            "Time one event's pipeline ran.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=registry,
+        )
+        self.running = Gauge("altinn_receiver_dispatch_running", "Pipelines running now.", registry=registry)
+        self.running.set_function(running)
+
+
+class Dispatcher:
+    """The background service that runs the handlers (`receiver.runtime.Service`)."""
+
+    name = "dispatcher"
+
+    def __init__(self, pipelines: Pipelines, settings: DispatchConfig, *, rng: random.Random | None = None) -> None:
+        self.pipelines = pipelines
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._rng = rng or random.Random()
+        self._state = "not started"
+        self._counts = dict.fromkeys(OUTCOMES, 0)
+        self._running: dict[asyncio.Task[None], InboxRecord] = {}
+        """Every run's task, until its outcome is recorded."""
+        self._leases: dict[int, asyncio.Task[None]] = {}
+        """The claims (by seq) of running events whose outcome is not being recorded yet: the busy slots."""
+        self._ready: deque[InboxRecord] = deque()
+        """Events claimed ahead, in claim order, that start as soon as a slot is free."""
+        self._ahead = max(1, settings.concurrency // 4)
+        self._stopping = False
+        self._tasks: tuple[asyncio.Task[None], ...] = ()
+        """The claim loop and the lease keeper, once started."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> Dispatcher:
+        """Resolve the pipelines now: an unknown handler or a bad option is a ConfigError before anything starts."""
+        return cls(load_pipelines(config), config.dispatch)
+
+    async def start(self, runtime: Runtime) -> None:
+        self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
+        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
+        # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
+        self._wake = runtime.new_events
+        # The connection is opened last and is the only wait: nothing after it can fail, and a start cancelled by an
+        # early shutdown leaves nothing open (db.connect closes what it opened when cancelled), for stop() has
+        # nothing to close until the tasks exist. Every statement of the dispatcher and the `store` handler stands
+        # alone: pipelines share the connection.
+        self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
+        self._store = CorrespondenceStore(self._conn)
+        self._tasks = (
+            asyncio.create_task(self._claim_loop(), name="dispatcher"),
+            asyncio.create_task(self._keep_leases(), name="dispatcher-leases"),
+        )
+        self._state = "running"
+        log.info("dispatcher started", extra={"owner": self.owner, **self.describe()})
+        if self.pipelines.warning:
+            log.warning(self.pipelines.warning)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            # Cleared before counting the free slots: a run that ends or an event that arrives from here on wakes
+            # the wait below.
+            self._wake.clear()
+            missing = self.settings.concurrency + self._ahead - len(self._leases) - len(self._ready)
+            if missing > 0:
+                self._ready.extend(await self._claim(missing))
+                self._start_ready()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._wake.wait()
+
+    async def _claim(self, limit: int) -> list[InboxRecord]:
+        try:
+            return await queue.claim(self._conn, self.owner, self.settings.lease, limit)
+        except sqlite3.Error as exc:
+            log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
+            return []
+
+    def _start_ready(self) -> None:
+        """Run ready events in the free slots, earliest claim first (until `stop`, which gives them back)."""
+        while self._ready and len(self._leases) < self.settings.concurrency and not self._stopping:
+            record = self._ready.popleft()
+            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
+            self._running[task] = record
+            self._leases[record.seq] = task
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        record = self._running.pop(task)
+        self._leases.pop(record.seq, None)
+        self._start_ready()
+        self._wake.set()  # refill `ready`; a later event of the same instance may go now
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatching an event failed", exc_info=task.exception())
+
+    async def _run(self, record: InboxRecord) -> None:
+        started = time.perf_counter()
+        outcome = await self._outcome(record)
+        del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
+        self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
+        status, reason, next_attempt_at = self._decide(record, outcome)
+        try:
+            ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
+        except sqlite3.Error as exc:
+            log.error("cannot record the outcome; the event runs again when its lease expires",
+                      extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
+            return
+        seconds = time.perf_counter() - started
+        fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
+                  "attempt": record.attempts, "status": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
+        if not ours:
+            log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
+            return
+        self._counts[status] += 1
+        self._metrics.by_status[status].inc()
+        self._metrics.seconds.observe(seconds)
+        if status == "retrying":
+            log.warning("event will be retried", extra={**fields, "reason": reason, "next_attempt_at": next_attempt_at})
+        elif status == "dead":
+            log.error("event is dead", extra={**fields, "reason": reason})
+        else:
+            log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
+
+    def _decide(self, record: InboxRecord, outcome: Outcome) -> tuple[str, str, str]:
+        """(status, last_error, next_attempt_at): a retry becomes dead once out of attempts or time."""
+        reason = short(outcome.reason)
+        if outcome.status != "retrying":
+            return outcome.status, reason, ""
+        settings = self.settings
+        if record.attempts >= settings.max_attempts:
+            return "dead", short(f"gave up after {record.attempts} attempts; last: {reason}"), ""
+        if age_seconds(record.received_at) >= settings.max_age:
+            return "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}"), ""
+        delay = backoff(record.attempts, settings.backoff_base, settings.backoff_cap, self._rng)
+        if outcome.after is not None:
+            delay = max(delay, outcome.after)
+        return "retrying", reason, iso_after(delay)
+
+    async def _outcome(self, record: InboxRecord) -> Outcome:
+        pipeline = self.pipelines.for_type(record.type)
+        if pipeline is None:
+            return Outcome("skipped", f"no pipeline for type {record.type}")
+        if record.attempts > self.settings.max_attempts:
+            return Outcome(
+                "dead", f"its runs stopped unfinished {record.attempts - 1} times (worker gone, lease expired)"
+            )
+        return await self._run_pipeline(pipeline, event_from_record(record))
+
+    async def _run_pipeline(self, pipeline: Pipeline, event: Event) -> Outcome:
+        results: dict[str, Any] = {}
+        bound = {"event_id": event.id, "event_type": event.type, "attempt": event.attempt}
+        for step in pipeline.steps:
+            ctx = Context(
+                altinn=self._altinn,
+                store=self._store,
+                results=results,
+                log=EventLog(logging.getLogger(f"handlers.{step.name}"), {**bound, "handler": step.name}),
+                options=step.options,
+            )
+            try:
+                await step.handler.handle(event, ctx)
+            except Exception as exc:
+                return failure(step.name, exc)
+        return Outcome("done")
+
+    async def _keep_leases(self) -> None:
+        """Every third of `lease`, renew the claims of all running and ready events in one statement. A claim that is
+        no longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event)
+        is dropped if ready and its run cancelled if running: its outcome is the new owner's to record."""
+        while True:
+            await asyncio.sleep(self.settings.lease / 3)
+            held = set(self._leases) | {record.seq for record in self._ready}
+            if not held:
+                continue
+            try:
+                kept = await queue.extend_leases(self._conn, self.owner, self.settings.lease)
+            except sqlite3.Error as exc:
+                log.warning("cannot renew leases", extra={"claims": len(held), "error": db.describe(exc)})
+                continue
+            lost = held - kept
+            for record in [record for record in self._ready if record.seq in lost]:
+                log.warning("lease lost to another worker: dropping a claimed-ahead event",
+                            extra={"event_id": record.id})  # fmt: skip
+                self._ready.remove(record)
+            for seq in lost:
+                task = self._leases.pop(seq, None)  # None: its outcome was being recorded meanwhile
+                if task is not None:
+                    log.warning("lease lost to another worker: abandoning this run",
+                                extra={"event_id": self._running[task].id})  # fmt: skip
+                    task.cancel()
+
+    async def stop(self, deadline: float) -> None:
+        if not self._tasks:
+            return
+        self._stopping = True
+        self._state = "stopping"
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = set(self._running)
+        finished: set[asyncio.Task[None]] = set()
+        if running:
+            log.info("letting running pipelines finish", extra={"running": len(running)})
+            finished, unfinished = await asyncio.wait(
+                running, timeout=max(deadline - time.monotonic() - STOP_MARGIN, 0)
+            )
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        try:
+            released = await queue.release_claims(self._conn, self.owner)
+        except sqlite3.Error as exc:
+            released = 0
+            log.error("cannot give claims back; they run again when their leases expire",
+                      extra={"error": db.describe(exc)})  # fmt: skip
+        for step in self.pipelines.steps.values():
+            closer = getattr(step.handler, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        await self._conn.close()
+        self._state = "stopped"
+        self._ready.clear()
+        log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.settings.concurrency,
+            "pipelines": [
+                {"types": list(p.types), "handlers": [s.name for s in p.steps]} for p in self.pipelines.pipelines
+            ],
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self._state,
+            "running": len(self._leases),
+            "ready": len(self._ready),
+            **self._counts,
+            **self.describe(),
+        }
