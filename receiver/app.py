@@ -1,4 +1,5 @@
-"""The Starlette app: the webhook, health and readiness, metrics, a JSON access log, and the lifespan that owns it all.
+"""The composition root: the Starlette app (the webhook, health and readiness, metrics, a JSON access log), the
+lifespan that owns it all, and which background services a receiver runs.
 
 The lifespan opens the store and the inbox writer, attaches them to the webhook, then starts the background services
 without waiting for them (pushes are accepted meanwhile: Altinn validates a new subscription by pushing to us). On
@@ -25,10 +26,13 @@ from receiver.config import Config
 from receiver.observability.logs import emit_json_line, redact_query, utc_stamp
 from receiver.observability.metrics import CONTENT_TYPE
 from receiver.runtime import Runtime, Service
-from receiver.services import build_services
 from receiver.store.db import StoreError
 from receiver.store.inbox import count_by_status
+from receiver.sync.catchup import CatchupService
+from receiver.sync.subscriptions import SubscriptionService
 from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
+from receiver.worker.dispatcher import Dispatcher
+from receiver.worker.pipelines import Pipelines, load_pipelines
 
 log = logging.getLogger("receiver.app")
 access_log = logging.getLogger("receiver.access")
@@ -37,6 +41,15 @@ READY_PROBE_TIMEOUT = 3.0
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
+
+
+def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
+    """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions and
+    catch-up. `pipelines`: already loaded from the same config (the serve command checks them before starting), else
+    loaded here."""
+    if pipelines is None:
+        pipelines = load_pipelines(runtime.config)
+    return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService()]
 
 
 class AccessLog:

@@ -12,11 +12,10 @@ import click
 import uvicorn
 from starlette.applications import Starlette
 
-from receiver.app import ServicesSpec, create_app, server_options
+from receiver.app import ServicesSpec, build_services, create_app, server_options
 from receiver.cli.common import config_option, fail_config, load
 from receiver.config import Config, ConfigError
 from receiver.observability.logs import BufferedLineHandler, setup_logging
-from receiver.services import build_services
 from receiver.worker.pipelines import load_pipelines
 
 SWITCH_INTERVAL_S = 0.0005

@@ -27,11 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
-from receiver.app import create_app, server_options
+from receiver.app import build_services, create_app, server_options
 from receiver.config import Config, SubscriptionConfig, load_config
 from receiver.runtime import Runtime, Service
 from receiver.server_thread import ServerThread, free_port
-from receiver.services import build_services
 
 HOST = "127.0.0.1"
 SERVICE_OWNER_ORG = "991825827"
