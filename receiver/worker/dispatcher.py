@@ -1,25 +1,11 @@
 """The dispatcher: claim events from the inbox, run each one's pipeline of handlers, record how it ended.
 
-Read top to bottom, as one event travels:
-
-- `start` takes the runtime's shared Altinn clients when a handler calls Altinn and opens the dispatcher's own
-  connection to the store (see below); then `_claim_loop` runs: it keeps the `[dispatch] concurrency` slots busy
-  and, besides them, a few events claimed ahead (`ready`: a quarter of `concurrency`, at least one), claiming what
-  is missing in one statement (store/queue.py keeps one `resourceinstance` to one run at a time, in order), and
-  starts ready events in free slots, earliest claim first. Then it sleeps until the webhook or catch-up commits new
-  events, a run ends, or `poll_interval` passes. A pipeline that ends frees its slot before its outcome is written
-  and starts the next ready event at once, so a slot waits for neither that write nor a claim (round trips to the
-  store's thread); the claim loop refills `ready` meanwhile. A ready event is already `processing` in the store: it
-  holds back the later events of its instance like a running one, its lease is renewed with theirs, and `stop`
-  gives it back.
-- `_run` turns the event's outcome into its new status: `done`; `skipped` (no pipeline for its type); `retrying`
-  with exponential backoff and full jitter, never sooner than a handler's `RetryLater(after=...)` or Altinn's
-  Retry-After; `dead` on `Permanent`, or after `max_attempts`, or once older than `max_age`.
-- `_outcome` runs the handlers in order with a `Context` each, sharing `results`; `_keep_leases` renews the claims
-  of all running and ready events in one statement every third of `lease`, so only a worker that died loses its
-  events to another (after `lease`).
-- `stop` claims and starts nothing more, gives running pipelines until the deadline, and gives the claims of the
-  unfinished and the ready back (pending, or retrying; the attempt is not counted), so the next start resumes them.
+What it does for users — order per `resourceinstance`, claiming ahead, retries, leases, shutdown — is said once, in
+docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
+dispatcher's own store connection and runs `_claim_loop` (keeps the slots and the ready claims full, sleeps until a
+commit, a finished run or `poll_interval`); `_run` runs one event and records what `worker/outcomes.py` decides;
+`_run_pipeline` runs the handlers in order; `_keep_leases` renews every claim in one statement; `stop` gives back
+what did not finish.
 
 The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
 the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
@@ -40,21 +26,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from handlers.api import Context, Event, Permanent, RetryLater
-from receiver.altinn import PermanentError, TransientError
+from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
-from receiver.durations import format_duration
-from receiver.observability.logs import redact
 from receiver.store import db, queue
 from receiver.store.correspondences import CorrespondenceStore
 from receiver.store.inbox import InboxRecord
-from receiver.timeutil import age_seconds, iso_after
+from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
 from receiver.worker.pipelines import Pipeline, Pipelines, load_pipelines
 
 if TYPE_CHECKING:
@@ -62,23 +44,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("receiver.dispatch")
 
-OUTCOMES = ("done", "retrying", "dead", "skipped")
 # Attributes that are `Event` fields or describe `data`; every other attribute is one of `Event.extensions`.
 NOT_EXTENSIONS = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "resource", "resourceinstance"}
     | {"data", "data_base64", "datacontenttype", "dataschema"}
 )
-REASON_LIMIT = 300
 STOP_MARGIN = 0.25
 """Seconds kept from the stop deadline for giving claims back and closing."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    reason: str = ""
-    after: float | None = None
-    """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
 
 
 def event_from_record(record: InboxRecord) -> Event:
@@ -97,32 +69,6 @@ def event_from_record(record: InboxRecord) -> Event:
         attempt=record.attempts,
         received_at=record.received_at,
     )
-
-
-def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before retry number `attempt`: exponential (base, 2·base, 4·base, ... up to cap), full jitter
-    between `base` and that ceiling, so retries of many events spread out instead of arriving together."""
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
-    return rng.uniform(min(base, ceiling), ceiling)
-
-
-def short(reason: str) -> str:
-    """A reason fit for `last_error` and a log line: secrets redacted, one line, bounded."""
-    text = " ".join(redact(reason).split())
-    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
-
-
-def failure(step: str, exc: Exception) -> Outcome:
-    """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
-    if isinstance(exc, RetryLater):
-        return Outcome("retrying", f"{step}: {exc.reason}", exc.after)
-    if isinstance(exc, TransientError):
-        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
-    if isinstance(exc, Permanent):
-        return Outcome("dead", f"{step}: {exc.reason}")
-    if isinstance(exc, PermanentError):
-        return Outcome("dead", f"{step}: {exc.message}")
-    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
 
 
 class EventLog(logging.LoggerAdapter):
@@ -239,7 +185,7 @@ class Dispatcher:
         outcome = await self._outcome(record)
         del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
-        status, reason, next_attempt_at = self._decide(record, outcome)
+        status, reason, next_attempt_at = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         try:
             ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
         except sqlite3.Error as exc:
@@ -261,21 +207,6 @@ class Dispatcher:
             log.error("event is dead", extra={**fields, "reason": reason})
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
-
-    def _decide(self, record: InboxRecord, outcome: Outcome) -> tuple[str, str, str]:
-        """(status, last_error, next_attempt_at): a retry becomes dead once out of attempts or time."""
-        reason = short(outcome.reason)
-        if outcome.status != "retrying":
-            return outcome.status, reason, ""
-        settings = self.settings
-        if record.attempts >= settings.max_attempts:
-            return "dead", short(f"gave up after {record.attempts} attempts; last: {reason}"), ""
-        if age_seconds(record.received_at) >= settings.max_age:
-            return "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}"), ""
-        delay = backoff(record.attempts, settings.backoff_base, settings.backoff_cap, self._rng)
-        if outcome.after is not None:
-            delay = max(delay, outcome.after)
-        return "retrying", reason, iso_after(delay)
 
     async def _outcome(self, record: InboxRecord) -> Outcome:
         pipeline = self.pipelines.for_type(record.type)

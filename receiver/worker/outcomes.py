@@ -1,0 +1,72 @@
+"""How a pipeline run ended, and what that makes of the event: `done`, `skipped`, `retrying` (when) or `dead`.
+
+Pure functions of the run, the event's attempts and age, and `[dispatch]`; the dispatcher records what they decide.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from handlers.api import Permanent, RetryLater
+from receiver.altinn import PermanentError, TransientError
+from receiver.config import DispatchConfig
+from receiver.durations import format_duration
+from receiver.observability.logs import redact
+from receiver.timeutil import age_seconds, iso_after
+
+OUTCOMES = ("done", "retrying", "dead", "skipped")
+REASON_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+    after: float | None = None
+    """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before retry number `attempt`: exponential (base, 2·base, 4·base, ... up to cap), full jitter
+    between `base` and that ceiling, so retries of many events spread out instead of arriving together."""
+    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
+    return rng.uniform(min(base, ceiling), ceiling)
+
+
+def short(reason: str) -> str:
+    """A reason fit for `last_error` and a log line: secrets redacted, one line, bounded."""
+    text = " ".join(redact(reason).split())
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+def failure(step: str, exc: Exception) -> Outcome:
+    """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
+    if isinstance(exc, RetryLater):
+        return Outcome("retrying", f"{step}: {exc.reason}", exc.after)
+    if isinstance(exc, TransientError):
+        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
+    if isinstance(exc, Permanent):
+        return Outcome("dead", f"{step}: {exc.reason}")
+    if isinstance(exc, PermanentError):
+        return Outcome("dead", f"{step}: {exc.message}")
+    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
+
+
+def decide(
+    outcome: Outcome, attempts: int, received_at: str, settings: DispatchConfig, rng: random.Random
+) -> tuple[str, str, str]:
+    """(status, last_error, next_attempt_at) for an event after its `attempts`-th run: a retry becomes dead once out
+    of attempts (`max_attempts`) or time (`max_age` since `received_at`), and otherwise waits a backoff, never less
+    than the outcome's own `after`."""
+    reason = short(outcome.reason)
+    if outcome.status != "retrying":
+        return outcome.status, reason, ""
+    if attempts >= settings.max_attempts:
+        return "dead", short(f"gave up after {attempts} attempts; last: {reason}"), ""
+    if age_seconds(received_at) >= settings.max_age:
+        return "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}"), ""
+    delay = backoff(attempts, settings.backoff_base, settings.backoff_cap, rng)
+    if outcome.after is not None:
+        delay = max(delay, outcome.after)
+    return "retrying", reason, iso_after(delay)
