@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
-.PHONY: test lint typecheck pytest serve bench demo simulator clean
+.PHONY: test lint typecheck pytest fuzz serve bench demo simulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# The hypothesis properties with many more examples (FUZZ_EXAMPLES, default 100000): minutes, not part of `test`.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -m fuzz
 
 serve: $(STAMP)
 	$(BIN)/altinn-receiver serve --config $(CONFIG)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.server_thread import ServerThread
@@ -74,7 +74,7 @@ def client() -> Iterator[httpx.Client]:
         yield http
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
 @given(body=BODIES, content_type=CONTENT_TYPES, ce_headers=CE_HEADERS, method=st.sampled_from(["POST", "POST", "PUT"]))
 def test_arbitrary_pushes_never_get_a_5xx(
     server: ServerThread,
