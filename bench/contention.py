@@ -1,6 +1,6 @@
 """Benchmark the webhook while the dispatcher is busy: wrk's p50/p99 on `POST /events` with and without a backlog.
 
-    .venv/bin/python bench/contention.py [--backlog 20000] [--seconds 10] [--connections 32] [--json]
+    .venv/bin/python bench/contention.py [--backlog 20000] [--seconds 10] [--warmup 2] [--connections 32] [--json]
 
 Both runs use one `altinn-receiver serve` (the service-owner default pipelines) against the simulator in its own
 process, with 50 ms added to every Correspondence API call, as `bench/pipeline.py` sets them up:

@@ -8,9 +8,9 @@ of `--events` events (`--per-correspondence` events per correspondence, with shu
 ordering is exercised) is written to the inbox with the inbox's own INSERT, then `altinn-receiver serve` (a
 subprocess, the service-owner default pipelines) works through it with `[dispatch] concurrency`. Each event costs
 one API call, so the ideal is concurrency / latency events per second. The receiver's RSS and CPU time are read from
-/proc while it runs (it never loads the backlog: it claims at most `concurrency` events at a time); CPU milliseconds
-per event compare runs on a machine shared with other work, where events/s alone would not. Prints a table;
-`--json` for a machine.
+/proc every `--sample-interval` seconds while it runs (it never loads the backlog: it claims at most `concurrency`
+events at a time); CPU milliseconds per event compare runs on a machine shared with other work, where events/s alone
+would not. Prints a table; `--json` for a machine.
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def main() -> None:
     parser.add_argument("--per-correspondence", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every Correspondence API call")
+    parser.add_argument("--sample-interval", type=float, default=1.0, help="seconds between /proc samples (default 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = random.Random(1)
     folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    progress_every = max(1, round(10 / args.sample_interval))  # samples between progress lines: about 10 s
 
     with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
@@ -80,9 +82,9 @@ def main() -> None:
                 samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
                 if done >= total:
                     break
-                if len(samples) % 10 == 0:
+                if len(samples) % progress_every == 0:
                     say(f"  {done}/{total} done, RSS {samples[-1][2]:.1f} MB")
-                time.sleep(1.0)
+                time.sleep(args.sample_interval)
 
     def at(fraction: float) -> tuple[float, int, float, float]:
         return next(s for s in samples if s[1] >= fraction * total)

@@ -69,21 +69,23 @@ class Result:
 
 @dataclass(frozen=True)
 class WrkLoad:
-    """How wrk loads a server: connections, wrk threads, and the whole seconds of each measured run."""
+    """How wrk loads a server: connections, wrk threads, and whole seconds of warm-up and of the measured run."""
 
     connections: int
     threads: int
     seconds: int
+    warmup: int
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, threads_help: str = "wrk threads (default 1)") -> None:
         parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run (default 10)")
+        parser.add_argument("--warmup", type=int, default=2, help="wrk run before each measured one (default 2 s)")
         parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
         parser.add_argument("--threads", type=int, default=1, help=threads_help)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> WrkLoad:
-        return cls(connections=args.connections, threads=args.threads, seconds=args.seconds)
+        return cls(connections=args.connections, threads=args.threads, seconds=args.seconds, warmup=args.warmup)
 
 
 def ensure_wrk() -> str:
@@ -122,8 +124,9 @@ def run_wrk(wrk: str, url: str, script: Path, load: WrkLoad, name: str, seconds:
 
 
 def warm_then_measure(wrk: str, url: str, script: Path, load: WrkLoad, name: str, pid: int) -> Result:
-    """A 2 s warm-up run, then the measured one, with the CPU time process `pid` spent per request during it."""
-    run_wrk(wrk, url, script, load, "warm-up", 2)
+    """A warm-up run, then the measured one, with the CPU time process `pid` spent per request during it."""
+    if load.warmup > 0:
+        run_wrk(wrk, url, script, load, "warm-up", load.warmup)
     loop_before, process_before = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
     result = run_wrk(wrk, url, script, load, name, load.seconds)
     loop_after, process_after = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
