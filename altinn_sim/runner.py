@@ -18,19 +18,12 @@ HOST = "127.0.0.1"
 GRACEFUL_SHUTDOWN_SECONDS = 2
 
 
-class RunningSimulator:
-    def __init__(self, server: ServerThread, state: SimState) -> None:
-        self.server = server
-        self.state = state
-        self.admin = httpx.Client(base_url=self.url + "/_sim", timeout=30.0)
+class SimulatorAdmin:
+    """A client for the admin API (`/_sim`) of the simulator at `url`, wherever it runs (this process or another)."""
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def port(self) -> int:
-        return self.server.port
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.admin = httpx.Client(base_url=url + "/_sim", timeout=30.0)
 
     @property
     def issuer(self) -> str:
@@ -82,6 +75,22 @@ class RunningSimulator:
 
     def close(self) -> None:
         self.admin.close()
+
+
+class RunningSimulator(SimulatorAdmin):
+    """The simulator in a background thread of this process (`state` is its live state), with its admin client."""
+
+    def __init__(self, server: ServerThread, state: SimState) -> None:
+        super().__init__(server.url)
+        self.server = server
+        self.state = state
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def close(self) -> None:
+        super().close()
         self.server.stop()
 
 

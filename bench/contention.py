@@ -1,6 +1,6 @@
 """Benchmark the webhook while the dispatcher is busy: wrk's p50/p99 on `POST /events` with and without a backlog.
 
-    .venv/bin/python bench/contention.py [--backlog 20000] [--seconds 10] [--connections 32] [--json]
+    .venv/bin/python bench/contention.py [--backlog 20000] [--seconds 10] [--warmup 2] [--connections 32] [--json]
 
 Both runs use one `altinn-receiver serve` (the service-owner default pipelines) against the simulator in its own
 process, with 50 ms added to every Correspondence API call, as `bench/pipeline.py` sets them up:
@@ -20,45 +20,44 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import Result, ensure_wrk, wait_listening, warm_then_measure  # noqa: E402
-from bench.pipeline import SimulatorProcess, count_done, send_correspondences, write_backlog  # noqa: E402
-from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
+from bench.support import (
+    Result,
+    SimulatorProcess,
+    WrkLoad,
+    count_done,
+    ensure_wrk,
+    send_correspondences,
+    serving,
+    wait_listening,
+    warm_then_measure,
+    write_backlog,
+    wrk_script,
+)
+from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity
 
 RESOURCE = "urn:altinn:resource:bench-contention"
+RECIPIENT_ORG = "312345678"
 LATENCY_MS = 50
 PER_CORRESPONDENCE = 5
 
 # Unique ids and resource instances (one instance per event, as Altinn's attachment events have): the pushes do not
 # queue behind each other in the dispatcher.
-WRK_SCRIPT = r"""
-local counter = 0
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("prefix", string.format("%d-%d", os.time(), threads))
-end
-function request()
-  counter = counter + 1
-  local body = string.format(
+PUSH_BODY = r"""string.format(
     '{"specversion":"1.0","id":"%s-%d","source":"https://platform.tt02.altinn.no/correspondence/api/v1/attachment",'
     .. '"type":"no.altinn.correspondence.attachmentpublished","time":"%s",'
     .. '"resource":"urn:altinn:resource:bench-contention","resourceinstance":"attachment-%s-%d"}',
-    prefix, counter, os.date("!%Y-%m-%dT%H:%M:%SZ"), prefix, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)
-end
-"""
+    prefix, counter, os.date("!%Y-%m-%dT%H:%M:%SZ"), prefix, counter)"""
 
 
-def run(args: argparse.Namespace, wrk: str, folder: Path, backlog: int) -> tuple[Result, float]:
+def run(load: WrkLoad, wrk: str, folder: Path, backlog: int) -> tuple[Result, float]:
     """One receiver, `backlog` events waiting in its inbox, wrk on its webhook; wrk's result and the events/s the
     dispatcher finished while wrk measured."""
     with SimulatorProcess(folder) as sim:
@@ -69,40 +68,33 @@ def run(args: argparse.Namespace, wrk: str, folder: Path, backlog: int) -> tuple
         config = folder / "receiver.toml"
         setup.write(config)
         if backlog:
-            correspondences = send_correspondences(sim.admin, backlog // PER_CORRESPONDENCE)
-            write_backlog(setup.store, correspondences, PER_CORRESPONDENCE, random.Random(1))
+            correspondences = send_correspondences(sim, RESOURCE, RECIPIENT_ORG, backlog // PER_CORRESPONDENCE)
+            write_backlog(setup.store, RESOURCE, correspondences, PER_CORRESPONDENCE, random.Random(1))
         sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{LATENCY_MS}ms"})
         script = folder / "push.lua"
-        script.write_text(WRK_SCRIPT)
-        with (folder / "serve.log").open("wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
-        try:
-            wait_listening(f"http://127.0.0.1:{setup.port}/healthz", process)
+        script.write_text(wrk_script(PUSH_BODY))
+        with serving(config, folder) as process:
+            wait_listening(f"http://127.0.0.1:{setup.port}/healthz", process, folder / "serve.log")
             url = f"http://127.0.0.1:{setup.port}/events?code={setup.secret}"
             name = f"webhook, backlog {backlog}"
             done_before, started = count_done(setup.store), time.monotonic()
-            result = warm_then_measure(wrk, url, script, args, name)
+            result = warm_then_measure(wrk, url, script, load, name, process.pid)
             rate = (count_done(setup.store) - done_before) / (time.monotonic() - started)
-        finally:
-            process.terminate()
-            process.wait(60)
     return result, rate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backlog", type=int, default=20_000, help="events waiting in the busy run (default 20000)")
-    parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run (default 10)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    WrkLoad.add_arguments(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    load = WrkLoad.from_args(args)
     wrk = ensure_wrk()
     runs = []
     for label, backlog in (("idle", 0), ("busy", args.backlog)):
         with tempfile.TemporaryDirectory(prefix=f"bench-contention-{label}-") as tmp:
-            result, rate = run(args, wrk, Path(tmp), backlog)
+            result, rate = run(load, wrk, Path(tmp), backlog)
         runs.append({"run": label, "backlog": backlog, **result.__dict__, "dispatched_per_s": round(rate, 1)})
     if args.json:
         print(json.dumps(runs))

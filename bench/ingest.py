@@ -17,13 +17,11 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,43 +30,23 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+# Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.support import REPO, Result, WrkLoad, ensure_wrk, wait_listening, warm_then_measure, wrk_script
 from receiver.cli.serve import run
 from receiver.config import load_config
 from receiver.server_thread import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef"
 
-# Each wrk thread numbers its requests; the thread's own prefix keeps ids unique across threads and runs.
-WRK_SCRIPT = r"""
-local counter = 0
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("prefix", string.format("%d-%d", os.time(), threads))
-end
-function request()
-  counter = counter + 1
-  local body = string.format(
+# Altinn's shape of a published correspondence, with a unique id per request.
+PUSH_BODY = r"""string.format(
     '{"specversion":"1.0","id":"%s-%d","source":"https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",'
     .. '"type":"no.altinn.correspondence.correspondencepublished",'
     .. '"subject":"urn:altinn:organization:identifier-no:314249879",'
     .. '"time":"2025-03-14T09:26:53.5897932Z","resource":"urn:altinn:resource:nabovarsel",'
-    .. '"resourceinstance":"019ce781-a5c0-7d03-8f51-3e7dda66dd74"}', prefix, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)
-end
-"""
-
-
-@dataclass
-class Result:
-    name: str
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: str
-    loop_cpu_us: float = 0.0
-    process_cpu_us: float = 0.0
+    .. '"resourceinstance":"019ce781-a5c0-7d03-8f51-3e7dda66dd74"}', prefix, counter)"""
 
 
 def bare_app() -> Starlette:
@@ -86,17 +64,6 @@ def serve_bare(port: int) -> None:
 def serve_receiver(config: Path) -> None:
     """(b): `altinn-receiver serve` without background services."""
     run(load_config(config), services=[])
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU time (user + system) of the process's main thread, where its event loop runs, and of the whole process."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def read(path: str) -> float:
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
-    return read(f"/proc/{pid}/task/{pid}/stat"), read(f"/proc/{pid}/stat")
 
 
 def fsync_ms(folder: Path, count: int = 50) -> tuple[float, float]:
@@ -117,72 +84,15 @@ def fsync_ms(folder: Path, count: int = 50) -> tuple[float, float]:
     return statistics.median(samples), deciles[-1]
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk is not installed: installing the Debian package wrk (apt-get install -y wrk) ...", file=sys.stderr)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    found = shutil.which("wrk")
-    if not found:
-        sys.exit("error: wrk is still not on PATH after installing it")
-    return found
-
-
-def wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"error: the server exited with {process.returncode} before listening")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    sys.exit(f"error: nothing listens on {url} after 20s")
-
-
-def found(pattern: str, text: str) -> re.Match[str]:
-    match = re.search(pattern, text)
-    if match is None:
-        sys.exit(f"error: wrk's output has no {pattern!r}:\n{text}")
-    return match
-
-
-def run_wrk(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str, seconds: int) -> Result:
-    command = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--latency"]
-    output = subprocess.run([*command, "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-
-    def percentile(label: str) -> float:
-        value, unit = found(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
-    rate = float(found(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    return Result(name, rate, percentile("50"), percentile("99"), errors.group(0) if errors else "")
-
-
-def warm_then_measure(wrk: str, url: str, script: Path, args: argparse.Namespace, name: str, pid: int) -> Result:
-    run_wrk(wrk, url, script, args, "warm-up", 2)
-    loop_before, process_before = cpu_seconds(pid)
-    result = run_wrk(wrk, url, script, args, name, args.seconds)
-    loop_after, process_after = cpu_seconds(pid)
-    requests = result.requests_per_s * args.seconds
-    result.loop_cpu_us = (loop_after - loop_before) / requests * 1e6
-    result.process_cpu_us = (process_after - process_before) / requests * 1e6
-    return result
-
-
 def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> list[Result]:
+    load = WrkLoad.from_args(args)
     python = sys.executable
     port = free_port()
     bare = subprocess.Popen([python, __file__, "--serve-bare", str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_listening(f"http://127.0.0.1:{port}/", bare)
         url = f"http://127.0.0.1:{port}/events"
-        baseline = warm_then_measure(wrk, url, script, args, "(a) bare Starlette 200", bare.pid)
+        baseline = warm_then_measure(wrk, url, script, load, "(a) bare Starlette 200", bare.pid)
     finally:
         bare.terminate()
         bare.wait()
@@ -196,9 +106,9 @@ def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> lis
     with (work / "serve.log").open("wb") as log:
         receiver = subprocess.Popen([python, __file__, "--serve-receiver", str(config)], stdout=log, cwd=REPO)
         try:
-            wait_listening(f"http://127.0.0.1:{port}/healthz", receiver)
+            wait_listening(f"http://127.0.0.1:{port}/healthz", receiver, work / "serve.log")
             url = f"http://127.0.0.1:{port}/events?code={SECRET}"
-            durable = warm_then_measure(wrk, url, script, args, "(b) POST /events, durable inbox", receiver.pid)
+            durable = warm_then_measure(wrk, url, script, load, "(b) POST /events, durable inbox", receiver.pid)
             inbox = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             pending = re.search(r'altinn_receiver_events_received_total\{channel="push"\} ([\d.e+]+)', inbox)
             print(f"events stored by the receiver: {float(pending.group(1)) if pending else 0:.0f}", file=sys.stderr)
@@ -210,9 +120,7 @@ def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10, help="duration of each measured run (default 10)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the cores to the server)")
+    WrkLoad.add_arguments(parser, threads_help="wrk threads (default 1: leave the cores to the server)")
     parser.add_argument("--log-level", default="info", help="the receiver's [log] level (default info, as deployed)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -228,7 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="altinn-receiver-bench-") as tmp:
         work = Path(tmp)
         script = work / "push.lua"
-        script.write_text(WRK_SCRIPT)
+        script.write_text(wrk_script(PUSH_BODY))
         fsync_before = fsync_ms(work)
         results = measure(args, wrk, work, script)
         fsync_after = fsync_ms(work)

@@ -8,9 +8,9 @@ of `--events` events (`--per-correspondence` events per correspondence, with shu
 ordering is exercised) is written to the inbox with the inbox's own INSERT, then `altinn-receiver serve` (a
 subprocess, the service-owner default pipelines) works through it with `[dispatch] concurrency`. Each event costs
 one API call, so the ideal is concurrency / latency events per second. The receiver's RSS and CPU time are read from
-/proc while it runs (it never loads the backlog: it claims at most `concurrency` events at a time); CPU milliseconds
-per event compare runs on a machine shared with other work, where events/s alone would not. Prints a table;
-`--json` for a machine.
+/proc every `--sample-interval` seconds while it runs (it never loads the backlog: it claims at most `concurrency`
+events at a time); CPU milliseconds per event compare runs on a machine shared with other work, where events/s alone
+would not. Prints a table; `--json` for a machine.
 """
 
 from __future__ import annotations
@@ -20,133 +20,28 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import closing
 from pathlib import Path
 
-import httpx
+# Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from altinn_sim.runner import RunningSimulator  # noqa: E402
-from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity  # noqa: E402
-from receiver.server_thread import free_port  # noqa: E402
-from receiver.store.db import connect_sync  # noqa: E402
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params  # noqa: E402
-from receiver.timeutil import now_iso  # noqa: E402
+from bench.support import (
+    SimulatorProcess,
+    count_done,
+    cpu_seconds,
+    rss_mb,
+    send_correspondences,
+    serving,
+    write_backlog,
+)
+from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity
 
 RESOURCE = "urn:altinn:resource:bench-pipeline"
 RECIPIENT_ORG = "312345678"
-EVENT_TYPE = "no.altinn.correspondence.correspondencereceiverread"
-SEND_BATCH = 500
-
-
-class SimulatorProcess:
-    """`altinn-receiver simulator` in a subprocess, with `RunningSimulator`'s admin calls (they only use `admin`)."""
-
-    register_client = RunningSimulator.register_client
-    set_resource_owner = RunningSimulator.set_resource_owner
-    _post = RunningSimulator._post
-
-    def __init__(self, folder: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        settings = folder / "sim.toml"
-        settings.write_text("time_scale = 1000\nseed_correspondences = 0\n", encoding="utf-8")
-        self._log = (folder / "simulator.log").open("wb")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "simulator", "--port", str(port), "--config", str(settings)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
-        self.admin = httpx.Client(base_url=self.url + "/_sim", timeout=30.0)
-        self._folder = folder
-
-    def __enter__(self) -> SimulatorProcess:
-        try:
-            self._wait_listening()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 30
-        while self._process.poll() is None:
-            try:
-                self.admin.get("/state").raise_for_status()
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-        raise SystemExit(f"the simulator did not start; see {self._folder / 'simulator.log'}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.admin.close()
-        self._process.terminate()
-        self._process.wait(30)
-        self._log.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (/proc/PID/stat, in clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def send_correspondences(admin: httpx.Client, count: int) -> list[str]:
-    ids: list[str] = []
-    while len(ids) < count:
-        batch = [
-            {"resource_id": RESOURCE, "recipient": RECIPIENT_ORG} for _ in range(min(SEND_BATCH, count - len(ids)))
-        ]
-        response = admin.post("/correspondences", json=batch, params={"push": "false"}, timeout=120)
-        response.raise_for_status()
-        ids += response.json()["ids"]
-    return ids
-
-
-def write_backlog(store: Path, correspondences: list[str], per: int, rng: random.Random) -> int:
-    """`per` events per correspondence, times shuffled against arrival order, written in chunks."""
-    conn = connect_sync(store)
-    received = now_iso()
-    written = 0
-    with closing(conn):
-        for start in range(0, len(correspondences), 1000):
-            rows = []
-            for cid in correspondences[start : start + 1000]:
-                seconds = rng.sample(range(60), per)
-                for s in seconds:
-                    event_id = str(uuid.uuid4())
-                    stamp = f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z"
-                    raw = {"specversion": "1.0", "id": event_id, "type": EVENT_TYPE, "time": stamp,
-                           "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
-                           "resource": RESOURCE, "resourceinstance": cid}  # fmt: skip
-                    event = NewEvent(event_id, EVENT_TYPE, raw["source"], "", RESOURCE, cid, stamp, json.dumps(raw))
-                    rows.append(insert_params(event, "catchup", received))
-            rng.shuffle(rows)
-            conn.execute("BEGIN")
-            conn.executemany(INSERT_EVENT, rows)
-            conn.execute("COMMIT")
-            written += len(rows)
-    return written
-
-
-def count_done(store: Path) -> int:
-    with closing(sqlite3.connect(store)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])
 
 
 def main() -> None:
@@ -155,11 +50,13 @@ def main() -> None:
     parser.add_argument("--per-correspondence", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every Correspondence API call")
+    parser.add_argument("--sample-interval", type=float, default=1.0, help="seconds between /proc samples (default 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = random.Random(1)
     folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    progress_every = max(1, round(10 / args.sample_interval))  # samples between progress lines: about 10 s
 
     with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
@@ -170,15 +67,12 @@ def main() -> None:
         setup.write(config)
         count = args.events // args.per_correspondence
         say(f"sending {count} correspondences to the simulator...")
-        correspondences = send_correspondences(sim.admin, count)
+        correspondences = send_correspondences(sim, RESOURCE, RECIPIENT_ORG, count)
         say(f"writing a backlog of {count * args.per_correspondence} events...")
-        total = write_backlog(setup.store, correspondences, args.per_correspondence, rng)
+        total = write_backlog(setup.store, RESOURCE, correspondences, args.per_correspondence, rng)
         sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{args.latency * 1000:g}ms"})
 
-        with (folder / "serve.log").open("wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
-        try:
+        with serving(config, folder) as process:
             started = time.monotonic()
             samples: list[tuple[float, int, float, float]] = []
             while True:
@@ -188,12 +82,9 @@ def main() -> None:
                 samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
                 if done >= total:
                     break
-                if len(samples) % 10 == 0:
+                if len(samples) % progress_every == 0:
                     say(f"  {done}/{total} done, RSS {samples[-1][2]:.1f} MB")
-                time.sleep(1.0)
-        finally:
-            process.terminate()
-            process.wait(60)
+                time.sleep(args.sample_interval)
 
     def at(fraction: float) -> tuple[float, int, float, float]:
         return next(s for s in samples if s[1] >= fraction * total)

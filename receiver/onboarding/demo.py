@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim import SimSettings, SimulatorAdmin, running_simulator
 from receiver.app import build_services, create_app, server_options
 from receiver.config import Config, SubscriptionConfig, load_config
 from receiver.runtime import Runtime, Service
@@ -55,7 +55,7 @@ class Identity:
 
 
 def register_identity(
-    sim: RunningSimulator,
+    sim: SimulatorAdmin,
     directory: Path,
     *,
     org: str = SERVICE_OWNER_ORG,

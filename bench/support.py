@@ -1,0 +1,255 @@
+"""What the benchmark scripts share: wrk and its results, CPU time from /proc, the simulator and the receiver in
+subprocesses, and a backlog of events written straight into the inbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from altinn_sim.runner import SimulatorAdmin
+from receiver.server_thread import free_port
+from receiver.store.db import connect_sync
+from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.timeutil import now_iso
+
+REPO = Path(__file__).resolve().parents[1]
+SEND_BATCH = 500
+# What a backlog is made of: an event the service-owner default pipelines fetch (fetch_correspondence) and `store`.
+BACKLOG_EVENT_TYPE = "no.altinn.correspondence.correspondencereceiverread"
+CORRESPONDENCE_SOURCE = "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence"
+LISTEN_TIMEOUT = 30.0
+
+# The start of a wrk script that pushes events with unique ids: each wrk thread numbers its requests, and the thread's
+# own prefix (start time and thread number) keeps ids unique across threads and runs. `request()` is `wrk_script`'s.
+_WRK_PRELUDE = r"""
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("prefix", string.format("%d-%d", os.time(), threads))
+end
+function request()
+  counter = counter + 1
+  local body = """
+
+
+def wrk_script(body: str) -> str:
+    """A wrk Lua script that POSTs JSON; `body` is a Lua expression that may use `prefix` and `counter`."""
+    post = 'wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)'
+    return f"{_WRK_PRELUDE}{body}\n  return {post}\nend\n"
+
+
+@dataclass
+class Result:
+    """One measured wrk run, and the CPU time the server spent per request (its event loop's thread, all of it)."""
+
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: str
+    loop_cpu_us: float = 0.0
+    process_cpu_us: float = 0.0
+
+
+@dataclass(frozen=True)
+class WrkLoad:
+    """How wrk loads a server: connections, wrk threads, and whole seconds of warm-up and of the measured run."""
+
+    connections: int
+    threads: int
+    seconds: int
+    warmup: int
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, threads_help: str = "wrk threads (default 1)") -> None:
+        parser.add_argument("--seconds", type=int, default=10, help="duration of each measured wrk run (default 10)")
+        parser.add_argument("--warmup", type=int, default=2, help="wrk run before each measured one (default 2 s)")
+        parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+        parser.add_argument("--threads", type=int, default=1, help=threads_help)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> WrkLoad:
+        return cls(connections=args.connections, threads=args.threads, seconds=args.seconds, warmup=args.warmup)
+
+
+def ensure_wrk() -> str:
+    """The path of `wrk`, installing the Debian package with apt-get (and sudo unless root) if it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is not installed: installing the Debian package wrk (apt-get install -y wrk) ...", file=sys.stderr)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("error: wrk is still not on PATH after installing it")
+    return found
+
+
+def _found(pattern: str, text: str) -> re.Match[str]:
+    match = re.search(pattern, text)
+    if match is None:
+        sys.exit(f"error: wrk's output has no {pattern!r}:\n{text}")
+    return match
+
+
+def run_wrk(wrk: str, url: str, script: Path, load: WrkLoad, name: str, seconds: int) -> Result:
+    command = [wrk, "-t", str(load.threads), "-c", str(load.connections), "-d", f"{seconds}s", "--latency"]
+    output = subprocess.run([*command, "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+
+    def percentile(label: str) -> float:
+        value, unit = _found(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    rate = float(_found(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    return Result(name, rate, percentile("50"), percentile("99"), errors.group(0) if errors else "")
+
+
+def warm_then_measure(wrk: str, url: str, script: Path, load: WrkLoad, name: str, pid: int) -> Result:
+    """A warm-up run, then the measured one, with the CPU time process `pid` spent per request during it."""
+    if load.warmup > 0:
+        run_wrk(wrk, url, script, load, "warm-up", load.warmup)
+    loop_before, process_before = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
+    result = run_wrk(wrk, url, script, load, name, load.seconds)
+    loop_after, process_after = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
+    requests = result.requests_per_s * load.seconds
+    result.loop_cpu_us = (loop_after - loop_before) / requests * 1e6
+    result.process_cpu_us = (process_after - process_before) / requests * 1e6
+    return result
+
+
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """User + system CPU time that process `pid`, or only its thread `thread`, has used so far (/proc, clock ticks).
+
+    The main thread's id is the process's: `thread=pid` is where the event loop of a uvicorn server runs."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_listening(url: str, process: subprocess.Popen[bytes], log: Path | None = None) -> None:
+    """Wait until a GET of `url` gets any answer; exit with an error if `process` ends or nothing listens in time."""
+    see = f"; see {log}" if log else ""
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"error: the server exited with {process.returncode} before listening{see}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    sys.exit(f"error: nothing listens on {url} after {LISTEN_TIMEOUT:g}s{see}")
+
+
+class SimulatorProcess(SimulatorAdmin):
+    """`altinn-receiver simulator` in a subprocess (in this one it would share a GIL with the benchmark's sampling,
+    and its CPU time would count against the receiver), with the admin API's calls; a context manager."""
+
+    def __init__(self, folder: Path) -> None:
+        port = free_port()
+        super().__init__(f"http://127.0.0.1:{port}")
+        settings = folder / "sim.toml"
+        settings.write_text("time_scale = 1000\nseed_correspondences = 0\n", encoding="utf-8")
+        self._log_path = folder / "simulator.log"
+        self._log = self._log_path.open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "simulator", "--port", str(port), "--config", str(settings)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+
+    def __enter__(self) -> SimulatorProcess:
+        try:
+            wait_listening(self.url + "/_sim/state", self._process, self._log_path)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self._process.terminate()
+        self._process.wait(30)
+        self._log.close()
+
+
+@contextmanager
+def serving(config: Path, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`altinn-receiver serve --config config` in a subprocess, its output in `folder`/serve.log; stopped on exit."""
+    with (folder / "serve.log").open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def send_correspondences(sim: SimulatorAdmin, resource: str, recipient: str, count: int) -> list[str]:
+    """Send `count` correspondences without pushing their events; their ids."""
+    ids: list[str] = []
+    while len(ids) < count:
+        batch = [{"resource_id": resource, "recipient": recipient} for _ in range(min(SEND_BATCH, count - len(ids)))]
+        response = sim.admin.post("/correspondences", json=batch, params={"push": "false"}, timeout=120)
+        response.raise_for_status()
+        ids += response.json()["ids"]
+    return ids
+
+
+def write_backlog(store: Path, resource: str, correspondences: list[str], per: int, rng: random.Random) -> int:
+    """`per` events of `BACKLOG_EVENT_TYPE` per correspondence of `resource`, times shuffled against arrival order,
+    written in chunks with the inbox's own INSERT; how many."""
+    conn = connect_sync(store)
+    received = now_iso()
+    written = 0
+    with closing(conn):
+        for start in range(0, len(correspondences), 1000):
+            rows = []
+            for cid in correspondences[start : start + 1000]:
+                seconds = rng.sample(range(60), per)
+                for s in seconds:
+                    event_id = str(uuid.uuid4())
+                    stamp = f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z"
+                    raw = {"specversion": "1.0", "id": event_id, "type": BACKLOG_EVENT_TYPE, "time": stamp,
+                           "source": CORRESPONDENCE_SOURCE, "resource": resource, "resourceinstance": cid}  # fmt: skip
+                    event = NewEvent(event_id, BACKLOG_EVENT_TYPE, CORRESPONDENCE_SOURCE, "", resource, cid, stamp,
+                                     json.dumps(raw))  # fmt: skip
+                    rows.append(insert_params(event, "catchup", received))
+            rng.shuffle(rows)
+            conn.execute("BEGIN")
+            conn.executemany(INSERT_EVENT, rows)
+            conn.execute("COMMIT")
+            written += len(rows)
+    return written
+
+
+def count_done(store: Path) -> int:
+    """Events the dispatcher has finished with (done or dead)."""
+    with closing(sqlite3.connect(store)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])

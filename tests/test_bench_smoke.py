@@ -1,0 +1,108 @@
+"""Each benchmark runs as its users run it (`python bench/X.py ... --json`), at tiny sizes, and prints a result with
+the keys it documents and numbers that are there: a smoke run, so that a script that no longer runs is a failing test
+and not a surprise at the next measurement. The numbers themselves depend on the machine and are not checked.
+
+wrk is required, not optional: without it these tests fail (never skip) and say how to install it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Generous: a run takes about 10 s on a quiet 2-core machine, and other test runs may share the cores.
+TIMEOUT = 120.0
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail(
+            "wrk is not installed, and the benchmark smoke runs need it: apt-get install -y wrk (Debian package wrk;"
+            " .ci/run installs it)",
+            pytrace=False,
+        )
+
+
+def run_bench(script: str, *flags: str, tmp_path: Path) -> Any:
+    """Run bench/`script` with `flags` and --json; its parsed output. Files it keeps (pipeline.py keeps its folder)
+    go to `tmp_path`; on a timeout the script and the servers it started are killed."""
+    command = [sys.executable, str(REPO / "bench" / script), *flags, "--json"]
+    environ = {**os.environ, "TMPDIR": str(tmp_path)}
+    pipe = subprocess.PIPE
+    with subprocess.Popen(
+        command, cwd=REPO, env=environ, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"bench/{script} did not finish in {TIMEOUT:g}s\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    assert process.returncode == 0, f"bench/{script} exited with {process.returncode}\nstderr:\n{stderr}"
+    try:
+        return json.loads(stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"bench/{script} --json printed no JSON\nstdout:\n{stdout}\nstderr:\n{stderr}")
+
+
+def assert_positive(result: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and math.isfinite(value) and value > 0, f"{key} = {value!r} in {result}"
+
+
+def assert_wrk_run(result: dict[str, Any]) -> None:
+    """A wrk run's result: a rate, latencies, CPU per request, and no answer other than 2xx."""
+    assert_positive(result, "requests_per_s", "p50_ms", "p99_ms", "loop_cpu_us", "process_cpu_us")
+    assert result["p50_ms"] <= result["p99_ms"], result
+    assert "Non-2xx" not in result["errors"], result
+
+
+@pytest.mark.slow
+def test_ingest_measures_the_bare_endpoint_and_the_webhook(tmp_path: Path) -> None:
+    require_wrk()
+    output = run_bench("ingest.py", "--seconds", "1", "--warmup", "1", tmp_path=tmp_path)
+    bare, durable = output["results"]
+    assert bare["name"].startswith("(a)") and durable["name"].startswith("(b)"), output
+    assert_wrk_run(bare)
+    assert_wrk_run(durable)
+    assert_positive(output, "ratio", "load")
+    assert_positive(output["fsync"], "p50_ms_before", "p90_ms_before", "p50_ms_after", "p90_ms_after")
+
+
+@pytest.mark.slow
+def test_pipeline_drains_a_backlog_through_fetch_and_store(tmp_path: Path) -> None:
+    output = run_bench("pipeline.py", "--events", "300", "--sample-interval", "0.1", tmp_path=tmp_path)
+    assert output["events"] == 300, output
+    assert output["stored_events"] == 300 and output["dead"] == 0, output
+    assert_positive(
+        output,
+        "ideal_per_s",
+        "steady_per_s",
+        "of_ideal",
+        "overall_per_s",
+        "receiver_cpu_ms_per_event",
+        "receiver_cpu_of_a_core",
+        "rss_at_10pct_mb",
+        "rss_peak_after_mb",
+    )
+
+
+@pytest.mark.slow
+def test_contention_measures_the_webhook_idle_and_while_a_backlog_drains(tmp_path: Path) -> None:
+    require_wrk()
+    output = run_bench("contention.py", "--backlog", "300", "--seconds", "1", "--warmup", "0", tmp_path=tmp_path)
+    idle, busy = output
+    assert (idle["run"], idle["backlog"], busy["run"], busy["backlog"]) == ("idle", 0, "busy", 300), output
+    assert_wrk_run(idle)
+    assert_wrk_run(busy)
+    assert_positive(busy, "dispatched_per_s")
