@@ -19,7 +19,7 @@ import httpx
 from receiver.app import ServicesSpec, create_app, server_options
 from receiver.config import Config, load_config
 from receiver.server_thread import ServerThread, free_port
-from tests.support import REPO, SAMPLES, wait_until, write_config
+from tests.support import DATA, REPO, wait_until, write_config
 
 SECRET = "correct-horse-battery-staple-0123456789"
 OLD_SECRET = "previous-secret-still-accepted-98765"
@@ -28,7 +28,8 @@ PUBLISHED = "no.altinn.correspondence.correspondencepublished"
 
 
 def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+    """The bytes of a payload in `tests/data`."""
+    return (DATA / name).read_bytes()
 
 
 def new_event(**attributes: Any) -> dict[str, Any]:
