@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,16 +20,17 @@ import httpx
 from receiver.app import ServicesSpec, create_app, server_options
 from receiver.config import Config, load_config
 from receiver.server_thread import ServerThread, free_port
-from tests.support import REPO, SAMPLES, wait_until, write_config
+from tests.support import DATA, wait_until, write_config
 
 SECRET = "correct-horse-battery-staple-0123456789"
 OLD_SECRET = "previous-secret-still-accepted-98765"
-CLI = [str(REPO / ".venv" / "bin" / "python"), "-m", "receiver"]
+CLI = [sys.executable, "-m", "receiver"]
 PUBLISHED = "no.altinn.correspondence.correspondencepublished"
 
 
 def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+    """The bytes of a payload in `tests/data`."""
+    return (DATA / name).read_bytes()
 
 
 def new_event(**attributes: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from typing import Literal, TypeVar
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SAMPLES = SHARED / "altinn" / "samples"
+# Payloads in the shapes Altinn sends, and Altinn's OpenAPI spec: data/README.md says where each comes from.
+DATA = Path(__file__).parent / "data"
 
 
 def wait_until(

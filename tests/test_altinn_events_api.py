@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from receiver.altinn import AltinnClients, EventPage, PermanentError, Subscription
 from receiver.server_thread import ServerThread
 from tests.altinn_support import FakeAltinn, Handler, Recorder, Seen, call, new_key
-from tests.support import SAMPLES
+from tests.support import DATA
 
 KEY = new_key()
 RESOURCE = "urn:altinn:resource:my-resource"
@@ -58,7 +58,7 @@ def test_paging_follows_only_the_after_value_of_next_and_stops_at_an_empty_page(
 
 
 def test_a_sample_pull_page_parses(tmp_path: Path) -> None:
-    sample = json.loads((SAMPLES / "pull-page.json").read_text())
+    sample = json.loads((DATA / "pull-page.json").read_text())
 
     async def page(fake: FakeAltinn, request: Request) -> Response:
         return JSONResponse(sample)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -12,14 +11,13 @@ from altinn_sim import SimSettings, running_simulator
 from receiver.cli.main import main
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
-from tests.test_catchup_cursor import event, inbox
+from tests.catchup_support import event, fresh_resource, inbox
 
 
 def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_its_cursor(tmp_path: Path) -> None:
     with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as sim:
         identity = register_identity(sim, tmp_path)
-        resource = f"urn:altinn:resource:catchup-cmd-{uuid.uuid4().hex[:10]}"
-        sim.set_resource_owner(resource, identity.org)
+        resource = fresh_resource(sim, identity.org)
         good = [event(resource) for _ in range(3)]
         bad = {**event(resource), "Not-An-Attribute-Name": "x"}  # Altinn passes it on; the receiver refuses it
         for item in (good[0], bad, good[1], good[2]):

@@ -4,7 +4,6 @@ cursor that a page filtered empty by authorisation keeps from moving."""
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,14 @@ import httpx
 import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
-from altinn_sim.cloudevent import event_time
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
 from receiver.sync.catchup import CatchupService
 from receiver.sync.subscriptions import SubscriptionService
+from tests.catchup_support import RECIPIENT, RECIPIENT_ORG, event, fresh_resource, inbox, rows
 from tests.support import wait_until
 
-RECIPIENT_ORG = "312345678"
-RECIPIENT = f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}"
 OTHER = "urn:altinn:organization:identifier-no:398765432"
 
 
@@ -38,41 +35,11 @@ def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Id
     return register_identity(sim, tmp_path_factory.mktemp("owner"))
 
 
-def fresh_resource(sim: RunningSimulator, owner_org: str) -> str:
-    resource = f"urn:altinn:resource:catchup-test-{uuid.uuid4().hex[:10]}"
-    sim.set_resource_owner(resource, owner_org)
-    return resource
-
-
-def event(resource: str, subject: str = RECIPIENT) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "type": "no.altinn.correspondence.correspondencepublished",
-        "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
-        "subject": subject,
-        "resource": resource,
-        "resourceinstance": str(uuid.uuid4()),
-        "time": event_time(),
-    }
-
-
 def publish(sim: RunningSimulator, resource: str, count: int, *, push: bool = False, **kw: str) -> list[str]:
     events = [event(resource, **kw) for _ in range(count)]
     for item in events:
         sim.publish_event(item, push=push)
     return [e["id"] for e in events]
-
-
-def rows(db: Path, sql: str, *params: str) -> list[sqlite3.Row]:
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(sql, params).fetchall()
-
-
-def inbox(db: Path) -> dict[str, str]:
-    """Event id -> the channel it came through."""
-    return {r["id"]: r["channel"] for r in rows(db, "SELECT id, channel FROM inbox")}
 
 
 def catchup_only(runtime: Runtime) -> list[Service]:

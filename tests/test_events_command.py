@@ -45,7 +45,7 @@ def test_list_json_prints_one_object_per_line_newest_first(store: tuple[Path, li
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["id"] for line in lines] == [event["id"] for event in reversed(events)]
     assert set(lines[0]) >= FIELDS
-    assert lines[0]["time"] == "2025-03-14T09:26:53.5897932Z"
+    assert lines[0]["time"] == "2025-06-16T00:00:04.1187263Z"
     assert {line["status"] for line in lines} == {"pending"}
 
 

@@ -158,7 +158,7 @@ def test_validation_event_is_recorded_and_never_enters_the_inbox(receiver: Recei
             "SELECT subscription_id, source, received_at FROM validations WHERE event_id = ?", (event["id"],)
         ).fetchone()
     assert found is not None
-    assert found[0] == "1234"
+    assert found[0] == "52107", "the subscription id is the last segment of the source path"
     assert found[1] == event["source"]
 
 
