@@ -1,7 +1,8 @@
 """The one HTTP client every Altinn call goes through, and what its answers mean.
 
 - Requests go only to the configured Maskinporten and platform origins (scheme, host, port); redirects are never
-  followed, so a token cannot be carried anywhere else.
+  followed, so a token cannot be carried anywhere else. The check runs on every request the client sends, a retry
+  made by an auth flow included.
 - `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
   other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`).
@@ -44,6 +45,16 @@ def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+class RefusedOrigin(PermanentError):
+    """A request to a host other than the configured Maskinporten and platform hosts was stopped before sending."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"refusing to send to {host}: only the configured Maskinporten and platform hosts may receive the "
+            "receiver's requests"
+        )
+
+
 class AltinnHttp:
     """The shared `httpx.AsyncClient`, limited to the configured origins."""
 
@@ -63,6 +74,7 @@ class AltinnHttp:
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": f"altinn-receiver/{__version__}"},
+            event_hooks={"request": [self._admit]},
         )
 
     def platform(self, path: str) -> str:
@@ -72,22 +84,29 @@ class AltinnHttp:
     def build(self, method: str, url: str, **kwargs: Any) -> httpx.Request:
         return self.client.build_request(method, url, **kwargs)
 
-    async def send(self, request: httpx.Request, *, what: str, stream: bool = False) -> httpx.Response:
-        """Send to an allowed origin; transport failures become TransientError. The status is not checked."""
+    async def send(
+        self, request: httpx.Request, *, what: str, auth: httpx.Auth | None = None, stream: bool = False
+    ) -> httpx.Response:
+        """Send to an allowed origin, through `auth`'s flow if given; transport failures become TransientError. The
+        status is not checked."""
+        try:
+            with transport_errors(what):
+                return await self.client.send(request, auth=auth, stream=stream)
+        except RefusedOrigin as exc:
+            raise PermanentError(f"{what}: {exc.message}") from None
+
+    async def fetch(self, request: httpx.Request, *, what: str, auth: httpx.Auth | None = None) -> httpx.Response:
+        """Send, read the whole body, and raise the matching AltinnError unless the answer is 2xx."""
+        return await read_checked(await self.send(request, what=what, auth=auth, stream=True), what)
+
+    async def _admit(self, request: httpx.Request) -> None:
+        """httpx calls this for each request it is about to send, an auth flow's retry included: so no flow can
+        carry a token to another host, and a retry carries the subscription key as the first attempt did."""
         target = origin(request.url)
         if target not in self._allowed:
-            raise PermanentError(
-                f"{what}: refusing to send to {target[1]}: only the configured Maskinporten and platform hosts "
-                "may receive the receiver's requests"
-            )
+            raise RefusedOrigin(target[1])
         if self._subscription_key and target == self._platform_origin:
             request.headers[SUBSCRIPTION_KEY_HEADER] = self._subscription_key
-        with transport_errors(what):
-            return await self.client.send(request, stream=stream)
-
-    async def fetch(self, request: httpx.Request, *, what: str) -> httpx.Response:
-        """Send, read the whole body, and raise the matching AltinnError unless the answer is 2xx."""
-        return await read_checked(await self.send(request, what=what, stream=True), what)
 
     async def aclose(self) -> None:
         await self.client.aclose()
