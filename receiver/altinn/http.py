@@ -6,28 +6,24 @@
 - `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
   other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`).
-- `PlatformSession` adds the Altinn token and, on a 401, invalidates it and retries once with a fresh one.
+- `PlatformSession` sends platform API calls with the `httpx.Auth` it was given (`auth.BearerTokenAuth`: the Altinn
+  token, and on a 401 one retry with a fresh one). This module knows nothing of where tokens come from.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from receiver import __version__
 from receiver.altinn.errors import AltinnError, PermanentError, TransientError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from receiver.altinn.tokens import TokenProvider
 
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -221,42 +217,27 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class PlatformSession:
-    """Authorised calls to the platform APIs: builds URLs from the configured base, adds the Altinn token."""
+    """Calls to the platform APIs: URLs built from the configured base, every request sent with `auth` (one Auth
+    per token scope set; see `TokenProvider.altinn_auth`)."""
 
-    def __init__(self, http: AltinnHttp, tokens: TokenProvider, scopes: Sequence[str] | None = None) -> None:
+    def __init__(self, http: AltinnHttp, auth: httpx.Auth) -> None:
         self.http = http
-        self.tokens = tokens
-        self.scopes = scopes
+        self.auth = auth
 
     async def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
         """The response to an authorised request (body read); AltinnError unless it is 2xx."""
-        return await self.send_built(lambda: self.http.build(method, self.http.platform(path), **kwargs), what=what)
-
-    async def send_built(self, build: Callable[[], httpx.Request], *, what: str) -> httpx.Response:
-        """Like `request`, for a request the caller builds (a multipart body must be rebuilt for the retry)."""
-        return await read_checked(await self._send(build, what), what)
+        return await read_checked(await self._send(method, path, what, kwargs), what)
 
     @asynccontextmanager
     async def stream(self, method: str, path: str, *, what: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """An authorised 2xx response whose body is still to be read (`aiter_bytes` inside `transport_errors`)."""
-        response = await self._send(lambda: self.http.build(method, self.http.platform(path), **kwargs), what)
+        response = await self._send(method, path, what, kwargs)
         try:
             await raise_for_status(response, what)
             yield response
         finally:
             await response.aclose()
 
-    async def _send(self, build: Callable[[], httpx.Request], what: str) -> httpx.Response:
-        """Send with the Altinn token; on a 401 drop that token and send once more with a fresh one."""
-        token = await self.tokens.altinn_token(self.scopes)
-        response = await self._send_with(build, token, what)
-        if response.status_code != 401:
-            return response
-        await response.aclose()
-        self.tokens.invalidate(token)
-        return await self._send_with(build, await self.tokens.altinn_token(self.scopes), what)
-
-    async def _send_with(self, build: Callable[[], httpx.Request], token: str, what: str) -> httpx.Response:
-        request = build()
-        request.headers["Authorization"] = f"Bearer {token}"
-        return await self.http.send(request, what=what, stream=True)
+    async def _send(self, method: str, path: str, what: str, kwargs: dict[str, Any]) -> httpx.Response:
+        request = self.http.build(method, self.http.platform(path), **kwargs)
+        return await self.http.send(request, what=what, auth=self.auth, stream=True)
