@@ -27,8 +27,8 @@ class TokenSource(Protocol):
 
 class BearerTokenAuth(httpx.Auth):
     """`Authorization: Bearer <token>` from `source`. On a 401 the token is invalidated and the very same request
-    (same URL, headers and body) is sent once more with a fresh token; the answer to that is the response, so a
-    second 401 reaches the caller's error mapping as a PermanentError."""
+    object (same URL, body and other headers) is sent once more with a fresh token. The answer to that is the
+    response, so a second 401 reaches the caller's error mapping as a PermanentError."""
 
     # The retry sends the body again: a streamed body (a multipart upload) is read into memory before the first send.
     requires_request_body = True
