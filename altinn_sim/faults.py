@@ -1,4 +1,5 @@
-"""Fault injection: per-route latency, errors, 429 with Retry-After and hanging requests.
+"""Fault injection: per-route latency, errors, 429 with Retry-After, 401 as if the token were refused, and hanging
+requests.
 
 Rules come from sim.toml `[[faults]]` or `PUT /_sim/faults`. The middleware applies the first rule whose
 method and path glob match; the admin API (`/_sim/`) is never faulted.
@@ -19,7 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.durations import parse_duration
 
-ERROR_STATUSES = (429, 500, 503)
+# 401 stands for Altinn refusing a token it accepted before (expired early, revoked), whatever the request carries.
+ERROR_STATUSES = (401, 429, 500, 503)
 # A hanging request is answered after this long at the latest, so a forgotten rule cannot pin a client forever.
 MAX_HANG_SECONDS = 3600.0
 

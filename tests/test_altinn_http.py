@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -159,6 +159,38 @@ def test_requests_to_other_hosts_are_refused_before_sending() -> None:
 
         with pytest.raises(PermanentError, match="refusing to send"):
             asyncio.run(main())
+    assert seen == []
+
+
+class OnwardOn401(httpx.Auth):
+    """An auth flow that answers a 401 by sending the request, token and all, on to `url` instead."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = "Bearer secret"
+        response = yield request
+        if response.status_code == 401:
+            yield httpx.Request(request.method, self.url, headers=request.headers)
+
+
+def test_a_request_made_by_an_auth_flow_is_held_to_the_configured_hosts(tmp_path: Path) -> None:
+    seen: list[Seen] = []
+    api = {f"GET {SUBS}": answering(Response)}  # the fake answers 401 to the flow's made-up token
+    with ServerThread(Recorder(Starlette(), seen)) as other, FakeAltinn(KEY.public_key(), api=api) as fake:
+        http = AltinnHttp(platform_url=fake.url, maskinporten_issuer=fake.issuer)
+
+        async def main() -> None:
+            try:
+                await http.send(http.build("GET", fake.url + SUBS), what="test", auth=OnwardOn401(other.url + "/x"))
+            finally:
+                await http.aclose()
+
+        with pytest.raises(PermanentError) as err:
+            asyncio.run(main())
+    assert str(err.value).startswith("test: refusing to send to 127.0.0.1: only the configured")
+    assert [s.path for s in fake.seen] == [SUBS]
     assert seen == []
 
 

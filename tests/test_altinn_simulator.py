@@ -1,23 +1,26 @@
 """The Altinn clients against the project's simulator: a system-user grant, reading and downloading what was sent,
-and the simulator's fault injection surfacing as the error family."""
+the simulator's fault injection surfacing as the error family, and the one retry after a refused token."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from altinn_sim import RunningSimulator, SimSettings
-from receiver.altinn import AltinnClients, TransientError
+from receiver.altinn import AltinnClients, PermanentError, TransientError
 from tests.altinn_support import call, new_key, simulator_with_client
 
 KEY = new_key()
 T = TypeVar("T")
 SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
 RECIPIENT = "310000000"
+SUBSCRIPTIONS = "/events/api/v1/subscriptions"
+EXCHANGE = "/authentication/api/v1/exchange/maskinporten"
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,49 @@ def test_simulated_429_surfaces_retry_after(tmp_path: Path, sim: RunningSimulato
         sim.admin.delete("/faults").raise_for_status()
     assert err.value.status == 429
     assert err.value.retry_after == 3.0
+
+
+@contextmanager
+def subscriptions_refusing_tokens(sim: RunningSimulator, times: int) -> Iterator[list[dict[str, Any]]]:
+    """Listing subscriptions answers 401 `times` times; yields the simulator's log of the requests made inside."""
+    before = len(sim.state_snapshot()["requests"])
+    rule = {"path": SUBSCRIPTIONS, "method": "GET", "error_rate": 1.0, "error_status": 401, "count": times}
+    sim.admin.put("/faults", json=rule).raise_for_status()
+    sent: list[dict[str, Any]] = []
+    try:
+        yield sent
+    finally:
+        sim.admin.delete("/faults").raise_for_status()
+        sent.extend(sim.state_snapshot()["requests"][before:])
+
+
+def list_with_a_subscription_key(sim: RunningSimulator, tmp_path: Path) -> object:
+    extra = 'subscription_key = "apim-key"'
+    return call(sim, tmp_path, KEY, lambda c: c.events.list_subscriptions(), scopes=SCOPES, extra_altinn=extra)
+
+
+def test_a_401_costs_one_fresh_altinn_token_and_one_retry(tmp_path: Path, sim: RunningSimulator) -> None:
+    with subscriptions_refusing_tokens(sim, times=1) as sent:
+        assert isinstance(list_with_a_subscription_key(sim, tmp_path), list)
+    assert [(entry["method"], entry["path"], entry["status"]) for entry in sent] == [
+        ("POST", "/token", 200),
+        ("GET", EXCHANGE, 200),
+        ("GET", SUBSCRIPTIONS, 401),
+        ("GET", EXCHANGE, 200),  # the refused token is dropped; the Maskinporten token is still good
+        ("GET", SUBSCRIPTIONS, 200),
+    ]
+    platform = [entry["headers"] for entry in sent if entry["path"] != "/token"]
+    assert all(headers["authorization"] and headers["ocp-apim-subscription-key"] for headers in platform)
+
+
+def test_a_second_401_is_permanent_after_exactly_one_retry(tmp_path: Path, sim: RunningSimulator) -> None:
+    with subscriptions_refusing_tokens(sim, times=2) as sent, pytest.raises(PermanentError) as err:
+        list_with_a_subscription_key(sim, tmp_path)
+    assert err.value.status == 401
+    assert "the token was refused" in str(err.value)
+    assert [entry["path"] for entry in sent if entry["path"] in (SUBSCRIPTIONS, EXCHANGE)] == [
+        EXCHANGE,
+        SUBSCRIPTIONS,
+        EXCHANGE,
+        SUBSCRIPTIONS,
+    ]

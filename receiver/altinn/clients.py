@@ -1,4 +1,8 @@
-"""`AltinnClients`: the token provider and both API clients over one shared HTTP client, built from the config."""
+"""`AltinnClients`: the token provider and both API clients over one shared HTTP client, built from the config.
+
+The one module that wires the transport (`http`), the token cache (`tokens`) and the Auths the cache hands out
+into API clients; the transport imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class AltinnClients:
         self.http = http
         self.tokens = tokens
         self.key = key
-        session = PlatformSession(http, tokens)
+        session = PlatformSession(http, tokens.altinn_auth())
         self.events = EventsApi(session)
         self.correspondence = CorrespondenceApi(session)
 

@@ -130,21 +130,15 @@ class CorrespondenceApi:
     async def initialize_with_files(self, body: dict[str, Any], files: Sequence[Path]) -> dict[str, Any]:
         """POST a correspondence with its attachments as multipart/form-data to `/upload`. Each file goes in a part
         named `attachments` under its own file name, which must be a `fileName` in the body's attachments."""
-        fields = form_fields(body)
         with contextlib.ExitStack() as stack:
             handles = [(file.name, stack.enter_context(file.open("rb"))) for file in files]
-
-            def build() -> httpx.Request:
-                for _, handle in handles:
-                    handle.seek(0)  # a rebuilt request (after a 401) must send the files from the start
-                return self.session.http.build(
-                    "POST",
-                    self.session.http.platform(f"{CORRESPONDENCE_PATH}/upload"),
-                    data=dict_of_lists(fields),
-                    files=[("attachments", (name, handle)) for name, handle in handles],
-                )
-
-            response = await self.session.send_built(build, what="sending a correspondence with attachments")
+            response = await self.session.request(
+                "POST",
+                f"{CORRESPONDENCE_PATH}/upload",
+                what="sending a correspondence with attachments",
+                data=dict_of_lists(form_fields(body)),
+                files=[("attachments", (name, handle)) for name, handle in handles],
+            )
         return _object(json_body(response, "initialize response"))
 
 

@@ -1,32 +1,29 @@
 """The one HTTP client every Altinn call goes through, and what its answers mean.
 
 - Requests go only to the configured Maskinporten and platform origins (scheme, host, port); redirects are never
-  followed, so a token cannot be carried anywhere else.
+  followed, so a token cannot be carried anywhere else. The check runs on every request the client sends, a retry
+  made by an auth flow included.
 - `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
   other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`).
-- `PlatformSession` adds the Altinn token and, on a 401, invalidates it and retries once with a fresh one.
+- `PlatformSession` sends platform API calls with the `httpx.Auth` it was given (`auth.BearerTokenAuth`: the Altinn
+  token, and on a 401 one retry with a fresh one). This module knows nothing of where tokens come from.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from receiver import __version__
 from receiver.altinn.errors import AltinnError, PermanentError, TransientError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from receiver.altinn.tokens import TokenProvider
 
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -42,6 +39,16 @@ def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     parts = urlsplit(str(url))
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class RefusedOrigin(PermanentError):
+    """A request to a host other than the configured Maskinporten and platform hosts was stopped before sending."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"refusing to send to {host}: only the configured Maskinporten and platform hosts may receive the "
+            "receiver's requests"
+        )
 
 
 class AltinnHttp:
@@ -63,6 +70,7 @@ class AltinnHttp:
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": f"altinn-receiver/{__version__}"},
+            event_hooks={"request": [self._admit]},
         )
 
     def platform(self, path: str) -> str:
@@ -72,22 +80,29 @@ class AltinnHttp:
     def build(self, method: str, url: str, **kwargs: Any) -> httpx.Request:
         return self.client.build_request(method, url, **kwargs)
 
-    async def send(self, request: httpx.Request, *, what: str, stream: bool = False) -> httpx.Response:
-        """Send to an allowed origin; transport failures become TransientError. The status is not checked."""
+    async def send(
+        self, request: httpx.Request, *, what: str, auth: httpx.Auth | None = None, stream: bool = False
+    ) -> httpx.Response:
+        """Send to an allowed origin, through `auth`'s flow if given; transport failures become TransientError. The
+        status is not checked."""
+        try:
+            with transport_errors(what):
+                return await self.client.send(request, auth=auth, stream=stream)
+        except RefusedOrigin as exc:
+            raise PermanentError(f"{what}: {exc.message}") from None
+
+    async def fetch(self, request: httpx.Request, *, what: str, auth: httpx.Auth | None = None) -> httpx.Response:
+        """Send, read the whole body, and raise the matching AltinnError unless the answer is 2xx."""
+        return await read_checked(await self.send(request, what=what, auth=auth, stream=True), what)
+
+    async def _admit(self, request: httpx.Request) -> None:
+        """httpx calls this for each request it is about to send, an auth flow's retry included: so no flow can
+        carry a token to another host, and a retry carries the subscription key as the first attempt did."""
         target = origin(request.url)
         if target not in self._allowed:
-            raise PermanentError(
-                f"{what}: refusing to send to {target[1]}: only the configured Maskinporten and platform hosts "
-                "may receive the receiver's requests"
-            )
+            raise RefusedOrigin(target[1])
         if self._subscription_key and target == self._platform_origin:
             request.headers[SUBSCRIPTION_KEY_HEADER] = self._subscription_key
-        with transport_errors(what):
-            return await self.client.send(request, stream=stream)
-
-    async def fetch(self, request: httpx.Request, *, what: str) -> httpx.Response:
-        """Send, read the whole body, and raise the matching AltinnError unless the answer is 2xx."""
-        return await read_checked(await self.send(request, what=what, stream=True), what)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -202,42 +217,27 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class PlatformSession:
-    """Authorised calls to the platform APIs: builds URLs from the configured base, adds the Altinn token."""
+    """Calls to the platform APIs: URLs built from the configured base, every request sent with `auth` (one Auth
+    per token scope set; see `TokenProvider.altinn_auth`)."""
 
-    def __init__(self, http: AltinnHttp, tokens: TokenProvider, scopes: Sequence[str] | None = None) -> None:
+    def __init__(self, http: AltinnHttp, auth: httpx.Auth) -> None:
         self.http = http
-        self.tokens = tokens
-        self.scopes = scopes
+        self.auth = auth
 
     async def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
         """The response to an authorised request (body read); AltinnError unless it is 2xx."""
-        return await self.send_built(lambda: self.http.build(method, self.http.platform(path), **kwargs), what=what)
-
-    async def send_built(self, build: Callable[[], httpx.Request], *, what: str) -> httpx.Response:
-        """Like `request`, for a request the caller builds (a multipart body must be rebuilt for the retry)."""
-        return await read_checked(await self._send(build, what), what)
+        return await read_checked(await self._send(method, path, what, kwargs), what)
 
     @asynccontextmanager
     async def stream(self, method: str, path: str, *, what: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """An authorised 2xx response whose body is still to be read (`aiter_bytes` inside `transport_errors`)."""
-        response = await self._send(lambda: self.http.build(method, self.http.platform(path), **kwargs), what)
+        response = await self._send(method, path, what, kwargs)
         try:
             await raise_for_status(response, what)
             yield response
         finally:
             await response.aclose()
 
-    async def _send(self, build: Callable[[], httpx.Request], what: str) -> httpx.Response:
-        """Send with the Altinn token; on a 401 drop that token and send once more with a fresh one."""
-        token = await self.tokens.altinn_token(self.scopes)
-        response = await self._send_with(build, token, what)
-        if response.status_code != 401:
-            return response
-        await response.aclose()
-        self.tokens.invalidate(token)
-        return await self._send_with(build, await self.tokens.altinn_token(self.scopes), what)
-
-    async def _send_with(self, build: Callable[[], httpx.Request], token: str, what: str) -> httpx.Response:
-        request = build()
-        request.headers["Authorization"] = f"Bearer {token}"
-        return await self.http.send(request, what=what, stream=True)
+    async def _send(self, method: str, path: str, what: str, kwargs: dict[str, Any]) -> httpx.Response:
+        request = self.http.build(method, self.http.platform(path), **kwargs)
+        return await self.http.send(request, what=what, auth=self.auth, stream=True)

@@ -6,6 +6,8 @@
   a minute ahead.
 - Concurrent callers needing the same token share one grant/exchange (a lock per scope set).
 - `invalidate(token)` drops a token an API refused (401), so the next caller gets a fresh one.
+- `altinn_auth(scopes)` is the `BearerTokenAuth` for platform calls needing one scope set; the exchange sends its
+  Maskinporten token through the same kind of Auth, so both 401 retries are one mechanism.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import httpx
-
+from receiver.altinn.auth import BearerTokenAuth
 from receiver.altinn.errors import PermanentError
-from receiver.altinn.http import AltinnHttp, read_checked
+from receiver.altinn.http import AltinnHttp
 from receiver.altinn.maskinporten import MaskinportenGrant
 from receiver.altinn.models import Token, unverified_claims
 from receiver.config import ConfigError
@@ -34,6 +35,26 @@ log = logging.getLogger(__name__)
 def refresh_at(token: Token) -> float:
     """When a cached token stops being handed out: ahead of expiry by a quarter of its lifetime, at most 60 s."""
     return token.expires_at - min(MAX_REFRESH_MARGIN, REFRESH_FRACTION * max(token.lifetime, 0.0))
+
+
+class ScopedTokens:
+    """One kind of token for one scope set, as the `TokenSource` a `BearerTokenAuth` draws on."""
+
+    def __init__(
+        self,
+        obtain: Callable[[Sequence[str] | None], Awaitable[Token]],
+        scopes: Sequence[str] | None,
+        forget: Callable[[str], None],
+    ) -> None:
+        self._obtain = obtain
+        self._scopes = scopes
+        self._forget = forget
+
+    async def get(self) -> str:
+        return (await self._obtain(self._scopes)).value
+
+    def invalidate(self, token: str) -> None:
+        self._forget(token)
 
 
 class TokenProvider:
@@ -78,6 +99,11 @@ class TokenProvider:
     async def altinn_token(self, scopes: Sequence[str] | None = None) -> str:
         return (await self.altinn(scopes)).value
 
+    def altinn_auth(self, scopes: Sequence[str] | None = None) -> BearerTokenAuth:
+        """The Auth for platform calls that need `scopes` (None: `[maskinporten] scopes`). The scope set is resolved
+        on each request, so a bad one surfaces when a call is made, as it always has."""
+        return BearerTokenAuth(ScopedTokens(self.altinn, scopes, self.invalidate))
+
     def invalidate(self, token: str) -> None:
         """Forget `token` wherever it is cached (an API answered 401 to it)."""
         for cache in (self._altinn, self._maskinporten):
@@ -103,23 +129,13 @@ class TokenProvider:
         return await self.grant.request(key, self.clock())
 
     async def _exchange(self, key: ScopeKey) -> Token:
-        """Exchange the Maskinporten token; a 401 means it went stale, so get a new one and try once more."""
-        what = f"Altinn token exchange at {self.http.platform(EXCHANGE_PATH)}"
-        maskinporten = await self.maskinporten(key)
-        response = await self.http.send(self._exchange_request(maskinporten.value), what=what, stream=True)
-        if response.status_code == 401:
-            await response.aclose()
-            self.invalidate(maskinporten.value)
-            maskinporten = await self.maskinporten(key)
-            response = await self.http.send(self._exchange_request(maskinporten.value), what=what, stream=True)
-        await read_checked(response, what)
+        """Exchange the Maskinporten token; a 401 means it went stale: the Auth gets a new one and tries once more."""
+        url = self.http.platform(EXCHANGE_PATH)
+        what = f"Altinn token exchange at {url}"
+        bearer = BearerTokenAuth(ScopedTokens(self.maskinporten, key, self.invalidate))
+        response = await self.http.fetch(self.http.build("GET", url), what=what, auth=bearer)
         value = response.text.strip().strip('"')
         claims = unverified_claims(value)
         if claims is None or not isinstance(claims.get("exp"), int | float):
             raise PermanentError(f"{what}: the answer is not a JWT with an exp claim")
         return Token(value, expires_at=float(claims["exp"]), obtained_at=self.clock(), claims=claims)
-
-    def _exchange_request(self, maskinporten_token: str) -> httpx.Request:
-        return self.http.build(
-            "GET", self.http.platform(EXCHANGE_PATH), headers={"Authorization": f"Bearer {maskinporten_token}"}
-        )
