@@ -7,7 +7,7 @@ import json
 import click
 
 from receiver.cli.common import Group, config_option, echo_json, echo_listing, fail, json_option, load, with_store
-from receiver.cli.events_ops import dead_command, replay_command
+from receiver.cli.dead_letters import dead_command, replay_command
 from receiver.store.inbox import get_event, list_events
 from receiver.store.schema import INBOX_STATUSES
 
