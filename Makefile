@@ -5,12 +5,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
-.PHONY: test lint typecheck pytest serve bench demo simulator clean
+# Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
+# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev extra (what `make
+# test` installs) and is constrained by the first, so the two never disagree on a version.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# uv compiles the locks; it lives in its own venv and is pinned here.
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+LOCK_TARGET := --python-version 3.11 --python-platform linux
+LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 
-$(STAMP): pyproject.toml
+.PHONY: test lint typecheck pytest lock serve bench demo simulator clean
+
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: $(STAMP) lint typecheck pytest
@@ -24,6 +37,17 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+$(UV):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# Re-resolve both locks after pyproject.toml changes, keeping every pin that is still allowed; `make lock UPGRADE=1`
+# moves every pin to the newest version allowed.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra dev --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+		-o $(DEV_LOCK)
 
 serve: $(STAMP)
 	$(BIN)/altinn-receiver serve --config $(CONFIG)
@@ -39,4 +63,4 @@ demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
