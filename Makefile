@@ -10,14 +10,15 @@ CONFIG ?= receiver.toml
 # test` installs) and is constrained by the first, so the two never disagree on a version.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
-# uv compiles the locks; it lives in its own venv and is pinned here.
+# uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
 UV_VERSION := 0.13.9
 TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
+FLOOR := .venv-floor
 
-.PHONY: test lint typecheck pytest lock serve bench demo simulator clean
+.PHONY: test lint typecheck pytest lock test-floor serve bench demo simulator clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,20 @@ lock: $(UV)
 	$(UV) pip compile pyproject.toml --extra dev --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
 		-o $(DEV_LOCK)
 
+# The tests on the lowest version every direct runtime dependency allows (the dev tools at their newest), in a venv
+# of their own: proves the floors in pyproject.toml. Not part of `test`.
+test-floor: $(UV)
+	rm -rf $(FLOOR)
+	$(PYTHON) -m venv $(FLOOR)
+	$(UV) pip compile pyproject.toml --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
+	$(UV) pip compile pyproject.toml --extra dev --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
+		-o $(FLOOR)/requirements.txt
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -r $(FLOOR)/requirements.txt
+	$(FLOOR)/bin/python -m pip install --quiet --no-deps -e .
+	grep -v '^ *#' $(FLOOR)/floors.txt
+	$(FLOOR)/bin/pytest -q
+
 serve: $(STAMP)
 	$(BIN)/altinn-receiver serve --config $(CONFIG)
 
@@ -64,4 +79,4 @@ demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache
