@@ -4,12 +4,16 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
+# Every dependency is the wheel requirements.lock pins (`make lock`), checked against its hash, and the project is a
+# wheel of its own: the runtime stage installs them without a compiler, the network or the source.
+COPY requirements.lock ./
+RUN pip wheel --no-cache-dir --require-hashes --no-deps --wheel-dir /wheels -r requirements.lock \
+ && cp requirements.lock /wheels/
 COPY pyproject.toml README.md LICENSE ./
 COPY receiver ./receiver
 COPY handlers ./handlers
 COPY altinn_sim ./altinn_sim
-# The project and every dependency as wheels: the runtime stage installs them without a compiler or the source.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +24,8 @@ RUN groupadd --system --gid 10001 receiver \
  && mkdir -p /data /config /secrets/maskinporten \
  && chown receiver:receiver /data /secrets/maskinporten
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels altinn-receiver \
+RUN pip install --no-cache-dir --no-index --find-links /wheels --require-hashes -r /wheels/requirements.lock \
+ && pip install --no-cache-dir --no-index --no-deps /wheels/altinn_receiver-*.whl \
  && rm -rf /wheels
 USER 10001:10001
 WORKDIR /data

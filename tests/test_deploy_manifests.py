@@ -54,8 +54,8 @@ RECEIVER = next(c for c in POD["containers"] if c["name"] == "altinn-receiver")
 COMPOSE = documents(DEPLOY / "compose.yaml")[0]
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    """(instruction, arguments) of the final stage, continuation lines joined."""
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """(instruction, arguments) of each stage, continuation lines joined."""
     text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text(encoding="utf-8"))
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     stages: list[list[tuple[str, str]]] = []
@@ -64,7 +64,12 @@ def dockerfile() -> list[tuple[str, str]]:
         if instruction.upper() == "FROM":
             stages.append([])
         stages[-1].append((instruction.upper(), arguments.strip()))
-    return stages[-1]
+    return stages
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the final stage."""
+    return dockerfile_stages()[-1]
 
 
 def instruction(name: str) -> str:
@@ -202,6 +207,37 @@ def test_the_image_is_slim_runs_as_the_pods_non_root_user_and_serves_the_mounted
     assert RECEIVER["args"] == ["altinn-receiver", "serve", "--config", "/config/receiver.toml"]
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "*.db", "*.pem", "receiver.env"} <= set(ignored), "no store or secret in the build context"
+
+
+def pip_commands(stage: list[tuple[str, str]]) -> list[list[str]]:
+    """Each `pip install` or `pip wheel` of a stage's RUN instructions, as its words."""
+    commands = []
+    for found, arguments in stage:
+        if found == "RUN":
+            for command in re.split(r"&&|;", arguments):
+                words = command.split()
+                if words[:1] == ["pip"] and words[1:2] in (["install"], ["wheel"]):
+                    commands.append(words)
+    return commands
+
+
+def test_the_image_installs_the_runtime_lock_by_hash_and_the_project_without_dependencies() -> None:
+    """The build stage fetches exactly what requirements.lock pins, checked by hash; the final stage installs the same
+    set again by hash, offline, and the project's own wheel with no dependency of its own choosing."""
+    *builds, final = dockerfile_stages()
+    assert ("COPY", "requirements.lock ./") in builds[0]
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert "requirements.lock" not in ignored and "*.lock" not in ignored
+    for stage in [*builds, final]:
+        for words in pip_commands(stage):
+            assert "--no-cache-dir" in words, words
+            if "-r" in words:
+                assert "--require-hashes" in words and words[words.index("-r") + 1].endswith("requirements.lock")
+            else:
+                assert "--no-deps" in words, f"{words} would resolve dependencies outside the lock"
+    final_pips = pip_commands(final)
+    assert final_pips and all("--no-index" in words for words in final_pips)
+    assert any("--require-hashes" in words for words in final_pips)
 
 
 def compose_environ(service: str) -> dict[str, str]:
