@@ -136,7 +136,8 @@ def _fields(body: Any) -> dict[str, Any]:
 
 
 def _is_app(resource_filter: str | None, source_filter: str | None) -> bool:
-    if resource_filter and resource_filter.startswith(APP_RESOURCE_PREFIX):
+    """SubscriptionController.IsAppSubscription: the app prefix in any letter case, or a source on the apps domain."""
+    if resource_filter and resource_filter.lower().startswith(APP_RESOURCE_PREFIX):
         return True
     host = urlsplit(source_filter or "").hostname or ""
     return host.endswith(APPS_DOMAIN)
@@ -165,11 +166,13 @@ async def create(request: Request) -> Response:
     resource_filter, source_filter = fields.get("resourceFilter"), fields.get("sourceFilter")
     if source_filter is not None and not (urlsplit(source_filter).scheme == "https" and urlsplit(source_filter).netloc):
         return json_string(400, "SourceFilter must be an absolute URL with the https scheme.")
+    is_app = _is_app(resource_filter, source_filter)
+    # SubscriptionController.Post l. 76-79: the scope is checked before the resource filter and the generic rules.
+    if not is_app and not caller.has(SUBSCRIBE_SCOPE):
+        return empty(403)
     if resource_filter is not None and not URN_PATTERN.fullmatch(resource_filter):
         return json_string(400, "Resource filter must be a valid urn")
-    if not _is_app(resource_filter, source_filter):
-        if not caller.has(SUBSCRIBE_SCOPE):
-            return empty(403)
+    if not is_app:
         problem = _generic_problem(fields)
         if problem:
             return json_string(400, problem)
