@@ -81,6 +81,27 @@ def gaps(delivery: dict[str, Any]) -> list[float]:
     return [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
 
 
+# --- 7.8 ---
+
+
+def test_7_8_endpoint_is_stored_and_matched_as_absolute_uri(owner: TestClient) -> None:
+    """[AE] src/Events/Repository/SubscriptionRepository.cs l. 51 (insert) and l. 75 (FindSubscription) store and
+    match `EndPoint.AbsoluteUri`: .NET lower-cases scheme and host and drops the scheme's default port, so the
+    same endpoint written two ways is one subscription. A port that is not the default still makes another one.
+    (Loopback hosts, so the validation attempts go nowhere.)"""
+    resource = fresh_resource()
+    first = subscribe(owner, {"endPoint": "HTTPS://LocalHost:443/x?code=A", "resourceFilter": resource})
+    again = subscribe(owner, {"endPoint": "https://localhost/x?code=A", "resourceFilter": resource})
+    other_port = subscribe(owner, {"endPoint": "https://localhost:8443/x?code=A", "resourceFilter": resource})
+    assert [first.status_code, again.status_code, other_port.status_code] == [201, 201, 201]
+    assert first.json()["endPoint"] == "https://localhost/x?code=A"
+    assert again.json()["id"] == first.json()["id"]
+    assert other_port.json()["id"] != first.json()["id"]
+    with owner.api() as api:
+        mine = [s for s in api.get(SUBSCRIPTIONS).json()["subscriptions"] if s["resourceFilter"] == resource]
+    assert sorted(s["endPoint"] for s in mine) == ["https://localhost/x?code=A", "https://localhost:8443/x?code=A"]
+
+
 # --- 7.9 ---
 
 
