@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
-from altinn_sim.testing import TestClient, new_client
+from altinn_sim.testing import TestClient, Webhook, new_client
 from tests.altinn_support import new_key
+from tests.support import wait_until
 
 OWNER_ORG = "991825827"
 RECIPIENT_ORG = "312345678"
@@ -135,3 +136,81 @@ def test_7_9_only_the_endpoint_check_comes_before_the_scope(sim: RunningSimulato
     response = subscribe(client, {"endPoint": "http://example.com/x", "resourceFilter": fresh_resource()})
     assert response.status_code == 400
     assert response.json() == "Missing or invalid endpoint to push events towards"
+
+
+# --- 7.10 ---
+
+
+@pytest.mark.parametrize(
+    ("settings", "push_delays", "validation_delays", "timeout"),
+    [
+        ({}, FUNCTIONS_PUSH, FUNCTIONS_VALIDATION, 300),
+        ({"push_schedule": "wolverine"}, WOLVERINE_PUSH, WOLVERINE_VALIDATION, 45),
+    ],
+    ids=["functions-by-default", "wolverine"],
+)
+def test_7_10_push_schedules_are_altinns(
+    settings: dict[str, Any], push_delays: tuple[int, ...], validation_delays: tuple[int, ...], timeout: int
+) -> None:
+    """Functions path, Altinn's default ([AE] src/Events/appsettings.json l. 39-40 leave the Wolverine outbound and
+    validation listeners off): src/Events.Functions/Services/RetryBackoffService.cs l. 19, 54-56 and 93-105 requeue a
+    failed push 12 times (13 attempts, 46 h 47 min); src/Events.Functions/host.json l. 20-21 retry a failed
+    validation every 30 s up to 5 attempts; src/Events.Functions/Configuration/EventsOutboundSettings.cs l. 13: 300 s.
+    Wolverine path: src/Events/appsettings.json l. 49-52 and l. 59-62 through ValidationEventHandlerPolicy.cs
+    l. 41-43 and OutboundEventHandlerPolicy.cs l. 39-41: 9 validation attempts in about 8 minutes, 12 push attempts
+    over 34 h 47 min; src/Events/Configuration/EventsOutboundSettings.cs l. 11: 45 s.
+    Each wait is at least Altinn's divided by time_scale."""
+    scale = 100_000
+    with (
+        running_simulator(SimSettings(time_scale=scale, seed_correspondences=0, **settings)) as sim,
+        Webhook(status=503) as hook,
+    ):
+        schedule = sim.state_snapshot()["push_schedule"]
+        assert (schedule["push_delays"], schedule["validation_delays"]) == (list(push_delays), list(validation_delays))
+        assert schedule["push_timeout"] == timeout
+        owner = new_client(sim, OWNER_ORG, ["altinn:serviceowner", SUBSCRIBE], service_owner="digdir")
+        resource = fresh_resource()
+        body = {"endPoint": hook.url + "/down", "resourceFilter": resource}
+        sub_id = subscribe(owner, body).json()["id"]
+
+        failed_validation = wait_until(lambda: finished(sim, "validation", sub_id, "dead_letter"), message="validation")
+        assert failed_validation["attempt_count"] == len(validation_delays) + 1
+        assert len(hook.of_type(VALIDATION)) == len(validation_delays) + 1
+        assert all(gap >= delay / scale for gap, delay in zip(gaps(failed_validation), validation_delays, strict=True))
+
+        hook.status = 200
+        assert subscribe(owner, body).json()["id"] == sub_id  # a repeated POST validates again
+        wait_until(lambda: finished(sim, "validation", sub_id, "delivered"), message="the second validation")
+        hook.status = 503
+        doomed = event(resource)
+        sim.publish_event(doomed)
+        dead = wait_until(lambda: finished(sim, "event", sub_id, "dead_letter"), timeout=30, message="dead letter")
+        assert dead["event_id"] == doomed["id"]
+        assert dead["attempt_count"] == len(push_delays) + 1
+        assert len(hook.of_type(doomed["type"])) == len(push_delays) + 1
+        assert all(gap >= delay / scale for gap, delay in zip(gaps(dead), push_delays, strict=True))
+
+
+def test_7_10_push_timeout_is_the_setting_and_never_scaled() -> None:
+    """[AE] src/Events.Functions/Services/WebhookService.cs l. 36 and src/Events/Services/WebhookService.cs l. 38 set
+    the push client's timeout to RequestTimeout seconds: real seconds, which time_scale does not shorten. With
+    `push_timeout` at 0.5 s and time_scale 1000, an endpoint answering in 0.2 s is validated (a scaled timeout would
+    be 0.5 ms) and one answering in 1.5 s times out."""
+    settings = SimSettings(time_scale=1000, seed_correspondences=0, push_timeout=0.5)
+    with running_simulator(settings) as sim, Webhook(delay=0.2) as hook:
+        assert sim.state_snapshot()["push_schedule"]["push_timeout"] == 0.5
+        owner = new_client(sim, OWNER_ORG, ["altinn:serviceowner", SUBSCRIBE], service_owner="digdir")
+        resource = fresh_resource()
+        sub_id = subscribe(owner, {"endPoint": hook.url + "/slow", "resourceFilter": resource}).json()["id"]
+        validation = wait_until(lambda: finished(sim, "validation", sub_id, "delivered"), message="validation")
+        assert validation["attempts"][0]["outcome"] == "200"
+        hook.delay = 1.5
+        sim.publish_event(event(resource))
+
+        def first_outcome() -> str | None:
+            for delivery in sim.state_snapshot()["deliveries"]:
+                if delivery["kind"] == "event" and delivery["subscription_id"] == sub_id and delivery["attempts"]:
+                    return str(delivery["attempts"][0]["outcome"])
+            return None
+
+        assert wait_until(first_outcome, message="the first push attempt") == "ReadTimeout"
