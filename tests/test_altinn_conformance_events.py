@@ -214,3 +214,41 @@ def test_7_10_push_timeout_is_the_setting_and_never_scaled() -> None:
             return None
 
         assert wait_until(first_outcome, message="the first push attempt") == "ReadTimeout"
+
+
+# --- 7.13 ---
+
+
+def test_7_13_exchange_refuses_a_missing_or_unreadable_token_before_the_provider(
+    sim: RunningSimulator, owner: TestClient
+) -> None:
+    """[AA] src/Authentication/Controllers/AuthenticationController.cs l. 331-341: no token, or one
+    JwtSecurityTokenHandler cannot read, is 401 (the [ApiController] maps `Unauthorized()` to ProblemDetails) before
+    the provider is looked at; only a readable token reaches l. 343-353, where an unknown provider is 400 with
+    Altinn's message as plain text."""
+    unknown = sim.url + EXCHANGE + "google"
+    missing = httpx.get(unknown)
+    unreadable = httpx.get(unknown, headers={"Authorization": "Bearer ThisTokenShouldNotBeReadable"})
+    for response in (missing, unreadable):
+        assert response.status_code == 401
+        assert response.json()["status"] == 401
+    readable = httpx.get(unknown, headers={"Authorization": "Bearer " + owner.maskinporten_token()})
+    assert readable.status_code == 400
+    assert readable.text == (
+        "Invalid token provider: google. Trusted token providers are 'Maskinporten', 'Id-porten' and 'AltinnStudio'."
+    )
+
+
+def test_7_13_enterprise_user_exchange_is_410_problem_details(sim: RunningSimulator, owner: TestClient) -> None:
+    """[AA] src/Authentication/Controllers/AuthenticationController.cs l. 481-493: with a valid Maskinporten token,
+    the `X-Altinn-EnterpriseUser-Authentication` header gets 410 Gone with a ProblemDetails body; without a valid
+    token the 401 of l. 331-341 and l. 522-525 comes first."""
+    url = sim.url + EXCHANGE + "maskinporten"
+    enterprise = {"X-Altinn-EnterpriseUser-Authentication": "dXNlcjpwYXNz"}
+    gone = httpx.get(url, headers={**enterprise, "Authorization": "Bearer " + owner.maskinporten_token()})
+    assert gone.status_code == 410
+    problem = gone.json()
+    assert problem["status"] == 410
+    assert problem["title"] == "Virksomhetsbruker is no longer available"
+    assert "Systembruker" in problem["detail"]
+    assert httpx.get(url, headers=enterprise).status_code == 401
