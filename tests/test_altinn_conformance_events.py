@@ -11,6 +11,8 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,9 @@ import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from altinn_sim.testing import TestClient, Webhook, new_client
-from tests.altinn_support import new_key
+from receiver.altinn import AltinnClients
+from receiver.config import load_config
+from tests.altinn_support import call, new_key, simulator_with_client, stand_in_config_file
 from tests.support import wait_until
 
 OWNER_ORG = "991825827"
@@ -252,3 +256,48 @@ def test_7_13_enterprise_user_exchange_is_410_problem_details(sim: RunningSimula
     assert problem["title"] == "Virksomhetsbruker is no longer available"
     assert "Systembruker" in problem["detail"]
     assert httpx.get(url, headers=enterprise).status_code == 401
+
+
+# --- 7.17 ---
+
+
+def test_7_17_maskinporten_refuses_an_aud_without_the_trailing_slash(sim: RunningSimulator, owner: TestClient) -> None:
+    """Digdir's maskinporten_protocol_jwtgrant: `aud` must be the issuer identifier exactly
+    (`https://test.maskinporten.no/`, slash included); the same assertion with the slash is granted."""
+    assert sim.issuer.endswith("/")
+    refused = owner.grant(owner.assertion(aud=sim.issuer.rstrip("/")))
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    assert owner.grant(owner.assertion(aud=sim.issuer)).status_code == 200
+
+
+@dataclass(frozen=True)
+class IssuerWithoutSlash:
+    """The simulator as a receiver config sees it, with `[maskinporten] issuer` written without its trailing slash."""
+
+    url: str
+
+    @property
+    def issuer(self) -> str:
+        return self.url
+
+
+def test_7_17_receiver_config_adds_the_issuers_trailing_slash(tmp_path: Path) -> None:
+    """Digdir's maskinporten_protocol_jwtgrant: the simulator's Maskinporten grants only an `aud` equal to its
+    issuer, slash included, so a receiver configured with `issuer = "http://127.0.0.1:<port>"` gets its Maskinporten
+    and Altinn tokens only because receiver/config.py adds the slash."""
+    scopes = [SUBSCRIBE]
+    with simulator_with_client(KEY, scopes, OWNER_ORG, SimSettings(seed_correspondences=0)) as sim:
+        stand_in = IssuerWithoutSlash(sim.url)
+        config_file = stand_in_config_file(stand_in, tmp_path, KEY, scopes=scopes)
+        assert f'issuer = "{sim.url}"' in config_file.read_text()
+        assert load_config(config_file).maskinporten.issuer == sim.issuer
+
+        async def tokens(clients: AltinnClients) -> tuple[dict[str, Any], dict[str, Any]]:
+            maskinporten = await clients.tokens.maskinporten()
+            altinn = await clients.tokens.altinn()
+            return maskinporten.claims, altinn.claims
+
+        maskinporten, altinn = call(stand_in, tmp_path, KEY, tokens, scopes=scopes)
+    assert maskinporten["iss"] == sim.issuer
+    assert altinn["urn:altinn:orgNumber"] == OWNER_ORG
