@@ -3,6 +3,7 @@ API in the simulator runs (401 without a valid token, 403 without the scope)."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from altinn_sim.keys import SigningKey
 from altinn_sim.maskinporten import Maskinporten
 from altinn_sim.resources import org_subject
-from altinn_sim.responses import ApiError, empty
+from altinn_sim.responses import ApiError, client_error, empty
 
 if TYPE_CHECKING:
     from altinn_sim.state import SimState
@@ -25,6 +26,14 @@ OPENID_PATH = "/authentication/api/v1/openid/"
 SERVICE_OWNER_SCOPE = "altinn:serviceowner"
 # Claims the exchange drops from the Maskinporten token before adding its own (contract §3.2).
 DROPPED_CLAIMS = ("aud", "iss", "client_amr", "sid", "token_type")
+TOKEN_PROVIDERS = ("maskinporten", "id-porten", "altinnstudio")
+# JwtSecurityTokenHandler.CanReadToken: the compact JWS (3 parts) or JWE (5 parts) shape, at most 250 KiB.
+READABLE_TOKEN = re.compile(
+    r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
+)
+MAX_TOKEN_SIZE = 250 * 1024
+ENTERPRISE_USER_HEADER = "x-altinn-enterpriseuser-authentication"
 
 
 @dataclass(frozen=True)
@@ -132,20 +141,47 @@ class Authentication:
         return caller
 
 
-async def exchange(request: Request) -> Response:
-    sim: SimState = request.app.state.sim
-    if request.path_params["provider"].lower() != "maskinporten":
-        return JSONResponse("Invalid token provider", status_code=400)
-    if "x-altinn-enterpriseuser-authentication" in request.headers:
-        return empty(410)
-    header = request.headers.get("authorization", "")
-    altinn_token = sim.authentication.exchange(header[7:].strip()) if header[:7].lower() == "bearer " else None
-    if altinn_token is None:
-        return empty(401)
-    # ASP.NET's Ok(string) honours Accept: JSON-quoted for application/json, plain text otherwise.
+def _string_result(request: Request, text: str, status: int = 200) -> Response:
+    """ASP.NET's `Ok(string)` / `BadRequest(string)`: JSON-quoted for Accept: application/json, else plain text."""
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(altinn_token)
-    return PlainTextResponse(altinn_token)
+        return JSONResponse(text, status_code=status)
+    return PlainTextResponse(text, status_code=status)
+
+
+def _enterprise_user_gone() -> Response:
+    """AuthenticationController.AuthenticateMaskinportenToken l. 481-493: virksomhetsbruker is discontinued."""
+    body = {
+        "type": "https://docs.altinn.studio",
+        "title": "Virksomhetsbruker is no longer available",
+        "status": 410,
+        "detail": "Virksomhetsbruker (enterprise user) is no longer available. It has been replaced by Systembruker "
+        "(system user) or ID-porten, depending on the use case. See https://docs.altinn.studio for migration guidance.",
+    }
+    return JSONResponse(body, status_code=410, media_type="application/problem+json")
+
+
+async def exchange(request: Request) -> Response:
+    """AuthenticationController.ExchangeExternalSystemToken, in its order: the token's presence and shape (401),
+    then the provider (400), then the Maskinporten token itself (401), then the enterprise-user header (410)."""
+    sim: SimState = request.app.state.sim
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not token or len(token) > MAX_TOKEN_SIZE or not READABLE_TOKEN.fullmatch(token):
+        return client_error(401)
+    provider = request.path_params["provider"]
+    if provider.lower() not in TOKEN_PROVIDERS:
+        message = (
+            f"Invalid token provider: {provider}. "
+            "Trusted token providers are 'Maskinporten', 'Id-porten' and 'AltinnStudio'."
+        )
+        return _string_result(request, message, 400)
+    # Only Maskinporten issues tokens here, so ID-porten's and Studio's validation would refuse any of them.
+    altinn_token = sim.authentication.exchange(token) if provider.lower() == "maskinporten" else None
+    if altinn_token is None:
+        return client_error(401)
+    if request.headers.get(ENTERPRISE_USER_HEADER):
+        return _enterprise_user_gone()
+    return _string_result(request, altinn_token)
 
 
 async def openid_configuration(request: Request) -> Response:

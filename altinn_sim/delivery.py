@@ -1,9 +1,10 @@
 """Outbound pushes: one POST per event per subscription, retried on Altinn's schedule, then dead-lettered.
 
-Schedules are the Wolverine path's (events contract §2, §4.4); every delay is divided by `time_scale`. Like Altinn's
-queues (`ListenerCount: 20` per pod, §4.6), at most `LISTENERS` attempts of a kind are in flight at once; a delivery
-waiting for its next retry holds none. The bound also keeps httpx's connection pool small: it scans every queued
-request against every connection each time one finishes, which made hundreds of concurrent attempts crawl.
+Altinn Events has two push paths (correspondence contract §7.10; events contract §2, §4.3, §4.4) and which one
+production runs is not known, so both are here as `PushSchedule`s; every delay is divided by `time_scale`. Like
+Altinn's queues (`ListenerCount: 20` per pod, §4.6), at most `LISTENERS` attempts of a kind are in flight at once;
+a delivery waiting for its next retry holds none. The bound also keeps httpx's connection pool small: it scans every
+queued request against every connection each time one finishes, which made hundreds of concurrent attempts crawl.
 """
 
 from __future__ import annotations
@@ -22,10 +23,43 @@ from altinn_sim.cloudevent import PUSH_CONTENT_TYPE, serialise
 from receiver.observability.logs import redact
 from receiver.timeutil import now_iso
 
-# 1 attempt + 11 retries = 12 attempts over about 34 h 47 min.
-PUSH_RETRY_DELAYS: tuple[float, ...] = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 43200)
-# 1 attempt + 3 cooldown retries + 5 scheduled retries = 9 attempts over about 8 minutes.
-VALIDATION_RETRY_DELAYS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 120, 120)
+
+@dataclass(frozen=True)
+class PushSchedule:
+    """One of Altinn Events' push paths: the waits before each retry, in Altinn's seconds, and the HTTP timeout."""
+
+    name: str
+    push_delays: tuple[float, ...]
+    validation_delays: tuple[float, ...]
+    timeout: float
+    """Seconds each push may take (EventsOutboundSettings.RequestTimeout); never scaled."""
+
+
+FUNCTIONS = PushSchedule(
+    "functions",
+    # Events.Functions/Services/RetryBackoffService.cs: a failed push is requeued with DequeueCount + 1 and the
+    # visibility GetVisibilityTimeout gives it, until the count passes _maxDequeueCount = 12 (l. 19, 54-56, 93-105):
+    # 1 attempt + 12 requeues = 13 attempts over 46 h 47 min.
+    push_delays=(10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 43200, 43200),
+    # Events.Functions/host.json: a failed validation function is retried by the queue trigger after
+    # visibilityTimeout 00:00:30 until maxDequeueCount 5 (l. 20-21): 5 attempts, 2 minutes.
+    validation_delays=(30, 30, 30, 30),
+    timeout=300,  # Events.Functions/Configuration/EventsOutboundSettings.cs l. 13
+)
+WOLVERINE = PushSchedule(
+    "wolverine",
+    # Events/appsettings.json OutboundQueuePolicy (l. 59-62), applied by OutboundEventHandlerPolicy.cs l. 39-41:
+    # 1 attempt + 1 cooldown retry + 10 scheduled retries = 12 attempts over 34 h 47 min.
+    push_delays=(10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200, 43200),
+    # ValidationQueuePolicy (l. 49-52) by ValidationEventHandlerPolicy.cs l. 41-43:
+    # 1 attempt + 3 cooldown retries + 5 scheduled retries = 9 attempts over about 8 minutes.
+    validation_delays=(1, 5, 10, 30, 60, 120, 120, 120),
+    timeout=45,  # Events/Configuration/EventsOutboundSettings.cs l. 11; appsettings.json l. 16
+)
+PUSH_SCHEDULES = {schedule.name: schedule for schedule in (FUNCTIONS, WOLVERINE)}
+DEFAULT_PUSH_SCHEDULE = FUNCTIONS.name
+"""Altinn's default config runs the Functions path: appsettings.json l. 39-40 leave the Wolverine outbound and
+validation listeners off."""
 LISTENERS = 20
 """Attempts in flight at once per kind of delivery (events and validations are separate queues at Altinn)."""
 

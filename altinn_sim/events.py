@@ -16,7 +16,7 @@ from altinn_sim.access import may_see
 from altinn_sim.authentication import Caller
 from altinn_sim.clock import Clock
 from altinn_sim.cloudevent import PULL_CONTENT_TYPE, normalise, problems, validation_event
-from altinn_sim.delivery import PUSH_RETRY_DELAYS, VALIDATION_RETRY_DELAYS, Deliverer
+from altinn_sim.delivery import Deliverer, PushSchedule
 from altinn_sim.resources import RESOURCE_PREFIX, Resources
 from altinn_sim.responses import ApiError, empty, problem
 from altinn_sim.subscriptions import SUBSCRIBE_SCOPE, Subscription, Subscriptions
@@ -55,6 +55,7 @@ class Events:
         subscriptions: Subscriptions,
         resources: Resources,
         deliverer: Deliverer,
+        schedule: PushSchedule,
     ) -> None:
         self.events_api = events_api
         self.clock = clock
@@ -62,6 +63,7 @@ class Events:
         self.subscriptions = subscriptions
         self.resources = resources
         self.deliverer = deliverer
+        self.schedule = schedule
         self.log: list[StoredEvent] = []
         self._sequence = itertools.count(1)
 
@@ -72,7 +74,9 @@ class Events:
         if push:
             for subscription in self.subscriptions.matching(stored):
                 if may_see(subscription.owner, self.resources, stored):
-                    self.deliverer.send("event", subscription.id, subscription.endpoint, stored, PUSH_RETRY_DELAYS)
+                    self.deliverer.send(
+                        "event", subscription.id, subscription.endpoint, stored, self.schedule.push_delays
+                    )
         return stored
 
     def validate(self, subscription: Subscription) -> None:
@@ -83,7 +87,7 @@ class Events:
 
         event = validation_event(self.events_api, subscription.id)
         self.deliverer.send(
-            "validation", subscription.id, subscription.endpoint, event, VALIDATION_RETRY_DELAYS, validated
+            "validation", subscription.id, subscription.endpoint, event, self.schedule.validation_delays, validated
         )
 
     def page(self, query: PullQuery, caller: Caller) -> list[dict[str, Any]]:

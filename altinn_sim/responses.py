@@ -57,6 +57,13 @@ def validation_problem(errors: dict[str, list[str]]) -> Response:
     return JSONResponse(body, status_code=400, media_type="application/problem+json")
 
 
+def client_error(status: int) -> Response:
+    """What an [ApiController] answers for a bare `Unauthorized()`, `NotFound()`, ...: ASP.NET maps it to a
+    ProblemDetails with only type, title, status and traceId (ApiBehaviorOptions.ClientErrorMapping)."""
+    body = {"type": _TYPES[status], "title": _TITLES[status], "status": status, "traceId": trace_id()}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
 def json_string(status: int, message: str) -> Response:
     """The Events API's explicit checks answer with a bare JSON string."""
     return JSONResponse(message, status_code=status)

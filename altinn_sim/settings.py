@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from altinn_sim.delivery import DEFAULT_PUSH_SCHEDULE, PUSH_SCHEDULES, PushSchedule
 from altinn_sim.faults import FaultRule
 from receiver.config import ConfigError, Section
 
@@ -15,7 +16,10 @@ from receiver.config import ConfigError, Section
 @dataclass(frozen=True)
 class SimSettings:
     """Every delay the simulator waits on Altinn's behalf (push and validation retries, the pull lag) is
-    divided by `time_scale`, so tests and the demo run Altinn's hours in seconds."""
+    divided by `time_scale`, so tests and the demo run Altinn's hours in seconds.
+
+    `push_schedule` picks one of Altinn Events' two push paths ("functions", its default config, or
+    "wolverine"); `push_timeout` (never scaled) defaults to that path's own timeout when None."""
 
     time_scale: float = 1.0
     require_https: bool = False
@@ -23,8 +27,22 @@ class SimSettings:
     altinn_token_lifetime: float = 1800.0
     seed_correspondences: int = 5
     pull_lag: float = 30.0
-    push_timeout: float = 45.0
+    push_schedule: str = DEFAULT_PUSH_SCHEDULE
+    push_timeout: float | None = None
     faults: tuple[FaultRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.push_schedule not in PUSH_SCHEDULES:
+            raise ValueError(f"push_schedule must be one of {', '.join(PUSH_SCHEDULES)}, got {self.push_schedule!r}")
+
+    @property
+    def schedule(self) -> PushSchedule:
+        return PUSH_SCHEDULES[self.push_schedule]
+
+    @property
+    def effective_push_timeout(self) -> float:
+        """`push_timeout`, or the push schedule's own timeout when it is not set."""
+        return self.schedule.timeout if self.push_timeout is None else self.push_timeout
 
 
 def load_sim_settings(path: str | os.PathLike[str] | None) -> SimSettings:
@@ -51,7 +69,8 @@ def parse_sim_settings(data: dict[str, Any]) -> SimSettings:
         altinn_token_lifetime=sec.duration("altinn_token_lifetime", defaults.altinn_token_lifetime),
         seed_correspondences=sec.integer("seed_correspondences", defaults.seed_correspondences, minimum=0),
         pull_lag=sec.duration("pull_lag", defaults.pull_lag, positive=False),
-        push_timeout=sec.duration("push_timeout", defaults.push_timeout),
+        push_schedule=sec.choice("push_schedule", tuple(PUSH_SCHEDULES), defaults.push_schedule),
+        push_timeout=sec.duration("push_timeout", 0) if "push_timeout" in sec.data else None,
         faults=tuple(_fault(i, raw) for i, raw in enumerate(sec.tables("faults"))),
     )
     sec.done()

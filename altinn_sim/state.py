@@ -28,7 +28,7 @@ class SimState:
         self.authentication = Authentication(self.base_url, self.maskinporten, settings.altinn_token_lifetime)
         self.resources = Resources()
         self.subscriptions = Subscriptions()
-        self.deliverer = Deliverer(self.clock, settings.push_timeout)
+        self.deliverer = Deliverer(self.clock, settings.effective_push_timeout)
         self.events = Events(
             self.base_url + "/events/api/v1/",
             self.clock,
@@ -36,6 +36,7 @@ class SimState:
             self.subscriptions,
             self.resources,
             self.deliverer,
+            settings.schedule,
         )
         self.correspondences = Correspondences(self.events, self.base_url)
         seed(self.correspondences, self.resources, settings.seed_correspondences)
@@ -44,7 +45,15 @@ class SimState:
 
     def snapshot(self) -> dict[str, Any]:
         """What `GET /_sim/state` shows."""
+        schedule = self.settings.schedule
         return {
+            "push_schedule": {
+                "name": schedule.name,
+                "push_delays": list(schedule.push_delays),
+                "validation_delays": list(schedule.validation_delays),
+                "push_timeout": self.settings.effective_push_timeout,
+                "time_scale": self.settings.time_scale,
+            },
             "clients": [
                 {"client_id": c.client_id, "org": c.org, "scopes": sorted(c.scopes), "service_owner": c.service_owner,
                  "kids": [k.kid for k in c.keys]}

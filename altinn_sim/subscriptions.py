@@ -6,7 +6,7 @@ import ipaddress
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 SUBSCRIBE_SCOPE = "altinn:events.subscribe"
 APP_RESOURCE_PREFIX = RESOURCE_PREFIX + "app_"
 APPS_DOMAIN = "apps.altinn.no"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# What .NET's Uri leaves unescaped in a path, query and fragment (RFC 3986 pchar, plus "%" already escaped).
+PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+QUERY_SAFE = PATH_SAFE + "?"
 FIELDS = {
     "endpoint": "endPoint",
     "sourcefilter": "sourceFilter",
@@ -106,6 +110,10 @@ def endpoint_allowed(url: str, require_https: bool) -> bool:
     parts = urlsplit(url)
     if not parts.netloc or not parts.hostname:
         return False
+    try:
+        _ = parts.port  # a port that is no number raises, as .NET's Uri refuses it
+    except ValueError:
+        return False
     if parts.scheme == "https":
         return True
     if parts.scheme != "http" or require_https:
@@ -116,6 +124,38 @@ def endpoint_allowed(url: str, require_https: bool) -> bool:
         return ipaddress.ip_address(parts.hostname).is_loopback
     except ValueError:
         return False
+
+
+def absolute_uri(url: str) -> str:
+    """`url` as .NET's `Uri.AbsoluteUri` writes it: scheme and host lower-cased, the scheme's default port dropped,
+    an empty path as `/`, dot segments removed, spaces and non-ASCII percent-encoded. Altinn stores and matches a
+    subscription's endpoint (and source filter) in this form (SubscriptionRepository.cs l. 46, 51, 70, 75)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    path = quote(_remove_dot_segments(parts.path or "/"), safe=PATH_SAFE)
+    query = quote(parts.query, safe=QUERY_SAFE)
+    fragment = quote(parts.fragment, safe=QUERY_SAFE)
+    return urlunsplit((parts.scheme, userinfo + at + host, path, query, fragment))
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 for an absolute path: `/a/./b/../c` is `/a/c`."""
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    return "/".join(kept)
 
 
 def _fields(body: Any) -> dict[str, Any]:
@@ -136,7 +176,8 @@ def _fields(body: Any) -> dict[str, Any]:
 
 
 def _is_app(resource_filter: str | None, source_filter: str | None) -> bool:
-    if resource_filter and resource_filter.startswith(APP_RESOURCE_PREFIX):
+    """SubscriptionController.IsAppSubscription: the app prefix in any letter case, or a source on the apps domain."""
+    if resource_filter and resource_filter.lower().startswith(APP_RESOURCE_PREFIX):
         return True
     host = urlsplit(source_filter or "").hostname or ""
     return host.endswith(APPS_DOMAIN)
@@ -165,11 +206,13 @@ async def create(request: Request) -> Response:
     resource_filter, source_filter = fields.get("resourceFilter"), fields.get("sourceFilter")
     if source_filter is not None and not (urlsplit(source_filter).scheme == "https" and urlsplit(source_filter).netloc):
         return json_string(400, "SourceFilter must be an absolute URL with the https scheme.")
+    is_app = _is_app(resource_filter, source_filter)
+    # SubscriptionController.Post l. 76-79: the scope is checked before the resource filter and the generic rules.
+    if not is_app and not caller.has(SUBSCRIBE_SCOPE):
+        return empty(403)
     if resource_filter is not None and not URN_PATTERN.fullmatch(resource_filter):
         return json_string(400, "Resource filter must be a valid urn")
-    if not _is_app(resource_filter, source_filter):
-        if not caller.has(SUBSCRIBE_SCOPE):
-            return empty(403)
+    if not is_app:
         problem = _generic_problem(fields)
         if problem:
             return json_string(400, problem)
@@ -180,9 +223,9 @@ async def create(request: Request) -> Response:
     subscription = sim.subscriptions.add_or_find(
         Subscription(
             id=0,
-            endpoint=endpoint,
+            endpoint=absolute_uri(endpoint),
             resource_filter=resource_filter,
-            source_filter=source_filter,
+            source_filter=None if source_filter is None else absolute_uri(source_filter),
             subject_filter=subject_filter,
             type_filter=fields.get("typeFilter"),
             include_subunits=fields.get("includeSubunits", False),

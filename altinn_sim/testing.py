@@ -3,6 +3,7 @@ records what it is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -106,10 +107,12 @@ class Received:
 
 
 class Webhook:
-    """A loopback HTTP endpoint that records every request and answers with `status` (changeable)."""
+    """A loopback HTTP endpoint that records every request and answers with `status` after `delay` seconds (both
+    changeable)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
         self.status = status
+        self.delay = delay
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self.server = ServerThread(Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])]))
@@ -118,6 +121,7 @@ class Webhook:
         body = await request.body()
         with self._lock:
             self.received.append(Received(request.url.path, request.url.query, dict(request.headers), body))
+        await asyncio.sleep(self.delay)
         return Response(status_code=self.status)
 
     @property

@@ -393,6 +393,9 @@ def _parse_maskinporten(sec: Section, altinn: AltinnConfig, base_dir: Path) -> M
             raise ConfigError(sec.name("issuer"), f"is required: Maskinporten's issuer is not published for {where}")
     if issuer:
         check_url(sec.name("issuer"), issuer)
+        # Maskinporten refuses an assertion whose aud is not its issuer exactly, trailing "/" included
+        # (https://test.maskinporten.no/), and the issuer is the aud: a slash left out would fail every grant.
+        issuer = issuer if issuer.endswith("/") else issuer + "/"
     kid = sec.string("kid", "")
     private_key_file = _optional_path(sec, "private_key_file", base_dir)
     certificate_file = _optional_path(sec, "certificate_file", base_dir)

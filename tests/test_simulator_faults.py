@@ -27,11 +27,13 @@ def test_sim_toml_is_read_into_settings(tmp_path: Path) -> None:
     path = tmp_path / "sim.toml"
     path.write_text(
         'time_scale = 500\nrequire_https = true\naltinn_token_lifetime = "10m"\npull_lag = 0\n'
+        'push_schedule = "wolverine"\npush_timeout = "10s"\n'
         '[[faults]]\npath = "/token"\nmethod = "post"\nerror_rate = 1.0\nerror_status = 500\ncount = 2\n'
     )
     settings = load_sim_settings(path)
     assert settings.time_scale == 500 and settings.require_https and settings.pull_lag == 0
     assert settings.altinn_token_lifetime == 600
+    assert settings.push_schedule == "wolverine" and settings.push_timeout == 10
     assert settings.faults == (FaultRule(path="/token", method="POST", error_rate=1.0, error_status=500, count=2),)
     assert load_sim_settings(None) == SimSettings()
 
@@ -41,6 +43,8 @@ def test_sim_toml_is_read_into_settings(tmp_path: Path) -> None:
     [
         ("time_scale = 0", "time_scale"),
         ("time_scal = 2", "time_scal"),
+        ('push_schedule = "storage-queues"', "push_schedule"),
+        ('push_timeout = "0s"', "push_timeout"),
         ("[[faults]]\nerror_rate = 2", "faults[0].error_rate"),
         ("[[faults]]\nerror_status = 404", "faults[0].error_status"),
         ("[[faults]]\nlatncy = 1", "faults[0].latncy"),
