@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -19,7 +20,6 @@ from starlette.routing import Route
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from altinn_sim.cloudevent import event_time
-from altinn_sim.delivery import LISTENERS
 from altinn_sim.testing import TestClient, Webhook, new_client
 from receiver.server_thread import ServerThread
 from tests.support import wait_until
@@ -231,25 +231,38 @@ def test_failing_endpoint_gets_thirteen_attempts_then_a_dead_letter() -> None:
         assert len(hook.of_type(doomed["type"])) == 13
 
 
-class SlowEndpoint:
-    """A loopback endpoint that takes `seconds` to answer 200 and remembers the most requests it had in flight."""
+# Altinn Events' ListenerCount per pod (events contract §4.6): how many pushes of a kind it has in flight at once.
+ALTINN_LISTENERS = 20
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+
+class GatedEndpoint:
+    """A loopback endpoint that holds each request until `gate` are in flight together (or `patience` seconds pass),
+    then answers 200, and remembers the most requests it had in flight. Holding them makes the count independent of
+    how fast a loaded machine starts the pushes: a sender with fewer than `gate` at once waits out its patience."""
+
+    def __init__(self, gate: int, patience: float) -> None:
+        self.gate = gate
+        self.patience = patience
         self.inflight = self.most = self.answered = 0
+        self._full = asyncio.Event()
         self.server = ServerThread(Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])]))
 
     async def _handle(self, request: Request) -> Response:
         self.inflight += 1
         self.most = max(self.most, self.inflight)
-        await asyncio.sleep(self.seconds)
+        if self.inflight >= self.gate:
+            self._full.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), self.patience)
         self.inflight -= 1
+        if self.inflight == 0:
+            self._full.clear()
         self.answered += 1
         return Response(status_code=200)
 
 
 def test_pushes_run_concurrently_on_altinns_twenty_listeners(sim: RunningSimulator, owner: TestClient) -> None:
-    slow = SlowEndpoint(seconds=0.05)
+    slow = GatedEndpoint(gate=ALTINN_LISTENERS, patience=2.0)
     with slow.server:
         resource = fresh_resource()
         sub = subscribe(owner, {"endPoint": slow.server.url + "/slow", "resourceFilter": resource}).json()
@@ -257,7 +270,7 @@ def test_pushes_run_concurrently_on_altinns_twenty_listeners(sim: RunningSimulat
         before = slow.answered
         sim.admin.post("/events", json=[event(resource) for _ in range(100)]).raise_for_status()
         wait_until(lambda: slow.answered - before >= 100, message="100 pushes answered")
-    assert slow.most == LISTENERS  # concurrent, yet never more than Altinn's listeners per pod
+    assert slow.most == ALTINN_LISTENERS  # concurrent, yet never more than Altinn's listeners per pod
 
 
 def test_pull_pages_with_next_only_when_non_empty(sim: RunningSimulator, owner: TestClient) -> None:
