@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from altinn_sim.cloudevent import problems
-from altinn_sim.correspondence_model import Correspondence
+from altinn_sim.correspondence_model import Attachment, Correspondence
 from altinn_sim.faults import FaultRule
 from altinn_sim.resources import RESOURCE_PREFIX
 from altinn_sim.responses import ApiError, read_json
@@ -58,7 +58,8 @@ async def register_client(request: Request) -> Response:
 
 
 async def set_resource_owner(request: Request) -> Response:
-    """Body: {"resource_id", "owner_org"}: make `owner_org` the resource's service owner."""
+    """Body: {"resource_id", "owner_org", "confidential": false}: make `owner_org` the resource's service owner;
+    a confidential resource's correspondences must be sent with `isConfidential` (and only they may)."""
     sim: SimState = request.app.state.sim
     body = await read_json(request)
     try:
@@ -66,7 +67,13 @@ async def set_resource_owner(request: Request) -> Response:
     except (KeyError, TypeError):
         raise bad_request("resource_id and owner_org are required") from None
     sim.resources.owners[resource_id] = owner
-    return JSONResponse({"resource_id": resource_id, "owner_org": owner}, status_code=201)
+    confidential = body.get("confidential") is True
+    if confidential:
+        sim.resources.confidential.add(resource_id)
+    else:
+        sim.resources.confidential.discard(resource_id)
+    return JSONResponse({"resource_id": resource_id, "owner_org": owner, "confidential": confidential},
+                        status_code=201)  # fmt: skip
 
 
 def _correspondence(sim: SimState, spec: Any, rng: random.Random) -> Correspondence:
@@ -95,6 +102,7 @@ def _correspondence(sim: SimState, spec: Any, rng: random.Random) -> Corresponde
         body=str(spec.get("body") or template.body),
         attachments=make_attachments(count, title, rng),
         is_confirmation_needed=confirm,
+        is_confidential=resource_id in sim.resources.confidential,
         due=spec.get("due") or (iso_after(14 * 86400) if confirm else None),
     )
 
@@ -113,7 +121,8 @@ async def send_correspondences(request: Request) -> Response:
 
 
 def _act(action: str) -> Callable[[Request], Awaitable[Response]]:
-    """Act as the recipient would: fetch if not yet fetched, then mark read or confirm."""
+    """Act as the recipient would: fetch if not yet fetched, then mark read or confirm (which Altinn applies a
+    few seconds later, as for the API)."""
 
     async def endpoint(request: Request) -> Response:
         sim: SimState = request.app.state.sim
@@ -122,6 +131,22 @@ def _act(action: str) -> Callable[[Request], Awaitable[Response]]:
             sim.correspondences.fetch(correspondence)
         getattr(sim.correspondences, action)(correspondence)
         return JSONResponse({"id": correspondence.id, "status": correspondence.current.status})
+
+    return endpoint
+
+
+def _attachment_action(
+    action: Callable[[SimState, Correspondence, Attachment], bool],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Change an attachment of a correspondence as Altinn's jobs would; `changed` is false when it already was
+    expired or purged."""
+
+    async def endpoint(request: Request) -> Response:
+        sim: SimState = request.app.state.sim
+        correspondence = sim.correspondences.get(request.path_params["id"])
+        attachment = correspondence.attachment(request.path_params["attachment_id"])
+        changed = action(sim, correspondence, attachment)
+        return JSONResponse({"id": attachment.id, "status": attachment.latest.status, "changed": changed})
 
     return endpoint
 
@@ -174,6 +199,16 @@ routes = [
     Route("/_sim/correspondences", send_correspondences, methods=["POST"]),
     Route("/_sim/correspondences/{id}/read", _act("mark_read"), methods=["POST"]),
     Route("/_sim/correspondences/{id}/confirm", _act("confirm"), methods=["POST"]),
+    Route(
+        "/_sim/correspondences/{id}/attachments/{attachment_id}/expire",
+        _attachment_action(lambda sim, c, a: sim.correspondences.expire_attachment(c, a)),
+        methods=["POST"],
+    ),
+    Route(
+        "/_sim/correspondences/{id}/attachments/{attachment_id}/purge",
+        _attachment_action(lambda sim, c, a: sim.correspondences.purge_attachment(a)),
+        methods=["POST"],
+    ),
     Route("/_sim/events", publish_events, methods=["POST"]),
     Route("/_sim/faults", set_faults, methods=["PUT", "POST"]),
     Route("/_sim/faults", clear_faults, methods=["DELETE"]),

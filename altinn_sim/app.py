@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from altinn_sim import admin, authentication, correspondence, events, maskinporten, sending, subscriptions
-from altinn_sim.correspondence_model import CorrespondenceError
+from altinn_sim.correspondence_errors import CorrespondenceError, error_handler
 from altinn_sim.faults import FaultMiddleware
 from altinn_sim.requestlog import RequestLogMiddleware
 from altinn_sim.responses import ApiError, api_error_handler
@@ -25,9 +25,11 @@ def create_app(settings: SimSettings | None = None, *, base_url: str) -> Starlet
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await sim.deliverer.start()
+        await sim.scheduler.start()
         try:
             yield
         finally:
+            await sim.scheduler.stop()
             await sim.deliverer.stop()
 
     app = Starlette(
@@ -46,7 +48,7 @@ def create_app(settings: SimSettings | None = None, *, base_url: str) -> Starlet
         ],
         exception_handlers={
             ApiError: api_error_handler,
-            CorrespondenceError: correspondence.correspondence_error_handler,
+            CorrespondenceError: error_handler,
         },
         lifespan=lifespan,
     )

@@ -1,4 +1,9 @@
-"""The Correspondence API's read and act endpoints (correspondence contract §1.2), as sender or recipient."""
+"""The Correspondence API's read and act endpoints (correspondence contract §1.2 and §7), as sender or recipient.
+
+Who may do what follows Altinn's handlers: the endpoint's policy checks the scope (403), the handler looks the
+correspondence up (404 1001), then asks Altinn Authorization whether the caller has recipient or sender access (401
+4001 when it has neither). Paths in comments are in Altinn/altinn-correspondence under `src/Altinn.Correspondence.*`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from altinn_sim.authentication import Caller
-from altinn_sim.correspondence_model import (
-    AVAILABLE_FOR_RECIPIENT,
-    NOT_FOUND,
-    Correspondence,
+from altinn_sim.authentication import SERVICE_OWNER_SCOPE, Caller
+from altinn_sim.correspondence_errors import (
+    CORRESPONDENCE_NOT_FOUND,
+    INVALID_DATE_RANGE,
+    NO_ACCESS,
     CorrespondenceError,
+    validation_problem,
 )
-from altinn_sim.responses import ApiError, problem, validation_problem
+from altinn_sim.correspondence_model import AVAILABLE_FOR_RECIPIENT, Correspondence
+from altinn_sim.responses import ApiError
 from receiver.timeutil import parse_iso
 
 if TYPE_CHECKING:
@@ -30,21 +37,26 @@ ROLES = ("Recipient", "Sender", "RecipientAndSender")
 MAX_IDS = 1000
 
 
-def error_response(error: CorrespondenceError) -> Response:
-    return problem(error.status, error.message, error_code=error.code)
+def calling_as_sender(caller: Caller) -> bool:
+    """Common/Helpers/ClaimsPrincipalExtensions.cs CallingAsSender (l. 71-75): the token's scope claim contains
+    altinn:correspondence.write. Such a caller's GETs never record Fetched."""
+    return any(WRITE_SCOPE in scope for scope in caller.scopes)
 
 
-async def correspondence_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CorrespondenceError)
-    return error_response(exc)
+def _bypass(sim: SimState, caller: Caller, correspondence: Correspondence) -> bool:
+    """AltinnAuthorizationService.EvaluateBypassConditions: a token with altinn:serviceowner whose organisation owns
+    the resource passes every access check, as sender and as recipient, without asking the PDP."""
+    return caller.has(SERVICE_OWNER_SCOPE) and sim.resources.owner(correspondence.resource_id) == caller.org
 
 
-def is_recipient(caller: Caller, correspondence: Correspondence) -> bool:
-    return caller.has(READ_SCOPE, PORTAL_SCOPE) and caller.party_subject == correspondence.recipient
+def recipient_access(sim: SimState, caller: Caller, correspondence: Correspondence) -> bool:
+    """CheckAccessAsRecipient, simplified: the caller acts for the recipient (or is bypassed)."""
+    return caller.party_subject == correspondence.recipient or _bypass(sim, caller, correspondence)
 
 
-def is_sender(caller: Caller, correspondence: Correspondence) -> bool:
-    return caller.has(WRITE_SCOPE) and caller.org == correspondence.sender_org
+def sender_access(sim: SimState, caller: Caller, correspondence: Correspondence) -> bool:
+    """CheckAccessAsSender, simplified: the sending organisation calling with the write scope (or bypassed)."""
+    return (caller.has(WRITE_SCOPE) and caller.org == correspondence.sender_org) or _bypass(sim, caller, correspondence)
 
 
 def _lookup(request: Request, *scopes: str) -> tuple[SimState, Caller, Correspondence]:
@@ -53,66 +65,86 @@ def _lookup(request: Request, *scopes: str) -> tuple[SimState, Caller, Correspon
     return sim, caller, sim.correspondences.get(request.path_params["id"])
 
 
-def _as_recipient(request: Request, *scopes: str) -> tuple[SimState, Correspondence]:
-    """The correspondence for its recipient; 404 1001 for anyone else or when not available to recipients."""
+def _as_recipient(request: Request, *scopes: str) -> tuple[SimState, Caller, Correspondence]:
+    """For markasread and confirm: 401 4001 without recipient access."""
     sim, caller, correspondence = _lookup(request, *scopes)
-    if not is_recipient(caller, correspondence) or correspondence.current.status not in AVAILABLE_FOR_RECIPIENT:
-        raise CorrespondenceError(*NOT_FOUND)
-    return sim, correspondence
+    if not recipient_access(sim, caller, correspondence):
+        raise CorrespondenceError(NO_ACCESS)
+    return sim, caller, correspondence
+
+
+def _with_access(request: Request, *scopes: str) -> tuple[SimState, Caller, Correspondence, bool]:
+    """For overview, details, content and purge: 401 4001 with neither kind of access; else whether the caller
+    has recipient access."""
+    sim, caller, correspondence = _lookup(request, *scopes)
+    as_recipient = recipient_access(sim, caller, correspondence)
+    if not as_recipient and not sender_access(sim, caller, correspondence):
+        raise CorrespondenceError(NO_ACCESS)
+    return sim, caller, correspondence, as_recipient
 
 
 async def overview(request: Request) -> Response:
-    return _view(request, details=False)
+    """GetCorrespondenceOverviewHandler: purged is 404 for everyone; a recipient not calling as sender records
+    Fetched."""
+    sim, caller, correspondence, as_recipient = _with_access(request, READ_SCOPE, WRITE_SCOPE)
+    if correspondence.purged:
+        raise CorrespondenceError(CORRESPONDENCE_NOT_FOUND)
+    body = correspondence.overview_json(recipient_access=as_recipient)
+    if as_recipient and not calling_as_sender(caller):
+        sim.correspondences.fetch(correspondence)
+    return JSONResponse(body)
 
 
 async def details(request: Request) -> Response:
-    return _view(request, details=True)
-
-
-def _view(request: Request, *, details: bool) -> Response:
-    """As recipient, answer with the status before this call, then record Fetched (as Altinn's handler does)."""
-    sim, caller, correspondence = _lookup(request, READ_SCOPE, WRITE_SCOPE)
-    if is_recipient(caller, correspondence):
-        body = correspondence.details_json() if details else correspondence.overview_json()
+    """GetCorrespondenceDetailsHandler: like the overview, without its purge check."""
+    sim, caller, correspondence, as_recipient = _with_access(request, READ_SCOPE, WRITE_SCOPE)
+    body = correspondence.details_json(recipient_access=as_recipient)
+    if as_recipient and not calling_as_sender(caller):
         sim.correspondences.fetch(correspondence)
-        return JSONResponse(body)
-    if is_sender(caller, correspondence):
-        return JSONResponse(correspondence.details_json() if details else correspondence.overview_json())
-    raise CorrespondenceError(*NOT_FOUND)
+    return JSONResponse(body)
 
 
 async def content(request: Request) -> Response:
-    sim, correspondence = _as_recipient(request, READ_SCOPE)
-    sim.correspondences.read_content(correspondence)
-    return PlainTextResponse(correspondence.body)
+    """The overview handler with OnlyGettingContent: as recipient, Fetched and then Read (l. 95-126)."""
+    sim, caller, correspondence, as_recipient = _with_access(request, READ_SCOPE)
+    if correspondence.purged:
+        raise CorrespondenceError(CORRESPONDENCE_NOT_FOUND)
+    body = correspondence.overview_json(recipient_access=as_recipient)["content"]["messageBody"]
+    if as_recipient and not calling_as_sender(caller):
+        sim.correspondences.read_content(correspondence)
+    return PlainTextResponse(body)
 
 
 async def mark_as_read(request: Request) -> Response:
-    sim, correspondence = _as_recipient(request, READ_SCOPE)
+    sim, _, correspondence = _as_recipient(request, READ_SCOPE)
     sim.correspondences.mark_read(correspondence)
     return JSONResponse(correspondence.id)
 
 
 async def confirm(request: Request) -> Response:
-    sim, correspondence = _as_recipient(request, READ_SCOPE)
+    sim, _, correspondence = _as_recipient(request, READ_SCOPE)
     sim.correspondences.confirm(correspondence)
     return JSONResponse(correspondence.id)
 
 
 async def purge(request: Request) -> Response:
-    sim, caller, correspondence = _lookup(request, READ_SCOPE, WRITE_SCOPE)
-    if is_recipient(caller, correspondence):
-        sim.correspondences.purge_by_recipient(correspondence)
-        return JSONResponse(correspondence.id)
-    if is_sender(caller, correspondence):
-        # Every correspondence here is published at once, and a sender may purge only before publishing.
-        raise CorrespondenceError(1013, 400, "Sender cannot delete correspondence that has been published")
-    raise CorrespondenceError(*NOT_FOUND)
+    """PurgeCorrespondenceHandler.CheckUserPermissions: as sender when calling as one (or without recipient
+    access), else as recipient."""
+    sim, caller, correspondence, as_recipient = _with_access(request, READ_SCOPE, WRITE_SCOPE)
+    if not as_recipient or (calling_as_sender(caller) and sender_access(sim, caller, correspondence)):
+        sim.correspondences.purge_by_sender(correspondence)
+    sim.correspondences.purge_by_recipient(correspondence)
+    return JSONResponse(correspondence.id)
 
 
 async def download(request: Request) -> Response:
-    sim, correspondence = _as_recipient(request, READ_SCOPE, PORTAL_SCOPE)
-    attachment = sim.correspondences.attachment(correspondence, request.path_params["attachment_id"])
+    """DownloadCorrespondenceAttachmentHandler: 1001, 2001, then 4001, then the attachment's and the
+    correspondence's state."""
+    sim, caller, correspondence = _lookup(request, READ_SCOPE, PORTAL_SCOPE)
+    attachment = correspondence.attachment(request.path_params["attachment_id"])
+    if not recipient_access(sim, caller, correspondence):
+        raise CorrespondenceError(NO_ACCESS)
+    sim.correspondences.download(correspondence, attachment)
     filename = json.dumps(attachment.file_name)
     return Response(
         attachment.data,
@@ -139,15 +171,15 @@ async def list_ids(request: Request) -> Response:
     if errors:
         raise ApiError(validation_problem(errors))
     if since and until and since > until:
-        raise CorrespondenceError(1027, 400, "From date cannot be after to date")
+        raise CorrespondenceError(INVALID_DATE_RANGE)
     role = params["role"]
     ids = [
         c.id
         for c in sim.correspondences.items.values()
         if c.resource_id == params["resourceId"]
         and (
-            (role != "Sender" and is_recipient(caller, c) and c.current.status in AVAILABLE_FOR_RECIPIENT)
-            or (role != "Recipient" and is_sender(caller, c))
+            (role != "Sender" and caller.party_subject == c.recipient and c.current.status in AVAILABLE_FOR_RECIPIENT)
+            or (role != "Recipient" and caller.has(WRITE_SCOPE) and caller.org == c.sender_org)
         )
         and (since is None or parse_iso(c.created) >= since)
         and (until is None or parse_iso(c.created) <= until)

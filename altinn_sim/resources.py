@@ -23,6 +23,8 @@ class Resources:
 
     def __init__(self) -> None:
         self.owners: dict[str, str] = {}
+        self.confidential: set[str] = set()
+        """Resources whose policy asks for the access package post-til-virksomheten-med-taushetsbelagt-innhold."""
 
     def owner(self, resource_id: str) -> str | None:
         return self.owners.get(resource_id)

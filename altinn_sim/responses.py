@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -73,15 +74,15 @@ def empty(status: int) -> Response:
     return Response(status_code=status)
 
 
-async def read_json(request: Request) -> Any:
-    """The request body as JSON, or a 400 validation problem as model binding would give."""
+async def read_json(request: Request, invalid: Callable[[dict[str, list[str]]], Response] = validation_problem) -> Any:
+    """The request body as JSON, or a 400 `invalid(errors)` as model binding would give."""
     body = await request.body()
     if not body.strip():
-        raise ApiError(validation_problem({"": ["A non-empty request body is required."]}))
+        raise ApiError(invalid({"": ["A non-empty request body is required."]}))
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(validation_problem({"$": [f"The JSON value could not be converted: {exc}"]})) from None
+        raise ApiError(invalid({"$": [f"The JSON value could not be converted: {exc}"]})) from None
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:

@@ -61,8 +61,9 @@ class SimulatorAdmin:
         ids: list[str] = self._post("/correspondences", {k: v for k, v in body.items() if v is not None})["ids"]
         return ids[0]
 
-    def set_resource_owner(self, resource_id: str, owner_org: str) -> None:
-        self._post("/resources", {"resource_id": resource_id, "owner_org": owner_org})
+    def set_resource_owner(self, resource_id: str, owner_org: str, *, confidential: bool = False) -> None:
+        """Make `owner_org` the resource's service owner; a `confidential` resource needs `isConfidential`."""
+        self._post("/resources", {"resource_id": resource_id, "owner_org": owner_org, "confidential": confidential})
 
     def publish_event(self, event: dict[str, Any], push: bool = True) -> None:
         self._post("/events", event, push=str(push).lower())

@@ -13,6 +13,7 @@ from altinn_sim.faults import FaultSet
 from altinn_sim.maskinporten import Maskinporten
 from altinn_sim.requestlog import RequestLog
 from altinn_sim.resources import Resources
+from altinn_sim.scheduler import Scheduler
 from altinn_sim.seed import seed
 from altinn_sim.settings import SimSettings
 from altinn_sim.subscriptions import Subscriptions
@@ -38,7 +39,8 @@ class SimState:
             self.deliverer,
             settings.schedule,
         )
-        self.correspondences = Correspondences(self.events, self.base_url)
+        self.scheduler = Scheduler(self.clock)
+        self.correspondences = Correspondences(self.events, self.base_url, self.scheduler)
         seed(self.correspondences, self.resources, settings.seed_correspondences)
         self.faults = FaultSet(settings.faults)
         self.requests = RequestLog()

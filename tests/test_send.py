@@ -154,9 +154,9 @@ def test_a_client_without_the_write_scope_is_refused_with_the_reason(sim: Runnin
 
 def test_altinn_s_reason_for_a_refusal_is_shown_not_just_its_status_text(owner: Agency) -> None:
     result = send(owner, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Too long",
-                  "--body", "x" * 10_001)  # fmt: skip
+                  "--body", "x" * 30_001)  # fmt: skip
     assert result.returncode == 1
-    assert "Bad Request: Message body cannot exceed 10000 characters (errorCode 1022)" in result.stderr
+    assert "Bad Request: Message body cannot exceed 30000 characters (errorCode 1022)" in result.stderr
 
 
 def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -> None:
