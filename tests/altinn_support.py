@@ -108,18 +108,21 @@ def stand_in_config_file(
     *,
     kid: str = KID,
     scopes: Sequence[str] = ("altinn:events.subscribe", "altinn:correspondence.read"),
+    role: str = "recipient",
     receiver: str = "allow_no_secret = true",
     extra_altinn: str = "",
     extra_maskinporten: str = "",
     extra: str = "",
 ) -> Path:
-    """tmp_path/receiver.toml for a client of `stand_in` signing grants with `key` (written to tmp_path/k.pem).
-    `receiver` is the [receiver] table's body; the `extra_*` lines go into their tables, `extra` at the end."""
+    """tmp_path/receiver.toml for a client of `stand_in` signing grants with `key` (written to tmp_path/k.pem): by
+    default a recipient's, with the scopes a recipient needs. `receiver` is the [receiver] table's body; the
+    `extra_*` lines go into their tables, `extra` at the end."""
     lines = [
         "[receiver]",
         receiver,
         "[altinn]",
         f'platform_url = "{stand_in.url}"',
+        f'role = "{role}"',
         extra_altinn,
         "[maskinporten]",
         f'issuer = "{stand_in.issuer}"',

@@ -37,7 +37,6 @@ def config_file(tmp_path: Path, sim: RunningSimulator, *, scopes: list[str] = SC
         KEY,
         scopes=scopes,
         receiver=f'secret = "a-long-webhook-secret-0123456789"\n{receiver}',
-        extra_altinn='role = "recipient"',
         extra_maskinporten='system_user_org = "310000000"',
         extra=f"""
 [store]
