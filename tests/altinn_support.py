@@ -101,6 +101,11 @@ class StandIn(Protocol):
     def issuer(self) -> str: ...
 
 
+SERVICE_OWNER_SCOPES = ("altinn:correspondence.write", "altinn:events.subscribe", "altinn:serviceowner")
+SERVICE_OWNER: dict[str, Any] = {"role": "service-owner", "scopes": SERVICE_OWNER_SCOPES}
+"""`stand_in_config_file` options for a service owner holding what it needs (sending, subscribing)."""
+
+
 def stand_in_config_file(
     stand_in: StandIn,
     tmp_path: Path,
@@ -182,6 +187,12 @@ class Seen:
     path: str
     query: str
     headers: dict[str, str]
+
+    @property
+    def token_scope(self) -> str:
+        """The `scope` claim of the bearer token the request carried (read unverified; scopes are no secret)."""
+        token = self.headers.get("authorization", "").removeprefix("Bearer ")
+        return str(jwt.decode(token, options={"verify_signature": False}).get("scope", ""))
 
 
 class Recorder:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from altinn_sim import SimSettings, running_simulator
 from altinn_sim.testing import new_client
+from receiver.scopes import READ_SCOPE, SUBSCRIBE_SCOPE, WRITE_SCOPE
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,
@@ -115,13 +116,23 @@ def test_a_recipient_pipeline_marks_read_and_confirms_and_without_a_fetch_first_
     # The second confirm finds the correspondence already confirmed (errorCode 1041): that counts as done.
     actions = recipient_actions(["fetch_correspondence", "mark_as_read", "confirm", "confirm"])
     with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
-        setup = recipient_setup(sim, tmp_path, extra=actions)
+        # The client holds the write scope too: a token carrying it would make Altinn treat the receiver as the
+        # sender, which never records Fetched, so markasread and confirm would fail (correspondence contract §7.1).
+        setup = recipient_setup(sim, tmp_path, extra=actions, scopes=(*RECIPIENT_SCOPES, WRITE_SCOPE))
         with subscribed_receiver(setup, tmp_path):
             confirmed = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, is_confirmation_needed=True,
                                                 due="2099-01-01T00:00:00Z")  # fmt: skip
             wait_settled(setup.store, 1)
         (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
         assert (row["status"], row["last_error"]) == ("done", "")
+        calls = {(r["method"], r["path"].partition("?")[0], r["scope"]) for r in sim.state_snapshot()["requests"]}
+        base = f"/correspondence/api/v1/correspondence/{confirmed}"
+        assert {call for call in calls if call[1].startswith("/correspondence/")} == {
+            ("GET", f"{base}/details", READ_SCOPE),
+            ("POST", f"{base}/markasread", READ_SCOPE),
+            ("POST", f"{base}/confirm", READ_SCOPE),
+        }
+        assert {scope for _, path, scope in calls if path.startswith("/events/")} == {SUBSCRIBE_SCOPE}
         reader = new_client(sim, RECIPIENT_ORG, list(RECIPIENT_SCOPES)).api()
         details = reader.get(f"/correspondence/api/v1/correspondence/{confirmed}/details").json()
         assert {"Fetched", "Read", "Confirmed"} <= {h["status"] for h in details["statusHistory"]}
