@@ -1,6 +1,6 @@
 """The Altinn clients against the project's simulator: a system-user grant, reading and downloading what was sent,
-the simulator's fault injection surfacing as the error family, the one retry after a refused token, and one token
-per scope set: each family of calls carries only the scopes it needs."""
+the simulator's fault injection surfacing as the error family, the one retry after a refused token (and none after
+Altinn's "no access"), and one token per scope set: each family of calls carries only the scopes it needs."""
 
 from __future__ import annotations
 
@@ -204,3 +204,26 @@ def test_a_service_owner_sends_and_reads_with_write_and_calls_events_as_service_
     assert all(e["status"] == 200 for e in sent), sent
     assert grants(sent) == 2
     assert exchanges_by_scope(sent) == {WRITE: 1, as_owner: 1}
+
+
+def test_no_access_is_permanent_says_so_and_costs_no_new_token(tmp_path: Path, sim: RunningSimulator) -> None:
+    correspondence_id = sim.send_correspondence("sim-resource", RECIPIENT)
+    details = f"{CORRESPONDENCE}/{correspondence_id}/details"
+    # Once only: a retry would be answered 200, and the call would succeed.
+    rule = {"path": details, "method": "GET", "error_rate": 1.0, "error_status": 401, "error_code": 4001, "count": 1}
+    sim.admin.put("/faults", json=rule).raise_for_status()
+    try:
+        with logged(sim) as sent, pytest.raises(PermanentError) as err:
+            as_system_user(sim, tmp_path, lambda c: c.correspondence.details(correspondence_id))
+    finally:
+        sim.admin.delete("/faults").raise_for_status()
+    message = str(err.value)
+    assert message.startswith("the organisation has no access to this correspondence under the resource's policy")
+    assert "errorCode 4001" in message and f"reading correspondence {correspondence_id}: HTTP 401" in message
+    assert "the token was refused" not in message
+    assert (err.value.status, err.value.error_code) == (401, 4001)
+    assert [(e["method"], e["path"], e["status"]) for e in sent] == [
+        ("POST", "/token", 200),
+        ("GET", EXCHANGE, 200),
+        ("GET", details, 401),
+    ]

@@ -146,3 +146,30 @@ def test_a_recipient_pipeline_marks_read_and_confirms_and_without_a_fetch_first_
         (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
     assert row["status"] == "dead"
     assert "put fetch_correspondence before mark_as_read" in row["last_error"]
+
+
+def test_no_access_under_the_policy_ends_the_event_dead_with_that_reason_and_no_new_token(tmp_path: Path) -> None:
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path)
+        with subscribed_receiver(setup, tmp_path):
+            # Once only: a retry with a new token would be answered, and the event would be done.
+            no_access = {"path": CORRESPONDENCE_API, "error_rate": 1.0, "error_status": 401, "error_code": 4001,
+                         "count": 1}  # fmt: skip
+            assert sim.admin.put("/faults", json=[no_access]).status_code == 200
+            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG)
+            assert list(wait_settled(setup.store, 1).values()) == ["dead"]
+        requests = sim.state_snapshot()["requests"]
+    [row] = query(setup.store, "SELECT attempts, last_error FROM inbox")
+    assert row["attempts"] == 1
+    assert row["last_error"].startswith(
+        "fetch_correspondence: the organisation has no access to this correspondence under the resource's policy"
+    )
+    assert correspondence_id in row["last_error"] and "errorCode 4001" in row["last_error"]
+    fetches = [r for r in requests if r["path"].startswith("/correspondence/")]
+    assert [(r["path"], r["status"]) for r in fetches] == [
+        (f"/correspondence/api/v1/correspondence/{correspondence_id}/details", 401)
+    ]
+    # One grant and one exchange per scope set the receiver used (events, recipient): the refusal cost none.
+    assert len([r for r in requests if r["path"] == "/token"]) == 2
+    exchanges = [r["scope"] for r in requests if r["path"] == "/authentication/api/v1/exchange/maskinporten"]
+    assert sorted(exchanges) == [READ_SCOPE, SUBSCRIBE_SCOPE]
