@@ -1,5 +1,5 @@
-"""Fault injection: per-route latency, errors, 429 with Retry-After, 401 as if the token were refused, and hanging
-requests.
+"""Fault injection: per-route latency, errors, 429 with Retry-After, 401 as if the token were refused (or, with
+`error_code` 4001, as Altinn's "no access" under the resource's policy), and hanging requests.
 
 Rules come from sim.toml `[[faults]]` or `PUT /_sim/faults`. The middleware applies the first rule whose
 method and path glob match; the admin API (`/_sim/`) is never faulted.
@@ -36,6 +36,8 @@ class FaultRule:
     error_rate: float = 0.0
     error_status: int = 503
     retry_after: float = 1.0
+    error_code: int | None = None
+    """Altinn's ProblemDetails `errorCode` in the error's body (e.g. 4001 with 401: no access under the policy)."""
     hang: bool = False
     count: int | None = None
 
@@ -73,6 +75,11 @@ class FaultRule:
             if raw["error_status"] not in ERROR_STATUSES:
                 raise ValueError(f"error_status: expected one of {', '.join(map(str, ERROR_STATUSES))}")
             values["error_status"] = int(raw["error_status"])
+        if raw.get("error_code") is not None:
+            code = raw["error_code"]
+            if isinstance(code, bool) or not isinstance(code, int) or code < 1:
+                raise ValueError("error_code: expected a positive integer")
+            values["error_code"] = code
         if "hang" in raw:
             if not isinstance(raw["hang"], bool):
                 raise ValueError("hang: expected true or false")
@@ -158,9 +165,14 @@ async def _wait_for_disconnect(receive: Receive, limit: float) -> None:
 
 
 async def _send_error(send: Send, rule: FaultRule) -> None:
-    body = json.dumps(
-        {"title": "Injected fault", "status": rule.error_status, "detail": f"simulator fault rule {rule.path}"}
-    ).encode()
+    problem: dict[str, Any] = {
+        "title": "Injected fault",
+        "status": rule.error_status,
+        "detail": f"simulator fault rule {rule.path}",
+    }
+    if rule.error_code is not None:
+        problem["errorCode"] = rule.error_code
+    body = json.dumps(problem).encode()
     headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
     if rule.error_status == 429:
         headers.append((b"retry-after", str(max(1, round(rule.retry_after))).encode()))

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from receiver.durations import parse_duration
+from receiver.scopes import NEEDED, MissingScope, scope_sets
 
 CONFIG_ENV = "ALTINN_RECEIVER_CONFIG"
 DEFAULT_CONFIG_FILE = "receiver.toml"
@@ -46,7 +47,7 @@ MASKINPORTEN_ISSUERS = {
     "tt02": "https://test.maskinporten.no/",
     "production": "https://maskinporten.no/",
 }
-ROLES = ("service-owner", "recipient")
+ROLES = tuple(NEEDED)  # "service-owner", "recipient": the roles receiver.scopes knows the needs of
 URN_PATTERN = re.compile(r"^urn:[a-z0-9-]{1,30}(:[a-z0-9()+,.\-;$_!/]{1,100}){1,10}$")
 
 
@@ -520,4 +521,16 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], base_dir: 
     parsed["handlers"] = _parse_handlers(top.table("handlers"))
     parsed["subscriptions"] = _parse_subscriptions(top.tables("subscriptions"))
     top.done()
-    return Config(**parsed)
+    config = Config(**parsed)
+    if config.maskinporten.configured:
+        token_scope_sets(config)  # a role without the scopes it needs stops every command here, with exit status 2
+    return config
+
+
+def token_scope_sets(config: Config) -> dict[str, tuple[str, ...]]:
+    """The scopes each family of Altinn calls asks for, {purpose: scopes} (`receiver.scopes`); ConfigError naming
+    the scope `[altinn] role` needs and `[maskinporten] scopes` lacks."""
+    try:
+        return scope_sets(config.altinn.role, config.maskinporten.scopes)
+    except MissingScope as exc:
+        raise ConfigError("maskinporten.scopes", str(exc)) from None

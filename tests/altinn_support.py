@@ -101,6 +101,11 @@ class StandIn(Protocol):
     def issuer(self) -> str: ...
 
 
+SERVICE_OWNER_SCOPES = ("altinn:correspondence.write", "altinn:events.subscribe", "altinn:serviceowner")
+SERVICE_OWNER: dict[str, Any] = {"role": "service-owner", "scopes": SERVICE_OWNER_SCOPES}
+"""`stand_in_config_file` options for a service owner holding what it needs (sending, subscribing)."""
+
+
 def stand_in_config_file(
     stand_in: StandIn,
     tmp_path: Path,
@@ -108,18 +113,21 @@ def stand_in_config_file(
     *,
     kid: str = KID,
     scopes: Sequence[str] = ("altinn:events.subscribe", "altinn:correspondence.read"),
+    role: str = "recipient",
     receiver: str = "allow_no_secret = true",
     extra_altinn: str = "",
     extra_maskinporten: str = "",
     extra: str = "",
 ) -> Path:
-    """tmp_path/receiver.toml for a client of `stand_in` signing grants with `key` (written to tmp_path/k.pem).
-    `receiver` is the [receiver] table's body; the `extra_*` lines go into their tables, `extra` at the end."""
+    """tmp_path/receiver.toml for a client of `stand_in` signing grants with `key` (written to tmp_path/k.pem): by
+    default a recipient's, with the scopes a recipient needs. `receiver` is the [receiver] table's body; the
+    `extra_*` lines go into their tables, `extra` at the end."""
     lines = [
         "[receiver]",
         receiver,
         "[altinn]",
         f'platform_url = "{stand_in.url}"',
+        f'role = "{role}"',
         extra_altinn,
         "[maskinporten]",
         f'issuer = "{stand_in.issuer}"',
@@ -179,6 +187,12 @@ class Seen:
     path: str
     query: str
     headers: dict[str, str]
+
+    @property
+    def token_scope(self) -> str:
+        """The `scope` claim of the bearer token the request carried (read unverified; scopes are no secret)."""
+        token = self.headers.get("authorization", "").removeprefix("Bearer ")
+        return str(jwt.decode(token, options={"verify_signature": False}).get("scope", ""))
 
 
 class Recorder:

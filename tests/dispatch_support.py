@@ -4,7 +4,7 @@ demo's own setup code), a receiver running only the dispatcher, and reads of the
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,17 @@ FINAL = ("done", "dead", "skipped")
 
 
 def recipient_setup(
-    sim: RunningSimulator, tmp_path: Path, *, extra: str = "", dispatch: dict[str, Any] | None = None
+    sim: RunningSimulator,
+    tmp_path: Path,
+    *,
+    extra: str = "",
+    dispatch: dict[str, Any] | None = None,
+    scopes: Sequence[str] = RECIPIENT_SCOPES,
 ) -> ReceiverSetup:
-    """A recipient organisation's receiver: its own Maskinporten key, subscribed with its subject filter."""
+    """A recipient organisation's receiver: its own Maskinporten key (holding `scopes`, in the config too),
+    subscribed with its subject filter."""
     sim.set_resource_owner(RESOURCE, SENDER_ORG)
-    identity = register_identity(sim, tmp_path, org=RECIPIENT_ORG, service_owner=None, scopes=RECIPIENT_SCOPES)
+    identity = register_identity(sim, tmp_path, org=RECIPIENT_ORG, service_owner=None, scopes=scopes)
     return ReceiverSetup(
         sim.url,
         identity,

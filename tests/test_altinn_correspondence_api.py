@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from receiver.altinn import AltinnClients, Attachment, PermanentError
-from tests.altinn_support import FakeAltinn, Handler, call, new_key
+from receiver.config import ConfigError
+from tests.altinn_support import SERVICE_OWNER, FakeAltinn, Handler, call, new_key
 
 KEY = new_key()
 CID = str(uuid.uuid4())
@@ -147,13 +148,15 @@ def test_mark_as_read_confirm_and_list_ids(tmp_path: Path) -> None:
                 "urn:altinn:resource:my-resource", role="Recipient", status="Published"
             )
 
-        listed = call(fake, tmp_path, KEY, work)
+        # A recipient whose client also holds the write scope: Altinn would count it as the sender (§7.1).
+        scopes = ("altinn:events.subscribe", "altinn:correspondence.read", "altinn:correspondence.write")
+        listed = call(fake, tmp_path, KEY, work, scopes=scopes)
     assert listed == ids
-    calls = [(s.method, s.path, s.query) for s in fake.seen if s.path.startswith(BASE)]
+    calls = [(s.method, s.path, s.query, s.token_scope) for s in fake.seen if s.path.startswith(BASE)]
     assert calls == [
-        ("POST", f"{BASE}/{CID}/markasread", ""),
-        ("POST", f"{BASE}/{CID}/confirm", ""),
-        ("GET", BASE, "resourceId=my-resource&role=Recipient&status=Published"),
+        ("POST", f"{BASE}/{CID}/markasread", "", "altinn:correspondence.read"),
+        ("POST", f"{BASE}/{CID}/confirm", "", "altinn:correspondence.read"),
+        ("GET", BASE, "resourceId=my-resource&role=Recipient&status=Published", "altinn:correspondence.read"),
     ]
 
 
@@ -186,7 +189,9 @@ def test_initialize_with_files_sends_form_fields_and_file_parts_even_on_the_retr
     file = tmp_path / "a.txt"
     file.write_bytes(b"attachment body")
     with FakeAltinn(KEY.public_key(), api={f"POST {BASE}/upload": upload}) as fake:
-        answer = call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize_with_files(body, [file]))
+        answer = call(
+            fake, tmp_path, KEY, lambda c: c.correspondence.initialize_with_files(body, [file]), **SERVICE_OWNER
+        )
     assert answer["attachmentIds"] == [AID]
     assert received["fields"] == {
         "correspondence.resourceId": "my-resource",
@@ -209,8 +214,16 @@ def test_initialize_posts_json(tmp_path: Path) -> None:
         return JSONResponse({"correspondences": [], "attachmentIds": []})
 
     with FakeAltinn(KEY.public_key(), api={f"POST {BASE}": initialize}) as fake:
-        assert call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize({"a": 1})) == {
+        assert call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize({"a": 1}), **SERVICE_OWNER) == {
             "correspondences": [],
             "attachmentIds": [],
         }
     assert seen == [{"a": 1}]
+    # Altinn's Sender policy asks an Altinn token for the write scope alone (correspondence contract §1.1).
+    assert [s.token_scope for s in fake.requests_to(BASE)] == ["altinn:correspondence.write"]
+
+
+def test_a_recipient_without_the_write_scope_cannot_send_and_asks_for_no_token(tmp_path: Path) -> None:
+    with FakeAltinn(KEY.public_key()) as fake, pytest.raises(ConfigError, match=r"lacks altinn:correspondence\.write"):
+        call(fake, tmp_path, KEY, lambda c: c.correspondence.initialize({"a": 1}))
+    assert fake.seen == []

@@ -96,7 +96,7 @@ def test_a_page_filtered_empty_leaves_the_cursor_stuck_and_says_so(sim: RunningS
     with_subject = SubscriptionConfig(resource, subject=RECIPIENT)
     without_subject = SubscriptionConfig(resource)  # a recipient may pull without a subject; pages get filtered
     setup = ReceiverSetup(sim.url, recipient, tmp_path / "r.db", [with_subject, without_subject],
-                          catchup={"interval": "1s"})  # fmt: skip
+                          catchup={"interval": "1s"}, role="recipient")  # fmt: skip
 
     def services(runtime: Runtime) -> list[Service]:
         return [SubscriptionService(poll_initial=0.05), CatchupService(pull_lag=0, page_size=2)]

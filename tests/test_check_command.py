@@ -20,13 +20,14 @@ from tests.support import wait_until
 
 KEY = new_key()
 SCOPES = ["altinn:events.subscribe", "altinn:correspondence.read"]
+WRITE = "altinn:correspondence.write"
 RESOURCE = "urn:altinn:resource:check-resource"
 STEPS = ["config", "key", "maskinporten", "exchange", "correspondence-api", "subscriptions", "webhook"]
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
-    with simulator_with_client(KEY, SCOPES, "310000000", SimSettings(time_scale=1000)) as simulator:
+    with simulator_with_client(KEY, [*SCOPES, WRITE], "310000000", SimSettings(time_scale=1000)) as simulator:
         yield simulator
 
 
@@ -37,7 +38,6 @@ def config_file(tmp_path: Path, sim: RunningSimulator, *, scopes: list[str] = SC
         KEY,
         scopes=scopes,
         receiver=f'secret = "a-long-webhook-secret-0123456789"\n{receiver}',
-        extra_altinn='role = "recipient"',
         extra_maskinporten='system_user_org = "310000000"',
         extra=f"""
 [store]
@@ -86,13 +86,42 @@ def test_without_public_url_subscriptions_and_webhook_are_not_checked(tmp_path: 
         "correspondence-api": "passed", "subscriptions": "not checked", "webhook": "not checked",
     }  # fmt: skip
     assert "public_url" in steps["webhook"]["detail"]
+    assert "warning" not in steps["maskinporten"]["detail"]
+    assert (
+        "one per scope set (recipient: altinn:correspondence.read; events: altinn:events.subscribe)"
+        in (steps["exchange"]["detail"])
+    )
+
+
+def test_a_recipient_client_holding_write_passes_with_a_warning_saying_why_it_is_harmless(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    code, steps = check(config_file(tmp_path, sim, scopes=[*SCOPES, WRITE]))
+    assert code == 0
+    assert steps["maskinporten"]["status"] == "passed"
+    detail = steps["maskinporten"]["detail"]
+    assert f"warning: the client also holds {WRITE}" in detail and "counts a caller whose token carries it" in detail
+    assert "harmless here: the receiver's recipient calls ask for altinn:correspondence.read alone" in detail
+    assert "recipient: altinn:correspondence.read;" in steps["exchange"]["detail"]
+    assert steps["correspondence-api"]["status"] == "passed"
+
+
+def test_a_role_lacking_a_scope_it_needs_fails_config_naming_the_scope(tmp_path: Path, sim: RunningSimulator) -> None:
+    code, steps = check(config_file(tmp_path, sim, scopes=["altinn:correspondence.read"]))
+    assert code == 1
+    assert steps["config"]["status"] == "failed"
+    assert (
+        "maskinporten.scopes: lacks altinn:events.subscribe, which [altinn] role = 'recipient' needs"
+        in (steps["config"]["detail"])
+    )
+    assert [n for n, s in statuses(steps).items() if s == "failed"] == ["config"]
 
 
 def test_a_refused_scope_fails_maskinporten_and_names_it(tmp_path: Path, sim: RunningSimulator) -> None:
-    code, steps = check(config_file(tmp_path, sim, scopes=[*SCOPES, "altinn:correspondence.write"]))
+    code, steps = check(config_file(tmp_path, sim, scopes=[*SCOPES, "altinn:correspondence.maintenance"]))
     assert code == 1
     assert steps["maskinporten"]["status"] == "failed"
-    assert "altinn:correspondence.write" in steps["maskinporten"]["detail"]
+    assert "altinn:correspondence.maintenance" in steps["maskinporten"]["detail"]
     assert "altinn:events.subscribe" not in steps["maskinporten"]["detail"]
     assert steps["exchange"]["status"] == "not checked"
     assert "maskinporten" in steps["exchange"]["detail"]

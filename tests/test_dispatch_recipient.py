@@ -10,6 +10,7 @@ from pathlib import Path
 
 from altinn_sim import SimSettings, running_simulator
 from altinn_sim.testing import new_client
+from receiver.scopes import READ_SCOPE, SUBSCRIBE_SCOPE, WRITE_SCOPE
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,
@@ -115,13 +116,23 @@ def test_a_recipient_pipeline_marks_read_and_confirms_and_without_a_fetch_first_
     # The second confirm finds the correspondence already confirmed (errorCode 1041): that counts as done.
     actions = recipient_actions(["fetch_correspondence", "mark_as_read", "confirm", "confirm"])
     with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
-        setup = recipient_setup(sim, tmp_path, extra=actions)
+        # The client holds the write scope too: a token carrying it would make Altinn treat the receiver as the
+        # sender, which never records Fetched, so markasread and confirm would fail (correspondence contract §7.1).
+        setup = recipient_setup(sim, tmp_path, extra=actions, scopes=(*RECIPIENT_SCOPES, WRITE_SCOPE))
         with subscribed_receiver(setup, tmp_path):
             confirmed = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, is_confirmation_needed=True,
                                                 due="2099-01-01T00:00:00Z")  # fmt: skip
             wait_settled(setup.store, 1)
         (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
         assert (row["status"], row["last_error"]) == ("done", "")
+        calls = {(r["method"], r["path"].partition("?")[0], r["scope"]) for r in sim.state_snapshot()["requests"]}
+        base = f"/correspondence/api/v1/correspondence/{confirmed}"
+        assert {call for call in calls if call[1].startswith("/correspondence/")} == {
+            ("GET", f"{base}/details", READ_SCOPE),
+            ("POST", f"{base}/markasread", READ_SCOPE),
+            ("POST", f"{base}/confirm", READ_SCOPE),
+        }
+        assert {scope for _, path, scope in calls if path.startswith("/events/")} == {SUBSCRIBE_SCOPE}
         reader = new_client(sim, RECIPIENT_ORG, list(RECIPIENT_SCOPES)).api()
         details = reader.get(f"/correspondence/api/v1/correspondence/{confirmed}/details").json()
         assert {"Fetched", "Read", "Confirmed"} <= {h["status"] for h in details["statusHistory"]}
@@ -135,3 +146,30 @@ def test_a_recipient_pipeline_marks_read_and_confirms_and_without_a_fetch_first_
         (row,) = query(setup.store, "SELECT status, last_error FROM inbox")
     assert row["status"] == "dead"
     assert "put fetch_correspondence before mark_as_read" in row["last_error"]
+
+
+def test_no_access_under_the_policy_ends_the_event_dead_with_that_reason_and_no_new_token(tmp_path: Path) -> None:
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path)
+        with subscribed_receiver(setup, tmp_path):
+            # Once only: a retry with a new token would be answered, and the event would be done.
+            no_access = {"path": CORRESPONDENCE_API, "error_rate": 1.0, "error_status": 401, "error_code": 4001,
+                         "count": 1}  # fmt: skip
+            assert sim.admin.put("/faults", json=[no_access]).status_code == 200
+            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG)
+            assert list(wait_settled(setup.store, 1).values()) == ["dead"]
+        requests = sim.state_snapshot()["requests"]
+    [row] = query(setup.store, "SELECT attempts, last_error FROM inbox")
+    assert row["attempts"] == 1
+    assert row["last_error"].startswith(
+        "fetch_correspondence: the organisation has no access to this correspondence under the resource's policy"
+    )
+    assert correspondence_id in row["last_error"] and "errorCode 4001" in row["last_error"]
+    fetches = [r for r in requests if r["path"].startswith("/correspondence/")]
+    assert [(r["path"], r["status"]) for r in fetches] == [
+        (f"/correspondence/api/v1/correspondence/{correspondence_id}/details", 401)
+    ]
+    # One grant and one exchange per scope set the receiver used (events, recipient): the refusal cost none.
+    assert len([r for r in requests if r["path"] == "/token"]) == 2
+    exchanges = [r["scope"] for r in requests if r["path"] == "/authentication/api/v1/exchange/maskinporten"]
+    assert sorted(exchanges) == [READ_SCOPE, SUBSCRIBE_SCOPE]

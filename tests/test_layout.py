@@ -20,6 +20,7 @@ LAYERS: dict[str, float] = {
     "receiver.timeutil": 0,
     "receiver.server_thread": 0,
     "receiver.observability.logs": 0,
+    "receiver.scopes": 0,  # the scopes per family of Altinn calls: the config checks them, the clients use them
     "receiver.config": 1,
     "altinn_sim": 1.5,  # above the small utilities only: never the Altinn clients it stands in for
     "receiver.store": 2,

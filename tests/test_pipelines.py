@@ -21,6 +21,7 @@ role = "{role}"
 issuer = "https://test.maskinporten.no/"
 client_id = "client"
 private_key_file = "{key}"
+scopes = ["altinn:correspondence.read", "altinn:correspondence.write", "altinn:events.subscribe", "altinn:serviceowner"]
 """
 
 

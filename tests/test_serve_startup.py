@@ -34,6 +34,23 @@ def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path, text:
     assert key in lines[0]
 
 
+def test_a_role_whose_client_lacks_a_scope_it_needs_exits_2_naming_the_scope(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    key.write_text("not read: the config stops first")
+    config = write_config(
+        tmp_path / "receiver.toml",
+        '[receiver]\nsecret = "x"\n[altinn]\nenvironment = "tt02"\nrole = "recipient"\n'
+        f'[maskinporten]\nclient_id = "c"\nprivate_key_file = "{key}"\nscopes = ["altinn:correspondence.read"]\n',
+    )
+    result = run_cli("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "config error: maskinporten.scopes: lacks altinn:events.subscribe, which [altinn] role = 'recipient' needs "
+        "for the Events calls (subscriptions, pulling events): ask Altinn for it, add it to the Maskinporten client, "
+        "then list it here (see docs/authentication.md)"
+    ]
+
+
 def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(tmp_path / "nowhere.toml"))
     assert result.returncode == 2

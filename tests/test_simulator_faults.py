@@ -48,6 +48,7 @@ def test_sim_toml_is_read_into_settings(tmp_path: Path) -> None:
         ("[[faults]]\nerror_rate = 2", "faults[0].error_rate"),
         ("[[faults]]\nerror_status = 404", "faults[0].error_status"),
         ("[[faults]]\nlatncy = 1", "faults[0].latncy"),
+        ('[[faults]]\nerror_code = "4001"', "faults[0].error_code"),
     ],
 )
 def test_bad_sim_toml_names_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -83,6 +84,14 @@ def test_429_carries_retry_after_and_admin_is_never_faulted(sim: RunningSimulato
     assert sim.admin.get("/state").status_code == 200
     assert sim.admin.delete("/faults").json() == []
     assert httpx.get(sim.url + METADATA).status_code == 200
+
+
+def test_an_error_code_rides_in_the_problem_details_body(sim: RunningSimulator) -> None:
+    sim.admin.put("/faults", json={"path": METADATA, "error_rate": 1.0, "error_status": 401, "error_code": 4001})
+    response = httpx.get(sim.url + METADATA)
+    sim.admin.delete("/faults")
+    assert response.status_code == 401
+    assert (response.json()["status"], response.json()["errorCode"]) == (401, 4001)
 
 
 def test_latency_and_hanging_requests(sim: RunningSimulator) -> None:

@@ -109,7 +109,7 @@ def test_the_code_never_reaches_readyz_metrics_or_the_store(sim: RunningSimulato
     assert setup.secret.encode() not in (tmp_path / "receiver.db").read_bytes()
 
 
-def test_one_receiver_makes_one_maskinporten_grant_for_all_its_services(tmp_path: Path) -> None:
+def test_one_receiver_makes_one_maskinporten_grant_per_scope_set_for_all_its_services(tmp_path: Path) -> None:
     # A simulator of its own: its request log then holds this receiver's calls only.
     with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as own:
         resource = fresh_resource()
@@ -122,13 +122,18 @@ def test_one_receiver_makes_one_maskinporten_grant_for_all_its_services(tmp_path
             wait_until(lambda: done(setup.store) == 2, message="both events fetched and stored")
             wait_until(lambda: readyz(receiver).json()["services"]["catchup"]["runs"] >= 2, message="catch-up again")
         requests = own.state_snapshot()["requests"]
-    assert len([r for r in requests if (r["method"], r["path"]) == ("POST", "/token")]) == 1
-    assert len([r for r in requests if r["path"].startswith("/authentication/api/v1/exchange/")]) == 1
-    # ...while every service called Altinn with its token: subscriptions, catch-up's pull, the dispatcher's fetch.
-    called = [(r["method"], r["path"].partition("?")[0]) for r in requests if r["headers"]["authorization"]]
-    assert ("POST", "/events/api/v1/subscriptions") in called
-    assert ("GET", "/events/api/v1/events") in called
-    assert any(path.startswith("/correspondence/api/v1/correspondence/") for method, path in called)
+    # A service owner uses two scope sets (receiver/scopes.py): the Events calls' and the sender's. Each costs one
+    # grant and one exchange, however many services and calls share it.
+    events_scopes, sender_scopes = "altinn:events.subscribe altinn:serviceowner", "altinn:correspondence.write"
+    assert len([r for r in requests if (r["method"], r["path"]) == ("POST", "/token")]) == 2
+    exchanged = [r["scope"] for r in requests if r["path"].startswith("/authentication/api/v1/exchange/")]
+    assert sorted(exchanged) == [sender_scopes, events_scopes]
+    # ...while every service called Altinn with its set's token: subscriptions, catch-up's pull, the dispatcher's fetch.
+    called = {(r["method"], r["path"].partition("?")[0], r["scope"]) for r in requests if r["headers"]["authorization"]}
+    assert ("POST", "/events/api/v1/subscriptions", events_scopes) in called
+    assert ("GET", "/events/api/v1/events", events_scopes) in called
+    fetched = {scope for method, path, scope in called if path.startswith("/correspondence/api/v1/correspondence/")}
+    assert fetched == {sender_scopes}
 
 
 def done(store: Path) -> int:

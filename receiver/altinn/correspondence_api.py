@@ -20,6 +20,8 @@ import httpx
 from receiver.altinn.errors import PermanentError
 from receiver.altinn.http import PlatformSession, json_body, transport_errors
 from receiver.altinn.models import Correspondence
+from receiver.config import ConfigError
+from receiver.scopes import WRITE_SCOPE
 
 CORRESPONDENCE_PATH = "/correspondence/api/v1/correspondence"
 RESOURCE_PREFIX = "urn:altinn:resource:"
@@ -48,8 +50,17 @@ def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 class CorrespondenceApi:
-    def __init__(self, session: PlatformSession) -> None:
+    """`session` carries the role's own reads and actions (a recipient's read-only token, or a service owner's
+    sender token); `sender` carries initialize and upload, and is None when the client holds no write scope."""
+
+    def __init__(self, session: PlatformSession, *, sender: PlatformSession | None = None) -> None:
         self.session = session
+        self.sender = sender
+
+    def _sender(self) -> PlatformSession:
+        if self.sender is None:
+            raise ConfigError("maskinporten.scopes", f"lacks {WRITE_SCOPE}: sending needs the sender's scope")
+        return self.sender
 
     def _path(self, correspondence_id: str, suffix: str = "") -> str:
         return f"{CORRESPONDENCE_PATH}/{checked_id(correspondence_id, 'correspondence id')}{suffix}"
@@ -124,15 +135,16 @@ class CorrespondenceApi:
 
     async def initialize(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST a correspondence (InitializeCorrespondencesExt) as JSON; returns the response body."""
-        response = await self.session.request("POST", CORRESPONDENCE_PATH, what="sending a correspondence", json=body)
+        response = await self._sender().request("POST", CORRESPONDENCE_PATH, what="sending a correspondence", json=body)
         return _object(json_body(response, "initialize response"))
 
     async def initialize_with_files(self, body: dict[str, Any], files: Sequence[Path]) -> dict[str, Any]:
         """POST a correspondence with its attachments as multipart/form-data to `/upload`. Each file goes in a part
         named `attachments` under its own file name, which must be a `fileName` in the body's attachments."""
+        sender = self._sender()
         with contextlib.ExitStack() as stack:
             handles = [(file.name, stack.enter_context(file.open("rb"))) for file in files]
-            response = await self.session.request(
+            response = await sender.request(
                 "POST",
                 f"{CORRESPONDENCE_PATH}/upload",
                 what="sending a correspondence with attachments",

@@ -5,7 +5,8 @@
   made by an auth flow included.
 - `Ocp-Apim-Subscription-Key` rides on platform requests when `[altinn] subscription_key` is set, never otherwise.
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
-  other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`).
+  other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`). A 401 with errorCode 4001 is
+  Altinn's authorization saying no (correspondence contract §7.5), not a refused token: `refused_by_policy`.
 - `PlatformSession` sends platform API calls with the `httpx.Auth` it was given (`auth.BearerTokenAuth`: the Altinn
   token, and on a 401 one retry with a fresh one). This module knows nothing of where tokens come from.
 """
@@ -28,6 +29,11 @@ from receiver.altinn.errors import AltinnError, PermanentError, TransientError
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _DETAIL_LIMIT = 300
+NO_ACCESS_ERROR_CODE = 4001
+NO_ACCESS = (
+    "the organisation has no access to this correspondence under the resource's policy (errorCode 4001: a new token "
+    "will not help)"
+)
 _HINTS = {
     401: "the token was refused: run `altinn-receiver check` to test the Maskinporten client and the exchange",
     403: "access denied: the token lacks a scope, or the resource's policy does not grant this organisation",
@@ -147,10 +153,20 @@ def json_body(response: httpx.Response, what: str) -> Any:
         raise PermanentError(f"{what}: the answer is not JSON") from None
 
 
+def refused_by_policy(response: httpx.Response) -> bool:
+    """A 401 (its body read) whose ProblemDetails errorCode is 4001: the caller is neither recipient nor sender under
+    the resource's policy (correspondence contract §7.5). The token was good; another would be refused the same way."""
+    if response.status_code != httpx.codes.UNAUTHORIZED:
+        return False
+    return str(problem_details(response)[2]) == str(NO_ACCESS_ERROR_CODE)
+
+
 def error_for(response: httpx.Response, what: str) -> AltinnError:
     status = response.status_code
     title, reason, error_code = problem_details(response)
     detail = "".join(f": {part}" for part in (title, reason) if part)
+    if refused_by_policy(response):  # the receiver's words first: a reason is cut to 300 characters in the store
+        return PermanentError(f"{NO_ACCESS} — {what}: HTTP {status}{detail}", status, title, error_code)
     if error_code is not None:
         detail += f" (errorCode {error_code})"
     if status == 429 or status >= 500:

@@ -22,6 +22,7 @@ from receiver.cli.common import config_option, echo_json, json_option
 from receiver.config import Config, ConfigError, load_config
 from receiver.observability.logs import redact
 from receiver.onboarding.steps import CHECK_GUIDE_STEPS, grant_cause, guide_label
+from receiver.scopes import READ_SCOPE, WRITE_SCOPE
 from receiver.sync.subscriptions import compare, endpoint_url, shown
 from receiver.web.cloudevent import VALIDATION_TYPE
 
@@ -130,12 +131,17 @@ class Checks:
         except AltinnError as error:
             self.record("maskinporten", FAILED, f"{error} (Maskinporten did not answer; try again later)")
             return
-        self.record("maskinporten", PASSED, f"granted: {' '.join(scopes)} at {config.maskinporten.issuer}")
+        granted = f"granted: {' '.join(scopes)} at {config.maskinporten.issuer}"
+        self.record("maskinporten", PASSED, granted + write_scope_warning(config))
 
     async def check_exchange(self, clients: AltinnClients) -> None:
-        token = await clients.tokens.altinn()
-        org = token.claims.get("urn:altinn:org") or token.claims.get("urn:altinn:orgNumber") or "?"
-        self.record("exchange", PASSED, f"Altinn token for {org}, valid for {round(token.lifetime)}s")
+        """One exchange per scope set the receiver uses, as it makes them."""
+        tokens = {purpose: await clients.tokens.altinn(scopes) for purpose, scopes in clients.scope_sets.items()}
+        org = next((t.claims["urn:altinn:org"] for t in tokens.values() if t.claims.get("urn:altinn:org")), None)
+        org = org or next(iter(tokens.values())).claims.get("urn:altinn:orgNumber") or "?"
+        sets = "; ".join(f"{purpose}: {' '.join(token.scopes)}" for purpose, token in tokens.items())
+        lifetime = round(min(token.lifetime for token in tokens.values()))
+        self.record("exchange", PASSED, f"Altinn tokens for {org}, one per scope set ({sets}), valid for {lifetime}s")
 
     async def check_correspondence(self, clients: AltinnClients, config: Config) -> None:
         why_not = "no [[subscriptions]] resource to list correspondences of"
@@ -208,6 +214,17 @@ class Checks:
             )
             return
         self.record("webhook", PASSED, f"{shown(url)} answered {response.status_code} to a validation event")
+
+
+def write_scope_warning(config: Config) -> str:
+    """For a recipient whose client also holds the write scope: why that no longer matters (empty otherwise)."""
+    if config.altinn.role != "recipient" or WRITE_SCOPE not in config.maskinporten.scopes:
+        return ""
+    return (
+        f" — warning: the client also holds {WRITE_SCOPE}, and Altinn counts a caller whose token carries it as the "
+        f"sender (markasread and confirm would then fail, correspondence contract §7.1); harmless here: the "
+        f"receiver's recipient calls ask for {READ_SCOPE} alone, and only `send` uses {WRITE_SCOPE}"
+    )
 
 
 async def _granted(clients: AltinnClients, scope: str) -> bool:

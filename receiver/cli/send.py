@@ -34,9 +34,9 @@ from receiver.onboarding.sending import (
     initialized,
     recipient_urn,
 )
+from receiver.scopes import WRITE_SCOPE
 from receiver.timeutil import iso_after
 
-WRITE_SCOPE = "altinn:correspondence.write"
 POLL_INTERVAL = 0.2
 EXIT_INTERRUPTED = 130
 DEFAULT_DUE = 14 * 86400.0  # Altinn requires a due date when a confirmation is needed
@@ -96,7 +96,7 @@ def send_command(
 ) -> None:
     """Send a correspondence through Altinn's Correspondence API and print its id.
 
-    Uses the config's Maskinporten client, which needs altinn:correspondence.write (and altinn:serviceowner).
+    Uses the config's Maskinporten client, which needs altinn:correspondence.write (its token carries only that).
     A bare 9-digit recipient is an organisation, 11 digits a person.
 
     With --follow it then watches the store of the receiver running with the same config ([store] path, read
