@@ -700,7 +700,7 @@ def test_7_17_receiver_config_adds_the_issuers_trailing_slash(tmp_path: Path) ->
     """Digdir's maskinporten_protocol_jwtgrant: the simulator's Maskinporten grants only an `aud` equal to its
     issuer, slash included, so a receiver configured with `issuer = "http://127.0.0.1:<port>"` gets its Maskinporten
     and Altinn tokens only because receiver/config.py adds the slash."""
-    scopes = [SUBSCRIBE]
+    scopes = [SUBSCRIBE, "altinn:correspondence.read"]
     with simulator_with_client(KEY, scopes, OWNER_ORG, SimSettings(seed_correspondences=0)) as sim:
         stand_in = IssuerWithoutSlash(sim.url)
         config_file = stand_in_config_file(stand_in, tmp_path, KEY, scopes=scopes)

@@ -3,7 +3,6 @@ watching its events arrive through a running receiver until the recipient has re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import queue
@@ -17,8 +16,7 @@ import pytest
 
 from altinn_sim import SimSettings, running_simulator
 from altinn_sim.runner import RunningSimulator
-from receiver.altinn import AltinnClients
-from receiver.config import load_config
+from altinn_sim.testing import new_client
 from receiver.onboarding.agency import SCOPES
 from tests.onboarding_support import RECIPIENT_ORG, Agency, cli, onboard, serving
 from tests.support import REPO, wait_until
@@ -101,7 +99,8 @@ def test_follow_shows_the_correspondence_published_and_then_read_by_the_recipien
     )
 
 
-def test_attachments_go_through_upload_and_arrive_intact(owner: Agency, tmp_path: Path) -> None:
+def test_attachments_go_through_upload_and_arrive_intact(owner: Agency, sim: RunningSimulator, tmp_path: Path) -> None:
+    """Read back as the recipient: Altinn shows the sender no content once published (contract §7.3)."""
     report = tmp_path / "vedtak.pdf"
     report.write_bytes(b"%PDF-1.4 not really a pdf\n" * 100)
     result = send(owner, "--resource", f"urn:altinn:resource:{RESOURCE}", "--recipient", RECIPIENT_ORG,
@@ -109,13 +108,15 @@ def test_attachments_go_through_upload_and_arrive_intact(owner: Agency, tmp_path
     assert result.returncode == 0, result.stderr
     correspondence_id = result.stdout.strip()
 
-    async def details() -> tuple[str | None, list[str]]:
-        config = load_config(owner.config, environ=owner.env)
-        async with AltinnClients.from_config(config) as clients:
-            found = await clients.correspondence.details(correspondence_id)
-        return found.message_title, [a.file_name or "" for a in found.attachments]
-
-    assert asyncio.run(details()) == ("With a file", ["vedtak.pdf"])
+    with new_client(sim, RECIPIENT_ORG, ["altinn:correspondence.read"]).api() as recipient:
+        details = recipient.get(f"/correspondence/api/v1/correspondence/{correspondence_id}/details").json()
+        [attachment] = details["content"]["attachments"]
+        download = recipient.get(
+            f"/correspondence/api/v1/correspondence/{correspondence_id}/attachment/{attachment['id']}/download"
+        )
+    assert details["content"]["messageTitle"] == "With a file"
+    assert attachment["fileName"] == "vedtak.pdf"
+    assert download.status_code == 200 and download.content == report.read_bytes()
 
 
 def test_follow_gives_up_at_the_timeout_when_no_receiver_stores_events(owner: Agency) -> None:
