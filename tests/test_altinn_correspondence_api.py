@@ -20,6 +20,7 @@ CID = str(uuid.uuid4())
 AID = str(uuid.uuid4())
 FILE = b"%PDF-1.7 vedtak " * 4096  # 64 KiB
 MD5 = hashlib.md5(FILE).hexdigest()
+EXPIRES = "2026-12-24T12:00:00.1234567+00:00"
 BASE = "/correspondence/api/v1/correspondence"
 OVERVIEW = {
     "correspondenceId": CID,
@@ -38,6 +39,7 @@ OVERVIEW = {
                 "checksum": MD5.upper(),
                 "dataType": "application/pdf",
                 "status": "Published",
+                "expirationTime": EXPIRES,
                 "isEncrypted": False,
             }
         ],
@@ -74,7 +76,9 @@ def test_details_is_read_into_a_typed_correspondence(tmp_path: Path) -> None:
         "Published",
         "Vedtak",
     )
-    assert result.attachments == (Attachment(AID, "vedtak.pdf", "Vedtak", MD5.upper(), "application/pdf", "Published"),)
+    assert result.attachments == (
+        Attachment(AID, "vedtak.pdf", "Vedtak", MD5.upper(), "application/pdf", "Published", EXPIRES),
+    )
     assert result.raw == details
     assert [s.path for s in fake.seen if s.path.startswith(BASE)] == [f"{BASE}/{CID}/details"]
 

@@ -11,7 +11,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,24 @@ import httpx
 
 from receiver.altinn.errors import PermanentError
 from receiver.altinn.http import PlatformSession, json_body, transport_errors
-from receiver.altinn.models import Correspondence
+from receiver.altinn.models import EXPIRED, PURGED, Correspondence
 from receiver.config import ConfigError
 from receiver.scopes import WRITE_SCOPE
 
 CORRESPONDENCE_PATH = "/correspondence/api/v1/correspondence"
 RESOURCE_PREFIX = "urn:altinn:resource:"
 ROLES = ("Recipient", "Sender", "RecipientAndSender")
+# Application/Errors.cs: a download refused because the attachment is gone (correspondence contract §7.2).
+UNAVAILABLE_ERRORS = {"2019": PURGED, "2020": EXPIRED}
+
+
+class AttachmentUnavailable(PermanentError):
+    """Altinn no longer serves the attachment: `attachment_status` is `Expired` (400 errorCode 2020) or `Purged`
+    (2019). The correspondence itself is still there."""
+
+    def __init__(self, error: PermanentError, attachment_status: str) -> None:
+        super().__init__(error.message, status=error.status, title=error.title, error_code=error.error_code)
+        self.attachment_status = attachment_status
 
 
 def checked_id(value: str, what: str) -> str:
@@ -89,13 +100,13 @@ class CorrespondenceApi:
         checksum: str | None = None,
     ) -> int:
         """Stream an attachment to `dest` (via a temporary file beside it, renamed when complete) and return its
-        size. PermanentError if it is larger than `max_bytes` or its MD5 differs from `checksum` (hex, any case);
-        `dest` is then left untouched."""
+        size. AttachmentUnavailable if Altinn no longer serves it (expired or purged); PermanentError if it is
+        larger than `max_bytes` or its MD5 differs from `checksum` (hex, any case); `dest` is then left untouched."""
         what = f"downloading attachment {attachment_id} of correspondence {correspondence_id}"
         path = self._path(correspondence_id, f"/attachment/{checked_id(attachment_id, 'attachment id')}/download")
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _temporary_beside(dest) as part:
-            async with self.session.stream("GET", path, what=what) as response:
+            async with self._download(path, what) as response:
                 declared = response.headers.get("content-length", "")
                 if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise _too_large(what, max_bytes)
@@ -104,6 +115,19 @@ class CorrespondenceApi:
                 raise PermanentError(f"{what}: MD5 {digest} does not match the attachment's checksum {checksum}")
             os.replace(part, dest)
         return written
+
+    @contextlib.asynccontextmanager
+    async def _download(self, path: str, what: str) -> AsyncIterator[httpx.Response]:
+        """The download's 2xx response; Altinn's refusal of an expired or purged attachment as AttachmentUnavailable
+        (errors of reading the body pass through)."""
+        try:
+            async with self.session.stream("GET", path, what=what) as response:
+                yield response
+        except PermanentError as exc:
+            gone = UNAVAILABLE_ERRORS.get(str(exc.error_code)) if exc.status == 400 else None
+            if gone is None:
+                raise
+            raise AttachmentUnavailable(exc, gone) from exc
 
     async def mark_as_read(self, correspondence_id: str) -> None:
         await self.session.request(

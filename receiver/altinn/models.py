@@ -7,11 +7,13 @@ so fields are looked up without regard to case. A response of the wrong shape is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import jwt
 
 from receiver.altinn.errors import PermanentError
+from receiver.timeutil import parse_iso
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ class EventPage:
     next_after: str | None
 
 
+EXPIRED, PURGED = "Expired", "Purged"
+"""The attachment statuses (`AttachmentStatusExt`) under which Altinn no longer serves the file (contract §7.2)."""
+
+
 @dataclass(frozen=True)
 class Attachment:
     id: str
@@ -120,6 +126,8 @@ class Attachment:
     checksum: str | None
     data_type: str | None
     status: str | None
+    expiration_time: str | None
+    """When Altinn stops serving the file; None when the sender set no expiry."""
 
     @classmethod
     def from_json(cls, value: Any) -> Attachment:
@@ -131,12 +139,32 @@ class Attachment:
             checksum=_text(raw, "checksum") or None,
             data_type=_text(raw, "dataType"),
             status=_text(raw, "status"),
+            expiration_time=_text(raw, "expirationTime") or None,
         )
+
+    def unavailable(self, at: datetime) -> str | None:
+        """`Purged` or `Expired` when Altinn would refuse to serve the file at `at` (400 errorCode 2019 or 2020):
+        by its status, or by an `expirationTime` that has passed; None while it can be downloaded."""
+        status = (self.status or "").lower()
+        if status == PURGED.lower():
+            return PURGED
+        if status == EXPIRED.lower():
+            return EXPIRED
+        try:
+            expired = self.expiration_time is not None and parse_iso(self.expiration_time) <= at
+        except ValueError:  # an odd timestamp: the download itself will tell
+            expired = False
+        return EXPIRED if expired else None
 
 
 @dataclass(frozen=True)
 class Correspondence:
-    """A correspondence overview or details (correspondence contract §1.3)."""
+    """A correspondence overview or details (correspondence contract §1.3).
+
+    `has_content` is False when Altinn left the content out: a sender reading it after publishing gets `content:
+    null` from the handler, which the API writes as an empty stand-in (language "no", empty texts, no attachments)
+    (contract §7.3). `message_title` is then None and `attachments` empty: they say nothing about the content.
+    """
 
     correspondence_id: str
     resource_id: str | None
@@ -145,6 +173,7 @@ class Correspondence:
     status: str | None
     message_title: str | None
     attachments: tuple[Attachment, ...]
+    has_content: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -156,13 +185,19 @@ class Correspondence:
         attachments = _field(content, "attachments") or []
         if not isinstance(attachments, list):
             raise PermanentError("correspondence: content.attachments must be a list")
+        # Altinn refuses to send a correspondence without a title or a body (errorCodes 1020, 1021), so a content
+        # with neither text nor attachments is the stand-in, not a message.
+        has_content = bool(attachments) or any(
+            _text(content, name) for name in ("messageTitle", "messageSummary", "messageBody")
+        )
         return cls(
             correspondence_id=correspondence_id,
             resource_id=_text(raw, "resourceId"),
             sender=_text(raw, "sender"),
             recipient=_text(raw, "recipient"),
             status=_text(raw, "status"),
-            message_title=_text(content, "messageTitle"),
+            message_title=_text(content, "messageTitle") if has_content else None,
             attachments=tuple(Attachment.from_json(a) for a in attachments),
+            has_content=has_content,
             raw=raw,
         )
