@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from receiver.altinn import AltinnClients
+    from receiver.observability.metrics import Metrics
     from receiver.store.correspondences import CorrespondenceStore
 
 Duration = Annotated[float, "duration"]
@@ -51,13 +52,15 @@ class Event:
 @dataclass
 class Context:
     """What a handler works with. `results` is shared down the pipeline (e.g. `results["correspondence"]`, set by
-    `fetch_correspondence`); `options` is this handler's validated `[handlers.NAME]` section."""
+    `fetch_correspondence`); `options` is this handler's validated `[handlers.NAME]` section; `metrics` is the
+    running receiver's Prometheus metrics (what `/metrics` shows)."""
 
     altinn: AltinnClients | None
     store: CorrespondenceStore
     results: dict[str, Any]
     log: logging.LoggerAdapter[logging.Logger]
     options: Any
+    metrics: Metrics
 
 
 @runtime_checkable

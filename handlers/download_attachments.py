@@ -4,7 +4,12 @@ as a recipient, the scope `altinn:correspondence.read`.
 
 A file is written beside its final name and renamed only when complete and matching its MD5 checksum (when Altinn
 gives one), so a file under its final name is complete: it is skipped on a later run (checked against the
-checksum). The paths written are in `ctx.results["attachments"]`.
+checksum). The paths on disk are in `ctx.results["attachments"]`; what was done with each attachment, for `store`,
+in `ctx.results["downloads"]`.
+
+An attachment Altinn no longer serves (contract §7.2: status `Expired` or `Purged`, an `expirationTime` passed, or
+a download refused with 400 errorCode 2020 or 2019) is not downloaded and does not fail the event: it is logged as
+a warning and counted in `altinn_receiver_attachments_unavailable_total{reason}`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 
 from handlers.api import Context, Event, OptionError, Permanent
 from receiver.altinn import Attachment, Correspondence
+from receiver.altinn.correspondence_api import AttachmentUnavailable
+from receiver.timeutil import now
 
 MAX_NAME = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
@@ -60,6 +67,17 @@ async def already_complete(path: Path, checksum: str | None) -> bool:
     return (await asyncio.to_thread(md5_of, path)) == checksum.strip().lower()
 
 
+@dataclass(frozen=True)
+class AttachmentFile:
+    """What `download_attachments` did with one attachment (`ctx.results["downloads"]`, by attachment id): the
+    file on disk (`path`, `size` in bytes), or else `unavailable`, the status (`Expired`, `Purged`) for which Altinn
+    would not serve it."""
+
+    path: Path | None = None
+    size: int | None = None
+    unavailable: str | None = None
+
+
 class DownloadAttachments:
     name = "download_attachments"
     uses_altinn = True
@@ -80,21 +98,42 @@ class DownloadAttachments:
         if correspondence is None:
             ctx.log.info("no correspondence fetched for this event: nothing to download")
             return
-        assert ctx.altinn is not None
         correspondence_id = _uuid(correspondence.correspondence_id, "correspondence id")
-        written = []
+        downloads: dict[str, AttachmentFile] = {}
         for attachment in correspondence.attachments:
             path = self.destination(ctx.options.dir, correspondence_id, attachment)
-            if await already_complete(path, attachment.checksum):
-                ctx.log.info("attachment already downloaded", extra={"attachment_id": attachment.id})
-            else:
-                size = await ctx.altinn.correspondence.download_attachment(
-                    correspondence_id, attachment.id, path, max_bytes=ctx.options.max_bytes,
-                    checksum=attachment.checksum,
-                )  # fmt: skip
-                ctx.log.info("attachment downloaded", extra={"attachment_id": attachment.id, "bytes": size})
-            written.append(path)
-        ctx.results["attachments"] = written
+            outcome = await self.download(ctx, correspondence_id, attachment, path)
+            downloads[attachment.id] = outcome
+            if outcome.unavailable is not None:
+                reason = outcome.unavailable.lower()
+                ctx.log.warning(
+                    f"attachment not downloaded: Altinn no longer serves it ({reason})",
+                    extra={"attachment_id": attachment.id, "reason": reason},
+                )
+                ctx.metrics.attachments_unavailable.labels(reason).inc()
+        ctx.results["downloads"] = downloads
+        ctx.results["attachments"] = [d.path for d in downloads.values() if d.path is not None]
+
+    async def download(
+        self, ctx: Context, correspondence_id: str, attachment: Attachment, path: Path
+    ) -> AttachmentFile:
+        """The file at `path`: kept if already complete, else downloaded unless Altinn no longer serves it."""
+        if await already_complete(path, attachment.checksum):
+            ctx.log.info("attachment already downloaded", extra={"attachment_id": attachment.id})
+            return AttachmentFile(path, path.stat().st_size)
+        gone = attachment.unavailable(now())
+        if gone is not None:
+            return AttachmentFile(unavailable=gone)
+        assert ctx.altinn is not None
+        try:
+            size = await ctx.altinn.correspondence.download_attachment(
+                correspondence_id, attachment.id, path, max_bytes=ctx.options.max_bytes,
+                checksum=attachment.checksum,
+            )  # fmt: skip
+        except AttachmentUnavailable as exc:  # it expired or was purged after the correspondence was fetched
+            return AttachmentFile(unavailable=exc.attachment_status)
+        ctx.log.info("attachment downloaded", extra={"attachment_id": attachment.id, "bytes": size})
+        return AttachmentFile(path, size)
 
     @staticmethod
     def destination(root: Path, correspondence_id: str, attachment: Attachment) -> Path:

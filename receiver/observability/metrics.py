@@ -6,7 +6,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -28,6 +28,7 @@ REJECT_REASONS = (
     "draining",
     "store_unavailable",
 )
+ATTACHMENT_UNAVAILABLE_REASONS = ("expired", "purged")
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -94,6 +95,15 @@ class Metrics:
         )
         # Read from the store at each scrape: the /metrics endpoint awaits `ops.refresh(store)` first.
         self.ops = OpsMetrics(self.registry)
+        # Counted by the `download_attachments` handler (through its Context); every reason shows from the start.
+        self.attachments_unavailable = Counter(
+            "altinn_receiver_attachments_unavailable",
+            "Attachments not downloaded because Altinn no longer serves them, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ATTACHMENT_UNAVAILABLE_REASONS:
+            self.attachments_unavailable.labels(reason)
 
     def set_inbox_counts(self, counts: dict[str, int]) -> None:
         for status in (*INBOX_STATUSES, *counts):

@@ -125,6 +125,7 @@ class Dispatcher:
 
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
+        self._receiver_metrics = runtime.metrics
         self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
@@ -228,6 +229,7 @@ class Dispatcher:
                 results=results,
                 log=EventLog(logging.getLogger(f"handlers.{step.name}"), {**bound, "handler": step.name}),
                 options=step.options,
+                metrics=self._receiver_metrics,
             )
             try:
                 await step.handler.handle(event, ctx)
