@@ -1,11 +1,12 @@
-"""The store's tables. Agency systems read `correspondences` and `correspondence_events`: see docs/store.md.
+"""The store's tables. Agency systems read `correspondences`, `correspondence_attachments` and
+`correspondence_events`: see docs/store.md.
 
 Statements are idempotent (IF NOT EXISTS) and run on every open; `SCHEMA_VERSION` goes into PRAGMA user_version.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 INBOX_STATUSES = ("pending", "processing", "retrying", "done", "dead", "skipped")
 
@@ -66,6 +67,24 @@ STATEMENTS: tuple[str, ...] = (
         updated_at        TEXT NOT NULL
     )
     """,
+    # One row per attachment of a stored correspondence (an attachment shared by several has a row in each), written
+    # by the `store` handler; `path` is where `download_attachments` put the file, empty when it is not on disk.
+    """
+    CREATE TABLE IF NOT EXISTS correspondence_attachments (
+        correspondence_id TEXT NOT NULL,
+        attachment_id     TEXT NOT NULL,
+        file_name         TEXT NOT NULL DEFAULT '',
+        size              INTEGER,
+        checksum          TEXT NOT NULL DEFAULT '',
+        status            TEXT NOT NULL DEFAULT '',
+        expiration_time   TEXT NOT NULL DEFAULT '',
+        path              TEXT NOT NULL DEFAULT '',
+        updated_at        TEXT NOT NULL,
+        PRIMARY KEY (correspondence_id, attachment_id)
+    )
+    """,
+    # An `attachmentexpired` event names only the attachment.
+    "CREATE INDEX IF NOT EXISTS correspondence_attachments_by_attachment ON correspondence_attachments (attachment_id)",
     # One row per stored event: the history agency systems follow.
     """
     CREATE TABLE IF NOT EXISTS correspondence_events (
