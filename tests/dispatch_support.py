@@ -1,5 +1,6 @@
-"""Helpers for the dispatcher and handler tests: a receiver set up against the simulator as a recipient (the
-demo's own setup code), a receiver running only the dispatcher, and reads of the store file."""
+"""Helpers for the dispatcher and handler tests: a receiver set up against the simulator as a recipient or as the
+service owner (the demo's own setup code), a receiver running only the dispatcher, reads of the store file, and
+of a receiver's /metrics."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from altinn_sim import RunningSimulator
 from receiver.config import Config, SubscriptionConfig
-from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.onboarding.demo import SCOPES, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
 from receiver.server_thread import ServerThread
 from receiver.worker.dispatcher import Dispatcher
@@ -47,6 +51,23 @@ def recipient_setup(
         catchup={"enabled": False},
         role="recipient",
         dispatch={**FAST_RETRIES, **(dispatch or {})},
+        extra=extra,
+    )
+
+
+def service_owner_setup(sim: RunningSimulator, tmp_path: Path, *, extra: str = "") -> ReceiverSetup:
+    """The service owner's receiver with the default pipelines: the resource is its own (so its token has
+    Altinn's service-owner bypass), subscribed without a subject filter."""
+    sim.set_resource_owner(RESOURCE, SENDER_ORG)
+    identity = register_identity(sim, tmp_path, org=SENDER_ORG, scopes=SCOPES)
+    return ReceiverSetup(
+        sim.url,
+        identity,
+        tmp_path / "receiver.db",
+        [SubscriptionConfig(RESOURCE)],
+        catchup={"enabled": False},
+        role="service-owner",
+        dispatch=FAST_RETRIES,
         extra=extra,
     )
 
@@ -94,3 +115,16 @@ def wait_settled(store: Path, count: int, timeout: float = 20.0) -> dict[str, st
 
     result: dict[str, str] = wait_until(settled, timeout=timeout, message=f"{count} events to be processed")
     return result
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    """A sample of the receiver's /metrics, e.g. `metric_value(url, "x_total", reason="expired")`; it must be there."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and sample.labels == labels
+    ]
+    assert found, f"{name}{labels} is not on /metrics"
+    return found[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from receiver.altinn import AltinnClients, Attachment, PermanentError
+from receiver.altinn import AltinnClients, Attachment, Correspondence, PermanentError
 from receiver.config import ConfigError
+from receiver.timeutil import parse_iso
 from tests.altinn_support import SERVICE_OWNER, FakeAltinn, Handler, call, new_key
 
 KEY = new_key()
@@ -81,6 +83,27 @@ def test_details_is_read_into_a_typed_correspondence(tmp_path: Path) -> None:
     )
     assert result.raw == details
     assert [s.path for s in fake.seen if s.path.startswith(BASE)] == [f"{BASE}/{CID}/details"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, {"language": "no", "messageTitle": "", "messageSummary": "", "messageBody": "", "attachments": []}],
+    ids=["null", "stand-in"],
+)
+def test_a_sender_after_publish_gets_no_content_and_the_model_says_so(content: Any) -> None:
+    """Contract §7.3: Altinn's handler leaves the content out (null); its API writes an empty stand-in."""
+    read = Correspondence.from_json({**OVERVIEW, "status": "Read", "content": content})
+    assert (read.has_content, read.message_title, read.attachments, read.status) == (False, None, (), "Read")
+    assert Correspondence.from_json(OVERVIEW).has_content
+
+
+def test_an_attachment_is_unavailable_once_expired_or_purged_or_past_its_expiration_time() -> None:
+    attachment = Correspondence.from_json(OVERVIEW).attachments[0]
+    before, after = parse_iso("2026-12-24T11:59:59Z"), parse_iso("2026-12-24T12:00:01Z")
+    assert (attachment.unavailable(before), attachment.unavailable(after)) == (None, "Expired")
+    for status, unavailable in (("expired", "Expired"), ("Purged", "Purged"), ("Published", None)):
+        no_expiry = replace(attachment, status=status, expiration_time=None)
+        assert no_expiry.unavailable(after) == unavailable
 
 
 def test_overview_404_surfaces_error_code_1001(tmp_path: Path) -> None:
