@@ -10,6 +10,7 @@ from pathlib import Path
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from altinn_sim.testing import new_client
+from receiver.onboarding.follow import StoreWatch, final_outcome
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,
@@ -67,6 +68,13 @@ def test_an_answer_without_content_keeps_the_stored_title_and_the_status_is_alti
     assert details["content"] == json.loads(before["details"])["content"], "the stored content is kept"
     assert after["updated_at"] > before["updated_at"]
     assert dict(attachment_after) == dict(attachment), "no attachments in the answer: the row is left alone"
+    # `send --follow` reads the same store: the status hides Read, the history shows it.
+    watch = StoreWatch(setup.store, correspondence_id)
+    [status] = [s for s in watch.poll() if s.kind == "status"]
+    watch.close()
+    assert (status.name, status.hidden) == ("AttachmentsDownloaded", ("Read",))
+    assert final_outcome(status.outcomes, confirmation_needed=False) == "Read"
+    assert final_outcome(status.outcomes, confirmation_needed=True) is None
 
 
 def test_attachment_expired_updates_the_rows_that_have_it_and_creates_none(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from receiver.cli.common import (
 )
 from receiver.config import Config, ConfigError
 from receiver.onboarding.agency import parse_resource_id
-from receiver.onboarding.follow import Sighting, StoreWatch, is_final
+from receiver.onboarding.follow import Sighting, StoreWatch, final_outcome
 from receiver.onboarding.sending import (
     check_attachments,
     check_title,
@@ -102,7 +102,8 @@ def send_command(
     With --follow it then watches the store of the receiver running with the same config ([store] path, read
     only) and prints each event as Altinn pushes it: published, notification created, read, confirmed. It ends
     when the recipient has read it (or confirmed it, with --confirmation-needed), or when publishing failed or
-    it was purged.
+    it was purged: as the events say, or the stored status history (Altinn's status itself stays
+    AttachmentsDownloaded once an attachment was downloaded, ranking it above Read and Confirmed).
 
     \b
     Exit status: 0 sent (and, with --follow, read or confirmed); 1 Altinn refused it, publishing failed, it was
@@ -151,7 +152,12 @@ def _show(sighting: Sighting, correspondence_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(sighting.to_json(correspondence_id))
         return
-    what = f"status {sighting.name}" if sighting.kind == "status" else f"{sighting.label:<24} {sighting.name}"
+    if sighting.kind == "status":
+        # Altinn's status is the highest it reached, not the latest: say what it hides (Read behind a download).
+        hidden = f" ({', '.join(sighting.hidden)} in its history)" if sighting.hidden else ""
+        what = f"status {sighting.name}{hidden}"
+    else:
+        what = f"{sighting.label:<24} {sighting.name}"
     via = f" ({sighting.channel})" if sighting.channel else ""
     click.echo(f"{sighting.time}  {what}{via}")
 
@@ -171,8 +177,8 @@ def _follow(
                 warned = True
             for sighting in watch.poll():
                 _show(sighting, correspondence_id, as_json)
-                outcome = sighting.outcome
-                if is_final(outcome, confirmation_needed=confirmation_needed):
+                outcome = final_outcome(sighting.outcomes, confirmation_needed=confirmation_needed)
+                if outcome is not None:
                     ok = outcome in ("Read", "Confirmed")
                     click.echo(f"{correspondence_id}: {outcome}", err=True)
                     return 0 if ok else EXIT_FAILED

@@ -1,19 +1,27 @@
 """Following one correspondence through a running receiver's store, read-only: the events Altinn pushed for it
 (`inbox.resourceinstance` is its id, or a notification order id for `notificationcreated`) and the status the
-`store` handler recorded (`correspondences.status`, when that handler runs).
+`store` handler recorded (`correspondences.status` and the `statusHistory` in `details`, when that handler runs).
+
+Altinn's top-level status is the highest in the history by its enum number, not the latest (correspondence contract
+§7.4): once the recipient has downloaded an attachment it stays `AttachmentsDownloaded`, which outranks `Read` and
+`Confirmed`. So whether it was read or confirmed is read from the history, never from the status alone.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EVENT_PREFIX = "no.altinn.correspondence."
 
 # Where following ends: the event or the status that shows each outcome (correspondence contract §2).
 CONFIRMED, READ, FAILED, PURGED = "Confirmed", "Read", "Failed", "Purged"
+OUTCOMES = (CONFIRMED, READ, FAILED, PURGED)
+"""In the order they decide following: a correspondence confirmed (or read) and then purged was confirmed."""
 OUTCOME_EVENTS = {
     "correspondencereceiverconfirmed": CONFIRMED,
     "correspondencereceiverread": READ,
@@ -31,12 +39,14 @@ OUTCOME_STATUSES = {
 
 @dataclass(frozen=True)
 class Sighting:
-    """One thing seen in the store: an event (`kind` "event", `name` its type) or a new status ("status")."""
+    """One thing seen in the store: an event (`kind` "event", `name` its type) or a new status ("status"), with
+    the outcomes its history shows (`reached`), which the status itself may hide."""
 
     kind: str
     name: str
     time: str
     channel: str = ""
+    reached: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -44,23 +54,44 @@ class Sighting:
         return self.name.removeprefix(EVENT_PREFIX).removeprefix("correspondence") or self.name
 
     @property
-    def outcome(self) -> str | None:
+    def outcomes(self) -> frozenset[str]:
         if self.kind == "event":
-            return OUTCOME_EVENTS.get(self.name.removeprefix(EVENT_PREFIX))
-        return OUTCOME_STATUSES.get(self.name)
+            found = OUTCOME_EVENTS.get(self.name.removeprefix(EVENT_PREFIX))
+            return frozenset({found} if found else ())
+        shown = OUTCOME_STATUSES.get(self.name)
+        return frozenset({*self.reached, *({shown} if shown else ())})
 
-    def to_json(self, correspondence_id: str) -> dict[str, str]:
-        data = {"correspondenceId": correspondence_id, self.kind: self.name, "time": self.time}
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """The outcomes in the history that the status does not show (Read behind AttachmentsDownloaded)."""
+        return tuple(o for o in self.reached if o != OUTCOME_STATUSES.get(self.name))
+
+    def to_json(self, correspondence_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"correspondenceId": correspondence_id, self.kind: self.name, "time": self.time}
         if self.channel:
             data["channel"] = self.channel
+        if self.reached:
+            data["reached"] = list(self.reached)
         return data
 
 
-def is_final(outcome: str | None, *, confirmation_needed: bool) -> bool:
-    """Confirmed ends it; Read ends it unless a confirmation is still to come; a failure or a purge ends it."""
-    if outcome in (CONFIRMED, FAILED, PURGED):
-        return True
-    return outcome == READ and not confirmation_needed
+def final_outcome(outcomes: Collection[str], *, confirmation_needed: bool) -> str | None:
+    """The outcome that ends following, if any: Confirmed; Read unless a confirmation is still to come; a failure
+    or a purge."""
+    for outcome in OUTCOMES:
+        if outcome in outcomes and not (outcome == READ and confirmation_needed):
+            return outcome
+    return None
+
+
+def reached_in(details: str) -> tuple[str, ...]:
+    """The outcomes whose statuses are in the stored details' `statusHistory`, in `OUTCOMES` order."""
+    try:
+        history = json.loads(details).get("statusHistory") or []
+    except (ValueError, AttributeError):
+        return ()
+    seen = {OUTCOME_STATUSES.get(str(entry.get("status"))) for entry in history if isinstance(entry, dict)}
+    return tuple(outcome for outcome in OUTCOMES if outcome in seen)
 
 
 class StoreWatch:
@@ -70,7 +101,7 @@ class StoreWatch:
         self.path = path
         self.ids = (correspondence_id, *related_ids)
         self.last_seq = 0
-        self.last_status = ""
+        self.last_status: tuple[str, tuple[str, ...]] = ("", ())
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection | None:
@@ -99,19 +130,21 @@ class StoreWatch:
             self.last_seq = max(self.last_seq, int(seq))
             seen.append(Sighting("event", str(type_), str(time or received_at), str(channel)))
         status = self._status(conn)
-        if status is not None and status[0] != self.last_status:
-            self.last_status = status[0]
-            seen.append(Sighting("status", status[0], status[1]))
+        if status is not None and (status.name, status.reached) != self.last_status:
+            self.last_status = (status.name, status.reached)
+            seen.append(status)
         return seen
 
-    def _status(self, conn: sqlite3.Connection) -> tuple[str, str] | None:
+    def _status(self, conn: sqlite3.Connection) -> Sighting | None:
         try:
             row = conn.execute(
-                "SELECT status, updated_at FROM correspondences WHERE correspondence_id = ?", (self.ids[0],)
+                "SELECT status, updated_at, details FROM correspondences WHERE correspondence_id = ?", (self.ids[0],)
             ).fetchone()
         except sqlite3.OperationalError:  # a store from before the `store` handler's tables
             return None
-        return (str(row[0]), str(row[1])) if row is not None and row[0] else None
+        if row is None or not row[0]:
+            return None
+        return Sighting("status", str(row[0]), str(row[1]), reached=reached_in(str(row[2])))
 
     def close(self) -> None:
         if self._conn is not None:
