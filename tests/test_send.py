@@ -18,7 +18,8 @@ from altinn_sim import SimSettings, running_simulator
 from altinn_sim.runner import RunningSimulator
 from altinn_sim.testing import new_client
 from receiver.onboarding.agency import SCOPES
-from tests.onboarding_support import RECIPIENT_ORG, Agency, cli, onboard, serving
+from receiver.onboarding.sending import CONFIDENTIAL_ACCESS_PACKAGE
+from tests.onboarding_support import RECIPIENT_ORG, SENDER_ORG, Agency, cli, onboard, serving
 from tests.support import REPO, wait_until
 
 RESOURCE = "send-test-resource"
@@ -158,6 +159,27 @@ def test_altinn_s_reason_for_a_refusal_is_shown_not_just_its_status_text(owner: 
                   "--body", "x" * 30_001)  # fmt: skip
     assert result.returncode == 1
     assert "Bad Request: Message body cannot exceed 30000 characters (errorCode 1022)" in result.stderr
+
+
+def test_confidentiality_refusals_say_which_access_package_the_resource_asks_for(
+    owner: Agency, sim: RunningSimulator
+) -> None:
+    confidential = "send-confidential-resource"
+    sim.set_resource_owner(confidential, SENDER_ORG, confidential=True)
+    unmarked = send(owner, "--resource", confidential, "--recipient", RECIPIENT_ORG, "--title", "Taushetsbelagt")
+    marked_elsewhere = send(owner, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Åpen",
+                            "--confidential")  # fmt: skip
+    marked = send(owner, "--resource", confidential, "--recipient", RECIPIENT_ORG, "--title", "Taushetsbelagt",
+                  "--confidential")  # fmt: skip
+    assert unmarked.returncode == 1
+    assert "(errorCode 1060)" in unmarked.stderr
+    assert f"{confidential} is a confidential resource" in unmarked.stderr
+    assert CONFIDENTIAL_ACCESS_PACKAGE in unmarked.stderr and "send it again with --confidential" in unmarked.stderr
+    assert marked_elsewhere.returncode == 1
+    assert "(errorCode 1061)" in marked_elsewhere.stderr
+    assert f"{RESOURCE} is not a confidential resource" in marked_elsewhere.stderr
+    assert CONFIDENTIAL_ACCESS_PACKAGE in marked_elsewhere.stderr
+    assert marked.returncode == 0, marked.stderr
 
 
 def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from receiver.altinn import AltinnClients, AltinnError
+from receiver.altinn import AltinnClients, AltinnError, PermanentError
 from receiver.cli.common import (
     EXIT_FAILED,
     config_option,
@@ -33,6 +33,7 @@ from receiver.onboarding.sending import (
     initialize_body,
     initialized,
     recipient_urn,
+    refusal_hint,
 )
 from receiver.scopes import WRITE_SCOPE
 from receiver.timeutil import iso_after
@@ -72,6 +73,12 @@ async def _initialize(config: Config, body: dict[str, Any], files: list[Path]) -
     help="A file to attach (repeat for more); sends through /upload.",
 )
 @click.option("--confirmation-needed", is_flag=True, help="Ask the recipient to confirm; --follow then waits for it.")
+@click.option(
+    "--confidential",
+    is_flag=True,
+    help="Mark it confidential (isConfidential): required on a resource whose policy asks for the access package for "
+    "confidential mail, refused on any other.",
+)
 @duration_option(
     "--due", 'The due date, this long from now ("14d"). Default with --confirmation-needed: 14d.', allow_zero=False
 )
@@ -88,6 +95,7 @@ def send_command(
     body: str | None,
     attachments: tuple[Path, ...],
     confirmation_needed: bool,
+    confidential: bool,
     due: float | None,
     follow: bool,
     timeout: float | None,
@@ -126,6 +134,7 @@ def send_command(
         body=body if body else subject,
         attachments=attachments,
         confirmation_needed=confirmation_needed,
+        confidential=confidential,
         due=iso_after(due_in) if due_in else None,
     )
     try:
@@ -134,7 +143,8 @@ def send_command(
     except ConfigError as error:
         fail_config(error)
     except (AltinnError, ValueError) as error:
-        fail(f"sending failed: {error}")
+        hint = refusal_hint(error.error_code, resource_id) if isinstance(error, PermanentError) else None
+        fail(f"sending failed: {error}" + (f" — {hint}" if hint else ""))
     if as_json:
         echo_json({"correspondenceId": correspondence_id, "status": status, "recipient": to})
     else:

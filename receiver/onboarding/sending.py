@@ -13,6 +13,9 @@ from receiver.onboarding.agency import ORG_URN_PREFIX, PERSON_URN_PREFIX
 
 LANGUAGE = "nb"
 MAX_TITLE = 255
+CONFIDENTIAL_ACCESS_PACKAGE = "urn:altinn:accesspackage:post-til-virksomheten-med-taushetsbelagt-innhold"
+"""The access package ("Post til virksomheten med taushetsbelagt innhold") a confidential resource's policy asks for,
+and so a recipient needs to read what is sent on it (correspondence contract §7.16)."""
 
 
 def recipient_urn(value: str) -> str:
@@ -66,11 +69,13 @@ def initialize_body(
     body: str,
     attachments: Sequence[Path] = (),
     confirmation_needed: bool = False,
+    confidential: bool = False,
     due: str | None = None,
     reference: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body (or, with attachments, the fields of the multipart form) for one recipient. `due` is the
-    ISO-8601 dueDateTime, which Altinn requires when a confirmation is needed."""
+    ISO-8601 dueDateTime, which Altinn requires when a confirmation is needed; `confidential` sets `isConfidential`,
+    which a confidential resource requires and any other refuses."""
     senders_reference = reference or f"altinn-receiver-send-{uuid.uuid4()}"
     content: dict[str, Any] = {"language": LANGUAGE, "messageTitle": title, "messageBody": body}
     if attachments:
@@ -91,6 +96,8 @@ def initialize_body(
         "content": content,
         "isConfirmationNeeded": confirmation_needed,
     }
+    if confidential:
+        correspondence["isConfidential"] = True
     if due:
         correspondence["dueDateTime"] = due
     return {
@@ -108,3 +115,22 @@ def initialized(response: dict[str, Any]) -> tuple[str, str, list[str]]:
     first = items[0]
     orders = [str(n["orderId"]) for n in first.get("notifications") or [] if isinstance(n, dict) and n.get("orderId")]
     return str(first.get("correspondenceId", "")), str(first.get("status", "")), orders
+
+
+def refusal_hint(error_code: object, resource_id: str) -> str | None:
+    """What to do about Altinn refusing to initialize a correspondence, for the refusals whose message does not say
+    it: the confidentiality checks (Application/Errors.cs 1060 and 1061), which are about access."""
+    code = str(error_code)
+    if code == "1060":
+        return (
+            f"{resource_id} is a confidential resource: its policy asks for the access package "
+            f"{CONFIDENTIAL_ACCESS_PACKAGE}, which a recipient needs to read what is sent on it, and Altinn takes "
+            "such correspondences only marked confidential: send it again with --confidential"
+        )
+    if code == "1061":
+        return (
+            f"{resource_id} is not a confidential resource: its policy does not ask for the access package "
+            f"{CONFIDENTIAL_ACCESS_PACKAGE}, so Altinn refuses correspondences marked confidential on it: send it "
+            "without --confidential (or have the resource's policy require that access package)"
+        )
+    return None
