@@ -105,7 +105,7 @@ EXPIRE_ATTACHMENT = f"""
 
 
 class CorrespondenceStore:
-    """The two tables over a connection to the store file (the inbox's file: `[store] path`)."""
+    """The three tables over a connection to the store file (the inbox's file: `[store] path`)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
