@@ -55,20 +55,19 @@ def recipient_setup(
     )
 
 
-def service_owner_setup(sim: RunningSimulator, tmp_path: Path, *, extra: str = "") -> ReceiverSetup:
-    """The service owner's receiver with the default pipelines: the resource is its own (so its token has
-    Altinn's service-owner bypass), subscribed without a subject filter."""
+def service_owner_setup(sim: RunningSimulator, tmp_path: Path, *, store: Path | None = None) -> ReceiverSetup:
+    """The service owner's receiver with the default pipelines, subscribed to its resource without a subject
+    filter; `store` another receiver's store file to share (default: its own in `tmp_path`)."""
     sim.set_resource_owner(RESOURCE, SENDER_ORG)
     identity = register_identity(sim, tmp_path, org=SENDER_ORG, scopes=SCOPES)
     return ReceiverSetup(
         sim.url,
         identity,
-        tmp_path / "receiver.db",
+        store or tmp_path / "receiver.db",
         [SubscriptionConfig(RESOURCE)],
         catchup={"enabled": False},
         role="service-owner",
         dispatch=FAST_RETRIES,
-        extra=extra,
     )
 
 

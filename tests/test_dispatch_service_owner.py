@@ -1,10 +1,15 @@
 """The service owner's receiver with its default pipelines, over real HTTP against the simulator: what it stores
 when Altinn leaves the content out (contract §7.3), the status as Altinn ranks it (§7.4), and `attachmentexpired`
-(§7.2), which names an attachment and updates the rows that have it."""
+(§7.2), which names an attachment and updates the rows that have it.
+
+The service owner reads as the sender, and the simulator publishes at once, so its own fetches never carry
+content. What a fetch with content stored first comes from a recipient's receiver run before it on the same store
+file (as a fetch before publishing would leave it at Altinn)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -14,62 +19,58 @@ from receiver.onboarding.follow import StoreWatch, final_outcome
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,
-    RECIPIENT_SCOPES,
     RESOURCE,
     SENDER_ORG,
     query,
+    recipient_setup,
     service_owner_setup,
     subscribed_receiver,
     wait_settled,
 )
 
 BASE = "/correspondence/api/v1/correspondence"
-SENDER_SCOPES = ["altinn:correspondence.read", "altinn:correspondence.write"]
 ATTACHMENT_EXPIRED = "no.altinn.correspondence.attachmentexpired"
-PUBLISHED_EVENTS = 4
-"""initialized, notificationcreated, attachmentpublished (one attachment), published: all the owner's to see."""
+NO_CONTENT = {"language": "no", "messageTitle": "", "messageSummary": "", "messageBody": "", "attachments": []}
 
 
-def details_as_sender(sim: RunningSimulator, correspondence_id: str) -> dict[str, object]:
-    """What the sender sees without the service-owner bypass (its reads record nothing)."""
-    with new_client(sim, SENDER_ORG, SENDER_SCOPES).api() as sender:
-        details: dict[str, object] = sender.get(f"{BASE}/{correspondence_id}/details").json()
-    return details
+def stored_by_the_recipient(sim: RunningSimulator, tmp_path: Path, title: str, attachments: int) -> tuple[Path, str]:
+    """A correspondence sent, fetched, downloaded and stored by the recipient's receiver, which then stops; its
+    store file and the correspondence id."""
+    files = tmp_path / "files"
+    setup = recipient_setup(sim, tmp_path / "recipient", extra=f'[handlers.download_attachments]\ndir = "{files}"\n')
+    with subscribed_receiver(setup, tmp_path / "recipient"):
+        correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title=title, attachments=attachments)
+        assert list(wait_settled(setup.store, 1).values()) == ["done"]
+    return setup.store, correspondence_id
+
+
+def attachment_rows(store: Path) -> dict[str, sqlite3.Row]:
+    return {row["attachment_id"]: row for row in query(store, "SELECT * FROM correspondence_attachments")}
 
 
 def test_an_answer_without_content_keeps_the_stored_title_and_the_status_is_altinns_highest(tmp_path: Path) -> None:
     with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
-        setup = service_owner_setup(sim, tmp_path)
-        with subscribed_receiver(setup, tmp_path):
-            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title="Vedtak", attachments=1)
-            assert set(wait_settled(setup.store, PUBLISHED_EVENTS).values()) == {"done"}
-            [before] = query(setup.store, "SELECT * FROM correspondences")
-            [attachment] = query(setup.store, "SELECT * FROM correspondence_attachments")
-
-            # The resource changes hands: the receiver's token keeps sender access but loses the bypass, so Altinn
-            # now answers it with the empty stand-in content.
-            sim.set_resource_owner(RESOURCE, "999999999")
-            assert details_as_sender(sim, correspondence_id)["content"] == {
-                "language": "no", "messageTitle": "", "messageSummary": "", "messageBody": "", "attachments": [],
-            }  # fmt: skip
-            with new_client(sim, RECIPIENT_ORG, list(RECIPIENT_SCOPES)).api() as recipient:
-                url = f"{BASE}/{correspondence_id}/attachment/{attachment['attachment_id']}/download"
-                recipient.get(url).raise_for_status()
+        store, correspondence_id = stored_by_the_recipient(sim, tmp_path, "Vedtak", attachments=1)
+        [before] = query(store, "SELECT * FROM correspondences")
+        attachments_before = attachment_rows(store)
+        setup = service_owner_setup(sim, tmp_path / "owner", store=store)
+        with subscribed_receiver(setup, tmp_path / "owner"):
+            with new_client(sim, SENDER_ORG, ["altinn:correspondence.write"]).api() as sender:
+                assert sender.get(f"{BASE}/{correspondence_id}/details").json()["content"] == NO_CONTENT
             sim.admin.post(f"/correspondences/{correspondence_id}/read").raise_for_status()  # receiverread, to us
-            assert set(wait_settled(setup.store, PUBLISHED_EVENTS + 1).values()) == {"done"}
-        [after] = query(setup.store, "SELECT * FROM correspondences")
-        [attachment_after] = query(setup.store, "SELECT * FROM correspondence_attachments")
-    assert (before["message_title"], before["status"], before["recipient"]) == ("Vedtak", "Published", RECIPIENT)
-    assert json.loads(before["details"])["content"]["messageTitle"] == "Vedtak"
-    assert after["status"] == "AttachmentsDownloaded", "Altinn ranks a download above Read"
+            assert set(wait_settled(store, 2).values()) == {"done"}
+        [after] = query(store, "SELECT * FROM correspondences")
+    assert (before["message_title"], before["status"]) == ("Vedtak", "Published")
+    assert after["status"] == "AttachmentsDownloaded", "the recipient's download ranks above its Read"
     details = json.loads(after["details"])
     assert {"Read", "AttachmentsDownloaded"} <= {h["status"] for h in details["statusHistory"]}
     assert (after["message_title"], after["recipient"]) == ("Vedtak", RECIPIENT)
     assert details["content"] == json.loads(before["details"])["content"], "the stored content is kept"
+    assert details["content"]["messageTitle"] == "Vedtak"
     assert after["updated_at"] > before["updated_at"]
-    assert dict(attachment_after) == dict(attachment), "no attachments in the answer: the row is left alone"
+    assert attachment_rows(store) == attachments_before, "no attachments in the answer: the rows are left alone"
     # `send --follow` reads the same store: the status hides Read, the history shows it.
-    watch = StoreWatch(setup.store, correspondence_id)
+    watch = StoreWatch(store, correspondence_id)
     [status] = [s for s in watch.poll() if s.kind == "status"]
     watch.close()
     assert (status.name, status.hidden) == ("AttachmentsDownloaded", ("Read",))
@@ -77,14 +78,27 @@ def test_an_answer_without_content_keeps_the_stored_title_and_the_status_is_alti
     assert final_outcome(status.outcomes, confirmation_needed=True) is None
 
 
-def test_attachment_expired_updates_the_rows_that_have_it_and_creates_none(tmp_path: Path) -> None:
+def test_a_service_owners_answer_without_content_is_stored_without_title_or_attachments(tmp_path: Path) -> None:
     with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
         setup = service_owner_setup(sim, tmp_path)
         with subscribed_receiver(setup, tmp_path):
-            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, attachments=2)
-            assert set(wait_settled(setup.store, PUBLISHED_EVENTS + 1).values()) == {"done"}
-            before = {r["attachment_id"]: r for r in query(setup.store, "SELECT * FROM correspondence_attachments")}
-            expiring, staying = sorted(before)
+            correspondence_id = sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title="Vedtak", attachments=1)
+            # initialized, notificationcreated, attachmentpublished, published: all the owner's to see
+            assert set(wait_settled(setup.store, 4).values()) == {"done"}
+    [row] = query(setup.store, "SELECT * FROM correspondences")
+    assert (row["correspondence_id"], row["status"], row["recipient"]) == (correspondence_id, "Published", RECIPIENT)
+    assert row["message_title"] == ""
+    assert json.loads(row["details"])["content"] == NO_CONTENT
+    assert query(setup.store, "SELECT * FROM correspondence_attachments") == []
+
+
+def test_attachment_expired_updates_the_rows_that_have_it_and_creates_none(tmp_path: Path) -> None:
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        store, correspondence_id = stored_by_the_recipient(sim, tmp_path, "To vedlegg", attachments=2)
+        before = attachment_rows(store)
+        expiring, staying = sorted(before)
+        setup = service_owner_setup(sim, tmp_path / "owner", store=store)
+        with subscribed_receiver(setup, tmp_path / "owner"):
             expired = sim.admin.post(f"/correspondences/{correspondence_id}/attachments/{expiring}/expire")
             assert expired.json()["changed"] is True
             unknown = str(uuid.uuid4())
@@ -94,16 +108,16 @@ def test_attachment_expired_updates_the_rows_that_have_it_and_creates_none(tmp_p
                  "resourceinstance": unknown, "subject": f"urn:altinn:organization:identifier-no:{SENDER_ORG}",
                  "time": "2026-01-05T10:00:00Z"}
             )  # fmt: skip
-            assert set(wait_settled(setup.store, PUBLISHED_EVENTS + 3).values()) == {"done"}
-    after = {r["attachment_id"]: r for r in query(setup.store, "SELECT * FROM correspondence_attachments")}
+            assert set(wait_settled(store, 3).values()) == {"done"}
+    after = attachment_rows(store)
     assert set(after) == {expiring, staying}, "no row for an attachment the store did not have"
     assert {a: r["status"] for a, r in before.items()} == {expiring: "Published", staying: "Published"}
     assert (after[expiring]["status"], after[expiring]["correspondence_id"]) == ("Expired", correspondence_id)
+    assert after[expiring]["path"] == before[expiring]["path"] != "", "the file downloaded before stays"
     assert after[expiring]["updated_at"] > before[expiring]["updated_at"]
     assert dict(after[staying]) == dict(before[staying])
     recorded = query(
-        setup.store, "SELECT resourceinstance, correspondence_id FROM correspondence_events WHERE type = ?",
+        store, "SELECT resourceinstance, correspondence_id FROM correspondence_events WHERE type = ?",
         ATTACHMENT_EXPIRED,
     )  # fmt: skip
     assert sorted(tuple(r) for r in recorded) == sorted([(expiring, ""), (unknown, "")])
-    assert query(setup.store, "SELECT * FROM correspondences WHERE correspondence_id = ?", unknown) == []
