@@ -26,6 +26,7 @@ from receiver.altinn import AltinnClients
 from receiver.config import load_config
 from receiver.timeutil import iso_after, now_iso, parse_iso
 from tests.altinn_support import call, new_key, simulator_with_client, stand_in_config_file
+from tests.catchup_support import event
 from tests.correspondence_support import check, load_spec
 from tests.support import wait_until
 
@@ -472,18 +473,6 @@ def fresh_resource() -> str:
 def subscribe(client: TestClient, body: dict[str, Any], scope: str | None = None) -> httpx.Response:
     with client.api(scope) as api:
         return api.post(SUBSCRIPTIONS, json=body)
-
-
-def event(resource: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "type": "no.altinn.correspondence.correspondencepublished",
-        "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
-        "resource": resource,
-        "resourceinstance": str(uuid.uuid4()),
-        "subject": f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}",
-    }
 
 
 def finished(sim: RunningSimulator, kind: str, subscription_id: int, status: str) -> dict[str, Any] | None:
