@@ -25,6 +25,7 @@ __all__ = ["ConfigError"]  # the config's error type is the validator's: `from r
 
 CONFIG_ENV = "ALTINN_RECEIVER_CONFIG"
 DEFAULT_CONFIG_FILE = "receiver.toml"
+MIN_SECRET_LENGTH = 16
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # --- Altinn environments (events contract §6, correspondence contract §3.1) ---
@@ -72,6 +73,18 @@ def _webhook_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"must start with '/', got {path!r}")
     return path
+
+
+def _webhook_secret(secret: str) -> str:
+    """The code anyone who knows it can push with: long enough not to be guessed (an empty one is `_finish`'s)."""
+    if secret and not secret.strip():
+        raise ValueError("must not be only whitespace")
+    if secret and len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_LENGTH} characters, or anyone who guesses it can push events; make one "
+            "with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
 
 
 def _not_empty(text: str) -> str:
@@ -157,7 +170,7 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = setting(8080, minimum=0, maximum=65535)
     path: str = setting("/events", check=_webhook_path)
-    secret: str = setting("", secret=True)
+    secret: str = setting("", secret=True, check=_webhook_secret)
     previous_secrets: tuple[str, ...] = setting((), secret=True, check=each(_not_empty))
     """Exempt from the length rule: a short old code must still be accepted while it is rotated away."""
     allow_no_secret: bool = False

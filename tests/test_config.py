@@ -133,3 +133,22 @@ def test_load_config_reports_missing_and_malformed_files(tmp_path: Path) -> None
     loaded = load_config(write_config(tmp_path / "good.toml", BASE + '[store]\npath = "r.db"\n'))
     assert loaded.store.path == tmp_path / "r.db"
     assert loaded.source == tmp_path / "good.toml"
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("fifteen-chars-x", "must be at least 16 characters"),
+        (" " * 20, "must not be only whitespace"),
+    ],
+)
+def test_the_webhook_secret_must_be_long_and_not_blank(secret: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f'[receiver]\nsecret = "{secret}"\n')
+    assert caught.value.key == "receiver.secret" and caught.value.problem.startswith(problem)
+    assert secret not in caught.value.problem
+
+
+def test_previous_secrets_may_be_short_so_an_old_code_can_be_rotated_away() -> None:
+    config = parse(BASE + 'previous_secrets = ["old"]\n')
+    assert config.receiver.secrets == ("a-webhook-code-of-16+", "old")

@@ -16,13 +16,16 @@ from tests.support import write_config
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[receiver]\nsecret = "x"\nport = "eighty"\n', "receiver.port"),
+        ('[receiver]\nsecret = "a-webhook-code-of-16+"\nport = "eighty"\n', "receiver.port"),
         ("[receiver]\nport = 8080\n", "receiver.secret"),
         ('[receiver]\nsecret = "${NO_SUCH_VARIABLE_FOR_SURE}"\n', "receiver.secret"),
-        ('[receiver]\nsecret = "x"\nshutdown_timeout = "soon"\n', "receiver.shutdown_timeout"),
-        ('[receiver]\nsecret = "x"\ntrusted_networks = ["not-a-network"]\n', "receiver.trusted_networks[0]"),
-        ('[receiver]\nsecret = "x"\nmax_body_bytes = 10\n', "receiver.max_body_bytes"),
-        ('[receiver]\nsecret = "x"\nprot = 1\n', "receiver.prot"),
+        ('[receiver]\nsecret = "a-webhook-code-of-16+"\nshutdown_timeout = "soon"\n', "receiver.shutdown_timeout"),
+        (
+            '[receiver]\nsecret = "a-webhook-code-of-16+"\ntrusted_networks = ["not-a-network"]\n',
+            "receiver.trusted_networks[0]",
+        ),
+        ('[receiver]\nsecret = "a-webhook-code-of-16+"\nmax_body_bytes = 10\n', "receiver.max_body_bytes"),
+        ('[receiver]\nsecret = "a-webhook-code-of-16+"\nprot = 1\n', "receiver.prot"),
     ],
 )
 def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -39,7 +42,7 @@ def test_a_role_whose_client_lacks_a_scope_it_needs_exits_2_naming_the_scope(tmp
     key.write_text("not read: the config stops first")
     config = write_config(
         tmp_path / "receiver.toml",
-        '[receiver]\nsecret = "x"\n[altinn]\nenvironment = "tt02"\nrole = "recipient"\n'
+        '[receiver]\nsecret = "a-webhook-code-of-16+"\n[altinn]\nenvironment = "tt02"\nrole = "recipient"\n'
         f'[maskinporten]\nclient_id = "c"\nprivate_key_file = "{key}"\nscopes = ["altinn:correspondence.read"]\n',
     )
     result = run_cli("serve", "--config", str(config))
