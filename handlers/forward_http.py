@@ -114,7 +114,7 @@ class ForwardHttp:
             raise RetryLater(f"forwarding to {where}: {type(exc).__name__}") from None
         status = response.status_code
         if 200 <= status < 300:
-            ctx.log.info("forwarded", extra={"target": where, "status": status, "mode": options.mode})
+            ctx.log.info("forwarded", extra={"target": where, "http_status": status, "mode": options.mode})
             return
         if status == 429 or status >= 500:
             after = parse_retry_after(response.headers.get("retry-after"))

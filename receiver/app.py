@@ -95,7 +95,7 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
         "method": method,
         "path": path,
         "query": redact_query(scope.get("query_string", b"")),
-        "status": status,
+        "http_status": status,
         "ms": round(seconds * 1000, 2),
         "client": client[0] if client else "",
         **scope.get(LOG_FIELDS, {}),

@@ -15,9 +15,11 @@ import click
 
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
+from receiver.observability.logs import add_secrets, redact
 from receiver.store.db import StoreError
 from receiver.store.operations import open_store
 from receiver.timeutil import iso_after
+from receiver.validation import secrets_in
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -108,7 +110,7 @@ def fail_config(error: ConfigError) -> NoReturn:
 
 def fail(message: object) -> NoReturn:
     """End the command with exit status 1 and one line on stderr (say what to do in `message`)."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact(str(message))}", err=True)
     sys.exit(EXIT_FAILED)
 
 
@@ -127,11 +129,14 @@ def confirm_or_stop(question: str, *, yes: bool, stopped: str) -> None:
 
 
 def load(config_path: str | None) -> Config:
-    """Load the config or exit 2 with one line naming the key and the problem."""
+    """Load the config or exit 2 with one line naming the key and the problem. The values of its secret keys are
+    then hidden from every log line and message (`redact`)."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as error:
         fail_config(error)
+    add_secrets(secrets_in(config))
+    return config
 
 
 def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
