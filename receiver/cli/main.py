@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "tail": "receiver.cli.tail:tail_command",
     "token": "receiver.cli.token:token_command",
     "check": "receiver.cli.check:check_command",
+    "config": "receiver.cli.configuration:config_group",
     "stats": "receiver.cli.stats:stats_command",
     "subscriptions": "receiver.cli.subscriptions:subscriptions_group",
     "catchup": "receiver.cli.catchup:catchup_command",

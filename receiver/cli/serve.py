@@ -12,11 +12,10 @@ import click
 import uvicorn
 from starlette.applications import Starlette
 
-from receiver.app import ServicesSpec, build_services, create_app, server_options
+from receiver.app import ServicesSpec, build_services, create_app, prepare, server_options
 from receiver.cli.common import config_option, fail_config, load
 from receiver.config import Config, ConfigError
-from receiver.observability.logs import BufferedLineHandler, setup_logging
-from receiver.worker.pipelines import load_pipelines
+from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -71,10 +70,11 @@ def serve_command(config_path: str | None) -> None:
     """
     config = load(config_path)
     try:
-        pipelines = load_pipelines(config)  # an unknown handler or a bad option stops here, with exit status 2
+        prepared = prepare(config)  # a bad handler, option or key stops here, with exit status 2
     except ConfigError as error:
         fail_config(error)
-    run(config, lambda runtime: build_services(runtime, pipelines))
+    add_secrets(prepared.pipelines.secrets())
+    run(config, lambda runtime: build_services(runtime, prepared.pipelines))
 
 
 def run(config: Config, services: ServicesSpec | None = None) -> None:
