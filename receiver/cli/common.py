@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped with Ctrl-C
 # A command's summary in its group's --help: its first sentence (or short_help) up to this long, wrapped.
 SUMMARY_LIMIT = 140
 
