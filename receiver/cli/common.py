@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import aiosqlite
 import click
@@ -46,15 +47,37 @@ class Group(click.Group):
                 formatter.write_dl(rows)
 
 
+# Where `altinn-receiver --config PATH COMMAND` leaves PATH for the command (click shares `meta` down the chain).
+_CONFIG_BEFORE = "receiver.config_path"
+
+
 def config_option(func: F) -> F:
-    """`--config PATH`, falling back to $ALTINN_RECEIVER_CONFIG and then ./receiver.toml."""
+    """`--config PATH` after the command's name, else the one before it, else $ALTINN_RECEIVER_CONFIG (read by
+    `resolve_config_path`, so that it never outranks a --config given before the command), else ./receiver.toml."""
     return click.option(
         "--config",
         "config_path",
         type=click.Path(dir_okay=False),
-        envvar=CONFIG_ENV,
         default=None,
-        help=f"Config file (TOML). Default: ${CONFIG_ENV}, else ./receiver.toml.",
+        callback=lambda ctx, param, value: value if value is not None else ctx.meta.get(_CONFIG_BEFORE),
+        help=f"Config file (TOML). Default: --config before the command, ${CONFIG_ENV}, else ./receiver.toml.",
+    )(func)
+
+
+def config_before_subcommand(func: F) -> F:
+    """The main group's `--config PATH`, handed to whichever command runs."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        ctx.meta[_CONFIG_BEFORE] = value
+
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=remember,
+        help="The receiver's config file, for the command that follows (as its own --config).",
     )(func)
 
 
@@ -154,6 +177,12 @@ def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]])
         return asyncio.run(main())
     except StoreError as error:
         fail(error)
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only for a person at a terminal who has not asked for none (https://no-color.org: NO_COLOR set to
+    anything but the empty string)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def echo_json(value: Any) -> None:
