@@ -21,8 +21,6 @@ from urllib.parse import urlsplit
 from receiver.scopes import NEEDED, MissingScope, scope_sets
 from receiver.validation import ConfigError, Duration, Invalid, Source, build, each, setting
 
-__all__ = ["ConfigError"]  # the config's error type is the validator's: `from receiver.config import ConfigError`
-
 CONFIG_ENV = "ALTINN_RECEIVER_CONFIG"
 DEFAULT_CONFIG_FILE = "receiver.toml"
 MIN_SECRET_LENGTH = 16
@@ -290,13 +288,9 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = setting(None, key=False)
     """The file it was read from."""
-    environ: Mapping[str, str] = setting(default_factory=dict, key=False)
-    """The environment it was read with: handler options are expanded from it when the pipelines load."""
-
-    @property
-    def settings_source(self) -> Source:
-        """What the validator reads the handlers' options with: this environment, paths beside the file."""
-        return Source(self.environ, self.source.parent if self.source is not None else Path("."))
+    read_with: Source = setting(default_factory=Source, key=False)
+    """The environment and folder it was read with: the handlers' options are read with them when the pipelines
+    load."""
 
 
 # --- reading ---
@@ -336,8 +330,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path = Path(".")) -> Config:
     """Validate a parsed TOML document into a Config; `base_dir` anchors relative paths."""
-    config = build(Config, data, "", Source(environ, base_dir))
-    return _finish(replace(config, environ=environ), data)
+    source = Source(environ, base_dir)
+    return _finish(replace(build(Config, data, "", source), read_with=source), data)
 
 
 def _finish(config: Config, data: Mapping[str, Any]) -> Config:

@@ -118,7 +118,7 @@ def load_pipelines(config: Config) -> Pipelines:
         for j, name in enumerate(pipeline.handlers):
             if name not in steps:
                 key = f"pipelines[{i}].handlers[{j}]" if config.pipelines else where
-                steps[name] = build_step(name, config.handlers.get(name), key, config.settings_source)
+                steps[name] = build_step(name, config.handlers.get(name), key, config.read_with)
         pipelines.append(Pipeline(pipeline.types, tuple(steps[name] for name in pipeline.handlers)))
     for name in config.handlers:
         if name not in steps:
