@@ -169,8 +169,7 @@ def build(cls: type[T], raw: Any, key: str, source: Source, *, where: str = "") 
         raise ConfigError(key, f"must be a table ({where}), got {_kind(raw, secret=False)}")
     hints = get_type_hints(cls, include_extras=True)
     fields = [item for item in dataclasses.fields(cast(Any, cls)) if item.init and rules_of(item).key]
-    known = [item.name for item in fields]
-    known += [name + FILE_SUFFIX for name in known if rules_of(fields[known.index(name)]).secret]
+    known = [item.name for item in fields] + [item.name + FILE_SUFFIX for item in fields if rules_of(item).secret]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         listed = ", ".join(known) or "no keys"

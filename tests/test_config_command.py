@@ -202,3 +202,9 @@ def test_validate_passes_a_good_config_with_one_line(tmp_path: Path) -> None:
         only_line(stdout)
         == f"{path}: valid (2 pipeline(s), 2 handler(s), Maskinporten key signs with kid receiver-2026)"
     )
+
+
+def test_validate_warns_when_the_default_pipelines_can_only_store(tmp_path: Path) -> None:
+    code, stdout, stderr = validate(config(tmp_path, f'[receiver]\nsecret = "{GOOD_SECRET}"\n'))
+    assert (code, only_line(stdout)) == (0, f"{tmp_path / 'receiver.toml'}: valid (2 pipeline(s), 1 handler(s))")
+    assert only_line(stderr).startswith("warning: events are stored but not fetched: altinn.environment: is required")

@@ -122,3 +122,5 @@ def validate_command(config_path: str | None) -> None:
     handlers = len(prepared.pipelines.steps)
     key = f", Maskinporten key signs with {prepared.key.description}" if prepared.key is not None else ""
     click.echo(f"{config.source}: valid ({len(prepared.pipelines.pipelines)} pipeline(s), {handlers} handler(s){key})")
+    if prepared.pipelines.warning:  # valid, but not what a receiver is usually for: serve logs the same warning
+        click.echo(f"warning: {prepared.pipelines.warning}", err=True)
