@@ -27,6 +27,8 @@ def sections() -> Iterator[tuple[str, type]]:
     """Each config section's name and dataclass: `[receiver]`, `[[pipelines]]`, …"""
     hints = get_type_hints(Config)
     for field in dataclasses.fields(Config):
+        if not rules_of(field).key:
+            continue
         hint = hints[field.name]
         items = get_args(hint)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
