@@ -3,6 +3,6 @@
 from handlers import Handler, Event, Context, RetryLater, Permanent
 """
 
-from handlers.api import Context, Duration, Event, Handler, OptionError, Permanent, RetryLater
+from handlers.api import Context, Duration, Event, Handler, OptionError, Permanent, RetryLater, setting
 
-__all__ = ["Context", "Duration", "Event", "Handler", "OptionError", "Permanent", "RetryLater"]
+__all__ = ["Context", "Duration", "Event", "Handler", "OptionError", "Permanent", "RetryLater", "setting"]

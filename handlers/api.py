@@ -5,9 +5,11 @@ A handler is any object with a `name` and `async def handle(self, event, ctx) ->
 other exception counts as transient (retried with backoff), and so do Altinn's `TransientError`s.
 
 A handler class may declare its options as a dataclass in `Options`: the receiver checks `[handlers.NAME]` against
-it at startup (unknown names, wrong types, `OptionError` from `__post_init__`) and passes the instance as
-`ctx.options`. Field types: str, int, float, bool, `Duration` ("30s" or seconds), `Path` (relative to the config
-file), `Literal["a", "b"]`, `list[str]`, `dict[str, str]`, or any of these `| None`. See docs/handlers.md.
+it at startup with the validator that reads the whole config (`receiver.validation`: unknown names, wrong types,
+`${NAME}` forms, `OptionError` from `__post_init__`) and passes the instance as `ctx.options`. Field types: str, int,
+float, bool, `Duration` ("30s" or seconds), `Path` (relative to the config file), `Literal["a", "b"]`, `list[str]`,
+`dict[str, str]`, or any of these `| None`; `setting(secret=True)` marks a field whose value is never shown (and
+may come from `NAME_file`), `setting(minimum=...)` bounds one. See docs/handlers.md.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from receiver.validation import Duration, OptionError, setting
 
 if TYPE_CHECKING:
     from receiver.altinn import AltinnClients
     from receiver.observability.metrics import Metrics
     from receiver.store.correspondences import CorrespondenceStore
 
-Duration = Annotated[float, "duration"]
-"""An option given as "30s", "5m", "48h" or plain seconds; the handler sees seconds."""
+__all__ = [
+    "Context", "Duration", "Event", "Handler", "HandlerError", "OptionError", "Permanent", "RetryLater", "setting"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,3 @@ class RetryLater(HandlerError):
 
 class Permanent(HandlerError):
     """Retrying cannot help: the event is marked dead with this reason."""
-
-
-class OptionError(Exception):
-    """Raised from an `Options` dataclass's `__post_init__`: `option` is the field, `problem` says what to do."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"{option}: {problem}")
-        self.option = option
-        self.problem = problem

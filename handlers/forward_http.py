@@ -10,7 +10,7 @@ log line or an error: they are usually credentials.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ import httpx
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
-from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater
+from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater, setting
 from receiver.altinn import Correspondence
 from receiver.altinn.http import parse_retry_after
 from receiver.timeutil import parse_iso
@@ -56,10 +56,12 @@ class ForwardHttp:
 
     @dataclass(frozen=True)
     class Options:
-        url: str
+        url: str = setting(secret=True)
+        """Secret: its query or user info may hold a credential (log lines show it without them)."""
         mode: Literal["structured", "binary"] = "structured"
-        headers: dict[str, str] = field(default_factory=dict)
-        """Extra request headers, e.g. Authorization = "Bearer ${FORWARD_TOKEN}" (expanded from the environment)."""
+        headers: dict[str, str] = setting(default_factory=dict, secret=True)
+        """Extra request headers, e.g. Authorization = "Bearer ${FORWARD_TOKEN}" (expanded from the environment),
+        or each from a file: headers_file = { Authorization = "/run/secrets/forward-authorization" }."""
         timeout: Duration = 10.0
 
         def __post_init__(self) -> None:
@@ -112,7 +114,7 @@ class ForwardHttp:
             raise RetryLater(f"forwarding to {where}: {type(exc).__name__}") from None
         status = response.status_code
         if 200 <= status < 300:
-            ctx.log.info("forwarded", extra={"target": where, "status": status, "mode": options.mode})
+            ctx.log.info("forwarded", extra={"target": where, "http_status": status, "mode": options.mode})
             return
         if status == 429 or status >= 500:
             after = parse_retry_after(response.headers.get("retry-after"))

@@ -22,7 +22,7 @@ class Log:
         }
         fetched: Correspondence | None = ctx.results.get("correspondence")
         if fetched is not None:
-            fields.update(status=fetched.status, attachments=len(fetched.attachments))
+            fields.update(correspondence_status=fetched.status, attachments=len(fetched.attachments))
         if "attachments" in ctx.results:
             fields["downloaded"] = len(ctx.results["attachments"])
         ctx.log.info(f"event {event.type}", extra=fields)

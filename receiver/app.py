@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.altinn.keys import SigningKey, load_signing_key
 from receiver.config import Config
 from receiver.observability.logs import emit_json_line, redact_query, utc_stamp
 from receiver.observability.metrics import CONTENT_TYPE
@@ -41,6 +43,24 @@ READY_PROBE_TIMEOUT = 3.0
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` checked and loaded: the pipelines, and the key that signs Maskinporten grants (None when
+    `[maskinporten]` is not configured)."""
+
+    pipelines: Pipelines
+    key: SigningKey | None
+
+
+def prepare(config: Config) -> Prepared:
+    """Everything `serve` checks before it listens that needs neither the network nor the store: every pipeline's
+    handlers and their options (plugins included), and the Maskinporten key. ConfigError naming the key on the first
+    problem; `altinn-receiver config validate` runs exactly this."""
+    pipelines = load_pipelines(config)
+    key = load_signing_key(config.maskinporten) if config.maskinporten.configured else None
+    return Prepared(pipelines, key)
 
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
@@ -95,7 +115,7 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
         "method": method,
         "path": path,
         "query": redact_query(scope.get("query_string", b"")),
-        "status": status,
+        "http_status": status,
         "ms": round(seconds * 1000, 2),
         "client": client[0] if client else "",
         **scope.get(LOG_FIELDS, {}),

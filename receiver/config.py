@@ -1,7 +1,9 @@
-"""The receiver's configuration: a TOML file, with ${VAR} expanded from the environment, read into frozen dataclasses.
+"""The receiver's configuration: a TOML file read into frozen dataclasses, one per section.
 
-Every problem raises ConfigError naming the key (`receiver.port`) and what is wrong; the command line turns it into
-one line on stderr and exit status 2.
+Each key is declared once, below, as a field with its type, default and rules (`receiver.validation.setting`); one
+validator reads every section and every handler's options the same way (`${NAME}` forms, `*_file` for secrets,
+durations, ranges). Checks that span keys or sections follow in `_finish`. Every problem raises ConfigError naming
+the key (`receiver.port`) and what is wrong; the command line turns it into one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -10,29 +12,19 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from receiver.durations import parse_duration
 from receiver.scopes import NEEDED, MissingScope, scope_sets
+from receiver.validation import ConfigError, Duration, Invalid, Source, build, each, setting
 
 CONFIG_ENV = "ALTINN_RECEIVER_CONFIG"
 DEFAULT_CONFIG_FILE = "receiver.toml"
-
-T = TypeVar("T")
-
-
-class ConfigError(Exception):
-    """A bad or missing config value: `key` is the dotted path, `problem` says what is wrong and what to do."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}" if key else problem)
-        self.key = key
-        self.problem = problem
-
+MIN_SECRET_LENGTH = 16
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # --- Altinn environments (events contract §6, correspondence contract §3.1) ---
 
@@ -51,19 +43,140 @@ ROLES = tuple(NEEDED)  # "service-owner", "recipient": the roles receiver.scopes
 URN_PATTERN = re.compile(r"^urn:[a-z0-9-]{1,30}(:[a-z0-9()+,.\-;$_!/]{1,100}){1,10}$")
 
 
+# --- checks of single values (ValueError says what is wrong; the validator names the key) ---
+
+
+def _url_problem(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        return f"must be an absolute {' or '.join(schemes)} URL, got {value!r}"
+    return ""
+
+
+def _absolute_url(value: str) -> str:
+    """An absolute https or http URL, or empty (the keys that take one may be left empty)."""
+    if value and (problem := _url_problem(value, ("https", "http"))):
+        raise ValueError(problem)
+    return value
+
+
+def check_url(key: str, value: str, *, schemes: tuple[str, ...] = ("https", "http")) -> str:
+    """`value` if it is an absolute URL of one of `schemes`; ConfigError naming `key` otherwise."""
+    if problem := _url_problem(value, schemes):
+        raise ConfigError(key, problem)
+    return value
+
+
+def _webhook_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"must start with '/', got {path!r}")
+    return path
+
+
+def _webhook_secret(secret: str) -> str:
+    """The code anyone who knows it can push with: long enough not to be guessed (an empty one is `_finish`'s)."""
+    if secret and not secret.strip():
+        raise ValueError("must not be only whitespace")
+    if secret and len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_LENGTH} characters, or anyone who guesses it can push events; make one "
+            "with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
+
+
+def _not_empty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _network(cidr: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ValueError(f"must be an IP network in CIDR form, got {cidr!r}") from None
+
+
+def _proxy(proxy: str) -> str:
+    if proxy != "*":
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(f'must be an IP address, CIDR or "*", got {proxy!r}') from None
+    return proxy
+
+
+def _public_url(url: str) -> str:
+    _absolute_url(url)
+    if urlsplit(url).query:
+        raise ValueError("must not have a query string: the code is appended as ?code=")
+    return url
+
+
+def _one_of(choices: Mapping[str, Any] | tuple[str, ...], *, empty: bool = False) -> Any:
+    def check(value: str) -> str:
+        if value not in choices and not (empty and not value):
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return check
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"file {path} does not exist")
+    return path
+
+
+def _organisation_number(org: str) -> str:
+    digits = org.removeprefix("0192:")
+    if org and not re.fullmatch(r"\d{9}", digits):
+        raise ValueError(f"must be a 9-digit organisation number, got {org!r}")
+    return digits
+
+
+def _resource_urn(resource: str) -> str:
+    """Altinn's URN rule for resource filters (events contract §1.2): lower case only."""
+    if not URN_PATTERN.fullmatch(resource):
+        hint = " (Altinn accepts lower case only)" if resource.lower() != resource else ""
+        raise ValueError(f"must be a resource URN like urn:altinn:resource:my-resource, got {resource!r}{hint}")
+    return resource
+
+
+def check_resource_urn(key: str, resource: str) -> str:
+    try:
+        return _resource_urn(resource)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def _at_least_one(what: str) -> Any:
+    def check(items: tuple[str, ...]) -> tuple[str, ...]:
+        if not items:
+            raise ValueError(f"must list at least one {what}")
+        return items
+
+    return check
+
+
+# --- the sections ---
+
+
 @dataclass(frozen=True)
 class ReceiverConfig:
     host: str = "127.0.0.1"
-    port: int = 8080
-    path: str = "/events"
-    secret: str = ""
-    previous_secrets: tuple[str, ...] = ()
+    port: int = setting(8080, minimum=0, maximum=65535)
+    path: str = setting("/events", check=_webhook_path)
+    secret: str = setting("", secret=True, check=_webhook_secret)
+    previous_secrets: tuple[str, ...] = setting((), secret=True, check=each(_not_empty))
+    """Exempt from the length rule: a short old code must still be accepted while it is rotated away."""
     allow_no_secret: bool = False
-    max_body_bytes: int = 65536
-    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    forwarded_allow_ips: tuple[str, ...] = ()
-    shutdown_timeout: float = 20.0
-    public_url: str = ""
+    max_body_bytes: int = setting(65536, minimum=256)
+    trusted_networks: tuple[IPNetwork, ...] = setting((), raw=tuple[str, ...], check=each(_network))
+    forwarded_allow_ips: tuple[str, ...] = setting((), check=each(_proxy))
+    shutdown_timeout: Duration = 20.0
+    public_url: str = setting("", check=_public_url)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -78,22 +191,22 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class AltinnConfig:
-    environment: str = ""
-    platform_url: str = ""
-    subscription_key: str = ""
-    role: str = "service-owner"
+    environment: str = setting("", check=_one_of(PLATFORM_URLS, empty=True))
+    platform_url: str = setting("", check=_absolute_url)
+    subscription_key: str = setting("", secret=True)
+    role: str = setting("service-owner", check=_one_of(ROLES))
 
 
 @dataclass(frozen=True)
 class MaskinportenConfig:
-    issuer: str = ""
+    issuer: str = setting("", check=_absolute_url)
     client_id: str = ""
     kid: str = ""
-    private_key_file: Path | None = None
-    certificate_file: Path | None = None
-    certificate_password: str = ""
+    private_key_file: Path | None = setting(None, check=_existing)
+    certificate_file: Path | None = setting(None, check=_existing)
+    certificate_password: str = setting("", secret=True)
     scopes: tuple[str, ...] = ()
-    system_user_org: str = ""
+    system_user_org: str = setting("", check=_organisation_number)
 
     @property
     def configured(self) -> bool:
@@ -102,62 +215,82 @@ class MaskinportenConfig:
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    concurrency: int = 8
-    max_attempts: int = 12
-    max_age: float = 48 * 3600.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 600.0
-    lease: float = 300.0
-    poll_interval: float = 1.0
+    concurrency: int = setting(8, minimum=1, maximum=256)
+    max_attempts: int = setting(12, minimum=1)
+    max_age: Duration = setting(48 * 3600.0, positive=True)
+    backoff_base: Duration = setting(1.0, positive=True)
+    backoff_cap: Duration = setting(600.0, positive=True)
+    lease: Duration = setting(300.0, positive=True)
+    poll_interval: Duration = setting(1.0, positive=True)
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    types: tuple[str, ...]
-    handlers: tuple[str, ...]
+    types: tuple[str, ...] = setting(check=_at_least_one("event type or glob"))
+    handlers: tuple[str, ...] = setting(check=_at_least_one("handler"))
 
 
 @dataclass(frozen=True)
 class HandlerSection:
-    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself)."""
+    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself); `options` are
+    the section's other keys as written, checked against the handler's `Options` when the pipelines load."""
 
     name: str
     use: str
-    options: Mapping[str, Any]
+    options: Mapping[str, Any] = setting(default_factory=dict, key=False)
+
+
+def _handler_sections(table: Mapping[str, Any]) -> dict[str, HandlerSection]:
+    sections = {}
+    for name, options in table.items():
+        if not isinstance(options, Mapping):
+            raise Invalid("must be a table ([handlers.NAME])", f".{name}")
+        rest = dict(options)
+        use = rest.pop("use", name)
+        if not isinstance(use, str) or not use:
+            raise Invalid("must name a handler", f".{name}.use")
+        sections[name] = HandlerSection(name=name, use=use, options=rest)
+    return sections
 
 
 @dataclass(frozen=True)
 class SubscriptionConfig:
-    resource: str
+    resource: str = setting(check=_resource_urn, example="e.g. urn:altinn:resource:my-resource")
     subject: str = ""
     type: str = ""
 
 
 @dataclass(frozen=True)
 class CatchupConfig:
-    interval: float = 300.0
-    start: str = "now"
+    interval: Duration = setting(300.0, positive=True)
+    start: Literal["now", "beginning"] = "now"
     enabled: bool = True
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str = "info"
+    level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole file: a section is a field here, with its dataclass above."""
+
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     altinn: AltinnConfig = field(default_factory=AltinnConfig)
     maskinporten: MaskinportenConfig = field(default_factory=MaskinportenConfig)
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     pipelines: tuple[PipelineConfig, ...] = ()
-    handlers: Mapping[str, HandlerSection] = field(default_factory=dict)
+    handlers: Mapping[str, HandlerSection] = setting(default_factory=dict, raw=dict[str, Any], check=_handler_sections)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    source: Path | None = None
+    source: Path | None = setting(None, key=False)
+    """The file it was read from."""
+    read_with: Source = setting(default_factory=Source, key=False)
+    """The environment and folder it was read with: the handlers' options are read with them when the pipelines
+    load."""
 
 
 # --- reading ---
@@ -185,6 +318,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raise ConfigError("", f"config file {file} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {file} is not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -193,338 +328,51 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     return replace(config, source=file)
 
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(value: str, key: str, environ: Mapping[str, str]) -> str:
-    """Replace ${VAR} with the environment's value; `$$` is a literal `$`. An unset VAR is an error."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "$"
-        if name not in environ:
-            raise ConfigError(key, f"environment variable {name} is not set (referenced as ${{{name}}})")
-        return environ[name]
-
-    return _VAR.sub(substitute, value)
-
-
-def _expand_tree(value: Any, key: str, environ: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        return expand_env(value, key, environ)
-    if isinstance(value, list):
-        return [_expand_tree(v, f"{key}[{i}]", environ) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: _expand_tree(v, f"{key}.{k}" if key else k, environ) for k, v in value.items()}
-    return value
-
-
-class Section:
-    """Typed reads from one TOML table; `done()` rejects keys nobody read (typos)."""
-
-    def __init__(self, data: Any, key: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(key, f"must be a table, got {type(data).__name__}")
-        self.data: dict[str, Any] = dict(data)
-        self.key = key
-
-    def name(self, item: str) -> str:
-        return f"{self.key}.{item}" if self.key else item
-
-    def _take(self, item: str, kind: type | tuple[type, ...], kind_name: str, default: T) -> Any:
-        if item not in self.data:
-            return default
-        value = self.data.pop(item)
-        if isinstance(value, bool) and kind is not bool:
-            raise ConfigError(self.name(item), f"must be {kind_name}, got a boolean")
-        if not isinstance(value, kind):
-            raise ConfigError(self.name(item), f"must be {kind_name}, got {type(value).__name__} {value!r}")
-        return value
-
-    def string(self, item: str, default: str = "") -> str:
-        return str(self._take(item, str, "a string", default))
-
-    def boolean(self, item: str, default: bool = False) -> bool:
-        return bool(self._take(item, bool, "true or false", default))
-
-    def integer(self, item: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-        value = int(self._take(item, int, "a whole number", default))
-        if minimum is not None and value < minimum:
-            raise ConfigError(self.name(item), f"must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(self.name(item), f"must be at most {maximum}, got {value}")
-        return value
-
-    def duration(self, item: str, default: float, *, positive: bool = True) -> float:
-        if item not in self.data:
-            return default
-        raw = self.data.pop(item)
-        try:
-            seconds = parse_duration(raw)
-        except ValueError as exc:
-            raise ConfigError(self.name(item), str(exc)) from None
-        if positive and seconds <= 0:
-            raise ConfigError(self.name(item), f"must be longer than zero, got {raw!r}")
-        return seconds
-
-    def strings(self, item: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self._take(item, list, "a list of strings", None)
-        if value is None:
-            return default
-        for i, entry in enumerate(value):
-            if not isinstance(entry, str):
-                raise ConfigError(f"{self.name(item)}[{i}]", f"must be a string, got {entry!r}")
-        return tuple(value)
-
-    def choice(self, item: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.string(item, default)
-        if value not in choices:
-            raise ConfigError(self.name(item), f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def table(self, item: str) -> Any:
-        return self._take(item, dict, "a table", {})
-
-    def tables(self, item: str) -> list[Any]:
-        value = self._take(item, list, "an array of tables ([[...]])", [])
-        for i, entry in enumerate(value):
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{self.name(item)}[{i}]", "must be a table")
-        return list(value)
-
-    def done(self) -> None:
-        if self.data:
-            unknown = sorted(self.data)[0]
-            raise ConfigError(self.name(unknown), "unknown key (check the spelling; see docs/configuration.md)")
-
-
-def check_url(key: str, value: str, *, schemes: tuple[str, ...] = ("https", "http")) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigError(key, f"must be an absolute {' or '.join(schemes)} URL, got {value!r}")
-    return value
-
-
-def _parse_receiver(sec: Section) -> ReceiverConfig:
-    path = sec.string("path", "/events")
-    if not path.startswith("/"):
-        raise ConfigError(sec.name("path"), f"must start with '/', got {path!r}")
-    allow_no_secret = sec.boolean("allow_no_secret", False)
-    secret = sec.string("secret", "")
-    if not secret and not allow_no_secret:
-        raise ConfigError(
-            sec.name("secret"),
-            'is required: set it (e.g. secret = "${ALTINN_RECEIVER_SECRET}") or set allow_no_secret = true',
-        )
-    previous = sec.strings("previous_secrets")
-    for i, old in enumerate(previous):
-        if not old:
-            raise ConfigError(f"{sec.name('previous_secrets')}[{i}]", "must not be empty")
-    networks = []
-    for i, cidr in enumerate(sec.strings("trusted_networks")):
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"{sec.name('trusted_networks')}[{i}]", f"must be an IP network in CIDR form, got {cidr!r}"
-            ) from None
-    proxies = sec.strings("forwarded_allow_ips")
-    for i, proxy in enumerate(proxies):
-        if proxy == "*":
-            continue
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{sec.name('forwarded_allow_ips')}[{i}]", f'must be an IP address, CIDR or "*", got {proxy!r}'
-            ) from None
-    public_url = sec.string("public_url", "")
-    if public_url:
-        check_url(sec.name("public_url"), public_url)
-        if urlsplit(public_url).query:
-            raise ConfigError(sec.name("public_url"), "must not have a query string: the code is appended as ?code=")
-    return ReceiverConfig(
-        host=sec.string("host", "127.0.0.1"),
-        port=sec.integer("port", 8080, minimum=0, maximum=65535),
-        path=path,
-        secret=secret,
-        previous_secrets=previous,
-        allow_no_secret=allow_no_secret,
-        max_body_bytes=sec.integer("max_body_bytes", 65536, minimum=256),
-        trusted_networks=tuple(networks),
-        forwarded_allow_ips=proxies,
-        shutdown_timeout=sec.duration("shutdown_timeout", 20.0, positive=False),
-        public_url=public_url,
-    )
-
-
-def _optional_path(sec: Section, item: str, base_dir: Path) -> Path | None:
-    value = sec.string(item, "")
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def _parse_altinn(sec: Section) -> AltinnConfig:
-    environment = sec.string("environment", "")
-    if environment and environment not in PLATFORM_URLS:
-        raise ConfigError(sec.name("environment"), f"must be one of {', '.join(PLATFORM_URLS)}; got {environment!r}")
-    platform_url = sec.string("platform_url", "") or PLATFORM_URLS.get(environment, "")
-    if platform_url:
-        check_url(sec.name("platform_url"), platform_url)
-    return AltinnConfig(
-        environment=environment,
-        platform_url=platform_url.rstrip("/"),
-        subscription_key=sec.string("subscription_key", ""),
-        role=sec.choice("role", ROLES, "service-owner"),
-    )
-
-
-def _parse_maskinporten(sec: Section, altinn: AltinnConfig, base_dir: Path) -> MaskinportenConfig:
-    client_id = sec.string("client_id", "")
-    issuer = sec.string("issuer", "")
-    if client_id and not issuer:
-        issuer = MASKINPORTEN_ISSUERS.get(altinn.environment, "")
-        if not issuer:
-            where = f"environment {altinn.environment!r}" if altinn.environment else "no [altinn] environment"
-            raise ConfigError(sec.name("issuer"), f"is required: Maskinporten's issuer is not published for {where}")
-    if issuer:
-        check_url(sec.name("issuer"), issuer)
-        # Maskinporten refuses an assertion whose aud is not its issuer exactly, trailing "/" included
-        # (https://test.maskinporten.no/), and the issuer is the aud: a slash left out would fail every grant.
-        issuer = issuer if issuer.endswith("/") else issuer + "/"
-    kid = sec.string("kid", "")
-    private_key_file = _optional_path(sec, "private_key_file", base_dir)
-    certificate_file = _optional_path(sec, "certificate_file", base_dir)
-    if client_id and not (private_key_file or certificate_file):
-        raise ConfigError(
-            sec.name("private_key_file"), "is required (or certificate_file) to sign the Maskinporten grant"
-        )
-    if kid and not private_key_file:
-        raise ConfigError(sec.name("kid"), "is set but private_key_file is not: the kid names a key, give its file")
-    for item, file in (("private_key_file", private_key_file), ("certificate_file", certificate_file)):
-        if file is not None and not file.is_file():
-            raise ConfigError(sec.name(item), f"file {file} does not exist")
-    org = sec.string("system_user_org", "")
-    digits = org.removeprefix("0192:")
-    if org and not re.fullmatch(r"\d{9}", digits):
-        raise ConfigError(sec.name("system_user_org"), f"must be a 9-digit organisation number, got {org!r}")
-    return MaskinportenConfig(
-        issuer=issuer,
-        client_id=client_id,
-        kid=kid,
-        private_key_file=private_key_file,
-        certificate_file=certificate_file,
-        certificate_password=sec.string("certificate_password", ""),
-        scopes=sec.strings("scopes"),
-        system_user_org=digits,
-    )
-
-
-def _parse_dispatch(sec: Section) -> DispatchConfig:
-    return DispatchConfig(
-        concurrency=sec.integer("concurrency", 8, minimum=1, maximum=256),
-        max_attempts=sec.integer("max_attempts", 12, minimum=1),
-        max_age=sec.duration("max_age", 48 * 3600.0),
-        backoff_base=sec.duration("backoff_base", 1.0),
-        backoff_cap=sec.duration("backoff_cap", 600.0),
-        lease=sec.duration("lease", 300.0),
-        poll_interval=sec.duration("poll_interval", 1.0),
-    )
-
-
-def _parse_pipelines(items: list[Any]) -> tuple[PipelineConfig, ...]:
-    pipelines = []
-    for i, item in enumerate(items):
-        sec = Section(item, f"pipelines[{i}]")
-        types = sec.strings("types")
-        handlers = sec.strings("handlers")
-        if not types:
-            raise ConfigError(sec.name("types"), "must list at least one event type or glob")
-        if not handlers:
-            raise ConfigError(sec.name("handlers"), "must list at least one handler")
-        sec.done()
-        pipelines.append(PipelineConfig(types=types, handlers=handlers))
-    return tuple(pipelines)
-
-
-def _parse_handlers(table: dict[str, Any]) -> dict[str, HandlerSection]:
-    sections = {}
-    for name, options in table.items():
-        if not isinstance(options, dict):
-            raise ConfigError(f"handlers.{name}", "must be a table ([handlers.NAME])")
-        opts = dict(options)
-        use = opts.pop("use", name)
-        if not isinstance(use, str) or not use:
-            raise ConfigError(f"handlers.{name}.use", "must name a handler")
-        sections[name] = HandlerSection(name=name, use=use, options=opts)
-    return sections
-
-
-def check_resource_urn(key: str, resource: str) -> str:
-    """Altinn's URN rule for resource filters (events contract §1.2): lower case only."""
-    if not URN_PATTERN.fullmatch(resource):
-        hint = " (Altinn accepts lower case only)" if resource.lower() != resource else ""
-        raise ConfigError(key, f"must be a resource URN like urn:altinn:resource:my-resource, got {resource!r}{hint}")
-    return resource
-
-
-def _parse_subscriptions(items: list[Any]) -> tuple[SubscriptionConfig, ...]:
-    subs = []
-    for i, item in enumerate(items):
-        sec = Section(item, f"subscriptions[{i}]")
-        resource = sec.string("resource", "")
-        if not resource:
-            raise ConfigError(sec.name("resource"), "is required (e.g. urn:altinn:resource:my-resource)")
-        check_resource_urn(sec.name("resource"), resource)
-        subject = sec.string("subject", "")
-        type_ = sec.string("type", "")
-        sec.done()
-        subs.append(SubscriptionConfig(resource=resource, subject=subject, type=type_))
-    return tuple(subs)
-
-
-def _parse_catchup(sec: Section) -> CatchupConfig:
-    return CatchupConfig(
-        interval=sec.duration("interval", 300.0),
-        start=sec.choice("start", ("now", "beginning"), "now"),
-        enabled=sec.boolean("enabled", True),
-    )
-
-
-def _section(data: Section, item: str) -> Section:
-    return Section(data.table(item), item)
-
-
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path = Path(".")) -> Config:
     """Validate a parsed TOML document into a Config; `base_dir` anchors relative paths."""
-    top = Section(_expand_tree(dict(data), "", environ), "")
-    parsed: dict[str, Any] = {}
+    source = Source(environ, base_dir)
+    return _finish(replace(build(Config, data, "", source), read_with=source), data)
 
-    def read(item: str, parse: Callable[[Section], Any]) -> None:
-        sec = _section(top, item)
-        parsed[item] = parse(sec)
-        sec.done()
 
-    read("receiver", _parse_receiver)
-    read("store", lambda s: StoreConfig(path=_optional_path(s, "path", base_dir) or base_dir / "receiver.db"))
-    read("altinn", _parse_altinn)
-    read("maskinporten", lambda s: _parse_maskinporten(s, parsed["altinn"], base_dir))
-    read("dispatch", _parse_dispatch)
-    read("catchup", _parse_catchup)
-    read("log", lambda s: LogConfig(level=s.choice("level", ("debug", "info", "warning", "error"), "info")))
-    parsed["pipelines"] = _parse_pipelines(top.tables("pipelines"))
-    parsed["handlers"] = _parse_handlers(top.table("handlers"))
-    parsed["subscriptions"] = _parse_subscriptions(top.tables("subscriptions"))
-    top.done()
-    config = Config(**parsed)
+def _finish(config: Config, data: Mapping[str, Any]) -> Config:
+    """The checks that span keys or sections, and the values derived from others."""
+    receiver = config.receiver
+    if not receiver.secret and not receiver.allow_no_secret:
+        written = data.get("receiver")
+        given = isinstance(written, Mapping) and ("secret" in written or "secret_file" in written)
+        raise ConfigError(
+            "receiver.secret",
+            ("is empty (check the environment variable or file it comes from): " if given else "is required: ")
+            + 'set it (secret = "${ALTINN_RECEIVER_SECRET}", or secret_file = "/run/secrets/...") or set '
+            "allow_no_secret = true",
+        )
+    altinn = config.altinn
+    platform_url = altinn.platform_url or PLATFORM_URLS.get(altinn.environment, "")
+    altinn = replace(altinn, platform_url=platform_url.rstrip("/"))
+    config = replace(config, altinn=altinn, maskinporten=_finish_maskinporten(config.maskinporten, altinn))
     if config.maskinporten.configured:
         token_scope_sets(config)  # a role without the scopes it needs stops every command here, with exit status 2
     return config
+
+
+def _finish_maskinporten(mp: MaskinportenConfig, altinn: AltinnConfig) -> MaskinportenConfig:
+    issuer = mp.issuer
+    if mp.client_id and not issuer:
+        issuer = MASKINPORTEN_ISSUERS.get(altinn.environment, "")
+        if not issuer:
+            where = f"environment {altinn.environment!r}" if altinn.environment else "no [altinn] environment"
+            raise ConfigError("maskinporten.issuer", f"is required: Maskinporten's issuer is not published for {where}")
+    if issuer:
+        # Maskinporten refuses an assertion whose aud is not its issuer exactly, trailing "/" included
+        # (https://test.maskinporten.no/), and the issuer is the aud: a slash left out would fail every grant.
+        issuer = issuer if issuer.endswith("/") else issuer + "/"
+    if mp.client_id and not (mp.private_key_file or mp.certificate_file):
+        raise ConfigError(
+            "maskinporten.private_key_file", "is required (or certificate_file) to sign the Maskinporten grant"
+        )
+    if mp.kid and not mp.private_key_file:
+        raise ConfigError("maskinporten.kid", "is set but private_key_file is not: the kid names a key, give its file")
+    return replace(mp, issuer=issuer)
 
 
 def token_scope_sets(config: Config) -> dict[str, tuple[str, ...]]:

@@ -39,3 +39,17 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts[:2])
+
+
+def exact_duration(seconds: float) -> str:
+    """`seconds` as a duration the config reads back exactly: 48h, 1m30s, 20s, 250ms (never days: "48h" is how
+    people write a retention or an age)."""
+    if seconds != int(seconds):
+        return f"{seconds * 1000:g}ms"
+    total = int(seconds)
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"

@@ -54,11 +54,12 @@ def compact(event: Any) -> bytes:
 
 
 def config_text(store: Path, port: int = 0, **receiver: Any) -> str:
-    """A config file's text: `receiver` keys are written as TOML values (lists, strings, numbers)."""
+    """A config file's text: `receiver` keys are written as TOML values (lists, strings, numbers); None leaves a key
+    out (`secret=None` with a `secret_file`)."""
     settings: dict[str, Any] = {"secret": SECRET, "previous_secrets": [OLD_SECRET], **receiver}
     if port:
         settings["port"] = port
-    lines = ["[receiver]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    lines = ["[receiver]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items() if value is not None]
     lines += ["", "[store]", f"path = {json.dumps(str(store))}", ""]
     return "\n".join(lines)
 
@@ -168,5 +169,8 @@ class ServeProcess:
         self.stop()
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+def run_cli(*args: str, timeout: float = 30, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`altinn-receiver ARGS` as a process, with this environment and `env` added to it."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )

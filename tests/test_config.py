@@ -11,7 +11,7 @@ import pytest
 from receiver.config import Config, ConfigError, load_config, parse_config
 from tests.support import write_config
 
-BASE = '[receiver]\nsecret = "s"\n'
+BASE = '[receiver]\nsecret = "a-webhook-code-of-16+"\n'
 
 
 def parse(text: str, environ: dict[str, str] | None = None, base_dir: Path = Path("/srv")) -> Config:
@@ -43,10 +43,10 @@ def test_good_values_are_read() -> None:
         'path = "/altinn/events"\nmax_body_bytes = 1024\nshutdown_timeout = "1m30s"\n'
         'trusted_networks = ["20.100.46.139/32", "10.0.0.0/8"]\nforwarded_allow_ips = ["10.0.0.1", "*"]\n'
         '[store]\npath = "data/r.db"\n',
-        {"SECRET": "from-env"},
+        {"SECRET": "from-the-environment"},
     )
     receiver = config.receiver
-    assert receiver.secrets == ("from-env", "old")
+    assert receiver.secrets == ("from-the-environment", "old")
     assert (receiver.host, receiver.port, receiver.path, receiver.max_body_bytes) == (
         "0.0.0.0",
         9000,
@@ -92,7 +92,7 @@ def test_allow_no_secret_makes_the_secret_optional() -> None:
         (BASE + '[altinn]\nenvironment = "prod"\n', "altinn.environment"),
         (BASE + '[altinn]\nplatform_url = "platform.altinn.no"\n', "altinn.platform_url"),
         (BASE + '[altinn]\nrole = "owner"\n', "altinn.role"),
-        (BASE + '[maskinporten]\nclient_id = "c"\nprivate_key_file = "k.pem"\n', "maskinporten.issuer"),
+        (BASE + '[maskinporten]\nclient_id = "c"\nprivate_key_file = "/dev/null"\n', "maskinporten.issuer"),
         (BASE + '[maskinporten]\nkid = "k"\n', "maskinporten.kid"),
         (BASE + '[maskinporten]\nsystem_user_org = "12"\n', "maskinporten.system_user_org"),
         (BASE + "[dispatch]\nconcurrency = 0\n", "dispatch.concurrency"),
@@ -133,3 +133,22 @@ def test_load_config_reports_missing_and_malformed_files(tmp_path: Path) -> None
     loaded = load_config(write_config(tmp_path / "good.toml", BASE + '[store]\npath = "r.db"\n'))
     assert loaded.store.path == tmp_path / "r.db"
     assert loaded.source == tmp_path / "good.toml"
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("fifteen-chars-x", "must be at least 16 characters"),
+        (" " * 20, "must not be only whitespace"),
+    ],
+)
+def test_the_webhook_secret_must_be_long_and_not_blank(secret: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f'[receiver]\nsecret = "{secret}"\n')
+    assert caught.value.key == "receiver.secret" and caught.value.problem.startswith(problem)
+    assert secret not in caught.value.problem
+
+
+def test_previous_secrets_may_be_short_so_an_old_code_can_be_rotated_away() -> None:
+    config = parse(BASE + 'previous_secrets = ["old"]\n')
+    assert config.receiver.secrets == ("a-webhook-code-of-16+", "old")

@@ -152,7 +152,7 @@ seconds = 0.5
         (
             "[handlers.fetch_correspondence]\nviews = 'details'\n",
             "handlers.fetch_correspondence.views",
-            "unknown option",
+            "unknown key in the options of handler 'fetch_correspondence'",
         ),
         ('[handlers.download_attachments]\ndir = "x"\n', "handlers.download_attachments", "not used by any pipeline"),
         ('[[pipelines]]\ntypes = ["*"]\nhandlers = ["m:"]\n', "pipelines[0].handlers[0]", "cannot import"),

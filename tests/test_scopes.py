@@ -69,7 +69,7 @@ def config_text(tmp_path: Path, role: str, scopes: list[str], client_id: str = "
     key = tmp_path / "k.pem"
     key.write_text("not read when parsing")
     return (
-        '[receiver]\nsecret = "s"\n'
+        "[receiver]\nallow_no_secret = true\n"
         f'[altinn]\nenvironment = "tt02"\nrole = "{role}"\n'
         f'[maskinporten]\nclient_id = "{client_id}"\nprivate_key_file = "{key}"\nscopes = {scopes!r}\n'
     ).replace("'", '"')

@@ -71,4 +71,4 @@ def test_no_code_or_secret_reaches_the_log(tmp_path: Path) -> None:
     assert {line["query"] for line in access} == {"?code=***", "?x=1&code=***&y=2"}
     stored = [line for line in access if line.get("outcome") == "stored"]
     assert len(stored) == 2
-    assert {"id", "type", "resource", "outcome", "status", "ms"} <= set(stored[0])
+    assert {"event_id", "type", "resource", "outcome", "http_status", "ms"} <= set(stored[0])

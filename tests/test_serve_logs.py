@@ -10,7 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from altinn_sim import SimSettings, running_simulator
 from receiver.observability.logs import BufferedLineHandler, JsonFormatter, emit_json_line
+from receiver.scopes import READ_SCOPE
+from tests.dispatch_support import RECIPIENT_ORG, RESOURCE, recipient_setup, wait_settled
 from tests.ingest_support import ServeProcess, new_event, push, webhook
 from tests.support import wait_until
 
@@ -23,7 +26,7 @@ def test_access_lines_arrive_while_serving_and_every_line_is_written_whole_by_ex
 
         def logged_ids() -> set[str]:
             return {
-                line.get("id", "")
+                line.get("event_id", "")
                 for line in serve.log_lines()
                 if line["logger"] == "receiver.access" and line["path"] == "/events"
             }
@@ -34,7 +37,7 @@ def test_access_lines_arrive_while_serving_and_every_line_is_written_whole_by_ex
         assert serve.wait() == 0
     lines = serve.log_lines()  # each line parses: none was cut or interleaved
     access = [line for line in lines if line["logger"] == "receiver.access" and line["path"] == "/events"]
-    assert [line["id"] for line in access] == [event["id"] for event in events]
+    assert [line["event_id"] for line in access] == [event["id"] for event in events]
     assert any(line["logger"] == "receiver.app" and line["msg"] == "stopped" for line in lines)  # logged at exit
 
 
@@ -64,3 +67,34 @@ def test_the_handler_writes_warnings_at_once_infos_within_its_interval_and_the_r
             assert messages() == ["first", "preformatted", "queued", "urgent", "last"]
         finally:
             logger.handlers[:] = []
+
+
+def test_log_fields_as_an_operator_queries_them_and_the_event_id_reaches_the_altinn_clients_lines(
+    tmp_path: Path,
+) -> None:
+    """serve against the simulator at log level debug: one correspondence pushed, fetched and stored."""
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = recipient_setup(sim, tmp_path, extra='[log]\nlevel = "debug"\n')
+        serve = ServeProcess(tmp_path)  # its log files and process handling, with the recipient's config
+        setup.write(serve.config)
+        serve.port = setup.port
+        with serve:
+            wait_until(
+                lambda: (
+                    httpx.get(f"{serve.url}/readyz").json()["services"]["subscriptions"].get("state") == "validated"
+                ),
+                message="the subscription to be validated",
+            )
+            sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title="Loggført")
+            [event_id] = wait_settled(setup.store, 1)
+            serve.signal(signal.SIGTERM)
+            assert serve.wait() == 0
+    lines = serve.log_lines()
+    assert not [line for line in lines if "color_message" in line], "uvicorn's coloured copy of its message"
+    [access] = [line for line in lines if line["logger"] == "receiver.access" and line.get("event_id") == event_id]
+    assert (access["http_status"], access["outcome"]) == (200, "stored") and "status" not in access
+    [done] = [line for line in lines if line["logger"] == "receiver.dispatch" and line.get("event_id") == event_id]
+    assert (done["msg"], done["outcome"]) == ("event done", "done") and "status" not in done
+    read_token = [line for line in lines if line["msg"] == "altinn token obtained" and line["scopes"] == READ_SCOPE]
+    assert [line["event_id"] for line in read_token] == [event_id], "the token was asked for by the handler"
+    assert all(isinstance(line["http_status"], int) for line in lines if "http_status" in line)

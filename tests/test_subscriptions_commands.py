@@ -59,7 +59,7 @@ def test_prune_deletes_only_unwanted_subscriptions_of_this_endpoint(
     ours = ReceiverSetup(
         sim.url, identity, tmp_path / "ours.db", [SubscriptionConfig(kept), SubscriptionConfig(dropped)]
     )
-    theirs = dataclasses.replace(ours, store=tmp_path / "theirs.db", port=ours.port + 1, secret="another-code")
+    theirs = dataclasses.replace(ours, store=tmp_path / "theirs.db", port=ours.port + 1, secret="another-webhook-code")
     # Nothing listens on these endpoints, so Altinn cannot validate them: sync says so and exits 1.
     result = cli(write(ours, tmp_path / "ours.toml"), "subscriptions", "sync", "--wait", "0")
     assert result.exit_code == 1, result.output
@@ -126,7 +126,7 @@ def test_rotation_keeps_the_old_subscription_until_the_new_one_has_been_validate
     def services(runtime: Runtime) -> list[Service]:
         return [SubscriptionService(cache_lifetime=lifetime, poll_initial=0.05)]
 
-    rotated = dataclasses.replace(first, secret="the-new-code", previous_secrets=[first.secret])
+    rotated = dataclasses.replace(first, secret="the-new-webhook-code", previous_secrets=[first.secret])
     with ReceiverServer(rotated.write(tmp_path / "r.toml"), services) as receiver:
         receiver.wait_started()
         new = wait_until(

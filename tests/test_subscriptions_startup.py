@@ -144,7 +144,7 @@ def done(store: Path) -> int:
 def test_without_altinn_config_pushes_are_accepted_and_readyz_says_what_is_missing(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "receiver.toml").write_text(
-        f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecret = "s3cret-code"\n'
+        f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecret = "s3cret-code-of-16+chars"\n'
         f'public_url = "http://127.0.0.1:{port}/events"\n[store]\npath = "{tmp_path / "receiver.db"}"\n'
         f'[[subscriptions]]\nresource = "{fresh_resource()}"\n',
         encoding="utf-8",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -74,27 +75,57 @@ def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(store: Op
     assert not store.path.exists()
 
 
-def test_tail_on_a_terminal_colours_each_line_by_status(store: OpsStore) -> None:
-    store.add("fine")
-    store.set("fine", status="done", attempts=1)
-    store.add("broken")
-    store.set("broken", status="dead", attempts=3, last_error="handler gave up")
+def on_a_terminal(store: OpsStore, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """`tail` with its stdout on a pseudo-terminal, as a person runs it; the lines it printed."""
     leader, follower = pty.openpty()
     process = subprocess.run(
-        [sys.executable, "-m", "receiver", "tail", "--config", str(store.config)],
+        [sys.executable, "-m", "receiver", "tail", "--config", str(store.config), *args],
         stdout=follower,
         stderr=subprocess.PIPE,
         cwd=REPO,
         timeout=30,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     os.close(follower)
     output = os.read(leader, 65536).decode()
     os.close(leader)
     assert process.returncode == 0, process.stderr
-    fine, broken = output.splitlines()
+    return output.splitlines()
+
+
+def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(store: OpsStore) -> None:
+    store.add("fine")
+    store.set("fine", status="done", attempts=1)
+    store.add("broken")
+    store.set("broken", status="dead", attempts=3, last_error="handler gave up")
+    header, fine, broken, error = on_a_terminal(store)
+    assert header.split() == ["TIME", "STATUS", "TRY", "TYPE", "EVENT"]
     assert "\x1b[32m" in fine and "fine" in fine  # green
-    assert "\x1b[31m" in broken and "attempts=3" in broken and "error=handler gave up" in broken  # red
+    assert "\x1b[31m" in broken and "broken" in broken  # red
+    assert error.strip() == "error: handler gave up"
+    assert error.index("error") == header.index("STATUS")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_tail_on_a_terminal_fits_120_columns_keeps_its_columns_aligned_and_honours_no_color(store: OpsStore) -> None:
+    long_type = "no.altinn.correspondence.correspondencereceiverneverconfirmed"
+    store.add("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", type_=long_type)
+    store.set("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", status="retrying", attempts=11, last_error="x" * 300)
+    store.add("short", type_="dialogporten.dialog.activity.created.v1.with.a.very.long.tail")
+    lines = on_a_terminal(store, env={"NO_COLOR": "1"})
+    assert not any(ANSI.search(line) for line in lines)
+    header, rows = lines[0], [line for line in lines[1:] if not line.lstrip().startswith("error:")]
+    assert all(len(line) <= 120 for line in lines), [len(line) for line in lines]
+    for column in ("STATUS", "TYPE", "EVENT"):  # each row's cell starts where its title does
+        start = header.index(column)
+        assert all(row[start - 2 : start] == "  " and row[start] != " " for row in rows), column
+    assert "  correspondencereceiverneverconfirmed  " in rows[0], "Altinn's longest type fits whole"
+    assert "dialogporten.dialog.activity.created.v1.with"[:35] + "…" in rows[1]
+    assert "0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11" in rows[0] and rows[0].split()[2] == "11"
+    assert lines[2].rstrip().endswith("…")
 
 
 class Follower:
@@ -148,7 +179,7 @@ def test_tail_follow_shows_new_events_and_status_changes_within_a_second(store: 
         assert new_latency < 1.0 and change_latency < 1.0, (new_latency, change_latency)
     finally:
         code = follower.stop()
-    assert code == 0
+    assert code == 130, "Ctrl-C: 128 + SIGINT, as every command"
     assert follower.process.stderr is not None and "Traceback" not in follower.process.stderr.read()
 
 
@@ -165,7 +196,7 @@ def test_tail_follow_applies_the_filters_to_changes(store: OpsStore) -> None:
         _, line = follower.next()
         assert (line["id"], line["status"]) == ("b", "dead")
     finally:
-        assert follower.stop() == 0
+        assert follower.stop() == 130
     assert follower.lines.empty()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def load_signing_key(config: MaskinportenConfig) -> SigningKey:
         if data.lstrip().startswith(b"{"):
             private_key, jwk_kid = _jwk_private_key(data)
         else:
-            private_key = _pem_private_key(data, config.certificate_password, "private_key_file")
+            private_key = _pem_private_key(
+                data, config.certificate_password, "private_key_file", config.private_key_file
+            )
     chain: list[x509.Certificate] = []
     if config.certificate_file is not None:
         cert_key, chain = _certificate_chain(config.certificate_file, config.certificate_password)
@@ -82,8 +85,13 @@ def _read(path: Path, item: str) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{SECTION}.{item}", f"file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{SECTION}.{item}", f"cannot read {path}: permission denied to the user the receiver runs as (uid "
+            f"{os.getuid()}): make the file readable by it"
+        ) from None  # fmt: skip
     except OSError as exc:
-        raise ConfigError(f"{SECTION}.{item}", f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{SECTION}.{item}", f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _rsa(key: object, item: str, path: str) -> RSAPrivateKey:
@@ -92,16 +100,40 @@ def _rsa(key: object, item: str, path: str) -> RSAPrivateKey:
     return key
 
 
-def _pem_private_key(data: bytes, password: str, item: str) -> RSAPrivateKey:
-    try:
-        key = serialization.load_pem_private_key(data, password.encode() if password else None)
-    except TypeError:
+def _pem_private_key(data: bytes, password: str, item: str, path: Path) -> RSAPrivateKey:
+    """The RSA key in PEM `data`, with a problem for each way a key file goes wrong: empty, not PEM, a public key or
+    a certificate alone, encrypted without a password or with the wrong one. The password is used only when the key
+    is encrypted: it may be set for a PKCS#12 certificate beside a plain key file."""
+    key_name = f"{SECTION}.{item}"
+    if not data.strip():
+        raise ConfigError(key_name, f"{path} is empty: it must hold the private key (-----BEGIN PRIVATE KEY-----)")
+    if b"PRIVATE KEY-----" not in data:
+        if b"PUBLIC KEY-----" in data:
+            found = "a public key: give the private key that signs (Digdir holds the public one)"
+        elif b"CERTIFICATE-----" in data:
+            found = "a certificate and no private key: give the certificate as certificate_file and its key here"
+        else:
+            found = "no PEM private key (-----BEGIN PRIVATE KEY-----) nor a JWK"
+        raise ConfigError(key_name, f"{path} holds {found}")
+    encrypted = b"ENCRYPTED" in data
+    if encrypted and not password:
         raise ConfigError(
-            f"{SECTION}.certificate_password", "the private key is encrypted: set certificate_password"
+            f"{SECTION}.certificate_password",
+            f"is required: the private key in {path} is encrypted (set certificate_password or its _file)",
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password.encode() if encrypted else None)
+    except ValueError:
+        if encrypted:
+            raise ConfigError(
+                f"{SECTION}.certificate_password", f"does not decrypt the private key in {path}"
+            ) from None
+        raise ConfigError(
+            key_name, f"{path} holds a PEM private key that cannot be read (damaged or cut short?)"
         ) from None
-    except ValueError as exc:
-        raise ConfigError(f"{SECTION}.{item}", f"not a readable PEM private key ({exc})") from None
-    return _rsa(key, item, "the file")
+    except TypeError:  # cryptography's word for a password that does not fit whether the key is encrypted
+        raise ConfigError(f"{SECTION}.certificate_password", f"does not fit the private key in {path}") from None
+    return _rsa(key, item, str(path))
 
 
 def _jwk_private_key(data: bytes) -> tuple[RSAPrivateKey, str | None]:
@@ -133,7 +165,7 @@ def _certificate_chain(path: Path, password: str) -> tuple[RSAPrivateKey | None,
             chain = x509.load_pem_x509_certificates(data)
         except ValueError:
             raise ConfigError(f"{SECTION}.{item}", f"{path} holds no readable PEM certificate") from None
-        pem_key = _pem_private_key(data, password, item) if b"PRIVATE KEY-----" in data else None
+        pem_key = _pem_private_key(data, password, item, path) if b"PRIVATE KEY-----" in data else None
         return pem_key, chain
     try:
         key, cert, extra = pkcs12.load_key_and_certificates(data, password.encode() if password else None)

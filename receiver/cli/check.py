@@ -20,11 +20,13 @@ from receiver.altinn.clients import require_altinn
 from receiver.altinn.keys import SigningKey, load_signing_key
 from receiver.cli.common import config_option, echo_json, json_option
 from receiver.config import Config, ConfigError, load_config
-from receiver.observability.logs import redact
+from receiver.observability.logs import add_secrets, redact
 from receiver.onboarding.steps import CHECK_GUIDE_STEPS, grant_cause, guide_label
 from receiver.scopes import READ_SCOPE, WRITE_SCOPE
 from receiver.sync.subscriptions import compare, endpoint_url, shown
+from receiver.validation import secrets_in
 from receiver.web.cloudevent import VALIDATION_TYPE
+from receiver.worker.pipelines import load_pipelines
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 LIST_ROLES = {"service-owner": "Sender", "recipient": "Recipient"}
@@ -85,9 +87,12 @@ class Checks:
             self.record(name, FAILED, str(error))
 
     def check_config(self) -> None:
+        """What `config validate` checks, but the key, which is the next step's."""
         try:
             config = load_config(self.config_path)
+            add_secrets(secrets_in(config))
             require_altinn(config)
+            add_secrets(load_pipelines(config).secrets())
         except ConfigError as error:
             self.record("config", FAILED, f"{error} (fix the config file and run check again)")
             return

@@ -5,25 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import aiosqlite
 import click
 
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
+from receiver.observability.logs import add_secrets, redact
 from receiver.store.db import StoreError
 from receiver.store.operations import open_store
 from receiver.timeutil import iso_after
+from receiver.validation import secrets_in
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped with Ctrl-C
 # A command's summary in its group's --help: its first sentence (or short_help) up to this long, wrapped.
 SUMMARY_LIMIT = 140
 
@@ -43,15 +47,37 @@ class Group(click.Group):
                 formatter.write_dl(rows)
 
 
+# Where `altinn-receiver --config PATH COMMAND` leaves PATH for the command (click shares `meta` down the chain).
+_CONFIG_BEFORE = "receiver.config_path"
+
+
 def config_option(func: F) -> F:
-    """`--config PATH`, falling back to $ALTINN_RECEIVER_CONFIG and then ./receiver.toml."""
+    """`--config PATH` after the command's name, else the one before it, else $ALTINN_RECEIVER_CONFIG (read by
+    `resolve_config_path`, so that it never outranks a --config given before the command), else ./receiver.toml."""
     return click.option(
         "--config",
         "config_path",
         type=click.Path(dir_okay=False),
-        envvar=CONFIG_ENV,
         default=None,
-        help=f"Config file (TOML). Default: ${CONFIG_ENV}, else ./receiver.toml.",
+        callback=lambda ctx, param, value: value if value is not None else ctx.meta.get(_CONFIG_BEFORE),
+        help=f"Config file (TOML). Default: --config before the command, ${CONFIG_ENV}, else ./receiver.toml.",
+    )(func)
+
+
+def config_before_subcommand(func: F) -> F:
+    """The main group's `--config PATH`, handed to whichever command runs."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        ctx.meta[_CONFIG_BEFORE] = value
+
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=remember,
+        help="The receiver's config file, for the command that follows (as its own --config).",
     )(func)
 
 
@@ -108,7 +134,7 @@ def fail_config(error: ConfigError) -> NoReturn:
 
 def fail(message: object) -> NoReturn:
     """End the command with exit status 1 and one line on stderr (say what to do in `message`)."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact(str(message))}", err=True)
     sys.exit(EXIT_FAILED)
 
 
@@ -127,11 +153,14 @@ def confirm_or_stop(question: str, *, yes: bool, stopped: str) -> None:
 
 
 def load(config_path: str | None) -> Config:
-    """Load the config or exit 2 with one line naming the key and the problem."""
+    """Load the config or exit 2 with one line naming the key and the problem. The values of its secret keys are
+    then hidden from every log line and message (`redact`)."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as error:
         fail_config(error)
+    add_secrets(secrets_in(config))
+    return config
 
 
 def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
@@ -148,6 +177,12 @@ def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]])
         return asyncio.run(main())
     except StoreError as error:
         fail(error)
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only for a person at a terminal who has not asked for none (https://no-color.org: NO_COLOR set to
+    anything but the empty string)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def echo_json(value: Any) -> None:

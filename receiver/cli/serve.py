@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 import sys
 from types import FrameType
 
@@ -12,11 +14,12 @@ import click
 import uvicorn
 from starlette.applications import Starlette
 
-from receiver.app import ServicesSpec, build_services, create_app, server_options
-from receiver.cli.common import config_option, fail_config, load
+from receiver.app import ServicesSpec, build_services, create_app, prepare, server_options
+from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_config, load
 from receiver.config import Config, ConfigError
-from receiver.observability.logs import BufferedLineHandler, setup_logging
-from receiver.worker.pipelines import load_pipelines
+from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
+from receiver.store import db
+from receiver.store.db import StoreError
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -27,13 +30,15 @@ class DrainingServer(uvicorn.Server):
     uvicorn alone stops listening at once and re-raises the signal after shutting down (exit status -15). Here the
     first signal only marks the runtime as draining (new pushes and /readyz answer 503 + Retry-After); the main loop
     then runs the drain (commits in flight, services stop, up to `shutdown_timeout`) and only after it lets uvicorn
-    shut down, so the process exits 0. A second SIGINT forces the exit.
+    shut down, so the process exits 0 after SIGTERM and 130 after Ctrl-C (`interrupted`), as every command does. A
+    second SIGINT forces the exit.
     """
 
     def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
         super().__init__(config)
         self.app = app
         self.drain_requested = False
+        self.interrupted = False
         self._drain: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -42,6 +47,7 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = sig == signal.SIGINT
             return
         self.drain_requested = True
+        self.interrupted = sig == signal.SIGINT
         runtime = self.app.state.runtime
         if runtime is not None:
             runtime.draining = True  # at once: the next push must already get 503
@@ -67,18 +73,21 @@ def serve_command(config_path: str | None) -> None:
     GET /readyz (200 when pushes can be accepted) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
 
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
-    (up to [receiver] shutdown_timeout), then exits 0.
+    (up to [receiver] shutdown_timeout), then exits 0 (130 after Ctrl-C). It exits 2 with one line when the config,
+    a handler's options or the Maskinporten key are unusable, 1 when the store or the port cannot be had.
     """
     config = load(config_path)
     try:
-        pipelines = load_pipelines(config)  # an unknown handler or a bad option stops here, with exit status 2
+        prepared = prepare(config)  # a bad handler, option or key stops here, with exit status 2
     except ConfigError as error:
         fail_config(error)
-    run(config, lambda runtime: build_services(runtime, pipelines))
+    add_secrets(prepared.pipelines.secrets())
+    run(config, lambda runtime: build_services(runtime, prepared.pipelines))
 
 
 def run(config: Config, services: ServicesSpec | None = None) -> None:
-    """Serve the receiver until SIGTERM or SIGINT has drained it; exits 1 when it could not start.
+    """Serve the receiver until SIGTERM (exit 0) or Ctrl-C (exit 130) has drained it; exit 1 with one line on stderr
+    when it cannot start: the store cannot be made or opened, the address cannot be listened on.
 
     `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone).
     """
@@ -89,12 +98,40 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     # The inbox writer thread needs the GIL back after each batch's SQLite call; with the default 5 ms switch interval
     # that hand-over can stall a commit (and every push waiting on it) for up to 5 ms while the event loop runs.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Both checked before uvicorn starts: from inside it each failure is a traceback in the log, and the services
+    # would already have started when the port turned out to be taken.
+    try:
+        db.connect_sync(config.store.path).close()
+    except StoreError as error:
+        fail(error)
+    sock = listen(config.receiver.host, config.receiver.port)
     app = create_app(config, services=services)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
     with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
-        server.run()
+        server.run(sockets=[sock])
     if not server.started:
         where = f"{config.receiver.host}:{config.receiver.port}"
-        reason = app.state.startup_error or f"the receiver did not start on {where}; the log line above says why"
-        click.echo(f"error: {reason}", err=True)
-        sys.exit(1)
+        fail(app.state.startup_error or f"the receiver did not start on {where}; the log line above says why")
+    if server.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The socket uvicorn serves on, bound as uvicorn would bind it; exit 1 with one line when it cannot be."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hints = {
+            errno.EADDRINUSE: "another process listens there: stop it, or change [receiver] port",
+            errno.EACCES: "ports below 1024 need privileges: choose a higher [receiver] port",
+            errno.EADDRNOTAVAIL: "this machine has no such address: check [receiver] host",
+        }
+        reason = (exc.strerror or str(exc)).lower()
+        fail(
+            f"cannot listen on {host}:{port}: {reason} ({hints.get(exc.errno or 0, 'check [receiver] host and port')})"
+        )
+    sock.set_inheritable(True)
+    return sock

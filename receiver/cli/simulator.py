@@ -37,7 +37,7 @@ def simulator_command(port: int, host: str, config_path: str | None) -> None:
         extra={"url": base_url, "maskinporten_issuer": base_url + "/", "admin": base_url + "/_sim/state",
                "time_scale": settings.time_scale},
     )  # fmt: skip
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -45,3 +45,6 @@ def simulator_command(port: int, host: str, config_path: str | None) -> None:
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    # Not uvicorn.run, which swallows the KeyboardInterrupt uvicorn raises again after a graceful Ctrl-C: the command
+    # line turns it into exit status 130, as for every command.
+    uvicorn.Server(config).run()

@@ -16,6 +16,7 @@ from receiver.cli.common import (
     load,
     received_since,
     since_option,
+    use_colour,
     with_store,
 )
 from receiver.store.inbox import InboxRecord
@@ -32,19 +33,39 @@ STATUS_COLOURS = {
     "dead": "red",
     "skipped": "bright_black",
 }
+# The table a person sees on a terminal: fixed widths, so that lines printed later (with -f) stay aligned too, and
+# nothing past LINE_WIDTH. An event's error gets a line of its own, under STATUS; `events dead` shows it whole.
+COLUMNS = (("TIME", 20), ("STATUS", 10), ("TRY", 3), ("TYPE", 36), ("EVENT", 36))
+LINE_WIDTH = 120
+GAP = "  "
+ALTINN_TYPES = "no.altinn.correspondence."
 
 
-def human_line(record: InboxRecord, *, colour: bool) -> str:
-    """One event as a line for people: when it last changed, status, type, correspondence, id, attempts, error."""
-    status = record.status.ljust(10)
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the cut shown by an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table_header() -> str:
+    return GAP.join(title.ljust(width) for title, width in COLUMNS).rstrip()
+
+
+def human_lines(record: InboxRecord, *, colour: bool) -> list[str]:
+    """One event for people: when it last changed (to the second), status, runs, type (without Altinn's common
+    prefix), event id; and its last error on a second line when it has one."""
+    stamp = record.updated_at[:19] + "Z" if len(record.updated_at) >= 19 else record.updated_at
+    cells = [stamp, record.status, str(record.attempts), record.type.removeprefix(ALTINN_TYPES), record.id]
+    shown = [
+        fit(cell, width).rjust(width) if title == "TRY" else fit(cell, width).ljust(width)
+        for cell, (title, width) in zip(cells, COLUMNS, strict=True)
+    ]
     if colour:
-        status = click.style(status, fg=STATUS_COLOURS.get(record.status), bold=record.status == "dead")
-    parts = [record.updated_at, status, record.type, record.resourceinstance or "-", record.id]
-    if record.attempts:
-        parts.append(f"attempts={record.attempts}")
+        shown[1] = click.style(shown[1], fg=STATUS_COLOURS.get(record.status), bold=record.status == "dead")
+    lines = [GAP.join(shown).rstrip()]
     if record.last_error:
-        parts.append(f"error={record.last_error}")
-    return "  ".join(parts)
+        indent = " " * (COLUMNS[0][1] + len(GAP))
+        lines.append(indent + fit(f"error: {record.last_error}", LINE_WIDTH - len(indent)))
+    return lines
 
 
 def stop_on_closed_pipe() -> None:
@@ -58,12 +79,17 @@ async def run_tail(
     conn: aiosqlite.Connection, selection: EventFilter, lines: int | None, follow: bool, as_json: bool
 ) -> None:
     human = not as_json and sys.stdout.isatty()
+    colour = use_colour(sys.stdout)
 
     def show(record: InboxRecord) -> None:
         if human:
-            click.echo(human_line(record, colour=True))
+            for line in human_lines(record, colour=colour):
+                click.echo(line)
         else:
             echo_json(record.to_json())
+
+    if human:
+        click.echo(table_header())
 
     feed = ChangeFeed(conn, selection)
     if follow:
@@ -108,9 +134,9 @@ def tail_command(
     """Show the event log: the latest events in the store, oldest first, with their status.
 
     With -f it keeps following: new events and status changes (retries, done, dead, replays) appear within a
-    second. Ctrl-C stops it. On a terminal each line is coloured by status; when piped (or with --json) each line is
-    one JSON object, the same shape as `events list --json`, for jq and friends. Runs beside the server: it only
-    reads the store.
+    second. Ctrl-C stops it (exit status 130). On a terminal it is a table that fits 120 columns, its status
+    coloured (not with NO_COLOR set); when piped (or with --json) each line is one JSON object, the same shape as
+    `events list --json`, for jq and friends. Runs beside the server: it only reads the store.
     """
     if lines is None and since is None:
         lines = DEFAULT_LINES
@@ -118,7 +144,5 @@ def tail_command(
     selection = EventFilter(status=status, type_glob=type_glob, resource=resource, since=received_since(since))
     try:
         with_store(config.store.path, lambda conn: run_tail(conn, selection, lines, follow, as_json))
-    except KeyboardInterrupt:
-        sys.exit(0)
     except BrokenPipeError:
         stop_on_closed_pipe()

@@ -8,21 +8,64 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 _CODE = re.compile(r"([?&](?:code|secret|token|access_token|assertion)=)[^&\s\"']*", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-_.~+/]+=*", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+# Record attributes that are the logging module's own, and uvicorn's `color_message` (its message again, with ANSI
+# colour codes): none of them is a field of the line.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "taskName", "color_message"
+}  # fmt: skip
+
+# The values of the config's secret keys (`add_secrets`), as one pattern; None until there are some.
+_secrets: set[str] = set()
+_secret_pattern: re.Pattern[str] | None = None
+MIN_SECRET_TO_REDACT = 8
+"""Shorter secret values (an old webhook code) are not looked for: hiding every "abc" would garble the lines."""
+
+_context: ContextVar[dict[str, Any] | None] = ContextVar("receiver_log_context", default=None)
 
 
 def redact(text: str) -> str:
-    """Hide webhook codes in URLs, bearer tokens and anything shaped like a JWT."""
+    """Hide webhook codes in URLs, bearer tokens, anything shaped like a JWT, and the configured secrets."""
     text = _CODE.sub(r"\1***", text)
     text = _BEARER.sub(r"\1***", text)
-    return _JWT.sub("***", text)
+    text = _JWT.sub("***", text)
+    return _secret_pattern.sub("***", text) if _secret_pattern is not None else text
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Values no log line may show, from the keys the config marks secret (`receiver.validation.secrets_in`):
+    `redact` replaces each with ***. Of a URL only its credentials are secret: its query and its password."""
+    global _secret_pattern
+    for value in values:
+        parts = urlsplit(value) if "://" in value else None
+        for secret in (parts.query, parts.password or "") if parts is not None else (value,):
+            if len(secret) >= MIN_SECRET_TO_REDACT:
+                _secrets.add(secret)
+    if _secrets:
+        # Longest first, so that a secret that contains another is hidden whole.
+        _secret_pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Every line logged inside carries `fields` (a line's own fields win): the dispatcher puts the event's id on
+    everything written while its handlers run, the Altinn clients' lines included. Tasks started inside inherit
+    them, as asyncio tasks inherit context variables."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
 @lru_cache(maxsize=64)
@@ -174,6 +217,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **(_context.get() or {}),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):

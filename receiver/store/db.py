@@ -48,6 +48,20 @@ def describe(error: BaseException) -> str:
     return f"database error: {error}"
 
 
+def make_folder(path: Path | str) -> None:
+    """Create the store's folder when it is missing; StoreError saying why it cannot be (no permission, a read-only
+    filesystem, a file where a folder should be) instead of a traceback."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store's folder {folder}: {exc.strerror or type(exc).__name__} (check store.path, and "
+            "that the user the receiver runs as may write there)",
+            transient=False,
+        ) from None
+
+
 def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "FULL") -> tuple[str, ...]:
     return (
         "PRAGMA journal_mode=WAL",
@@ -59,7 +73,7 @@ def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "
 
 def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A plain sqlite3 connection with the store's pragmas and schema (for threads and commands)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -83,7 +97,7 @@ async def connect(
     path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "FULL"
 ) -> aiosqlite.Connection:
     """An aiosqlite connection with the store's pragmas and schema."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     try:
         conn = await aiosqlite.connect(str(path), isolation_level=None)
     except sqlite3.Error as exc:

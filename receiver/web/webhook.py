@@ -188,7 +188,7 @@ class Ingest:
             fields["outcome"] = "invalid"
             fields["attribute"] = exc.attribute
             return 400, _PROBLEM, problem(400, "Invalid CloudEvent", str(exc), attribute=exc.attribute)
-        fields.update(id=event.id, type=event.type, resource=event.resource)
+        fields.update(event_id=event.id, type=event.type, resource=event.resource)
         try:
             if event.type == VALIDATION_TYPE:
                 await runtime.writer.record_validation(event.id, subscription_id(event.source), event.source)

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
+from receiver.observability.logs import log_context
 from receiver.store import db, queue
 from receiver.store.correspondences import CorrespondenceStore
 from receiver.store.inbox import InboxRecord
@@ -183,7 +184,8 @@ class Dispatcher:
 
     async def _run(self, record: InboxRecord) -> None:
         started = time.perf_counter()
-        outcome = await self._outcome(record)
+        with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
+            outcome = await self._outcome(record)
         del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
         status, reason, next_attempt_at = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
@@ -195,7 +197,7 @@ class Dispatcher:
             return
         seconds = time.perf_counter() - started
         fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
-                  "attempt": record.attempts, "status": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
+                  "attempt": record.attempts, "outcome": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
         if not ours:
             log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
             return

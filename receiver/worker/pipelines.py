@@ -9,21 +9,18 @@ Everything is resolved and checked here, at startup: a problem is a `ConfigError
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
-from handlers.api import Duration, Handler, OptionError
+from handlers.api import Handler
 from receiver.altinn.clients import require_altinn
 from receiver.config import Config, ConfigError, HandlerSection, PipelineConfig
-from receiver.durations import parse_duration
+from receiver.validation import Source, build, secrets_in
 
 ENTRY_POINT_GROUP = "altinn_receiver.handlers"
 CORRESPONDENCE_TYPES = "no.altinn.correspondence.correspondence*"
@@ -91,6 +88,10 @@ class Pipelines:
         """The first pipeline whose types match; None means the event is skipped."""
         return next((p for p in self.pipelines if p.matches(event_type)), None)
 
+    def secrets(self) -> list[str]:
+        """The values of the options marked secret (header values, URLs that may hold credentials)."""
+        return [secret for step in self.steps.values() for secret in secrets_in(step.options)]
+
 
 def pipeline_configs(config: Config) -> tuple[tuple[PipelineConfig, ...], str, str]:
     """The configured pipelines, or the role's defaults; the key to name in errors about their handlers; and a
@@ -111,14 +112,13 @@ def pipeline_configs(config: Config) -> tuple[tuple[PipelineConfig, ...], str, s
 def load_pipelines(config: Config) -> Pipelines:
     """Resolve every handler and check every option; ConfigError naming the key on the first problem."""
     configs, where, warning = pipeline_configs(config)
-    base_dir = config.source.parent if config.source is not None else Path(".")
     steps: dict[str, Step] = {}
     pipelines = []
     for i, pipeline in enumerate(configs):
         for j, name in enumerate(pipeline.handlers):
             if name not in steps:
                 key = f"pipelines[{i}].handlers[{j}]" if config.pipelines else where
-                steps[name] = build_step(name, config.handlers.get(name), key, base_dir)
+                steps[name] = build_step(name, config.handlers.get(name), key, config.read_with)
         pipelines.append(Pipeline(pipeline.types, tuple(steps[name] for name in pipeline.handlers)))
     for name in config.handlers:
         if name not in steps:
@@ -132,7 +132,7 @@ def load_pipelines(config: Config) -> Pipelines:
     return Pipelines(tuple(pipelines), steps, uses_altinn, warning)
 
 
-def build_step(name: str, section: HandlerSection | None, key: str, base_dir: Path) -> Step:
+def build_step(name: str, section: HandlerSection | None, key: str, source: Source) -> Step:
     target = section.use if section is not None else name
     target_key = f"handlers.{name}.use" if section is not None and section.use != name else key
     factory = resolve_handler(target, target_key)
@@ -147,8 +147,13 @@ def build_step(name: str, section: HandlerSection | None, key: str, base_dir: Pa
             target_key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
         )
     raw = dict(section.options) if section is not None else {}
-    options = build_options(getattr(handler, "Options", None), raw, f"handlers.{name}", target, base_dir)
-    return Step(name, handler, options)
+    options_type = getattr(handler, "Options", None)
+    if options_type is None:
+        if raw:
+            raise ConfigError(f"handlers.{name}.{sorted(raw)[0]}", f"handler {target!r} takes no options")
+        return Step(name, handler, None)
+    where = f"the options of handler {target!r}"
+    return Step(name, handler, build(options_type, raw, f"handlers.{name}", source, where=where))
 
 
 def resolve_handler(target: str, key: str) -> Callable[[], Any]:
@@ -186,81 +191,3 @@ def _import(path: str, key: str) -> Callable[[], Any]:
     if not callable(value):
         raise ConfigError(key, f"{path!r} is not a class or factory of handlers")
     return value
-
-
-# --- options ---
-
-
-def build_options(options_type: Any, raw: dict[str, Any], key: str, target: str, base_dir: Path) -> Any:
-    """`raw` (a `[handlers.NAME]` section without `use`) checked against the handler's `Options` dataclass."""
-    if options_type is None:
-        if raw:
-            raise ConfigError(f"{key}.{sorted(raw)[0]}", f"handler {target!r} takes no options")
-        return None
-    fields = {f.name: f for f in dataclasses.fields(options_type) if f.init}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{key}.{unknown[0]}", f"unknown option of handler {target!r}; it takes: {', '.join(fields) or 'none'}"
-        )
-    hints = get_type_hints(options_type, include_extras=True)
-    values = {}
-    for name, field in fields.items():
-        if name in raw:
-            values[name] = convert(raw[name], hints[name], f"{key}.{name}", base_dir)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}.{name}", f"is required by handler {target!r}: set it in [{key}]")
-    try:
-        return options_type(**values)
-    except OptionError as exc:
-        raise ConfigError(f"{key}.{exc.option}", exc.problem) from None
-
-
-def _described(hint: Any) -> str:
-    if hint == Duration:
-        return 'a duration such as "30s"'
-    if get_origin(hint) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(hint))
-    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", Path: "a path"}
-    return names.get(hint, str(hint))
-
-
-def convert(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
-    """A TOML value as the option's declared type; ConfigError saying what was expected."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        present = [a for a in args if a is not type(None)]
-        if len(present) == 1:
-            return convert(value, present[0], key, base_dir)
-    if hint == Duration:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(key, str(exc)) from None
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(key, f"must be {_described(hint)}; got {value!r}")
-        return value
-    if origin in (list, tuple) and args in ((str,), (str, ...)):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, f"must be a list of strings, got {value!r}")
-        return list(value) if origin is list else tuple(value)
-    if origin is dict and args == (str, str):
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(key, 'must be a table of strings (name = "value")')
-        return dict(value)
-    if hint in (str, int, float, bool, Path):
-        ok = isinstance(value, bool) if hint is bool else not isinstance(value, bool)
-        if hint is float:
-            ok = ok and isinstance(value, int | float)
-        elif hint is Path:
-            ok = ok and isinstance(value, str) and bool(value)
-        elif hint is not bool:
-            ok = ok and isinstance(value, hint)
-        if not ok:
-            raise ConfigError(key, f"must be {_described(hint)}, got {type(value).__name__} {value!r}")
-        if hint is Path:
-            path = Path(value).expanduser()
-            return path if path.is_absolute() else base_dir / path
-        return float(value) if hint is float else value
-    raise ConfigError(key, f"the handler declares this option with a type the config cannot give ({hint})")
