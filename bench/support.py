@@ -25,6 +25,7 @@ from altinn_sim.runner import SimulatorAdmin
 from receiver.server_thread import free_port
 from receiver.store.db import connect_sync
 from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.migrate import migrate
 from receiver.timeutil import now_iso
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,6 +226,7 @@ def send_correspondences(sim: SimulatorAdmin, resource: str, recipient: str, cou
 def write_backlog(store: Path, resource: str, correspondences: list[str], per: int, rng: random.Random) -> int:
     """`per` events of `BACKLOG_EVENT_TYPE` per correspondence of `resource`, times shuffled against arrival order,
     written in chunks with the inbox's own INSERT; how many."""
+    migrate(store)
     conn = connect_sync(store)
     received = now_iso()
     written = 0

@@ -23,6 +23,7 @@ from receiver.config import Config, ConfigError
 from receiver.observability.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
+from receiver.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,20 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        """Open the store (schema, pragmas) and the inbox writer, and make the Altinn clients when the config says
-        how to call Altinn; raises `StoreError` when the store cannot be opened."""
+        """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
+        Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
+        (StoreVersionError when it is newer than this code)."""
+        migrated = await asyncio.to_thread(migrate, config.store.path)
+        if migrated.applied:
+            log.info(
+                "store migrated",
+                extra={
+                    "store": str(config.store.path),
+                    "from_version": migrated.before.version,
+                    "to_version": migrated.version,
+                    "applied": [f"{m.version} {m.name}" for m in migrated.applied],
+                },
+            )
         store = await db.connect(config.store.path)
         try:
             writer = InboxWriter(config.store.path, asyncio.get_running_loop())

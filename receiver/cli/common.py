@@ -7,7 +7,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
@@ -15,8 +14,8 @@ import click
 
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
-from receiver.store.db import StoreError
-from receiver.store.operations import open_store
+from receiver.store.db import StoreError, connect
+from receiver.store.schema import StoreVersionError
 from receiver.timeutil import iso_after
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -134,11 +133,19 @@ def load(config_path: str | None) -> Config:
         fail_config(error)
 
 
-def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """`work` on the existing store at `path` (safe beside a running server); a store problem ends the command."""
+def fail_store(error: StoreError, config: Config) -> NoReturn:
+    """End the command for a store problem; a store at another schema version names the command that fixes it."""
+    if isinstance(error, StoreVersionError):
+        fail(error.line(config.source))
+    fail(error)
+
+
+def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = False) -> T:
+    """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
+    migrates: a store at another schema version ends the command with the line that says what to run)."""
 
     async def main() -> T:
-        conn = await open_store(path)
+        conn = await connect(config.store.path, read_only=not write)
         try:
             return await work(conn)
         finally:
@@ -147,7 +154,7 @@ def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]])
     try:
         return asyncio.run(main())
     except StoreError as error:
-        fail(error)
+        fail_store(error, config)
 
 
 def echo_json(value: Any) -> None:

@@ -101,7 +101,7 @@ def replay_command(
     check_selection(ids, status, type_glob, since)
     config = load(config_path)
     selection = EventFilter(status=status, type_glob=type_glob, since=received_since(since))
-    plan = with_store(config.store.path, lambda conn: plan_replay(conn, ids, selection))
+    plan = with_store(config, lambda conn: plan_replay(conn, ids, selection))
     if plan.unknown:
         listed = ", ".join(plan.unknown[:10]) + (
             f" and {len(plan.unknown) - 10} more" if len(plan.unknown) > 10 else ""
@@ -114,7 +114,7 @@ def replay_command(
     if targets and not dry_run:
         confirm_or_stop(f"Replay {len(targets)} event(s)?", yes=yes, stopped=f"not replaying {len(targets)} event(s)")
         progress = len(targets) >= PROGRESS_FROM
-        replayed = with_store(config.store.path, lambda conn: run_replay(conn, targets, progress))
+        replayed = with_store(config, lambda conn: run_replay(conn, targets, progress), write=True)
     if as_json:
         echo_json(
             {
@@ -162,7 +162,7 @@ def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
     Fix the cause, then `altinn-receiver events replay --status dead` puts them back in the queue.
     """
     config = load(config_path)
-    records, total = with_store(config.store.path, lambda conn: read_dead(conn, limit))
+    records, total = with_store(config, lambda conn: read_dead(conn, limit))
     rows = [record.to_json() for record in records]
     shown = [{**row, "last_error": redact(row["last_error"])} for row in rows]
     echo_listing(rows, DEAD_COLUMNS, as_json=as_json, empty="no dead events", table_rows=shown)

@@ -8,11 +8,10 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import aiosqlite
 
-from receiver.store.db import StoreError, connect, describe, fetch_rows
+from receiver.store.db import StoreError, describe, fetch_rows
 from receiver.store.inbox import InboxRecord, glob_to_like
 from receiver.timeutil import now_iso, parse_iso, to_iso
 
@@ -25,16 +24,6 @@ REPLAYABLE = ("dead", "skipped", "done", "retrying")
 FOLLOW_OVERLAP_SECONDS = 3.0
 # Rows per UPDATE when replaying: keeps each write transaction short while the server is running.
 REPLAY_BATCH = 200
-
-
-async def open_store(path: Path) -> aiosqlite.Connection:
-    """Connect to an existing store; a missing file is an error, not a new empty store."""
-    if not path.is_file():
-        raise StoreError(
-            f"store {path} does not exist: check store.path in the config (the server creates it on first start)",
-            transient=False,
-        )
-    return await connect(path)
 
 
 @dataclass(frozen=True)
