@@ -139,6 +139,19 @@ class CatchupConfig:
     enabled: bool = True
 
 
+ALTINN_KEEPS_EVENTS = 90 * 86400.0
+"""Altinn's pull API serves an event for 90 days: until then its id can arrive again, by catch-up."""
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long the inbox keeps what (docs/store.md): `done` and `skipped` events lose their payload after `done`
+    (their id stays), `dead` events are deleted after `dead`. Seconds, counted from when the event finished."""
+
+    done: float = 90 * 86400.0
+    dead: float = 180 * 86400.0
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
@@ -155,6 +168,7 @@ class Config:
     handlers: Mapping[str, HandlerSection] = field(default_factory=dict)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = None
 
@@ -495,6 +509,17 @@ def _parse_catchup(sec: Section) -> CatchupConfig:
     )
 
 
+def _parse_retention(sec: Section) -> RetentionConfig:
+    dead = sec.duration("dead", RetentionConfig.dead)
+    if dead < ALTINN_KEEPS_EVENTS:
+        raise ConfigError(
+            sec.name("dead"),
+            "must be at least 90d: Altinn can send an event again for 90 days, and the id of a deleted event would"
+            " be taken as new",
+        )
+    return RetentionConfig(done=sec.duration("done", RetentionConfig.done), dead=dead)
+
+
 def _section(data: Section, item: str) -> Section:
     return Section(data.table(item), item)
 
@@ -515,6 +540,7 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], base_dir: 
     read("maskinporten", lambda s: _parse_maskinporten(s, parsed["altinn"], base_dir))
     read("dispatch", _parse_dispatch)
     read("catchup", _parse_catchup)
+    read("retention", _parse_retention)
     read("log", lambda s: LogConfig(level=s.choice("level", ("debug", "info", "warning", "error"), "info")))
     parsed["pipelines"] = _parse_pipelines(top.tables("pipelines"))
     parsed["handlers"] = _parse_handlers(top.table("handlers"))

@@ -46,7 +46,7 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
 @click.argument("event_id")
 @json_option
 def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
-    """Show one inbox event by its CloudEvent id, with the event as it was received."""
+    """Show one inbox event by its CloudEvent id, with the event as it was received (unless retention pruned it)."""
     config = load(config_path)
     record = with_store(config, lambda conn: get_event(conn, event_id))
     if record is None:
@@ -59,6 +59,9 @@ def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
     width = max(len(key) for key in data)
     for key, value in data.items():
         click.echo(f"{key.ljust(width)}  {value}")
+    if event is None:
+        click.echo("event: pruned by retention ([retention] done): the payload is gone; the id and the rest stay")
+        return
     click.echo("event:")
     click.echo(json.dumps(event, indent=2, ensure_ascii=False))
 
