@@ -62,16 +62,16 @@ def test_the_attachments_table_has_the_columns_agency_systems_read(tmp_path: Pat
             for row in conn.execute("PRAGMA table_info(correspondence_attachments)")
         }
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(correspondence_attachments)")}
-    text = ("TEXT", True, "''")
+    text = ("TEXT", True, "''", 0)
     assert columns == {
-        "correspondence_id": (*text, 1),
-        "attachment_id": (*text, 2),
-        "file_name": (*text, 0),
-        "size": ("INTEGER", True, "0", 0),
-        "checksum": (*text, 0),
-        "status": (*text, 0),
-        "expiration_time": (*text, 0),
-        "path": (*text, 0),
+        "correspondence_id": ("TEXT", True, None, 1),
+        "attachment_id": ("TEXT", True, None, 2),
+        "file_name": text,
+        "size": ("INTEGER", False, None, 0),  # NULL while the file is not on disk
+        "checksum": text,
+        "status": text,
+        "expiration_time": text,
+        "path": text,
         "updated_at": ("TEXT", True, None, 0),
     }
     assert "correspondence_attachments_by_attachment" in indexes
@@ -89,6 +89,22 @@ def test_a_store_of_release_0_1_0_is_refused_with_one_line_naming_store_migrate(
     assert result.stderr.startswith(f"error: store {store.path} is at schema version 1 ")
     assert f"run `altinn-receiver store migrate --config {store.config}` first" in result.stderr
     assert "schema_migrations" not in table_names(store.path), "the refusal changed the store"
+
+
+def test_a_store_of_a_build_with_attachments_before_migrations_is_at_version_2(tmp_path: Path) -> None:
+    """Builds after 0.1.0 created `correspondence_attachments` on open and set user_version 2."""
+    path = legacy_store(tmp_path / "receiver.db")
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in MIGRATIONS[1].statements("sqlite"):
+            conn.execute(statement)
+        conn.execute("INSERT INTO correspondence_attachments (correspondence_id, attachment_id, updated_at)"
+                     " VALUES ('c', 'a', '2026-01-05T10:00:00.000000Z')")  # fmt: skip
+        conn.execute("PRAGMA user_version = 2")
+    result = migrate(path)
+    assert (result.before.version, [m.version for m in result.applied]) == (2, [v for v, _ in ALL[2:]])
+    assert schema_rows(path) == ALL
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT attachment_id FROM correspondence_attachments").fetchall() == [("a",)]
 
 
 def test_store_migrate_dry_run_lists_what_it_would_apply_and_changes_nothing(tmp_path: Path) -> None:

@@ -96,8 +96,8 @@ def _apply(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, ..
         return Migrated(state, ())
     conn.execute(SCHEMA_MIGRATIONS)
     stamp = now_iso()
-    # A 0.1.0 store has migration 1's tables without the record of it: its statements (all IF NOT EXISTS) add
-    # nothing, and are run to record it the same way as for a new store.
+    # A store from before migrations has the tables of its version without the record of them: their statements (all
+    # IF NOT EXISTS) add nothing, and are run to record them the same way as for a new store.
     for migration in (*migrations[: state.version], *todo) if not state.recorded else todo:
         for statement in migration.statements(BACKEND):
             conn.execute(statement)

@@ -2,10 +2,12 @@
 
 The schema is built by the numbered migrations in receiver/store/migrations/, recorded in `schema_migrations`; only
 `serve` and `altinn-receiver store migrate` apply them (receiver/store/migrate.py). Every other connection checks
-the version when it opens and refuses a store that is older or newer than this code (`StoreVersionError`). A store
-of release 0.1.0, before migrations, has the tables of migration 1, `PRAGMA user_version` 1 and no
-`schema_migrations`: it is at version 1. Agency systems read `correspondences` and `correspondence_events`, see
-docs/store.md.
+the version when it opens and refuses a store that is older or newer than this code (`StoreVersionError`).
+
+Before migrations the schema was created on every open and `PRAGMA user_version` said which: 1 for release 0.1.0
+(the tables of migration 1), 2 for the builds after it that added `correspondence_attachments` (migration 2). Such a
+store has no `schema_migrations` and is at that version. Agency systems read `correspondences`,
+`correspondence_events` and `correspondence_attachments`, see docs/store.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from receiver.store.errors import StoreError
 from receiver.store.migrations import LATEST
 
 INBOX_STATUSES = ("pending", "processing", "retrying", "done", "dead", "skipped")
-RELEASE_BEFORE_MIGRATIONS = "0.1.0"
+BEFORE_MIGRATIONS = {1: "0.1.0", 2: "0.1.0"}
+"""`PRAGMA user_version` of a store from before migrations -> the release that wrote it (2: a build after 0.1.0)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ def read_state(conn: sqlite3.Connection, path: Path | str) -> SchemaState:
         if newest is not None:
             return SchemaState(int(newest[0]), str(newest[1]), True)
     user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if "inbox" in tables and user_version == 1:
-        return SchemaState(1, RELEASE_BEFORE_MIGRATIONS, False)
+    if "inbox" in tables and user_version in BEFORE_MIGRATIONS:
+        return SchemaState(user_version, BEFORE_MIGRATIONS[user_version], False)
     if not tables - {"sqlite_sequence", "schema_migrations"}:
         return SchemaState(0, "", False)
     raise StoreError(
