@@ -25,6 +25,7 @@ from altinn_sim.runner import SimulatorAdmin
 from receiver.server_thread import free_port
 from receiver.store.db import connect_sync
 from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.migrate import migrate
 from receiver.timeutil import now_iso
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,8 +224,10 @@ def send_correspondences(sim: SimulatorAdmin, resource: str, recipient: str, cou
 
 
 def write_backlog(store: Path, resource: str, correspondences: list[str], per: int, rng: random.Random) -> int:
-    """`per` events of `BACKLOG_EVENT_TYPE` per correspondence of `resource`, times shuffled against arrival order,
-    written in chunks with the inbox's own INSERT; how many."""
+    """`per` events of `BACKLOG_EVENT_TYPE` per correspondence of `resource`, times (a second or more apart, within
+    a minute when `per` allows) shuffled against arrival order, written in chunks with the inbox's own INSERT; how
+    many."""
+    migrate(store)
     conn = connect_sync(store)
     received = now_iso()
     written = 0
@@ -232,10 +235,11 @@ def write_backlog(store: Path, resource: str, correspondences: list[str], per: i
         for start in range(0, len(correspondences), 1000):
             rows = []
             for cid in correspondences[start : start + 1000]:
-                seconds = rng.sample(range(60), per)
+                seconds = rng.sample(range(max(60, per)), per)
                 for s in seconds:
                     event_id = str(uuid.uuid4())
-                    stamp = f"2026-01-05T10:00:{s:02d}.{rng.randrange(10**7):07d}Z"
+                    clock = f"{10 + s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+                    stamp = f"2026-01-05T{clock}.{rng.randrange(10**7):07d}Z"
                     raw = {"specversion": "1.0", "id": event_id, "type": BACKLOG_EVENT_TYPE, "time": stamp,
                            "source": CORRESPONDENCE_SOURCE, "resource": resource, "resourceinstance": cid}  # fmt: skip
                     event = NewEvent(event_id, BACKLOG_EVENT_TYPE, CORRESPONDENCE_SOURCE, "", resource, cid, stamp,

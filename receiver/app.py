@@ -35,6 +35,7 @@ from receiver.sync.subscriptions import SubscriptionService
 from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
 from receiver.worker.dispatcher import Dispatcher
 from receiver.worker.pipelines import Pipelines, load_pipelines
+from receiver.worker.retention import RetentionService
 
 log = logging.getLogger("receiver.app")
 access_log = logging.getLogger("receiver.access")
@@ -64,12 +65,12 @@ def prepare(config: Config) -> Prepared:
 
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
-    """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions and
-    catch-up. `pipelines`: already loaded from the same config (the serve command checks them before starting), else
-    loaded here."""
+    """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions,
+    catch-up and retention. `pipelines`: already loaded from the same config (the serve command checks them before
+    starting), else loaded here."""
     if pipelines is None:
         pipelines = load_pipelines(runtime.config)
-    return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService()]
+    return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService(), RetentionService()]
 
 
 class AccessLog:

@@ -267,6 +267,28 @@ class CatchupConfig:
     enabled: bool = True
 
 
+ALTINN_KEEPS_EVENTS = 90 * 86400.0
+"""Altinn's pull API serves an event for 90 days: until then its id can arrive again, by catch-up."""
+
+
+def _kept_while_altinn_can_resend(seconds: float) -> float:
+    if seconds < ALTINN_KEEPS_EVENTS:
+        raise ValueError(
+            "must be at least 90d: Altinn can send an event again for 90 days, and the id of a deleted event would"
+            " be taken as new"
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long the inbox keeps what (docs/store.md): `done` and `skipped` events lose their payload after `done`
+    (their id stays), `dead` events are deleted after `dead`. Seconds, counted from when the event finished."""
+
+    done: Duration = setting(90 * 86400.0, positive=True)
+    dead: Duration = setting(180 * 86400.0, check=_kept_while_altinn_can_resend)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -285,6 +307,7 @@ class Config:
     handlers: Mapping[str, HandlerSection] = setting(default_factory=dict, raw=dict[str, Any], check=_handler_sections)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = setting(None, key=False)
     """The file it was read from."""

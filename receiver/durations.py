@@ -42,11 +42,13 @@ def format_duration(seconds: float) -> str:
 
 
 def exact_duration(seconds: float) -> str:
-    """`seconds` as a duration the config reads back exactly: 48h, 1m30s, 20s, 250ms (never days: "48h" is how
-    people write a retention or an age)."""
+    """`seconds` as a duration the config reads back exactly: 48h, 1m30s, 20s, 250ms, and whole weeks or more in
+    days (90d), the way people write a retention; shorter spans in hours, the way they write an age (48h)."""
     if seconds != int(seconds):
         return f"{seconds * 1000:g}ms"
     total = int(seconds)
+    if total >= 7 * 86400 and total % 86400 == 0:
+        return f"{total // 86400}d"
     parts = []
     for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         count, total = divmod(total, size)

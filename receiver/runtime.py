@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
@@ -23,8 +24,25 @@ from receiver.config import Config, ConfigError
 from receiver.observability.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
+from receiver.store.migrate import migrate
 
 log = logging.getLogger(__name__)
+
+
+def migrate_store(path: Path) -> None:
+    """Bring the store at `path` (created when missing) to this code's schema, with a log line when that changed it;
+    StoreError when it cannot (StoreVersionError when it is newer than this code)."""
+    migrated = migrate(path)
+    if migrated.applied:
+        log.info(
+            "store migrated",
+            extra={
+                "store": str(path),
+                "from_version": migrated.before.version,
+                "to_version": migrated.version,
+                "applied": [f"{m.version} {m.name}" for m in migrated.applied],
+            },
+        )
 
 
 @runtime_checkable
@@ -74,8 +92,10 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        """Open the store (schema, pragmas) and the inbox writer, and make the Altinn clients when the config says
-        how to call Altinn; raises `StoreError` when the store cannot be opened."""
+        """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
+        Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
+        (StoreVersionError when it is newer than this code)."""
+        await asyncio.to_thread(migrate_store, config.store.path)
         store = await db.connect(config.store.path)
         try:
             writer = InboxWriter(config.store.path, asyncio.get_running_loop())

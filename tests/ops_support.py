@@ -17,6 +17,7 @@ from receiver.cli.main import main
 from receiver.config import Config
 from receiver.store.db import connect
 from receiver.store.inbox import InboxRecord, NewEvent, get_event, insert_event
+from receiver.store.migrate import migrate
 from receiver.timeutil import now, to_iso
 from tests.support import write_config
 
@@ -43,6 +44,8 @@ class OpsStore:
 
     def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         async def with_connection() -> T:
+            if not self.path.exists():
+                await asyncio.to_thread(migrate, self.path)  # as `serve` creates it
             conn = await connect(self.path)
             try:
                 return await work(conn)

@@ -98,11 +98,13 @@ def test_pipeline_drains_a_backlog_through_fetch_and_store(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_contention_measures_the_webhook_idle_and_while_a_backlog_drains(tmp_path: Path) -> None:
+def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_a_hot_one(tmp_path: Path) -> None:
     require_wrk()
-    output = run_bench("contention.py", "--backlog", "300", "--seconds", "1", "--warmup", "0", tmp_path=tmp_path)
-    idle, busy = output
-    assert (idle["run"], idle["backlog"], busy["run"], busy["backlog"]) == ("idle", 0, "busy", 300), output
-    assert_wrk_run(idle)
-    assert_wrk_run(busy)
+    flags = ("--backlog", "300", "--hot", "300", "--seconds", "1", "--warmup", "0")
+    output = run_bench("contention.py", *flags, tmp_path=tmp_path)
+    _, busy, hot = output
+    assert [(r["run"], r["backlog"], r["hot"]) for r in output] == [("idle", 0, 0), ("busy", 300, 0), ("hot", 0, 300)]
+    for result in output:
+        assert_wrk_run(result)
     assert_positive(busy, "dispatched_per_s")
+    assert_positive(hot, "dispatched_per_s")

@@ -49,7 +49,7 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"], ["config"]])
+@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"], ["config"], ["store"]])
 def test_help_lists_every_command_with_its_whole_summary(group: list[str]) -> None:
     code, text = invoke(*group, "--help")
     assert code == 0

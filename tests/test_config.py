@@ -34,6 +34,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.store.path == Path("/srv/receiver.db")
     assert (config.dispatch.concurrency, config.dispatch.max_attempts, config.dispatch.max_age) == (8, 12, 172800.0)
     assert (config.catchup.interval, config.catchup.start, config.catchup.enabled) == (300.0, "now", True)
+    assert (config.retention.done, config.retention.dead) == (90 * 86400.0, 180 * 86400.0)
     assert config.log.level == "info"
 
 
@@ -56,6 +57,14 @@ def test_good_values_are_read() -> None:
     assert receiver.shutdown_timeout == 90.0
     assert receiver.trusted_networks[0] == ipaddress.ip_network("20.100.46.139/32")
     assert config.store.path == Path("/srv/data/r.db")
+
+
+def test_retention_reads_durations_and_keeps_dead_ids_while_altinn_can_send_them() -> None:
+    config = parse(BASE + '[retention]\ndone = "7d"\ndead = "365d"\n')
+    assert (config.retention.done, config.retention.dead) == (7 * 86400.0, 365 * 86400.0)
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + '[retention]\ndead = "30d"\n')
+    assert str(caught.value).startswith("retention.dead: must be at least 90d: Altinn can send an event again")
 
 
 def test_allow_no_secret_makes_the_secret_optional() -> None:
@@ -105,6 +114,10 @@ def test_allow_no_secret_makes_the_secret_optional() -> None:
         (BASE + '[catchup]\ninterval = "0"\n', "catchup.interval"),
         (BASE + '[catchup]\nstart = "yesterday"\n', "catchup.start"),
         (BASE + '[catchup]\nenabled = "no"\n', "catchup.enabled"),
+        (BASE + '[retention]\ndone = "0s"\n', "retention.done"),
+        (BASE + '[retention]\ndone = "a while"\n', "retention.done"),
+        (BASE + '[retention]\ndead = "89d"\n', "retention.dead"),
+        (BASE + "[retention]\npayloads = '1d'\n", "retention.payloads"),
         (BASE + '[log]\nlevel = "loud"\n', "log.level"),
         (BASE + "[[pipelines]]\ntypes = []\nhandlers = ['log']\n", "pipelines[0].types"),
         (BASE + "[[pipelines]]\ntypes = ['*']\nhandlers = []\n", "pipelines[0].handlers"),

@@ -17,6 +17,7 @@ import aiosqlite
 
 from receiver.store import db, queue
 from receiver.store.inbox import InboxRecord, NewEvent, insert_event
+from receiver.store.migrate import migrate
 from receiver.timeutil import iso_after, now_iso
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ def event(instance: str, time: str = "") -> NewEvent:
 
 def run(path: Path, work: Callable[[list[aiosqlite.Connection]], Awaitable[T]], connections: int = 1) -> T:
     async def main() -> T:
+        await asyncio.to_thread(migrate, path)
         conns = [await db.connect(path) for _ in range(connections)]
         try:
             return await work(conns)

@@ -71,7 +71,7 @@ def test_replay_narrows_by_type_and_received_since(store: OpsStore) -> None:
 
     assert result.exit_code == 0, result.output
     assert json_lines(result.stdout) == [
-        {"dry_run": False, "selected": ["published-recent"], "replayed": 1, "left_alone": []}
+        {"dry_run": False, "selected": ["published-recent"], "replayed": 1, "left_alone": [], "pruned": []}
     ]
     assert [store.get(i).status for i in ("published-recent", "read-recent", "published-old")] == [
         "pending",

@@ -8,10 +8,11 @@ import sys
 import click
 
 from receiver.altinn import AltinnClients
-from receiver.cli.common import config_option, echo_listing, fail, fail_config, json_option, load
+from receiver.cli.common import config_option, echo_listing, fail_config, fail_store, json_option, load
 from receiver.config import Config, ConfigError
 from receiver.store import db
 from receiver.store.inbox import InboxWriter, NewEvent
+from receiver.store.migrate import create_if_missing
 from receiver.sync.catchup import RunResult, run_all
 
 COLUMNS = ["resource", "subject", "type", "pages", "read", "enqueued", "duplicates", "invalid", "skipped", "after"]
@@ -37,6 +38,7 @@ class Counter:
 
 async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
     async with AltinnClients.from_config(config) as clients:
+        await asyncio.to_thread(create_if_missing, config.store.path)
         conn = await db.connect(config.store.path)
         writer = InboxWriter(config.store.path, asyncio.get_running_loop())
 
@@ -72,7 +74,7 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
     except ConfigError as error:
         fail_config(error)
     except db.StoreError as error:
-        fail(error)
+        fail_store(error, config)
     progress.done()
     echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
     for result in results:

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import aiosqlite
@@ -17,8 +16,8 @@ import click
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
 from receiver.observability.logs import add_secrets, redact
-from receiver.store.db import StoreError
-from receiver.store.operations import open_store
+from receiver.store.db import StoreError, connect
+from receiver.store.schema import StoreVersionError
 from receiver.timeutil import iso_after
 from receiver.validation import secrets_in
 
@@ -163,11 +162,19 @@ def load(config_path: str | None) -> Config:
     return config
 
 
-def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """`work` on the existing store at `path` (safe beside a running server); a store problem ends the command."""
+def fail_store(error: StoreError, config: Config) -> NoReturn:
+    """End the command for a store problem; a store at another schema version names the command that fixes it."""
+    if isinstance(error, StoreVersionError):
+        fail(error.line(config.source))
+    fail(error)
+
+
+def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = False) -> T:
+    """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
+    migrates: a store at another schema version ends the command with the line that says what to run)."""
 
     async def main() -> T:
-        conn = await open_store(path)
+        conn = await connect(config.store.path, read_only=not write)
         try:
             return await work(conn)
         finally:
@@ -176,7 +183,7 @@ def with_store(path: Path, work: Callable[[aiosqlite.Connection], Awaitable[T]])
     try:
         return asyncio.run(main())
     except StoreError as error:
-        fail(error)
+        fail_store(error, config)
 
 
 def use_colour(stream: TextIO) -> bool:

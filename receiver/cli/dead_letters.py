@@ -36,6 +36,8 @@ class ReplayPlan:
 
     events: list[InboxRecord] = field(default_factory=list)
     busy: list[InboxRecord] = field(default_factory=list)
+    pruned: list[InboxRecord] = field(default_factory=list)
+    """Retention dropped their payload: they cannot run again."""
     unknown: list[str] = field(default_factory=list)
 
 
@@ -46,8 +48,13 @@ async def plan_replay(conn: aiosqlite.Connection, ids: tuple[str, ...], selectio
         records, unknown = await select_events(conn, selection), []
     plan = ReplayPlan(unknown=unknown)
     for record in records:
-        (plan.busy if record.status == "processing" else plan.events).append(record)
+        (plan.busy if record.status == "processing" else plan.pruned if record.pruned else plan.events).append(record)
     return plan
+
+
+def listed(ids: list[str]) -> str:
+    """At most ten ids, then how many more."""
+    return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 async def run_replay(conn: aiosqlite.Connection, ids: list[str], progress: bool) -> int:
@@ -90,8 +97,9 @@ def replay_command(
     """Put events back in the queue so the handlers run them again: by event id, or every event with a status.
 
     A replayed event becomes pending with its attempts reset and runs as soon as a worker is free; its last error is
-    kept until it runs again. Events being processed right now are left alone. Shows how many it will replay and
-    asks first (--yes to skip, --dry-run to only look). Safe while the server runs.
+    kept until it runs again. Events being processed right now are left alone, and so are those whose payload
+    retention has pruned (by id, they stop the replay). Shows how many it will replay and asks first (--yes to skip,
+    --dry-run to only look). Safe while the server runs.
 
     \b
     Examples:
@@ -101,12 +109,15 @@ def replay_command(
     check_selection(ids, status, type_glob, since)
     config = load(config_path)
     selection = EventFilter(status=status, type_glob=type_glob, since=received_since(since))
-    plan = with_store(config.store.path, lambda conn: plan_replay(conn, ids, selection))
+    plan = with_store(config, lambda conn: plan_replay(conn, ids, selection))
     if plan.unknown:
-        listed = ", ".join(plan.unknown[:10]) + (
-            f" and {len(plan.unknown) - 10} more" if len(plan.unknown) > 10 else ""
+        unknown = listed(plan.unknown)
+        fail(f"not in the store: {unknown}; nothing replayed (check the ids with `altinn-receiver events list`)")
+    if ids and plan.pruned:
+        fail(
+            f"pruned by retention, so they cannot run again: {listed([r.id for r in plan.pruned])}; nothing replayed"
+            " (their payload was dropped [retention] done after they finished; `events show` shows what is kept)"
         )
-        fail(f"not in the store: {listed}; nothing replayed (check the ids with `altinn-receiver events list`)")
     targets = [record.id for record in plan.events]
     replayed = 0
     if not as_json:
@@ -114,7 +125,7 @@ def replay_command(
     if targets and not dry_run:
         confirm_or_stop(f"Replay {len(targets)} event(s)?", yes=yes, stopped=f"not replaying {len(targets)} event(s)")
         progress = len(targets) >= PROGRESS_FROM
-        replayed = with_store(config.store.path, lambda conn: run_replay(conn, targets, progress))
+        replayed = with_store(config, lambda conn: run_replay(conn, targets, progress), write=True)
     if as_json:
         echo_json(
             {
@@ -122,6 +133,7 @@ def replay_command(
                 "selected": targets,
                 "replayed": replayed,
                 "left_alone": [record.id for record in plan.busy],
+                "pruned": [record.id for record in plan.pruned],
             }
         )
     elif not dry_run and targets:
@@ -134,6 +146,8 @@ def replay_command(
 def describe_plan(plan: ReplayPlan, dry_run: bool) -> None:
     if plan.busy:
         click.echo(f"{len(plan.busy)} event(s) are being processed right now and are left alone")
+    if plan.pruned:
+        click.echo(f"{len(plan.pruned)} event(s) were pruned by retention (payload dropped) and cannot run again")
     if not plan.events:
         click.echo("nothing to replay")
         return
@@ -162,7 +176,7 @@ def dead_command(limit: int, as_json: bool, config_path: str | None) -> None:
     Fix the cause, then `altinn-receiver events replay --status dead` puts them back in the queue.
     """
     config = load(config_path)
-    records, total = with_store(config.store.path, lambda conn: read_dead(conn, limit))
+    records, total = with_store(config, lambda conn: read_dead(conn, limit))
     rows = [record.to_json() for record in records]
     shown = [{**row, "last_error": redact(row["last_error"])} for row in rows]
     echo_listing(rows, DEAD_COLUMNS, as_json=as_json, empty="no dead events", table_rows=shown)

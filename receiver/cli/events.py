@@ -37,9 +37,7 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
     With --json, one JSON object per event per line (JSON lines).
     """
     config = load(config_path)
-    records = with_store(
-        config.store.path, lambda conn: list_events(conn, status=status, type_glob=type_glob, limit=limit)
-    )
+    records = with_store(config, lambda conn: list_events(conn, status=status, type_glob=type_glob, limit=limit))
     echo_listing([record.to_json() for record in records], LIST_COLUMNS, as_json=as_json, empty="no events match")
 
 
@@ -48,9 +46,9 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
 @click.argument("event_id")
 @json_option
 def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
-    """Show one inbox event by its CloudEvent id, with the event as it was received."""
+    """Show one inbox event by its CloudEvent id, with the event as it was received (unless retention pruned it)."""
     config = load(config_path)
-    record = with_store(config.store.path, lambda conn: get_event(conn, event_id))
+    record = with_store(config, lambda conn: get_event(conn, event_id))
     if record is None:
         fail(f"no event with id {event_id!r} in the inbox ({config.store.path}); `events list` shows the ids")
     data = record.to_json(with_event=True)
@@ -61,6 +59,9 @@ def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
     width = max(len(key) for key in data)
     for key, value in data.items():
         click.echo(f"{key.ljust(width)}  {value}")
+    if event is None:
+        click.echo("event: pruned by retention ([retention] done): the payload is gone; the id and the rest stay")
+        return
     click.echo("event:")
     click.echo(json.dumps(event, indent=2, ensure_ascii=False))
 

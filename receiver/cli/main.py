@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "subscriptions": "receiver.cli.subscriptions:subscriptions_group",
     "catchup": "receiver.cli.catchup:catchup_command",
     "demo": "receiver.cli.demo:demo_command",
+    "store": "receiver.cli.store:store_group",
 }
 
 

@@ -18,7 +18,7 @@ from receiver.app import ServicesSpec, build_services, create_app, prepare, serv
 from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_config, load
 from receiver.config import Config, ConfigError
 from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
-from receiver.store import db
+from receiver.runtime import migrate_store
 from receiver.store.db import StoreError
 
 SWITCH_INTERVAL_S = 0.0005
@@ -101,7 +101,7 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     # Both checked before uvicorn starts: from inside it each failure is a traceback in the log, and the services
     # would already have started when the port turned out to be taken.
     try:
-        db.connect_sync(config.store.path).close()
+        migrate_store(config.store.path)
     except StoreError as error:
         fail(error)
     sock = listen(config.receiver.host, config.receiver.port)

@@ -108,7 +108,7 @@ def stats_command(as_json: bool, config_path: str | None) -> None:
     Reads the store only, so it works beside a running server. --json prints one JSON document.
     """
     config = load(config_path)
-    stats = with_store(config.store.path, gather)
+    stats = with_store(config, gather)
     if as_json:
         echo_json(stats)
     else:

@@ -18,11 +18,13 @@ from receiver.cli.common import (
     echo_listing,
     fail,
     fail_config,
+    fail_store,
     json_option,
     load,
 )
 from receiver.config import Config, ConfigError
 from receiver.store import db
+from receiver.store.migrate import create_if_missing
 from receiver.sync.subscriptions import SubscriptionManager, SubscriptionView
 
 T = TypeVar("T")
@@ -35,6 +37,7 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
 
     async def main() -> T:
         async with AltinnClients.from_config(config) as clients:
+            await asyncio.to_thread(create_if_missing, config.store.path)
             conn = await db.connect(config.store.path)
             try:
                 return await job(SubscriptionManager(config, conn, clients))
@@ -45,7 +48,9 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
         return asyncio.run(main())
     except ConfigError as error:
         fail_config(error)
-    except (AltinnError, db.StoreError) as error:
+    except db.StoreError as error:
+        fail_store(error, config)
+    except AltinnError as error:
         fail(error)
 
 

@@ -143,6 +143,6 @@ def tail_command(
     config = load(config_path)
     selection = EventFilter(status=status, type_glob=type_glob, resource=resource, since=received_since(since))
     try:
-        with_store(config.store.path, lambda conn: run_tail(conn, selection, lines, follow, as_json))
+        with_store(config, lambda conn: run_tail(conn, selection, lines, follow, as_json))
     except BrokenPipeError:
         stop_on_closed_pipe()

@@ -1,15 +1,35 @@
-"""Opening the SQLite file: pragmas for durability, the schema, and the store's own error type."""
+"""Opening the SQLite file: pragmas for durability, the schema version check, read-only connections for readers.
+
+Opening never changes the schema: only `serve` and `altinn-receiver store migrate` do (receiver/store/migrate.py).
+A connection opens an existing store and refuses one whose schema is older or newer than this code
+(receiver/store/schema.py). A reading command's connection is read-only (`mode=ro`): it never takes the write lock,
+so it opens and reads while `serve` writes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
 
-from receiver.store.schema import SCHEMA_VERSION, STATEMENTS
+from receiver.store.errors import StoreError, describe
+from receiver.store.schema import require_current
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "StoreError",
+    "Synchronous",
+    "connect",
+    "connect_sync",
+    "describe",
+    "fetch_rows",
+    "make_folder",
+]
 
 BUSY_TIMEOUT_MS = 2000
 
@@ -24,28 +44,6 @@ connection uses it: an outcome lost that way means the event runs again, which h
 before its outcome was recorded is the same), and an fsync per claim, stored row and outcome would make it both slow
 and a holder of the write lock that the webhook waits for.
 """
-
-
-class StoreError(Exception):
-    """The store could not do what was asked; `transient` says whether trying again later may work."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-def describe(error: BaseException) -> str:
-    """A short operator-facing reason for a failed SQLite operation."""
-    text = str(error).lower()
-    if "locked" in text or "busy" in text:
-        return "database is locked by another connection"
-    if "full" in text or "too big" in text or "file too large" in text:
-        return "disk or file size limit is full"
-    if "readonly" in text or "read-only" in text:
-        return "database is read-only"
-    if "disk i/o error" in text:
-        return "cannot write the database file (disk I/O error: disk full, file size limit or a failing disk)"
-    return f"database error: {error}"
 
 
 def make_folder(path: Path | str) -> None:
@@ -71,46 +69,81 @@ def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "
     )
 
 
-def connect_sync(path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """A plain sqlite3 connection with the store's pragmas and schema (for threads and commands)."""
-    make_folder(path)
+def _settings(read_only: bool, busy_timeout_ms: int, synchronous: Synchronous) -> tuple[str, ...]:
+    # A read-only connection cannot set the journal mode (the store is in WAL mode since it was created).
+    return (f"PRAGMA busy_timeout={int(busy_timeout_ms)}",) if read_only else pragmas(busy_timeout_ms, synchronous)
+
+
+def missing_store(path: Path) -> str:
+    return f"store {path} does not exist: check store.path in the config (the server creates it on first start)"
+
+
+def _target(path: Path | str, read_only: bool) -> tuple[str, bool]:
+    """What sqlite3 opens (a URI for read-only), and whether it is a URI. A missing store is an error, never a new
+    empty file: `serve` (or `store migrate`) creates it."""
+    store = Path(path)
+    if not store.is_file():
+        raise StoreError(missing_store(store), transient=False)
+    if read_only:
+        return f"{store.resolve().as_uri()}?mode=ro", True
+    return str(store), False
+
+
+def connect_sync(
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    synchronous: Synchronous = "FULL",
+    check: bool = True,
+) -> sqlite3.Connection:
+    """A plain sqlite3 connection (for threads and commands) to the existing store at `path`, at this code's schema
+    version unless `check` is False (backup copies any version)."""
+    target, uri = _target(path, read_only)
     try:
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
     conn.row_factory = sqlite3.Row
     try:
-        for pragma in pragmas(busy_timeout_ms):
+        for pragma in _settings(read_only, busy_timeout_ms, synchronous):
             conn.execute(pragma)
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in STATEMENTS:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
+        if check:
+            require_current(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
+def check_version(path: Path | str) -> None:
+    """Refuse the store at `path` unless its schema is this code's (StoreVersionError), reading only."""
+    with closing(connect_sync(path, read_only=True)):
+        pass
+
+
 async def connect(
-    path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "FULL"
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    synchronous: Synchronous = "FULL",
 ) -> aiosqlite.Connection:
-    """An aiosqlite connection with the store's pragmas and schema."""
-    make_folder(path)
+    """An aiosqlite connection to the existing store at `path`, at this code's schema version (checked first, on a
+    read-only connection of its own)."""
+    await asyncio.to_thread(check_version, path)
+    target, uri = _target(path, read_only)
     try:
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc
     conn.row_factory = sqlite3.Row
     try:
-        for pragma in pragmas(busy_timeout_ms, synchronous):
+        for pragma in _settings(read_only, busy_timeout_ms, synchronous):
             await conn.execute(pragma)
-        await conn.execute("BEGIN IMMEDIATE")
-        for statement in STATEMENTS:
-            await conn.execute(statement)
-        await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        await conn.execute("COMMIT")
     except sqlite3.Error as exc:
         await conn.close()
         raise StoreError(f"cannot open store {path}: {describe(exc)}") from exc

@@ -22,6 +22,9 @@ from receiver.timeutil import now_iso
 log = logging.getLogger(__name__)
 
 CHANNELS = ("push", "catchup")
+PRUNED_RAW = '{"pruned":true}'
+"""`raw` of an event whose payload retention has pruned (receiver/store/retention.py); its row and id stay. Valid
+JSON, so that a release that does not know about retention still reads the row."""
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,25 @@ class InboxRecord(NewEvent):
 
     @property
     def event(self) -> dict[str, Any]:
-        """The CloudEvent as it was received."""
+        """The CloudEvent as it was received (`PRUNED_RAW` once pruned)."""
         value = json.loads(self.raw)
         assert isinstance(value, dict)
         return value
 
+    @property
+    def pruned(self) -> bool:
+        """Retention has dropped the event's payload: it can no longer run."""
+        return self.raw == PRUNED_RAW
+
     def to_json(self, *, with_event: bool = False) -> dict[str, Any]:
-        """The public JSON shape of `events list/show --json` (the raw event only when asked)."""
+        """The public JSON shape of `events list/show --json` (the raw event only when asked: null once pruned)."""
         data = asdict(self)
         raw = data.pop("raw")
         for internal in ("seq", "lease_owner"):
             data.pop(internal)
+        data["pruned"] = self.pruned
         if with_event:
-            data["event"] = json.loads(raw)
+            data["event"] = None if self.pruned else json.loads(raw)
         return data
 
 

@@ -8,12 +8,11 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import aiosqlite
 
-from receiver.store.db import StoreError, connect, describe, fetch_rows
-from receiver.store.inbox import InboxRecord, glob_to_like
+from receiver.store.db import StoreError, describe, fetch_rows
+from receiver.store.inbox import PRUNED_RAW, InboxRecord, glob_to_like
 from receiver.timeutil import now_iso, parse_iso, to_iso
 
 UNPROCESSED = ("pending", "retrying", "processing")
@@ -25,16 +24,6 @@ REPLAYABLE = ("dead", "skipped", "done", "retrying")
 FOLLOW_OVERLAP_SECONDS = 3.0
 # Rows per UPDATE when replaying: keeps each write transaction short while the server is running.
 REPLAY_BATCH = 200
-
-
-async def open_store(path: Path) -> aiosqlite.Connection:
-    """Connect to an existing store; a missing file is an error, not a new empty store."""
-    if not path.is_file():
-        raise StoreError(
-            f"store {path} does not exist: check store.path in the config (the server creates it on first start)",
-            transient=False,
-        )
-    return await connect(path)
 
 
 @dataclass(frozen=True)
@@ -148,12 +137,14 @@ async def events_by_id(conn: aiosqlite.Connection, ids: Sequence[str]) -> tuple[
 
 async def replay_events(conn: aiosqlite.Connection, ids: Sequence[str]) -> int:
     """Put these events back in the queue: `pending`, attempts 0, due now, no lease; `last_error` stays until they
-    run again. An event a worker holds right now (`processing`) is left alone. Returns how many changed; commits."""
+    run again. An event a worker holds right now (`processing`), or one whose payload retention pruned, is left
+    alone. Returns how many changed; commits."""
     if not ids:
         return 0
     sql = (
         "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '', lease_owner = '',"
-        f" updated_at = ? WHERE status != 'processing' AND id IN ({', '.join('?' * len(ids))})"
+        f" updated_at = ? WHERE status != 'processing' AND raw <> '{PRUNED_RAW}'"
+        f" AND id IN ({', '.join('?' * len(ids))})"
     )
     try:
         cursor = await conn.execute(sql, [now_iso(), *ids])

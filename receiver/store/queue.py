@@ -7,8 +7,9 @@ holds the write lock no longer than one statement (the webhook's writer waits fo
 A claim takes the earliest open events that may run now, several in one statement: each one's `resourceinstance`
 has no other event running, and no other runnable event of that instance comes before it in `time` order (then
 arrival order; events without `time` by their arrival time), so one claim never takes two events of one instance. A
-`retrying` event that is not yet due does not hold back later ones. The claim walks the open events in that same
-order (an index), so the first candidate of an instance is its earliest and the cost does not grow with the backlog.
+`retrying` event that is not yet due does not hold back later ones. The claim walks only the events that may be next
+of their instance (`inbox_heads`, kept by triggers), in that same order, so its cost grows neither with the backlog
+nor with how many events one busy instance holds: a few look-ups per instance that is busy or waiting for a retry.
 Each finishing statement checks that the lease is still ours, so a worker whose lease expired and was taken over
 cannot overwrite the new owner's outcome.
 """
@@ -37,24 +38,40 @@ def _order_key(alias: str) -> str:
     return f"COALESCE(julianday(NULLIF({alias}.time, '')), julianday({alias}.received_at))"
 
 
+def _none_before(index: str, alias: str, condition: str) -> str:
+    """No event of the head `h`'s instance (that of its event `c`) in `index` that meets `condition` comes before it.
+
+    Two look-ups, each a range the index stops at: earlier in time, then as early but earlier in arrival (an
+    instance's events within one millisecond share their key). `+` takes the REAL affinity off `order_key`, which
+    would keep SQLite from using the expression index.
+    """
+    key = _order_key(alias)
+    same_instance = f"FROM inbox AS {alias} INDEXED BY {index} WHERE {alias}.resourceinstance = c.resourceinstance"
+    return (
+        f"NOT EXISTS (SELECT 1 {same_instance} AND {condition} AND {key} < +h.order_key)"
+        f" AND NOT EXISTS (SELECT 1 {same_instance} AND {condition} AND {key} = +h.order_key AND {alias}.seq < h.seq)"
+    )
+
+
+# Candidates are the heads (receiver/store/migrations/m0003_inbox_heads.py), in the order they may run: an instance's
+# first blocker (pending or processing) and the retrying events before it. A head may start when it is due, no event
+# of its instance is running, and no blocker and no due retrying event of its instance comes before it (a former
+# head left behind a newer blocker fails the second look-up).
 CLAIM = f"""
     UPDATE inbox
     SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
         updated_at = :now
     WHERE seq IN (
-        SELECT c.seq FROM inbox AS c INDEXED BY inbox_open_by_time
-        WHERE c.{OPEN} AND {_due("c")}
+        SELECT h.seq FROM inbox_heads AS h CROSS JOIN inbox AS c ON c.seq = h.seq
+        WHERE {_due("c")}
           AND (c.resourceinstance = '' OR (
                 NOT EXISTS (
                     SELECT 1 FROM inbox AS running
                     WHERE running.resourceinstance = c.resourceinstance
                       AND running.status = 'processing' AND running.lease_until > :now)
-            AND NOT EXISTS (
-                    SELECT 1 FROM inbox AS e
-                    WHERE e.resourceinstance = c.resourceinstance AND e.{OPEN} AND e.seq <> c.seq AND {_due("e")}
-                      AND ({_order_key("e")} < {_order_key("c")}
-                           OR ({_order_key("e")} = {_order_key("c")} AND e.seq < c.seq)))))
-        ORDER BY {_order_key("c")}, c.seq
+            AND {_none_before("inbox_blocking", "b", "b.status IN ('pending', 'processing')")}
+            AND {_none_before("inbox_retrying", "r", "r.status = 'retrying' AND r.next_attempt_at <= :now")}))
+        ORDER BY h.order_key, h.seq
         LIMIT :limit
     )
     RETURNING *

@@ -1,139 +1,91 @@
-"""The store's tables. Agency systems read `correspondences`, `correspondence_attachments` and
-`correspondence_events`: see docs/store.md.
+"""Which schema a store has, and the refusal when it is not the one this code knows.
 
-Statements are idempotent (IF NOT EXISTS) and run on every open; `SCHEMA_VERSION` goes into PRAGMA user_version.
+The schema is built by the numbered migrations in receiver/store/migrations/, recorded in `schema_migrations`; only
+`serve` and `altinn-receiver store migrate` apply them (receiver/store/migrate.py). Every other connection checks
+the version when it opens and refuses a store that is older or newer than this code (`StoreVersionError`).
+
+Before migrations the schema was created on every open and `PRAGMA user_version` said which: 1 for release 0.1.0
+(the tables of migration 1), 2 for the builds after it that added `correspondence_attachments` (migration 2). Such a
+store has no `schema_migrations` and is at that version. Agency systems read `correspondences`,
+`correspondence_events` and `correspondence_attachments`, see docs/store.md.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from receiver import __version__
+from receiver.store.errors import StoreError
+from receiver.store.migrations import LATEST
 
 INBOX_STATUSES = ("pending", "processing", "retrying", "done", "dead", "skipped")
+BEFORE_MIGRATIONS = {1: "0.1.0", 2: "0.1.0"}
+"""`PRAGMA user_version` of a store from before migrations -> the release that wrote it (2: a build after 0.1.0)."""
 
-STATEMENTS: tuple[str, ...] = (
-    # Every event received by push or catch-up, keyed on its CloudEvent id; `seq` is arrival order.
-    """
-    CREATE TABLE IF NOT EXISTS inbox (
-        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-        id               TEXT NOT NULL UNIQUE,
-        type             TEXT NOT NULL,
-        source           TEXT NOT NULL,
-        subject          TEXT NOT NULL DEFAULT '',
-        resource         TEXT NOT NULL DEFAULT '',
-        resourceinstance TEXT NOT NULL DEFAULT '',
-        time             TEXT NOT NULL DEFAULT '',
-        raw              TEXT NOT NULL,
-        received_at      TEXT NOT NULL,
-        channel          TEXT NOT NULL,
-        status           TEXT NOT NULL DEFAULT 'pending',
-        attempts         INTEGER NOT NULL DEFAULT 0,
-        last_error       TEXT NOT NULL DEFAULT '',
-        next_attempt_at  TEXT NOT NULL DEFAULT '',
-        lease_until      TEXT NOT NULL DEFAULT '',
-        lease_owner      TEXT NOT NULL DEFAULT '',
-        updated_at       TEXT NOT NULL
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a store's schema is: `version` 0 for an empty file; `by`, the release that applied the newest
+    migration; `recorded` False for a store without `schema_migrations` (release 0.1.0's, or empty)."""
+
+    version: int
+    by: str
+    recorded: bool
+
+
+def read_state(conn: sqlite3.Connection, path: Path | str) -> SchemaState:
+    """The schema state of the store open on `conn` (reads only)."""
+    tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_migrations" in tables:
+        newest = conn.execute(
+            "SELECT version, receiver_version FROM schema_migrations ORDER BY version DESC LIMIT 1"
+        ).fetchone()
+        if newest is not None:
+            return SchemaState(int(newest[0]), str(newest[1]), True)
+    user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if "inbox" in tables and user_version in BEFORE_MIGRATIONS:
+        return SchemaState(user_version, BEFORE_MIGRATIONS[user_version], False)
+    if not tables - {"sqlite_sequence", "schema_migrations"}:
+        return SchemaState(0, "", False)
+    raise StoreError(
+        f"{path} is not an altinn-receiver store (tables without schema_migrations, user_version {user_version}):"
+        " check [store] path",
+        transient=False,
     )
-    """,
-    "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (resourceinstance, status)",
-    "CREATE INDEX IF NOT EXISTS inbox_updated ON inbox (updated_at)",
-    # The last push, at every metrics scrape (observability/store_gauges.py), without reading the catch-up rows.
-    "CREATE INDEX IF NOT EXISTS inbox_channel ON inbox (channel, received_at)",
-    # The dispatcher's claim walks only the open events, in the order they may run: however many are done, and
-    # without stepping over the later events of instances that wait for an earlier one (store/queue.py).
-    "CREATE INDEX IF NOT EXISTS inbox_open_by_time ON inbox"
-    " (COALESCE(julianday(NULLIF(time, '')), julianday(received_at)), seq)"
-    " WHERE status IN ('pending', 'retrying', 'processing')",
-    # Altinn's subscription validation handshakes: recorded, never dispatched.
-    """
-    CREATE TABLE IF NOT EXISTS validations (
-        event_id        TEXT PRIMARY KEY,
-        subscription_id TEXT NOT NULL DEFAULT '',
-        source          TEXT NOT NULL,
-        received_at     TEXT NOT NULL
-    )
-    """,
-    # The latest known state of each correspondence, written by the `store` handler.
-    """
-    CREATE TABLE IF NOT EXISTS correspondences (
-        correspondence_id TEXT PRIMARY KEY,
-        resource_id       TEXT NOT NULL DEFAULT '',
-        sender            TEXT NOT NULL DEFAULT '',
-        recipient         TEXT NOT NULL DEFAULT '',
-        status            TEXT NOT NULL DEFAULT '',
-        message_title     TEXT NOT NULL DEFAULT '',
-        details           TEXT NOT NULL DEFAULT '{}',
-        first_event_at    TEXT NOT NULL,
-        updated_at        TEXT NOT NULL
-    )
-    """,
-    # One row per attachment of a stored correspondence (an attachment shared by several has a row in each), written
-    # by the `store` handler; `path` is where `download_attachments` put the file, empty when it is not on disk.
-    """
-    CREATE TABLE IF NOT EXISTS correspondence_attachments (
-        correspondence_id TEXT NOT NULL,
-        attachment_id     TEXT NOT NULL,
-        file_name         TEXT NOT NULL DEFAULT '',
-        size              INTEGER,
-        checksum          TEXT NOT NULL DEFAULT '',
-        status            TEXT NOT NULL DEFAULT '',
-        expiration_time   TEXT NOT NULL DEFAULT '',
-        path              TEXT NOT NULL DEFAULT '',
-        updated_at        TEXT NOT NULL,
-        PRIMARY KEY (correspondence_id, attachment_id)
-    )
-    """,
-    # An `attachmentexpired` event names only the attachment.
-    "CREATE INDEX IF NOT EXISTS correspondence_attachments_by_attachment ON correspondence_attachments (attachment_id)",
-    # One row per stored event: the history agency systems follow.
-    """
-    CREATE TABLE IF NOT EXISTS correspondence_events (
-        event_id          TEXT PRIMARY KEY,
-        correspondence_id TEXT NOT NULL DEFAULT '',
-        resourceinstance  TEXT NOT NULL DEFAULT '',
-        type              TEXT NOT NULL,
-        time              TEXT NOT NULL DEFAULT '',
-        received_at       TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS correspondence_events_by_correspondence"
-    " ON correspondence_events (correspondence_id, time)",
-    # The Altinn subscriptions this receiver created (see receiver/sync/subscriptions.py); never the code itself.
-    """
-    CREATE TABLE IF NOT EXISTS subscriptions (
-        altinn_id        INTEGER PRIMARY KEY,
-        resource         TEXT NOT NULL,
-        subject          TEXT NOT NULL DEFAULT '',
-        type             TEXT NOT NULL DEFAULT '',
-        endpoint         TEXT NOT NULL,
-        code_fingerprint TEXT NOT NULL DEFAULT '',
-        state            TEXT NOT NULL,
-        created_at       TEXT NOT NULL,
-        validated_at     TEXT NOT NULL DEFAULT '',
-        superseded_at    TEXT NOT NULL DEFAULT '',
-        updated_at       TEXT NOT NULL
-    )
-    """,
-    # One pull-API cursor per subscription key (see receiver/sync/catchup.py).
-    """
-    CREATE TABLE IF NOT EXISTS catchup_cursors (
-        resource        TEXT NOT NULL,
-        subject         TEXT NOT NULL DEFAULT '',
-        type            TEXT NOT NULL DEFAULT '',
-        after           TEXT NOT NULL,
-        updated_at      TEXT NOT NULL,
-        last_success_at TEXT NOT NULL DEFAULT '',
-        stuck_since     TEXT NOT NULL DEFAULT '',
-        stuck_pushes    INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (resource, subject, type)
-    )
-    """,
-    # Small facts the receiver keeps about itself (last push, last catch-up, ...).
-    """
-    CREATE TABLE IF NOT EXISTS receiver_state (
-        key        TEXT PRIMARY KEY,
-        value      TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-)
+
+
+class StoreVersionError(StoreError):
+    """The store's schema is older than this code (migrate it) or newer (run the release that migrated it)."""
+
+    def __init__(self, path: Path | str, state: SchemaState) -> None:
+        self.path = path
+        self.state = state
+        super().__init__(self.line(), transient=False)
+
+    @property
+    def newer(self) -> bool:
+        return self.state.version > LATEST
+
+    def line(self, config: Path | str | None = None) -> str:
+        """The refusal in one line, naming what to run (with `--config config` when given)."""
+        have = self.state.version
+        if self.newer:
+            release = f"altinn-receiver {self.state.by} or newer" if self.state.by else "a newer altinn-receiver"
+            return (
+                f"store {self.path} is at schema version {have}, newer than altinn-receiver {__version__} knows"
+                f" ({LATEST}): run {release}"
+            )
+        option = f" --config {config}" if config else ""
+        return (
+            f"store {self.path} is at schema version {have} and altinn-receiver {__version__} needs {LATEST}:"
+            f" run `altinn-receiver store migrate{option}` first (or start `altinn-receiver serve`, which migrates it)"
+        )
+
+
+def require_current(conn: sqlite3.Connection, path: Path | str) -> None:
+    """Refuse (StoreVersionError) a store whose schema is not the version this code reads and writes."""
+    state = read_state(conn, path)
+    if state.version != LATEST:
+        raise StoreVersionError(path, state)

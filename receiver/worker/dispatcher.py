@@ -212,6 +212,8 @@ class Dispatcher:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
     async def _outcome(self, record: InboxRecord) -> Outcome:
+        if record.pruned:  # replayed by a release that did not know about retention
+            return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
         pipeline = self.pipelines.for_type(record.type)
         if pipeline is None:
             return Outcome("skipped", f"no pipeline for type {record.type}")

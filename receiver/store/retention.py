@@ -1,0 +1,49 @@
+"""Retention: what the inbox keeps how long (`[retention]`, docs/store.md).
+
+- A `done` or `skipped` event loses its payload once it finished longer than `[retention] done` ago: `raw` becomes
+  `PRUNED_RAW`. Its row stays, id included, so a repeated push or a catch-up of it is still a duplicate for as long
+  as Altinn can send it (its pull API keeps events 90 days); it can no longer run, so replay refuses it.
+- A `dead` event is deleted once it died longer than `[retention] dead` ago (at least 90 days, see config.py).
+
+Nothing else is touched: not `correspondences`, `correspondence_events` or `correspondence_attachments`, not the
+downloaded files. Each statement handles at most `limit` rows and stands alone (its own short write transaction), so
+the webhook's commits get the write lock between batches; indexes of migration 4 make each batch read only what it
+prunes, oldest first.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from receiver.store.inbox import PRUNED_RAW
+
+# The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
+PRUNE_PAYLOADS = f"""
+    UPDATE inbox SET raw = '{PRUNED_RAW}'
+    WHERE seq IN (
+        SELECT seq FROM inbox INDEXED BY inbox_finished_with_payload
+        WHERE status IN ('done', 'skipped') AND raw <> '{PRUNED_RAW}' AND updated_at < :before
+        ORDER BY updated_at LIMIT :limit
+    )
+    RETURNING seq
+"""
+
+DELETE_DEAD = """
+    DELETE FROM inbox
+    WHERE seq IN (
+        SELECT seq FROM inbox INDEXED BY inbox_dead
+        WHERE status = 'dead' AND updated_at < :before
+        ORDER BY updated_at LIMIT :limit
+    )
+    RETURNING seq
+"""
+
+
+async def prune_payloads(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+    """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
+    return len(list(await conn.execute_fetchall(PRUNE_PAYLOADS, {"before": before, "limit": limit})))
+
+
+async def delete_dead(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+    """Delete up to `limit` dead events that died before `before`; how many."""
+    return len(list(await conn.execute_fetchall(DELETE_DEAD, {"before": before, "limit": limit})))
