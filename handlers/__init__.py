@@ -1,8 +1,32 @@
 """The handler plugin API and the built-in handlers (one module each). See docs/handlers.md.
 
-from handlers import Handler, Event, Context, RetryLater, Permanent
+from handlers import BaseHandler, Context, Event, RetryLater, Permanent
+
+`handlers.testing` runs a handler as the dispatcher would, for a plugin's own tests.
 """
 
-from handlers.api import Context, Duration, Event, Handler, OptionError, Permanent, RetryLater
+from handlers.api import (
+    AttachmentFile,
+    BaseHandler,
+    Context,
+    Duration,
+    Event,
+    Handler,
+    OptionError,
+    Permanent,
+    RetryLater,
+    Store,
+)
 
-__all__ = ["Context", "Duration", "Event", "Handler", "OptionError", "Permanent", "RetryLater"]
+__all__ = [
+    "AttachmentFile",
+    "BaseHandler",
+    "Context",
+    "Duration",
+    "Event",
+    "Handler",
+    "OptionError",
+    "Permanent",
+    "RetryLater",
+    "Store",
+]

@@ -109,6 +109,8 @@ class DispatchConfig:
     backoff_cap: float = 600.0
     lease: float = 300.0
     poll_interval: float = 1.0
+    step_timeout: float = 300.0
+    """How long one handler may run on one event before it is cancelled (`[handlers.NAME] step_timeout` wins)."""
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,13 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class HandlerSection:
-    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself)."""
+    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself), `step_timeout`
+    overrides `[dispatch] step_timeout`; `options` are the other keys, for the handler's `Options`."""
 
     name: str
     use: str
     options: Mapping[str, Any]
+    step_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -434,6 +438,7 @@ def _parse_dispatch(sec: Section) -> DispatchConfig:
         backoff_cap=sec.duration("backoff_cap", 600.0),
         lease=sec.duration("lease", 300.0),
         poll_interval=sec.duration("poll_interval", 1.0),
+        step_timeout=sec.duration("step_timeout", 300.0),
     )
 
 
@@ -457,11 +462,12 @@ def _parse_handlers(table: dict[str, Any]) -> dict[str, HandlerSection]:
     for name, options in table.items():
         if not isinstance(options, dict):
             raise ConfigError(f"handlers.{name}", "must be a table ([handlers.NAME])")
-        opts = dict(options)
-        use = opts.pop("use", name)
+        sec = Section(options, f"handlers.{name}")
+        use = sec.data.pop("use", name)
         if not isinstance(use, str) or not use:
             raise ConfigError(f"handlers.{name}.use", "must name a handler")
-        sections[name] = HandlerSection(name=name, use=use, options=opts)
+        step_timeout = sec.duration("step_timeout", 0.0) if "step_timeout" in sec.data else None
+        sections[name] = HandlerSection(name=name, use=use, options=sec.data, step_timeout=step_timeout)
     return sections
 
 

@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from handlers.api import Duration, Handler, OptionError
+from handlers.api import BaseHandler, Context, Duration, Event, Handler, OptionError
 from receiver.altinn.clients import require_altinn
 from receiver.config import Config, ConfigError, HandlerSection, PipelineConfig
 from receiver.durations import parse_duration
@@ -61,11 +61,13 @@ DEFAULT_PIPELINES: dict[str, tuple[PipelineConfig, ...]] = {
 
 @dataclass(frozen=True)
 class Step:
-    """One configured handler: `name` as the config spells it, the handler object, its validated options."""
+    """One configured handler: `name` as the config spells it, the handler object, its validated options, and how
+    long it may run on one event (`timeout`, seconds: its `step_timeout`, else `[dispatch] step_timeout`)."""
 
     name: str
     handler: Handler
     options: Any
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def load_pipelines(config: Config) -> Pipelines:
         for j, name in enumerate(pipeline.handlers):
             if name not in steps:
                 key = f"pipelines[{i}].handlers[{j}]" if config.pipelines else where
-                steps[name] = build_step(name, config.handlers.get(name), key, base_dir)
+                section = config.handlers.get(name)
+                steps[name] = build_step(name, section, key, base_dir, config.dispatch.step_timeout)
         pipelines.append(Pipeline(pipeline.types, tuple(steps[name] for name in pipeline.handlers)))
     for name in config.handlers:
         if name not in steps:
@@ -126,29 +129,77 @@ def load_pipelines(config: Config) -> Pipelines:
             raise ConfigError(
                 f"handlers.{name}", f"is not used by any pipeline: add {name!r} to a [[pipelines]] handlers list{used}"
             )
-    uses_altinn = any(getattr(step.handler, "uses_altinn", False) for step in steps.values())
+    uses_altinn = any(step.handler.uses_altinn for step in steps.values())
     if uses_altinn:
         require_altinn(config)
     return Pipelines(tuple(pipelines), steps, uses_altinn, warning)
 
 
-def build_step(name: str, section: HandlerSection | None, key: str, base_dir: Path) -> Step:
+def build_step(name: str, section: HandlerSection | None, key: str, base_dir: Path, default_timeout: float) -> Step:
     target = section.use if section is not None else name
     target_key = f"handlers.{name}.use" if section is not None and section.use != name else key
-    factory = resolve_handler(target, target_key)
+    handler = create_handler(resolve_handler(target, target_key), target, target_key)
+    raw = dict(section.options) if section is not None else {}
+    options = handler_options(handler, raw, f"handlers.{name}", target, base_dir)
+    timeout = section.step_timeout if section is not None and section.step_timeout is not None else default_timeout
+    return Step(name, handler, options, timeout)
+
+
+def create_handler(factory: Callable[[], Any], target: str, key: str) -> Handler:
+    """A handler made by `factory` (its class, mostly) and checked against what `Handler` declares."""
     try:
-        handler = factory()
+        made = factory()
     except Exception as exc:
-        raise ConfigError(target_key, f"handler {target!r} could not be created: {type(exc).__name__}: {exc}") from None
-    if not isinstance(getattr(handler, "name", None), str) or not inspect.iscoroutinefunction(
-        getattr(handler, "handle", None)
+        raise ConfigError(key, f"handler {target!r} could not be created: {type(exc).__name__}: {exc}") from None
+    if not isinstance(getattr(made, "name", None), str) or not inspect.iscoroutinefunction(
+        getattr(made, "handle", None)
     ):
         raise ConfigError(
-            target_key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
+            key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
         )
-    raw = dict(section.options) if section is not None else {}
-    options = build_options(getattr(handler, "Options", None), raw, f"handlers.{name}", target, base_dir)
-    return Step(name, handler, options)
+    handler: Handler = made if isinstance(made, Handler) else PartialHandler(made)
+    if handler.Options is not None and not (
+        isinstance(handler.Options, type) and dataclasses.is_dataclass(handler.Options)
+    ):
+        raise ConfigError(key, f"handler {target!r}: its `Options` must be a dataclass (or None: no options)")
+    if not isinstance(handler.uses_altinn, bool):
+        raise ConfigError(key, f"handler {target!r}: `uses_altinn` must be True or False")
+    for method in ("start", "aclose"):
+        declared = getattr(made, method, None)
+        if declared is not None and not inspect.iscoroutinefunction(declared):
+            raise ConfigError(key, f"handler {target!r}: `{method}` must be `async def {method}(...)`")
+    return handler
+
+
+class PartialHandler:
+    """A handler written against the older, smaller contract (`name` and `handle`, perhaps `Options`,
+    `uses_altinn` or `aclose`): what it has, and `BaseHandler`'s defaults for what it lacks."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.Options: type[Any] | None = getattr(inner, "Options", BaseHandler.Options)
+        self.uses_altinn: bool = getattr(inner, "uses_altinn", BaseHandler.uses_altinn)
+
+    async def start(self, ctx: Context[Any]) -> None:
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            await start(ctx)
+
+    async def handle(self, event: Event, ctx: Context[Any]) -> None:
+        await self.inner.handle(event, ctx)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def handler_options(handler: Handler, raw: dict[str, Any], key: str, target: str, base_dir: Path) -> Any:
+    """The handler's `Options` instance from the keys of its `[handlers.NAME]` section (`key`) other than the
+    receiver's own (`use`, `step_timeout`); None for a handler without options. The one place options are
+    validated: for the dispatcher and for `handlers.testing` alike."""
+    return build_options(handler.Options, raw, key, target, base_dir)
 
 
 def resolve_handler(target: str, key: str) -> Callable[[], Any]:
