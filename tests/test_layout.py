@@ -32,6 +32,7 @@ LAYERS: dict[str, float] = {
     "receiver.sync": 6,
     "receiver.worker": 6,
     "receiver.app": 7,
+    "handlers.testing": 7,  # runs a plugin's handler as the worker would, for the plugin's own tests
     "receiver.onboarding": 8,
     "receiver.cli": 9,
     "receiver.__main__": 10,

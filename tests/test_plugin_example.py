@@ -1,10 +1,11 @@
 """The example plugin package (examples/altinn-receiver-example-plugin), installed into a folder of its own and put
-on PYTHONPATH of a real `altinn-receiver serve`: its entry point `audit_file` is found and runs; without it the
-same config stops with exit status 2."""
+on PYTHONPATH: its own tests pass through `handlers.testing`; in a real `altinn-receiver serve` its entry point
+`audit_file` is found and runs; without it the same config stops with exit status 2."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=180,
     )
     return target
+
+
+def test_the_example_plugins_own_tests_pass_through_handlers_testing(installed: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "skipped" not in result.stdout
 
 
 def test_the_installed_example_plugin_runs_through_its_entry_point(
