@@ -15,6 +15,7 @@ from receiver.cli.main import COMMANDS, main
 # Commands without the receiver's --config, as the issues say: `init` writes the config, `demo` makes its own.
 WITHOUT_CONFIG = {"init", "demo"}
 LISTINGS = ["events list", "events dead", "tail", "stats", "subscriptions list", "subscriptions sync", "catchup"]
+LISTINGS += ["handlers list"]
 
 
 def commands() -> Iterator[tuple[str, click.Command]]:
@@ -39,7 +40,7 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"]])
+@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"], ["handlers"]])
 def test_help_lists_every_command_with_its_whole_summary(group: list[str]) -> None:
     code, text = invoke(*group, "--help")
     assert code == 0

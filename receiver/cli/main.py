@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "subscriptions": "receiver.cli.subscriptions:subscriptions_group",
     "catchup": "receiver.cli.catchup:catchup_command",
     "demo": "receiver.cli.demo:demo_command",
+    "handlers": "receiver.cli.handler_list:handlers_group",
 }
 
 

@@ -43,9 +43,13 @@ class StepTimeout(RetryLater):
     """A step ran over its `step_timeout` and was cancelled: the event is retried."""
 
     def __init__(self, timeout: float) -> None:
-        shown = format_duration(timeout) if timeout >= 1 else f"{round(timeout * 1000)}ms"
-        super().__init__(f"timed out after {shown}")
+        super().__init__(f"timed out after {duration_text(timeout)}")
         self.timeout = timeout
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as the config writes one: "5m", "30s", and below a second "200ms" (not "0s")."""
+    return format_duration(seconds) if seconds >= 1 or seconds <= 0 else f"{round(seconds * 1000)}ms"
 
 
 def step_context(
