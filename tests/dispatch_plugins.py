@@ -59,6 +59,18 @@ class Hang(BaseHandler):
                 raise
 
 
+class Stubborn(BaseHandler):
+    """Catches its first cancellation and goes on waiting (until cancelled again): a step that does not stop."""
+
+    name = "stubborn"
+
+    async def handle(self, event: Event, ctx: Context[None]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()
+
+
 class Pause(BaseHandler):
     """Pauses each event `times` times with `RetryLater(attempt=False)`, then works; records every run's attempt."""
 

@@ -1,11 +1,14 @@
 """`handlers.testing`, the plugin author's harness: a handler run as the dispatcher runs it (options checked as at
 startup, `start`, `handle` within its deadline, `aclose`) over a real SQLite store in a folder, the built-in `store`
-handler's rows written through `ctx.store`, and the typed `ctx.correspondence` and `ctx.attachments` being the same
-values as the `ctx.results` names plugins used before."""
+handler's rows written through `ctx.store`, the typed `ctx.correspondence` and `ctx.attachments` being the same
+values as the `ctx.results` names plugins used before, a step that will not stop being left behind after its grace,
+and the deprecated raw connection."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from handlers import AttachmentFile, RetryLater
 from handlers.store import Store
 from handlers.testing import STORE_FILE, ConfigError, StepTimeout, handler_context, make_event, run_handler
 from receiver.altinn import Correspondence
-from tests.dispatch_plugins import Hang, Lifecycle, Pause, Recorder, recorded
+from receiver.worker.steps import CANCEL_GRACE
+from tests.dispatch_plugins import Hang, Lifecycle, Pause, Recorder, Stubborn, recorded
 from tests.dispatch_support import query
 
 
@@ -92,5 +96,23 @@ def test_typed_results_and_the_names_plugins_used_before_are_the_same_values(tmp
             assert ctx.results["downloads"] == ctx.attachments
             assert ctx.results["attachments"] == [tmp_path / "a.pdf"]
             assert await ctx.store.fetch("SELECT :n AS n", {"n": 1}) == [{"n": 1}]
+
+    asyncio.run(check())
+
+
+def test_a_step_that_ignores_its_cancellation_is_left_behind_after_the_grace(caplog: pytest.LogCaptureFixture) -> None:
+    started = time.monotonic()
+    with pytest.raises(StepTimeout):
+        asyncio.run(run_handler(Stubborn(), step_timeout=0.1))
+    assert time.monotonic() - started < 0.1 + CANCEL_GRACE + 1.0
+    assert any(r.levelno == logging.ERROR and "did not stop when cancelled" in r.getMessage() for r in caplog.records)
+
+
+def test_the_raw_connection_is_still_there_but_deprecated(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with handler_context(folder=tmp_path) as ctx:
+            with pytest.warns(DeprecationWarning, match="ctx.store.conn"):
+                conn = getattr(ctx.store, "conn")  # noqa: B009 (not part of handlers.Store)
+            assert [tuple(row) for row in await conn.execute_fetchall("SELECT 1")] == [(1,)]
 
     asyncio.run(check())
