@@ -6,8 +6,9 @@ on Python 3.11 `wait_for` can swallow the cancellation of the run (a lost lease,
 the same moment, and takes a step that swallows its own cancellation at the deadline for a success. Here a step
 that runs over is cancelled and counts as timed out whatever it then does, and a cancelled run cancels its step
 and is cancelled itself. A step that keeps running after it was cancelled (it catches `CancelledError` and goes
-on, or blocks the event loop) is given `CANCEL_GRACE` seconds to stop; then it is left behind with an error line,
-and the event's outcome is recorded all the same.
+on) is given `CANCEL_GRACE` seconds to stop; then it is left behind with an error line, and the event's outcome is
+recorded all the same. (A step that blocks the event loop cannot be cancelled at all: nothing runs until it
+returns. Handlers put blocking work in `asyncio.to_thread`.)
 """
 
 from __future__ import annotations
