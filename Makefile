@@ -32,7 +32,7 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile examples/altinn-receiver-example-plugin/Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

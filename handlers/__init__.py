@@ -1,8 +1,34 @@
 """The handler plugin API and the built-in handlers (one module each). See docs/handlers.md.
 
-from handlers import Handler, Event, Context, RetryLater, Permanent
+from handlers import BaseHandler, Context, Event, RetryLater, Permanent
+
+`handlers.testing` runs a handler as the dispatcher would, for a plugin's own tests.
 """
 
-from handlers.api import Context, Duration, Event, Handler, OptionError, Permanent, RetryLater, setting
+from handlers.api import (
+    AttachmentFile,
+    BaseHandler,
+    Context,
+    Duration,
+    Event,
+    Handler,
+    OptionError,
+    Permanent,
+    RetryLater,
+    Store,
+    setting,
+)
 
-__all__ = ["Context", "Duration", "Event", "Handler", "OptionError", "Permanent", "RetryLater", "setting"]
+__all__ = [
+    "AttachmentFile",
+    "BaseHandler",
+    "Context",
+    "Duration",
+    "Event",
+    "Handler",
+    "OptionError",
+    "Permanent",
+    "RetryLater",
+    "Store",
+    "setting",
+]

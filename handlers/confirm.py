@@ -4,7 +4,7 @@ Altinn requires that it was fetched first; one already confirmed counts as done.
 from __future__ import annotations
 
 from handlers.recipient_action import RecipientAction
-from receiver.altinn.correspondence_api import CorrespondenceApi
+from receiver.altinn import CorrespondenceApi
 
 
 class Confirm(RecipientAction):

@@ -4,8 +4,8 @@ as a recipient, the scope `altinn:correspondence.read`.
 
 A file is written beside its final name and renamed only when complete and matching its MD5 checksum (when Altinn
 gives one), so a file under its final name is complete: it is skipped on a later run (checked against the
-checksum). The paths on disk are in `ctx.results["attachments"]`; what was done with each attachment, for `store`,
-in `ctx.results["downloads"]`.
+checksum). What was done with each attachment (`handlers.AttachmentFile`) is `ctx.attachments`, by attachment id,
+for `store` (also `ctx.results["downloads"]`, and the paths on disk in `ctx.results["attachments"]`).
 
 An attachment Altinn no longer serves (contract §7.2: status `Expired` or `Purged`, an `expirationTime` passed, or
 a download refused with 400 errorCode 2020 or 2019) is not downloaded and does not fail the event: it is logged as
@@ -22,10 +22,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.api import Context, Event, OptionError, Permanent
-from receiver.altinn import Attachment, Correspondence
-from receiver.altinn.correspondence_api import AttachmentUnavailable
+from handlers import AttachmentFile, BaseHandler, Context, Event, OptionError, Permanent
+from receiver.altinn import Attachment, AttachmentUnavailable
 from receiver.timeutil import now
+
+__all__ = ["AttachmentFile", "DownloadAttachments", "safe_file_name"]  # AttachmentFile: plugins imported it from here
 
 MAX_NAME = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
@@ -67,18 +68,7 @@ async def already_complete(path: Path, checksum: str | None) -> bool:
     return (await asyncio.to_thread(md5_of, path)) == checksum.strip().lower()
 
 
-@dataclass(frozen=True)
-class AttachmentFile:
-    """What `download_attachments` did with one attachment (`ctx.results["downloads"]`, by attachment id): the
-    file on disk (`path`, `size` in bytes), or else `unavailable`, the status (`Expired`, `Purged`) for which Altinn
-    would not serve it."""
-
-    path: Path | None = None
-    size: int | None = None
-    unavailable: str | None = None
-
-
-class DownloadAttachments:
+class DownloadAttachments(BaseHandler):
     name = "download_attachments"
     uses_altinn = True
 
@@ -93,8 +83,8 @@ class DownloadAttachments:
             if self.max_bytes is not None and self.max_bytes < 1:
                 raise OptionError("max_bytes", f"must be at least 1, got {self.max_bytes}")
 
-    async def handle(self, event: Event, ctx: Context) -> None:
-        correspondence: Correspondence | None = ctx.results.get("correspondence")
+    async def handle(self, event: Event, ctx: Context[DownloadAttachments.Options]) -> None:
+        correspondence = ctx.correspondence
         if correspondence is None:
             ctx.log.info("no correspondence fetched for this event: nothing to download")
             return
@@ -111,11 +101,10 @@ class DownloadAttachments:
                     extra={"attachment_id": attachment.id, "reason": reason},
                 )
                 ctx.metrics.attachments_unavailable.labels(reason).inc()
-        ctx.results["downloads"] = downloads
-        ctx.results["attachments"] = [d.path for d in downloads.values() if d.path is not None]
+        ctx.attachments = downloads
 
     async def download(
-        self, ctx: Context, correspondence_id: str, attachment: Attachment, path: Path
+        self, ctx: Context[DownloadAttachments.Options], correspondence_id: str, attachment: Attachment, path: Path
     ) -> AttachmentFile:
         """The file at `path`: kept if already complete, else downloaded unless Altinn no longer serves it."""
         if await already_complete(path, attachment.checksum):

@@ -1,5 +1,6 @@
 """`fetch_correspondence`: the correspondence an event is about, from the Correspondence API, into
-`ctx.results["correspondence"]` (a `receiver.altinn.Correspondence`; `.raw` is Altinn's JSON).
+`ctx.correspondence` (a `receiver.altinn.Correspondence`; `.raw` is Altinn's JSON), also known as
+`ctx.results["correspondence"]`.
 
 Only `no.altinn.correspondence.correspondence*` events name a correspondence (their `resourceinstance`); for
 attachment and notification events it is an attachment or notification-order id, so they pass through untouched.
@@ -14,24 +15,24 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater
+from handlers import BaseHandler, Context, Duration, Event, OptionError, Permanent, RetryLater
 from receiver.altinn import PermanentError
 
-CORRESPONDENCE_EVENT = "no.altinn.correspondence.correspondence"
 PURGED = "no.altinn.correspondence.correspondencepurged"
 NOT_FOUND = 1001
 
 
 def is_correspondence_event(event: Event) -> bool:
-    """Whether `resourceinstance` is a correspondence id (events contract §3.4)."""
-    return event.type.startswith(CORRESPONDENCE_EVENT)
+    """Whether `resourceinstance` is a correspondence id: `event.is_correspondence_event` (kept for plugins that
+    imported it from here)."""
+    return event.is_correspondence_event
 
 
 def is_not_found(error: PermanentError) -> bool:
     return error.status == 404 or str(error.error_code) == str(NOT_FOUND)
 
 
-class FetchCorrespondence:
+class FetchCorrespondence(BaseHandler):
     name = "fetch_correspondence"
     uses_altinn = True
 
@@ -49,8 +50,8 @@ class FetchCorrespondence:
             if self.timeout <= 0:
                 raise OptionError("timeout", "must be longer than zero")
 
-    async def handle(self, event: Event, ctx: Context) -> None:
-        if not is_correspondence_event(event):
+    async def handle(self, event: Event, ctx: Context[FetchCorrespondence.Options]) -> None:
+        if not event.is_correspondence_event:
             ctx.log.info(
                 "not a correspondence event: its resourceinstance is not a correspondence id, nothing to fetch",
                 extra={"resourceinstance": event.resourceinstance},
@@ -74,4 +75,4 @@ class FetchCorrespondence:
             raise Permanent(
                 f"correspondence {event.resourceinstance} not found (404) after {event.attempt} tries"
             ) from exc
-        ctx.results["correspondence"] = correspondence
+        ctx.correspondence = correspondence

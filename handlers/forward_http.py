@@ -18,9 +18,8 @@ import httpx
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
-from handlers.api import Context, Duration, Event, OptionError, Permanent, RetryLater, setting
-from receiver.altinn import Correspondence
-from receiver.altinn.http import parse_retry_after
+from handlers import BaseHandler, Context, Duration, Event, OptionError, Permanent, RetryLater, setting
+from receiver.altinn import parse_retry_after
 from receiver.timeutil import parse_iso
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -51,7 +50,7 @@ def cloud_event(event: Event, data: Any) -> CloudEvent:
     return CloudEvent(attributes, data)
 
 
-class ForwardHttp:
+class ForwardHttp(BaseHandler):
     name = "forward_http"
 
     @dataclass(frozen=True)
@@ -90,9 +89,9 @@ class ForwardHttp:
         if self._client is not None:
             await self._client.aclose()
 
-    async def handle(self, event: Event, ctx: Context) -> None:
-        options: ForwardHttp.Options = ctx.options
-        fetched: Correspondence | None = ctx.results.get("correspondence")
+    async def handle(self, event: Event, ctx: Context[ForwardHttp.Options]) -> None:
+        options = ctx.options
+        fetched = ctx.correspondence
         data = fetched.raw if fetched is not None else event.data
         try:
             message: HTTPMessage = (to_binary_event if options.mode == "binary" else to_structured_event)(

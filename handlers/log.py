@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.api import Context, Event
-from receiver.altinn import Correspondence
+from handlers import BaseHandler, Context, Event
 
 
-class Log:
+class Log(BaseHandler):
     name = "log"
 
-    async def handle(self, event: Event, ctx: Context) -> None:
+    async def handle(self, event: Event, ctx: Context[None]) -> None:
         fields: dict[str, Any] = {
             "resource": event.resource,
             "resourceinstance": event.resourceinstance,
@@ -20,9 +19,9 @@ class Log:
             "channel": event.channel,
             "attempt": event.attempt,
         }
-        fetched: Correspondence | None = ctx.results.get("correspondence")
+        fetched = ctx.correspondence
         if fetched is not None:
             fields.update(correspondence_status=fetched.status, attachments=len(fetched.attachments))
-        if "attachments" in ctx.results:
-            fields["downloaded"] = len(ctx.results["attachments"])
+        if ctx.attachments is not None:
+            fields["downloaded"] = sum(1 for file in ctx.attachments.values() if file.path is not None)
         ctx.log.info(f"event {event.type}", extra=fields)

@@ -4,7 +4,7 @@ first, so put `fetch_correspondence` before it; a correspondence already read co
 from __future__ import annotations
 
 from handlers.recipient_action import RecipientAction
-from receiver.altinn.correspondence_api import CorrespondenceApi
+from receiver.altinn import CorrespondenceApi
 
 
 class MarkAsRead(RecipientAction):

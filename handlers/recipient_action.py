@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from handlers.api import Context, Event, Permanent
-from handlers.fetch_correspondence import is_correspondence_event
-from receiver.altinn import PermanentError
-from receiver.altinn.correspondence_api import CorrespondenceApi
+from handlers import BaseHandler, Context, Event, Permanent
+from receiver.altinn import CorrespondenceApi, PermanentError
 
 Operation = Callable[[CorrespondenceApi, str], Awaitable[None]]
 
 
-class RecipientAction:
+class RecipientAction(BaseHandler):
     """A recipient's POST on a correspondence: `operation` is the Correspondence API's call, `already` Altinn's
     errorCode for "done before", `unfetched` its errorCode for "fetch it first" (correspondence contract §1.2)."""
 
@@ -24,8 +22,8 @@ class RecipientAction:
         self.already = already
         self.unfetched = unfetched
 
-    async def handle(self, event: Event, ctx: Context) -> None:
-        if not is_correspondence_event(event):
+    async def handle(self, event: Event, ctx: Context[None]) -> None:
+        if not event.is_correspondence_event:
             ctx.log.info(f"not a correspondence event: nothing to {self.name}")
             return
         assert ctx.altinn is not None

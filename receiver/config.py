@@ -151,6 +151,12 @@ def check_resource_urn(key: str, resource: str) -> str:
         raise ConfigError(key, str(exc)) from None
 
 
+def _longer_than_zero(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"must be longer than zero, got {seconds:g}s")
+    return seconds
+
+
 def _at_least_one(what: str) -> Any:
     def check(items: tuple[str, ...]) -> tuple[str, ...]:
         if not items:
@@ -222,6 +228,8 @@ class DispatchConfig:
     backoff_cap: Duration = setting(600.0, positive=True)
     lease: Duration = setting(300.0, positive=True)
     poll_interval: Duration = setting(1.0, positive=True)
+    step_timeout: Duration = setting(300.0, positive=True)
+    """How long one handler may run on one event before it is cancelled (`[handlers.NAME] step_timeout` wins)."""
 
 
 @dataclass(frozen=True)
@@ -232,15 +240,27 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class HandlerSection:
-    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself); `options` are
-    the section's other keys as written, checked against the handler's `Options` when the pipelines load."""
+    """A `[handlers.NAME]` section: `use` names the handler it instantiates (default: NAME itself), `step_timeout`
+    overrides `[dispatch] step_timeout`; `options` are the section's other keys as written, checked against the
+    handler's `Options` when the pipelines load."""
 
     name: str
     use: str
     options: Mapping[str, Any] = setting(default_factory=dict, key=False)
+    step_timeout: Duration | None = None
+
+
+@dataclass(frozen=True)
+class _HandlerKeys:
+    """The receiver's keys of a `[handlers.NAME]` section besides `use`, read with the validator; like `use` they
+    never reach the handler's `Options`."""
+
+    step_timeout: Duration | None = setting(None, check=_longer_than_zero)
 
 
 def _handler_sections(table: Mapping[str, Any]) -> dict[str, HandlerSection]:
+    """Each `[handlers.NAME]` table as written: `use` taken out, the rest kept for the handler's `Options` (and
+    `step_timeout`, which `_read_handler_keys` reads once the environment and folder are at hand)."""
     sections = {}
     for name, options in table.items():
         if not isinstance(options, Mapping):
@@ -251,6 +271,18 @@ def _handler_sections(table: Mapping[str, Any]) -> dict[str, HandlerSection]:
             raise Invalid("must name a handler", f".{name}.use")
         sections[name] = HandlerSection(name=name, use=use, options=rest)
     return sections
+
+
+def _read_handler_keys(sections: Mapping[str, HandlerSection], source: Source) -> dict[str, HandlerSection]:
+    """The sections with their `step_timeout` read as `[dispatch] step_timeout` is (a duration, `${NAME}` forms) and
+    taken out of the options."""
+    read = {}
+    for name, section in sections.items():
+        options = dict(section.options)
+        given = {"step_timeout": options.pop("step_timeout")} if "step_timeout" in options else {}
+        keys = build(_HandlerKeys, given, f"handlers.{name}", source)
+        read[name] = replace(section, options=options, step_timeout=keys.step_timeout)
+    return read
 
 
 @dataclass(frozen=True)
@@ -354,7 +386,9 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], base_dir: Path = Path(".")) -> Config:
     """Validate a parsed TOML document into a Config; `base_dir` anchors relative paths."""
     source = Source(environ, base_dir)
-    return _finish(replace(build(Config, data, "", source), read_with=source), data)
+    config = build(Config, data, "", source)
+    config = replace(config, handlers=_read_handler_keys(config.handlers, source), read_with=source)
+    return _finish(config, data)
 
 
 def _finish(config: Config, data: Mapping[str, Any]) -> Config:

@@ -310,6 +310,8 @@ def _string(value: Any, key: str, source: Source, secret: bool) -> str:
 
 
 def _path(value: Any, key: str, source: Source, secret: bool) -> Path:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a path, got {_kind(value, secret)}")
     text = _string(value, key, source, secret)
     if not text:
         raise ConfigError(key, "must name a file or folder, got an empty string")

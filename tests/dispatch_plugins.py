@@ -1,4 +1,5 @@
-"""Plugin handlers for the dispatcher tests, loaded by dotted path (`tests.dispatch_plugins:Recorder`)."""
+"""Plugin handlers for the dispatcher tests, loaded by dotted path (`tests.dispatch_plugins:Recorder`). `Recorder`
+is written as plugins were before `BaseHandler` (a `name` and `handle` only); the others subclass it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handlers import Context, Duration, Event
+from handlers import BaseHandler, Context, Duration, Event, RetryLater
 
 
 class Recorder:
@@ -22,13 +23,130 @@ class Recorder:
         path: Path
         seconds: Duration = 0.0
 
-    async def handle(self, event: Event, ctx: Context) -> None:
+    async def handle(self, event: Event, ctx: Context) -> None:  # an unparameterised Context, as plugins wrote it
         started = time.monotonic()
         await asyncio.sleep(ctx.options.seconds)
         line = {"id": event.id, "instance": event.resourceinstance, "start": started, "end": time.monotonic()}
-        with ctx.options.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(line) + "\n")
+        append(ctx.options.path, line)
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    path: Path
+    """Where the handler appends one JSON line per thing it does."""
+
+
+class Hang(BaseHandler):
+    """Hangs on an event's first run until it is cancelled (recorded as "cancelled"), and works on the next
+    (recorded as "done"). With `swallow`, it catches its cancellation and returns as if it had worked."""
+
+    name = "hang"
+
+    @dataclass(frozen=True)
+    class Options:
+        path: Path
+        swallow: bool = False
+
+    async def handle(self, event: Event, ctx: Context[Hang.Options]) -> None:
+        if event.attempt > 1:
+            append(ctx.options.path, {"id": event.id, "run": "done", "attempt": event.attempt})
+            return
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            append(ctx.options.path, {"id": event.id, "run": "cancelled", "attempt": event.attempt})
+            if not ctx.options.swallow:
+                raise
+
+
+class Stubborn(BaseHandler):
+    """Catches its first cancellation and goes on waiting (until cancelled again): a step that does not stop."""
+
+    name = "stubborn"
+
+    async def handle(self, event: Event, ctx: Context[None]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()
+
+
+class Pause(BaseHandler):
+    """Pauses each event `times` times with `RetryLater(attempt=False)`, then works; records every run's attempt."""
+
+    name = "pause"
+
+    @dataclass(frozen=True)
+    class Options:
+        path: Path
+        times: int = 2
+
+    async def handle(self, event: Event, ctx: Context[Pause.Options]) -> None:
+        runs = len([line for line in recorded(ctx.options.path) if line["id"] == event.id])
+        append(ctx.options.path, {"id": event.id, "attempt": event.attempt})
+        if runs < ctx.options.times:
+            raise RetryLater("downstream maintenance window", after=0.01, attempt=False)
+
+
+class Lifecycle(BaseHandler):
+    """Records its `start` (with the store's dialect and whether its context has an event), each `handle`, and its
+    `aclose`."""
+
+    name = "lifecycle"
+    Options = PathOptions
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    async def start(self, ctx: Context[PathOptions]) -> None:
+        self.path = ctx.options.path
+        append(self.path, {"call": "start", "dialect": ctx.store.dialect, "correspondence": ctx.correspondence})
+
+    async def handle(self, event: Event, ctx: Context[PathOptions]) -> None:
+        append(ctx.options.path, {"call": "handle", "id": event.id})
+
+    async def aclose(self) -> None:
+        assert self.path is not None, "aclose without start"
+        append(self.path, {"call": "aclose"})
+
+
+class FailingStart(BaseHandler):
+    """Its `start` fails: the dispatcher must not start, and close what it started before it."""
+
+    name = "failing_start"
+
+    async def start(self, ctx: Context[None]) -> None:
+        raise RuntimeError("the case system is not reachable")
+
+    async def handle(self, event: Event, ctx: Context[None]) -> None:
+        raise AssertionError("a handler whose start failed was run")
+
+
+def append(path: Path, line: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def recorded(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+class PlainOptions(BaseHandler):
+    """Declares `Options` that are not a dataclass: refused at startup."""
+
+    name = "plain_options"
+
+    class Options:
+        path: Path
+
+    async def handle(self, event: Event, ctx: Context[None]) -> None: ...
+
+
+class SyncStart:
+    """A `start` that is not `async def`: refused at startup."""
+
+    name = "sync_start"
+
+    def start(self, ctx: Context[None]) -> None: ...
+
+    async def handle(self, event: Event, ctx: Context[None]) -> None: ...

@@ -25,6 +25,7 @@ WITHOUT_CONFIG = {"init", "demo"}
 LISTINGS = [
     "events list", "events dead", "tail", "stats", "subscriptions list", "subscriptions sync", "catchup", "config show"
 ]  # fmt: skip
+LISTINGS += ["handlers list"]
 
 
 def commands() -> Iterator[tuple[str, click.Command]]:
@@ -49,7 +50,7 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"], ["config"], ["store"]])
+@pytest.mark.parametrize("group", [[], ["events"], ["subscriptions"], ["config"], ["store"], ["handlers"]])
 def test_help_lists_every_command_with_its_whole_summary(group: list[str]) -> None:
     code, text = invoke(*group, "--help")
     assert code == 0

@@ -67,6 +67,24 @@ def test_retention_reads_durations_and_keeps_dead_ids_while_altinn_can_send_them
     assert str(caught.value).startswith("retention.dead: must be at least 90d: Altinn can send an event again")
 
 
+def test_step_timeout_is_read_like_every_duration_and_kept_out_of_the_handlers_options() -> None:
+    text = BASE + (
+        '[dispatch]\nstep_timeout = "${STEP:-2m}"\n'
+        '[handlers.archive]\nuse = "forward_http"\nstep_timeout = "${ARCHIVE_STEP}"\nurl = "https://a.example/in"\n'
+    )
+    config = parse(text, {"ARCHIVE_STEP": "90s"})
+    archive = config.handlers["archive"]
+    assert (config.dispatch.step_timeout, archive.step_timeout) == (120.0, 90.0)
+    assert dict(archive.options) == {"url": "https://a.example/in"}, "use and step_timeout are the receiver's keys"
+    assert parse(BASE + "[handlers.log]\n").handlers["log"].step_timeout is None
+    assert parse(BASE).dispatch.step_timeout == 300.0
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + '[handlers.log]\nstep_timeout = "0s"\n')
+    assert (caught.value.key, caught.value.problem) == ("handlers.log.step_timeout", "must be longer than zero, got 0s")
+    assert error_key(BASE + '[handlers.log]\nstep_timeout = "soon"\n') == "handlers.log.step_timeout"
+    assert error_key(BASE + '[dispatch]\nstep_timeout = "0s"\n') == "dispatch.step_timeout"
+
+
 def test_allow_no_secret_makes_the_secret_optional() -> None:
     assert parse("[receiver]\nallow_no_secret = true\n").receiver.secrets == ()
 

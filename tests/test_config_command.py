@@ -173,6 +173,22 @@ def test_config_show_lists_the_pipelines_that_run_when_the_file_has_none(tmp_pat
     assert shown["handlers"] == {"store": {"use": "store"}}
 
 
+def test_config_show_gives_a_handlers_own_step_timeout_beside_its_options(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        f'[receiver]\nsecret = "{GOOD_SECRET}"\n[dispatch]\nstep_timeout = "2m"\n'
+        '[[pipelines]]\ntypes = ["*"]\nhandlers = ["store", "archive"]\n'
+        '[handlers.archive]\nuse = "forward_http"\nstep_timeout = "90s"\nurl = "https://archive.example/in"\n',
+    )
+    shown = json.loads(run_cli("config", "show", "--json", "--config", str(path)).stdout)
+    assert shown["dispatch"]["step_timeout"] == "2m"
+    assert shown["handlers"]["store"] == {"use": "store"}
+    assert shown["handlers"]["archive"] == {
+        "use": "forward_http", "step_timeout": "1m30s", "url": "***", "mode": "structured", "headers": {},
+        "timeout": "10s",
+    }  # fmt: skip
+
+
 def test_a_handler_option_serve_refuses_is_refused_by_validate_and_check_with_the_same_line(tmp_path: Path) -> None:
     write_pem_key(new_key(), tmp_path / "key.pem")
     path = config(

@@ -86,7 +86,8 @@ def measure(path: Path, backlog: int) -> Costs:
         claim_head, [head] = steps(conn, queue.CLAIM, claim_params(1))
         claim_busy, busy = steps(conn, queue.CLAIM, claim_params(4))
         insert_behind, _ = steps(conn, INSERT_EVENT, row(HOT, "2026-01-05T09:30:00Z"))
-        finish = {"seq": head["seq"], "owner": "worker", "status": "done", "error": "", "next_attempt_at": ""}
+        finish = {"seq": head["seq"], "owner": "worker", "status": "done", "error": "", "next_attempt_at": "",
+                  "give_back": 0}  # fmt: skip
         finish_head, _ = steps(conn, queue.FINISH, {**finish, "now": NOW})
     return Costs(claim_head, claim_busy, insert_behind, finish_head, {r["resourceinstance"] for r in [head, *busy]})
 
@@ -198,7 +199,8 @@ def apply(conn: sqlite3.Connection, step: Step) -> None:
     elif action == "finish" and pick is not None:
         status, at = OUTCOMES[b % 5]
         owner = conn.execute("SELECT lease_owner FROM inbox WHERE seq = ?", (pick,)).fetchone()[0]
-        params = {"seq": pick, "owner": owner, "status": status, "error": "", "next_attempt_at": at, "now": NOW}
+        params = {"seq": pick, "owner": owner, "status": status, "error": "", "next_attempt_at": at, "now": NOW,
+                  "give_back": 0}  # fmt: skip
         conn.execute(queue.FINISH, params).fetchall()
     elif action == "release":
         conn.execute(queue.RELEASE, {"owner": f"worker-{b % 2}", "now": NOW}).fetchall()

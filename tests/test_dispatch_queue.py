@@ -1,7 +1,7 @@
 """Claims on a real SQLite inbox, from several connections at once as several processes would: never one event
 twice, never two events of one resourceinstance at a time (not even within one claim of many), each instance in
 `time` order (then arrival order), retrying events not holding back later ones, expired leases taken over, stopped
-claims given back."""
+claims given back, and a pause's attempt given back."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import aiosqlite
+import pytest
 
 from receiver.store import db, queue
 from receiver.store.inbox import InboxRecord, NewEvent, insert_event
@@ -176,3 +177,32 @@ def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_
 
     rows = run(tmp_path / "inbox.db", work)
     assert rows == {fresh.id: ("pending", 0, ""), failed_before.id: ("retrying", 2, "")}
+
+
+def test_a_retry_that_does_not_count_gives_back_the_attempt_its_claim_counted(tmp_path: Path) -> None:
+    paused = event("g")
+
+    async def work(conns: list[aiosqlite.Connection]) -> list[int]:
+        conn = conns[0]
+        await add(conn, [paused])
+        seen = []
+        for _ in range(2):
+            await conn.execute("UPDATE inbox SET next_attempt_at = ? WHERE id = ?", (now_iso(), paused.id))
+            claimed = await claim_one(conn, "me")
+            assert claimed is not None
+            seen.append(claimed.attempts)
+            assert await queue.finish(conn, claimed.seq, "me", "retrying", "paused", now_iso(), count_attempt=False)
+        return seen
+
+    assert run(tmp_path / "inbox.db", work) == [1, 1]
+
+
+def test_only_a_retry_may_leave_its_attempt_uncounted(tmp_path: Path) -> None:
+    async def work(conns: list[aiosqlite.Connection]) -> None:
+        await add(conns[0], [event("h")])
+        claimed = await claim_one(conns[0], "me")
+        assert claimed is not None
+        with pytest.raises(ValueError, match="only a retry"):
+            await queue.finish(conns[0], claimed.seq, "me", "done", count_attempt=False)
+
+    run(tmp_path / "inbox.db", work)

@@ -33,6 +33,7 @@ LAYERS: dict[str, float] = {
     "receiver.sync": 6,
     "receiver.worker": 6,
     "receiver.app": 7,
+    "handlers.testing": 7,  # runs a plugin's handler as the worker would, for the plugin's own tests
     "receiver.onboarding": 8,
     "receiver.cli": 9,
     "receiver.__main__": 10,
@@ -184,6 +185,20 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str]:
         if node not in state and (cycle := visit(node)):
             return cycle
     return []
+
+
+def test_built_in_handlers_use_only_what_plugins_can_use() -> None:
+    """A built-in is written as a plugin would be: the `handlers` API, the Altinn clients and models `ctx.altinn`
+    gives, the store's time format; never another built-in's module or the receiver's inside (their tables, the
+    worker). `confirm` and `mark_as_read` share their base class, `handlers.recipient_action`."""
+    public = {"handlers", "receiver.altinn", "receiver.timeutil", "handlers.recipient_action"}
+    wrong = [
+        str(imp)
+        for imp in project_imports()
+        if imp.source.startswith("handlers.") and imp.source not in ("handlers.api", "handlers.testing")
+        if imp.target not in public and not imp.type_only
+    ]
+    assert not wrong, "built-in handlers reach past the plugin API:\n" + "\n".join(wrong)
 
 
 def test_find_cycle_finds_one() -> None:

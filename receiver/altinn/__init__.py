@@ -6,17 +6,22 @@ async with clients:
 """
 
 from receiver.altinn.clients import AltinnClients
+from receiver.altinn.correspondence_api import AttachmentUnavailable, CorrespondenceApi
 from receiver.altinn.errors import AltinnError, PermanentError, TransientError
+from receiver.altinn.http import parse_retry_after
 from receiver.altinn.models import Attachment, Correspondence, EventPage, Subscription, Token
 
 __all__ = [
     "AltinnClients",
     "AltinnError",
     "Attachment",
+    "AttachmentUnavailable",
     "Correspondence",
+    "CorrespondenceApi",
     "EventPage",
     "PermanentError",
     "Subscription",
     "Token",
     "TransientError",
+    "parse_retry_after",
 ]

@@ -12,6 +12,7 @@ import click
 from receiver.app import prepare
 from receiver.cli.common import Group, config_option, echo_json, fail_config, json_option, load
 from receiver.config import Config, ConfigError
+from receiver.durations import exact_duration
 from receiver.validation import dump
 from receiver.worker.pipelines import Pipelines, load_pipelines
 
@@ -20,20 +21,25 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 def effective(config: Config, pipelines: Pipelines) -> dict[str, Any]:
     """The config as the receiver runs it: every key with its value or default, the pipelines that run (the
-    role's defaults when none are configured), each handler with its checked options; secrets as ***."""
+    role's defaults when none are configured), each handler with its own `step_timeout` and its checked options;
+    secrets as ***."""
     shown = dump(config)
     shown["pipelines"] = [
         {"types": list(pipeline.types), "handlers": [step.name for step in pipeline.steps]}
         for pipeline in pipelines.pipelines
     ]
-    shown["handlers"] = {
-        name: {
-            "use": config.handlers[name].use if name in config.handlers else name,
-            **(dump(step.options) if step.options is not None else {}),
-        }
-        for name, step in pipelines.steps.items()
-    }
+    shown["handlers"] = {name: _handler_shown(config, name, step.options) for name, step in pipelines.steps.items()}
     return shown
+
+
+def _handler_shown(config: Config, name: str, options: Any) -> dict[str, Any]:
+    """`[handlers.NAME]` as it runs: `use`, the `step_timeout` the section sets (else `[dispatch]`'s applies), and
+    the handler's checked options."""
+    section = config.handlers.get(name)
+    shown: dict[str, Any] = {"use": section.use if section is not None else name}
+    if section is not None and section.step_timeout is not None:
+        shown["step_timeout"] = exact_duration(section.step_timeout)
+    return {**shown, **(dump(options) if options is not None else {})}
 
 
 def toml_text(shown: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "catchup": "receiver.cli.catchup:catchup_command",
     "demo": "receiver.cli.demo:demo_command",
     "store": "receiver.cli.store:store_group",
+    "handlers": "receiver.cli.handler_list:handlers_group",
 }
 
 

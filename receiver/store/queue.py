@@ -83,10 +83,11 @@ EXTEND = """
     UPDATE inbox SET lease_until = :lease_until WHERE status = 'processing' AND lease_owner = :owner RETURNING seq
 """
 
+# Attempts are counted when claimed; :give_back 1 takes this run's back (a handler's pause, RetryLater(attempt=False)).
 FINISH = f"""
     UPDATE inbox
     SET status = :status, last_error = :error, next_attempt_at = :next_attempt_at, lease_until = '', lease_owner = '',
-        updated_at = :now
+        attempts = MAX(attempts - :give_back, 0), updated_at = :now
     WHERE {_OURS}
     RETURNING seq
 """
@@ -120,14 +121,25 @@ async def extend_leases(conn: aiosqlite.Connection, owner: str, lease: float) ->
 
 
 async def finish(
-    conn: aiosqlite.Connection, seq: int, owner: str, status: str, error: str = "", next_attempt_at: str = ""
+    conn: aiosqlite.Connection,
+    seq: int,
+    owner: str,
+    status: str,
+    error: str = "",
+    next_attempt_at: str = "",
+    *,
+    count_attempt: bool = True,
 ) -> bool:
-    """End our claim as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if no longer ours."""
+    """End our claim as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if no longer ours.
+    `count_attempt=False` (only with `retrying`) gives back the attempt the claim counted: the run was a pause."""
     if status not in ("done", "skipped", "dead", "retrying"):
         raise ValueError(f"cannot finish a claim as {status!r}")
     if (status == "retrying") != bool(next_attempt_at):
         raise ValueError("next_attempt_at goes with status 'retrying' and only with it")
-    params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at}
+    if not count_attempt and status != "retrying":
+        raise ValueError("only a retry can leave its attempt uncounted")
+    params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at,
+              "give_back": 0 if count_attempt else 1}  # fmt: skip
     return await _update(conn, FINISH, params) == 1
 
 

@@ -2,10 +2,11 @@
 
 What it does for users — order per `resourceinstance`, claiming ahead, retries, leases, shutdown — is said once, in
 docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
-dispatcher's own store connection and runs `_claim_loop` (keeps the slots and the ready claims full, sleeps until a
-commit, a finished run or `poll_interval`); `_run` runs one event and records what `worker/outcomes.py` decides;
-`_run_pipeline` runs the handlers in order; `_keep_leases` renews every claim in one statement; `stop` gives back
-what did not finish.
+dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
+ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
+`worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
+(`worker/steps.py`), over one `HandlerStore` per run; `_keep_leases` renews every claim in one statement; `stop`
+gives back what did not finish and closes the handlers.
 
 The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
 the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
@@ -25,20 +26,20 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from handlers.api import Context, Event
+from handlers.api import Event
 from receiver.config import Config, DispatchConfig
 from receiver.observability.logs import log_context
 from receiver.store import db, queue
-from receiver.store.correspondences import CorrespondenceStore
+from receiver.store.handler_store import HandlerStore
 from receiver.store.inbox import InboxRecord
 from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
-from receiver.worker.pipelines import Pipeline, Pipelines, load_pipelines
+from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
+from receiver.worker.steps import run_step, step_context, within
 
 if TYPE_CHECKING:
     from receiver.runtime import Runtime
@@ -52,6 +53,10 @@ NOT_EXTENSIONS = frozenset(
 )
 STOP_MARGIN = 0.25
 """Seconds kept from the stop deadline for giving claims back and closing."""
+
+
+class HandlerStartError(Exception):
+    """A handler's `start` failed or ran over its `step_timeout`: the dispatcher does not start."""
 
 
 def event_from_record(record: InboxRecord) -> Event:
@@ -70,14 +75,6 @@ def event_from_record(record: InboxRecord) -> Event:
         attempt=record.attempts,
         received_at=record.received_at,
     )
-
-
-class EventLog(logging.LoggerAdapter):
-    """A logger bound to one event and handler; a call's own `extra` adds to the bound fields."""
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return msg, kwargs
 
 
 class DispatchMetrics:
@@ -118,6 +115,8 @@ class Dispatcher:
         self._stopping = False
         self._tasks: tuple[asyncio.Task[None], ...] = ()
         """The claim loop and the lease keeper, once started."""
+        self._started_steps: list[Step] = []
+        """The steps whose handler's `start` has run: their `aclose` runs when the dispatcher stops."""
 
     @classmethod
     def from_config(cls, config: Config) -> Dispatcher:
@@ -130,12 +129,17 @@ class Dispatcher:
         self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
-        # The connection is opened last and is the only wait: nothing after it can fail, and a start cancelled by an
-        # early shutdown leaves nothing open (db.connect closes what it opened when cancelled), for stop() has
-        # nothing to close until the tasks exist. Every statement of the dispatcher and the `store` handler stands
+        # The connection and the handlers' `start` are the only waits, and the last: a start that fails or is
+        # cancelled by an early shutdown closes what it opened (db.connect closes its own when cancelled), for stop()
+        # has nothing to close until the tasks exist. Every statement of the dispatcher and the handlers stands
         # alone: pipelines share the connection.
         self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
-        self._store = CorrespondenceStore(self._conn)
+        try:
+            await self._start_handlers()
+        except BaseException:
+            await self._close_handlers()
+            await self._conn.close()
+            raise
         self._tasks = (
             asyncio.create_task(self._claim_loop(), name="dispatcher"),
             asyncio.create_task(self._keep_leases(), name="dispatcher-leases"),
@@ -144,6 +148,26 @@ class Dispatcher:
         log.info("dispatcher started", extra={"owner": self.owner, **self.describe()})
         if self.pipelines.warning:
             log.warning(self.pipelines.warning)
+
+    async def _start_handlers(self) -> None:
+        """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
+        for step in self.pipelines.steps.values():
+            ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._conn), results={},
+                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+            try:
+                await within(step.handler.start(ctx), step.timeout, f"{step.name}:start")
+            except Exception as exc:
+                raise HandlerStartError(f"handler {step.name!r} did not start: {type(exc).__name__}: {exc}") from exc
+            self._started_steps.append(step)
+
+    async def _close_handlers(self) -> None:
+        """`aclose` of each handler whose `start` ran, once; a failure is logged and the others still close."""
+        steps, self._started_steps = self._started_steps, []
+        for step in steps:
+            try:
+                await step.handler.aclose()
+            except Exception:
+                log.warning("a handler failed to close", extra={"handler": step.name}, exc_info=True)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -188,9 +212,12 @@ class Dispatcher:
             outcome = await self._outcome(record)
         del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
-        status, reason, next_attempt_at = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
+        decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
+        status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
         try:
-            ours = await queue.finish(self._conn, record.seq, self.owner, status, reason, next_attempt_at)
+            ours = await queue.finish(
+                self._conn, record.seq, self.owner, status, reason, next_attempt_at, count_attempt=decision.counts
+            )
         except sqlite3.Error as exc:
             log.error("cannot record the outcome; the event runs again when its lease expires",
                       extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
@@ -225,18 +252,12 @@ class Dispatcher:
 
     async def _run_pipeline(self, pipeline: Pipeline, event: Event) -> Outcome:
         results: dict[str, Any] = {}
-        bound = {"event_id": event.id, "event_type": event.type, "attempt": event.attempt}
+        store = HandlerStore(self._conn)  # one per run, shared by its steps
         for step in pipeline.steps:
-            ctx = Context(
-                altinn=self._altinn,
-                store=self._store,
-                results=results,
-                log=EventLog(logging.getLogger(f"handlers.{step.name}"), {**bound, "handler": step.name}),
-                options=step.options,
-                metrics=self._receiver_metrics,
-            )
+            ctx = step_context(step.name, step.options, event=event, store=store, results=results,
+                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
             try:
-                await step.handler.handle(event, ctx)
+                await run_step(step.handler, event, ctx, step.timeout)
             except Exception as exc:
                 return failure(step.name, exc)
         return Outcome("done")
@@ -291,11 +312,7 @@ class Dispatcher:
             released = 0
             log.error("cannot give claims back; they run again when their leases expire",
                       extra={"error": db.describe(exc)})  # fmt: skip
-        for step in self.pipelines.steps.values():
-            closer = getattr(step.handler, "aclose", None)
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer()
+        await self._close_handlers()
         await self._conn.close()
         self._state = "stopped"
         self._ready.clear()

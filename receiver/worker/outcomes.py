@@ -25,6 +25,19 @@ class Outcome:
     reason: str = ""
     after: float | None = None
     """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
+    counts: bool = True
+    """For `retrying`: False for a handler's pause (RetryLater(attempt=False)), which uses up no attempt."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a run ends in the inbox: `status`, `last_error`, and for `retrying` when (`next_attempt_at`) and whether
+    the run counts as an attempt."""
+
+    status: str
+    reason: str
+    next_attempt_at: str = ""
+    counts: bool = True
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -43,7 +56,7 @@ def short(reason: str) -> str:
 def failure(step: str, exc: Exception) -> Outcome:
     """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
     if isinstance(exc, RetryLater):
-        return Outcome("retrying", f"{step}: {exc.reason}", exc.after)
+        return Outcome("retrying", f"{step}: {exc.reason}", exc.after, counts=exc.attempt)
     if isinstance(exc, TransientError):
         return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
     if isinstance(exc, Permanent):
@@ -53,20 +66,20 @@ def failure(step: str, exc: Exception) -> Outcome:
     return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
 
 
-def decide(
-    outcome: Outcome, attempts: int, received_at: str, settings: DispatchConfig, rng: random.Random
-) -> tuple[str, str, str]:
-    """(status, last_error, next_attempt_at) for an event after its `attempts`-th run: a retry becomes dead once out
-    of attempts (`max_attempts`) or time (`max_age` since `received_at`), and otherwise waits a backoff, never less
-    than the outcome's own `after`."""
+def decide(outcome: Outcome, attempts: int, received_at: str, settings: DispatchConfig, rng: random.Random) -> Decision:
+    """How an event ends its `attempts`-th run: a retry becomes dead once out of attempts (`max_attempts`; a pause,
+    which does not count, never is) or time (`max_age` since `received_at`), and otherwise waits a backoff, never
+    less than the outcome's own `after`."""
     reason = short(outcome.reason)
     if outcome.status != "retrying":
-        return outcome.status, reason, ""
-    if attempts >= settings.max_attempts:
-        return "dead", short(f"gave up after {attempts} attempts; last: {reason}"), ""
+        return Decision(outcome.status, reason)
+    if outcome.counts and attempts >= settings.max_attempts:
+        return Decision("dead", short(f"gave up after {attempts} attempts; last: {reason}"))
     if age_seconds(received_at) >= settings.max_age:
-        return "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}"), ""
+        return Decision(
+            "dead", short(f"gave up: older than max_age {format_duration(settings.max_age)}; last: {reason}")
+        )
     delay = backoff(attempts, settings.backoff_base, settings.backoff_cap, rng)
     if outcome.after is not None:
         delay = max(delay, outcome.after)
-    return "retrying", reason, iso_after(delay)
+    return Decision("retrying", reason, iso_after(delay), outcome.counts)

@@ -9,6 +9,7 @@ Everything is resolved and checked here, at startup: a problem is a `ConfigError
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -17,7 +18,7 @@ from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
 from typing import Any
 
-from handlers.api import Handler
+from handlers.api import BaseHandler, Context, Event, Handler
 from receiver.altinn.clients import require_altinn
 from receiver.config import Config, ConfigError, HandlerSection, PipelineConfig
 from receiver.validation import Source, build, secrets_in
@@ -58,11 +59,13 @@ DEFAULT_PIPELINES: dict[str, tuple[PipelineConfig, ...]] = {
 
 @dataclass(frozen=True)
 class Step:
-    """One configured handler: `name` as the config spells it, the handler object, its validated options."""
+    """One configured handler: `name` as the config spells it, the handler object, its validated options, and how
+    long it may run on one event (`timeout`, seconds: its `step_timeout`, else `[dispatch] step_timeout`)."""
 
     name: str
     handler: Handler
     options: Any
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def load_pipelines(config: Config) -> Pipelines:
         for j, name in enumerate(pipeline.handlers):
             if name not in steps:
                 key = f"pipelines[{i}].handlers[{j}]" if config.pipelines else where
-                steps[name] = build_step(name, config.handlers.get(name), key, config.read_with)
+                section = config.handlers.get(name)
+                steps[name] = build_step(name, section, key, config.read_with, config.dispatch.step_timeout)
         pipelines.append(Pipeline(pipeline.types, tuple(steps[name] for name in pipeline.handlers)))
     for name in config.handlers:
         if name not in steps:
@@ -126,34 +130,82 @@ def load_pipelines(config: Config) -> Pipelines:
             raise ConfigError(
                 f"handlers.{name}", f"is not used by any pipeline: add {name!r} to a [[pipelines]] handlers list{used}"
             )
-    uses_altinn = any(getattr(step.handler, "uses_altinn", False) for step in steps.values())
+    uses_altinn = any(step.handler.uses_altinn for step in steps.values())
     if uses_altinn:
         require_altinn(config)
     return Pipelines(tuple(pipelines), steps, uses_altinn, warning)
 
 
-def build_step(name: str, section: HandlerSection | None, key: str, source: Source) -> Step:
+def build_step(name: str, section: HandlerSection | None, key: str, source: Source, default_timeout: float) -> Step:
     target = section.use if section is not None else name
     target_key = f"handlers.{name}.use" if section is not None and section.use != name else key
-    factory = resolve_handler(target, target_key)
+    handler = create_handler(resolve_handler(target, target_key), target, target_key)
+    raw = dict(section.options) if section is not None else {}
+    options = handler_options(handler, raw, f"handlers.{name}", target, source)
+    timeout = section.step_timeout if section is not None and section.step_timeout is not None else default_timeout
+    return Step(name, handler, options, timeout)
+
+
+def create_handler(factory: Callable[[], Any], target: str, key: str) -> Handler:
+    """A handler made by `factory` (its class, mostly) and checked against what `Handler` declares."""
     try:
-        handler = factory()
+        made = factory()
     except Exception as exc:
-        raise ConfigError(target_key, f"handler {target!r} could not be created: {type(exc).__name__}: {exc}") from None
-    if not isinstance(getattr(handler, "name", None), str) or not inspect.iscoroutinefunction(
-        getattr(handler, "handle", None)
+        raise ConfigError(key, f"handler {target!r} could not be created: {type(exc).__name__}: {exc}") from None
+    if not isinstance(getattr(made, "name", None), str) or not inspect.iscoroutinefunction(
+        getattr(made, "handle", None)
     ):
         raise ConfigError(
-            target_key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
+            key, f"{target!r} is not a handler: it needs a `name` and `async def handle(self, event, ctx)`"
         )
-    raw = dict(section.options) if section is not None else {}
-    options_type = getattr(handler, "Options", None)
-    if options_type is None:
+    handler: Handler = made if isinstance(made, Handler) else PartialHandler(made)
+    if handler.Options is not None and not (
+        isinstance(handler.Options, type) and dataclasses.is_dataclass(handler.Options)
+    ):
+        raise ConfigError(key, f"handler {target!r}: its `Options` must be a dataclass (or None: no options)")
+    if not isinstance(handler.uses_altinn, bool):
+        raise ConfigError(key, f"handler {target!r}: `uses_altinn` must be True or False")
+    for method in ("start", "aclose"):
+        declared = getattr(made, method, None)
+        if declared is not None and not inspect.iscoroutinefunction(declared):
+            raise ConfigError(key, f"handler {target!r}: `{method}` must be `async def {method}(...)`")
+    return handler
+
+
+class PartialHandler:
+    """A handler written against the older, smaller contract (`name` and `handle`, perhaps `Options`,
+    `uses_altinn` or `aclose`): what it has, and `BaseHandler`'s defaults for what it lacks."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.Options: type[Any] | None = getattr(inner, "Options", BaseHandler.Options)
+        self.uses_altinn: bool = getattr(inner, "uses_altinn", BaseHandler.uses_altinn)
+
+    async def start(self, ctx: Context[Any]) -> None:
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            await start(ctx)
+
+    async def handle(self, event: Event, ctx: Context[Any]) -> None:
+        await self.inner.handle(event, ctx)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def handler_options(handler: Handler, raw: Mapping[str, Any], key: str, target: str, source: Source) -> Any:
+    """The handler's `Options` instance from the keys of its `[handlers.NAME]` section (`key`) other than the
+    receiver's own (`use`, `step_timeout`), read with `receiver.validation` and `source` (the environment and folder
+    the config was read with); None for a handler without options. The one place options are validated: for the
+    dispatcher and for `handlers.testing` alike."""
+    if handler.Options is None:
         if raw:
-            raise ConfigError(f"handlers.{name}.{sorted(raw)[0]}", f"handler {target!r} takes no options")
-        return Step(name, handler, None)
-    where = f"the options of handler {target!r}"
-    return Step(name, handler, build(options_type, raw, f"handlers.{name}", source, where=where))
+            raise ConfigError(f"{key}.{sorted(raw)[0]}", f"handler {target!r} takes no options")
+        return None
+    return build(handler.Options, raw, key, source, where=f"the options of handler {target!r}")
 
 
 def resolve_handler(target: str, key: str) -> Callable[[], Any]:

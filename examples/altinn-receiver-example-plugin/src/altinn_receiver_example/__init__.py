@@ -9,6 +9,10 @@ Installed, it is the handler `audit_file` (entry point group `altinn_receiver.ha
 
     [handlers.audit_file]
     path = "audit.jsonl"
+
+It shows the whole contract (docs/handlers.md): `BaseHandler`, `Options` checked at startup, `start` opening what
+the handler keeps open, `handle` reading the typed `ctx.correspondence`, `aclose` closing it; its tests use
+`handlers.testing`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from handlers import Context, Event, OptionError
+from handlers import BaseHandler, Context, Event, OptionError
 
 
-class AuditFile:
+class AuditFile(BaseHandler):
     name = "audit_file"
 
     @dataclass(frozen=True)
@@ -34,13 +38,26 @@ class AuditFile:
             if self.path.is_dir():
                 raise OptionError("path", f"{self.path} is a folder: name a file")
 
-    async def handle(self, event: Event, ctx: Context) -> None:
+    def __init__(self) -> None:
+        self._file: IO[str] | None = None
+
+    async def start(self, ctx: Context[AuditFile.Options]) -> None:
+        ctx.options.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = ctx.options.path.open("a", encoding="utf-8")
+
+    async def handle(self, event: Event, ctx: Context[AuditFile.Options]) -> None:
+        assert self._file is not None, "start() opens the file"
         line: dict[str, Any] = {"event_id": event.id, "type": event.type, "resourceinstance": event.resourceinstance}
-        correspondence = ctx.results.get("correspondence")
+        correspondence = ctx.correspondence
         if correspondence is not None:
             line["status"] = correspondence.status
             if ctx.options.include_title:
                 line["title"] = correspondence.message_title
-        with ctx.options.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._file.flush()
         ctx.log.info("audit line written", extra={"path": str(ctx.options.path)})
+
+    async def aclose(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
