@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows, row_fields
+from receiver.store.traces import INSERT_TRACE
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,11 @@ INSERT_EVENTS = """
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 
-# Work for the writer thread: an event to insert (with its channel), or a statement built from the batch's
-# commit timestamp.
+# Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
+# or a statement built from the batch's commit timestamp.
 _Statement = Callable[[str], tuple[str, tuple[str, ...]]]
-_Work = tuple[NewEvent, str] | _Statement
+_Insert = tuple[NewEvent, str, str]
+_Work = _Insert | _Statement
 _T = TypeVar("_T")
 
 
@@ -196,11 +198,12 @@ class InboxWriter:
             future.set_exception(StoreError("the inbox writer has stopped"))
         return future
 
-    def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
-        """Store one event; the future says True when it is new and committed, False for a repeated id."""
+    def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
+        """Store one event; the future says True when it is new and committed, False for a repeated id. A new event's
+        `traceparent` (the span it arrived in) is stored with it, in the same commit."""
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
-        return self._submit((event, channel))
+        return self._submit((event, channel, traceparent))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
@@ -253,7 +256,7 @@ class InboxWriter:
         stamp = now_iso()
         events = [work for work, _ in batch if isinstance(work, tuple)]
         try:
-            if len(events) == len(batch):
+            if len(events) == len(batch) and not any(traceparent for _, _, traceparent in events):
                 inserted = self._insert_events(events, stamp)
                 outcomes = _event_outcomes(batch, inserted)
             else:
@@ -271,13 +274,19 @@ class InboxWriter:
         return outcomes
 
     def _commit_mixed(
-        self, batch: list[tuple[_Work, asyncio.Future[bool]]], events: list[tuple[NewEvent, str]], stamp: str
+        self, batch: list[tuple[_Work, asyncio.Future[bool]]], events: list[_Insert], stamp: str
     ) -> list[tuple[asyncio.Future[bool], Any]]:
-        """Events and other statements (validations, probes) in one explicit transaction."""
+        """Events and other statements (validations, probes, the new events' trace contexts) in one explicit
+        transaction."""
         conn = self._conn
         self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             inserted = self._insert_events(events, stamp) if events else set()
+            traces = [
+                (event.id, traceparent) for event, _, traceparent in events if traceparent and event.id in inserted
+            ]
+            if traces:
+                conn.executemany(INSERT_TRACE, traces)
             outcomes = _event_outcomes(batch, inserted)
             for work, future in batch:
                 if not isinstance(work, tuple):
@@ -304,7 +313,7 @@ class InboxWriter:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
+    def _insert_events(self, events: list[_Insert], stamp: str) -> set[str]:
         """All events in one multi-row INSERT; returns the ids that were not there before.
 
         Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
@@ -317,14 +326,14 @@ class InboxWriter:
         sql = self._insert_sql.get(count)
         if sql is None:
             sql = self._insert_sql[count] = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * count))
-        params = [value for event, channel in events for value in insert_params(event, channel, stamp)]
+        params = [value for event, channel, _ in events for value in insert_params(event, channel, stamp)]
         cursor = self._locked(lambda: self._conn.execute(sql, params))
         added = cursor.rowcount
         if added == count:
-            return {event.id for event, _ in events}
+            return {event.id for event, _, _ in events}
         if added == 0:
             return set()
-        ids = [event.id for event, _ in events]
+        ids = [event.id for event, _, _ in events]
         marks = ", ".join("?" * count)
         newest_first = f"SELECT id FROM inbox WHERE id IN ({marks}) AND seq <= ? ORDER BY seq DESC LIMIT ?"
         return {row[0] for row in self._conn.execute(newest_first, [*ids, cursor.lastrowid, added])}
