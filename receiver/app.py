@@ -160,6 +160,7 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:  # a scrape must still show the counters when the store cannot be read
         log.warning("cannot count inbox events for /metrics", extra={"error": str(exc)})
     runtime.metrics.inflight.set(runtime.inflight)
+    runtime.metrics.store_writable.set(0 if runtime.writer.last_error or not runtime.writer.alive else 1)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 
