@@ -106,9 +106,17 @@ def count(store: Path, table: str = "inbox") -> int:
 
 
 class ServeProcess:
-    """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file."""
+    """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. Its environment
+    is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`."""
 
-    def __init__(self, tmp_path: Path, preexec_fn: Callable[[], None] | None = None, **receiver: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        preexec_fn: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
+        **receiver: Any,
+    ) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **(env or {})}
         self.port = free_port()
         self.store = tmp_path / "receiver.db"
         self.config = write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
@@ -128,7 +136,7 @@ class ServeProcess:
                 stdout=out,
                 stderr=err,
                 preexec_fn=self.preexec_fn,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**self.env, "PYTHONUNBUFFERED": "1"},
             )
         wait_until(self._healthy, timeout=20, message=f"receiver on port {self.port} to answer /healthz")
         return self
