@@ -18,7 +18,7 @@ LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 FLOOR := .venv-floor
 
-.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator clean
+.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,10 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
+
+# deploy/kubernetes/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yaml (a test checks it is up to date).
+monitoring: $(STAMP)
+	$(BIN)/python -m tools.monitoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache
