@@ -1,8 +1,9 @@
 """Benchmark: what traces cost the webhook. `POST /events` of the receiver as bench/ingest.py's (b) runs it (`serve`
 without background services, durable inbox, unique ids) under wrk, with traces off and with traces on (every push a
 span, exported over OTLP/HTTP to a collector stand-in on loopback that answers 200), the two alternated `--rounds`
-times in one run. `--baseline PATH` adds a third: the same receiver from another checkout (a release before traces,
-say), served by that checkout's own bench/ingest.py.
+times in one run. `--baseline PATH` (repeatable) adds the same receiver from another checkout (a release before
+traces, say; or a copy of this one, to see how far two runs of the same code differ), served by that checkout's own
+bench/ingest.py.
 
 It also times, in this process, what the code adds to a push while traces are off (the `on()` check, the extra
 coroutine hop into the untraced path, `traceparent()` for the insert) against the same loop without them.
@@ -111,7 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     WrkLoad.add_arguments(parser, threads_help="wrk threads (default 1: leave the cores to the server)")
     parser.add_argument("--rounds", type=int, default=2, help="times each configuration runs, alternated (default 2)")
-    parser.add_argument("--baseline", type=Path, help="another checkout of the receiver to measure beside this one")
+    parser.add_argument(
+        "--baseline", type=Path, action="append", default=[], help="another checkout to measure beside this one"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -123,8 +126,7 @@ def main() -> None:
         script.write_text(wrk_script(PUSH_BODY))
         traces_on = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **BATCHING}
         configurations = [("traces off", REPO, {}), ("traces on, exported", REPO, traces_on)]
-        if args.baseline is not None:
-            configurations.insert(0, (f"baseline {args.baseline.name}", args.baseline.resolve(), {}))
+        configurations[:0] = [(f"baseline {tree.name}", tree.resolve(), {}) for tree in args.baseline]
         for round_ in range(1, args.rounds + 1):
             for name, tree, env in configurations:
                 results.append(measure_receiver(f"{name} (round {round_})", tree, env, args, wrk, work, script))

@@ -1,10 +1,13 @@
 """Traces as `serve` switches them from its environment: off unless OTEL_* asks, exported over OTLP/HTTP to a
 collector when it does (here a small one on a loopback port, decoding what the SDK's exporter sends), off with
-OTEL_SDK_DISABLED, and a receiver that cannot import opentelemetry at all behaves as it always has."""
+OTEL_SDK_DISABLED, a collector that does not answer cannot hold up the exit for long, and a receiver that cannot
+import opentelemetry at all behaves as it always has."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -23,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.server_thread import ServerThread
+from receiver.server_thread import ServerThread, free_port
 from tests.ingest_support import SECRET, ServeProcess, new_event, push, webhook
 from tests.support import wait_until
 
@@ -157,3 +160,14 @@ def test_otel_sdk_disabled_keeps_traces_off_whatever_else_is_set(
         push_and_dispatch(serve)
     assert spans.spans == [] and trace_rows(serve) == 0
     assert not [line for line in serve.log_lines() if "trace" in line["msg"]]
+
+
+def test_an_unreachable_collector_holds_up_the_exit_for_at_most_a_few_seconds(tmp_path: Path) -> None:
+    """The exporter would retry for OTEL_EXPORTER_OTLP_TIMEOUT (here 60 s); `serve` waits for it for 5 s only."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXPORTER_OTLP_TIMEOUT": "60"}
+    with ServeProcess(tmp_path, env=env) as serve:
+        push_and_dispatch(serve)
+        stopping = time.monotonic()
+        serve.signal(signal.SIGTERM)
+        assert serve.wait(60) == 0
+    assert time.monotonic() - stopping < 20

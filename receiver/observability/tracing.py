@@ -19,6 +19,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 Attributes = Mapping[str, str | int | float | bool]
 KINDS = ("internal", "server", "client", "consumer", "producer")
 EXTRA = "pip install 'altinn-receiver[otel]'"
+STOP_TIMEOUT = 5.0
+"""Seconds `stop` waits for the spans still buffered to be exported."""
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -157,7 +160,7 @@ def start_from_environment(environ: Mapping[str, str] = os.environ) -> None:
     except LookupError as exc:
         log.warning(f"{exc}; traces are off")
         return
-    provider = TracerProvider(resource=_resource())
+    provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)  # `stop` does it, within a bound
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     use(provider)
@@ -171,12 +174,15 @@ def use(provider: Any) -> None:
     _tracing = _Tracing(provider)
 
 
-def stop() -> None:
-    """Export what is buffered and switch traces off (at the end of `serve`)."""
+def stop(timeout: float = STOP_TIMEOUT) -> None:
+    """Switch traces off and export what is buffered, waiting at most `timeout` seconds (at the end of `serve`: an
+    unreachable collector must not hold up the exit until the orchestrator kills the process)."""
     global _tracing
     tracing, _tracing = _tracing, None
     if tracing is not None:
-        tracing.provider.shutdown()
+        flushing = threading.Thread(target=tracing.provider.shutdown, name="traces-shutdown", daemon=True)
+        flushing.start()
+        flushing.join(timeout)
 
 
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:
