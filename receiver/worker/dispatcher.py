@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from handlers.api import Event
+from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
 from receiver.observability import tracing
 from receiver.observability.logs import log_context
@@ -98,9 +98,11 @@ class DispatchMetrics:
             registry=registry,
         )
         self.seconds = Histogram(
-            "altinn_receiver_dispatch_seconds", "Time one event's pipeline ran.", buckets=SECONDS_BUCKETS,
+            "altinn_receiver_dispatch_seconds",
+            "Time one event's pipeline ran.",
+            buckets=SECONDS_BUCKETS,
             registry=registry,
-        )  # fmt: skip
+        )
         self.running = Gauge("altinn_receiver_dispatch_running", "Pipelines running now.", registry=registry)
         self.running.set_function(running)
         self.steps = Counter(
@@ -110,9 +112,12 @@ class DispatchMetrics:
             registry=registry,
         )
         self.step_seconds = Histogram(
-            "altinn_receiver_step_seconds", "Time one handler step ran.", ["handler"], buckets=SECONDS_BUCKETS,
+            "altinn_receiver_step_seconds",
+            "Time one handler step ran.",
+            ["handler"],
+            buckets=SECONDS_BUCKETS,
             registry=registry,
-        )  # fmt: skip
+        )
         self.outcomes.labels("skipped", "", "")
         for pipeline in pipelines.pipelines:
             for pattern in pipeline.types:
@@ -264,8 +269,8 @@ class Dispatcher:
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
         decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
-        span.set({"altinn_receiver.outcome": status, "altinn_receiver.pipeline": pattern,
-                  "altinn_receiver.handler": outcome.step})  # fmt: skip
+        span.set({"altinn_receiver.outcome": status, "altinn_receiver.pipeline": pattern})
+        span.set({"altinn_receiver.handler": outcome.step})
         if status in ("retrying", "dead"):
             span.fail(reason)
         try:
@@ -315,7 +320,7 @@ class Dispatcher:
                 return failed
         return Outcome("done", step=pipeline.steps[-1].name if pipeline.steps else "")
 
-    async def _run_step(self, step: Step, event: Event, ctx: Any, span: tracing.Span) -> Outcome | None:
+    async def _run_step(self, step: Step, event: Event, ctx: Context[Any], span: tracing.Span) -> Outcome | None:
         """One step, counted and timed by how it ended: None when it succeeded, else what its failure means."""
         started = time.perf_counter()
         try:
