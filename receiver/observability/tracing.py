@@ -5,8 +5,9 @@ for them: `OTEL_TRACES_EXPORTER` (other than `none`) or an `OTEL_EXPORTER_OTLP_â
 `OTEL_SDK_DISABLED` is not `true`. Everything else (endpoint, headers, service name, sampler, batching) is the SDK's
 own reading of the standard `OTEL_*` variables. docs/observability.md lists the spans and their attributes.
 
-The rest of the receiver sees only `span`, `client_span`, `traceparent` and `Span`; while traces are off `span`
-hands out one shared object whose methods do nothing, and `on()` lets the webhook skip even that.
+The rest of the receiver sees only this facade (`span`, `traced`, `client_span`, `traceparent`, `log_ids`, `Span`);
+while traces are off `span` hands out one shared object whose methods do nothing, and `on()` lets the webhook skip
+even that.
 
 Attributes are what the code puts there, never a URL, a request body or an exception's message: a URL's query holds
 the webhook's `?code=` (Altinn's subscription endpoint) and bodies hold tokens. A failure is recorded as the error's
@@ -120,8 +121,8 @@ def traceparent() -> str:
 
 
 def log_ids() -> dict[str, str]:
-    """`trace_id` and `span_id` of the current span for a log line written outside the span's `with` block (the
-    access line); {} when none is recorded."""
+    """`trace_id` and `span_id` of the current span, for a line written after it has ended (the access line: the
+    webhook takes them while its span is current); {} when none is recorded."""
     if _tracing is None:
         return {}
     return _ids(_tracing.trace.get_current_span().get_span_context())
