@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from receiver.store.integrity import RECOVERY, is_damage
+
 
 class StoreError(Exception):
     """The store could not do what was asked; `transient` says whether trying again later may work."""
@@ -13,6 +15,8 @@ class StoreError(Exception):
 
 def describe(error: BaseException) -> str:
     """A short operator-facing reason for a failed SQLite operation."""
+    if is_damage(error):
+        return f"the store file is damaged (SQLite: {error}): {RECOVERY}"
     text = str(error).lower()
     if "locked" in text or "busy" in text:
         return "database is locked by another connection"
