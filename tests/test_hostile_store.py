@@ -1,6 +1,6 @@
 """A damaged store, or a store file that exists but is empty: `serve` refuses it with one line that says how to
 recover, never starting on it; every command that reads the store says "damaged" in one line (exit 1), never a
-traceback.
+traceback; and with the check at start turned off, the writer still refuses to acknowledge into a damaged file.
 
 Each store is a real migrated one with real events, damaged where SQLite keeps them (tests/hostile_support.py).
 """
@@ -12,6 +12,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -21,7 +22,7 @@ from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
 from receiver.server_thread import free_port
 from tests.hostile_support import damage_header, damage_page, filled_store, inbox_pages, quick_check_rows
-from tests.ingest_support import ServeProcess, config_text, run_cli
+from tests.ingest_support import ServeProcess, config_text, new_event, push, run_cli, webhook
 from tests.support import write_config
 
 RECOVERY_HINTS = ("altinn-receiver store backup", ".recover", "docs/operations.md")
@@ -150,3 +151,21 @@ def test_every_command_that_reads_a_damaged_store_says_damaged_in_one_line(
         assert line.startswith("error: ") and "damaged" in line, f"{command}: {line}"
         assert ".recover" in line, f"{command}: {line}"
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_with_the_check_turned_off_the_writer_refuses_to_acknowledge_into_a_damaged_store(tmp_path: Path) -> None:
+    serve = ServeProcess(tmp_path)
+    damaged_root(serve.store)
+    serve.config.write_text(serve.config.read_text() + "check_on_start = false\n")
+    with serve, httpx.Client(timeout=30) as client:
+        ready = client.get(f"{serve.url}/readyz")
+        pushed = [push(client, webhook(serve.url), new_event()) for _ in range(5)]
+        again = client.get(f"{serve.url}/readyz")
+    assert ready.status_code == 503, "ready on a store whose inbox cannot be written"
+    assert ready.json()["store"].startswith("the store file is damaged")
+    assert [response.status_code for response in pushed] == [503] * 5
+    assert "damaged" in pushed[0].json()["detail"]
+    assert again.status_code == 503
+    errors = [line for line in serve.log_lines() if line["level"] == "error"]
+    assert [line["msg"] for line in errors] == ["the store can no longer be written"], errors
+    assert ".recover" in errors[0]["reason"]

@@ -70,7 +70,7 @@ def serve_command(config_path: str | None) -> None:
     """Receive Altinn Events pushes on POST [receiver] path and store them durably.
 
     Answers 200 only after the event is committed to the SQLite inbox ([store] path). Also serves GET /healthz,
-    GET /readyz (200 when pushes can be accepted) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
+    GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
 
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
     (up to [receiver] shutdown_timeout), then exits 0 (130 after Ctrl-C). It exits 2 with one line when the config,

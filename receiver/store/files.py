@@ -47,3 +47,35 @@ def flush(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class OpenFiles:
+    """The store file and its `-wal` and `-shm` files, as a connection has them open (seen when it opened them):
+    whether the store's path still names those files, or they were deleted or replaced underneath it."""
+
+    SUFFIXES = ("", "-wal", "-shm")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._names = [Path(f"{path}{suffix}") for suffix in self.SUFFIXES]
+        self._seen = [_identity(name) for name in self._names]
+
+    def replaced(self) -> bool:
+        """One of the files is gone from its name, or the name now holds another file: what is committed through the
+        open files can no longer be read by anyone who opens the path. A stat per file."""
+        for index, name in enumerate(self._names):
+            now = _identity(name)
+            if self._seen[index] is None and index:  # a -wal or -shm SQLite had not made yet when the store opened
+                self._seen[index] = now
+            elif now != self._seen[index]:
+                return True
+        return False
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names (device and inode), None when nothing is there."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
