@@ -341,38 +341,39 @@ class InboxWriter:
         events = [work for work, _ in batch if isinstance(work, tuple)]
         if len(events) == len(batch):
             return _event_outcomes(batch, self._insert_events(events, stamp))
-        conn = self._conn
-        self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
-        try:
-            inserted = self._insert_events(events, stamp) if events else set()
-            outcomes = _event_outcomes(batch, inserted)
-            outcomes += [(future, work(conn, stamp)) for work, future in batch if not isinstance(work, tuple)]
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
+
+        def write() -> list[_Outcome]:
+            outcomes = _event_outcomes(batch, self._insert_events(events, stamp) if events else set())
+            return outcomes + [
+                (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
+            ]
+
+        return self._in_transaction(write)
 
     def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[_Outcome]:
         """The batch again in one transaction, a statement per job: a job whose own values fail gets its error and
-        leaves the others alone (a failed statement changes nothing); an error of the whole store fails them all."""
+        leaves the others alone; an error of the whole store fails them all."""
+        return self._in_transaction(lambda: [(future, self._write_one(work, stamp)) for work, future in batch])
+
+    def _write_one(self, work: _Work, stamp: str) -> Any:
+        """One job's statements in the open transaction: its outcome, or `EventRefused` for its own values (the
+        failed statement changed nothing)."""
+        try:
+            if isinstance(work, tuple):
+                event, channel = work
+                return self._conn.execute(INSERT_EVENT, insert_params(event, channel, stamp)).rowcount == 1
+            return work(self._conn, stamp)
+        except Exception as exc:
+            if store_wide(exc) or not self._conn.in_transaction:
+                raise
+            return EventRefused(describe(exc) if isinstance(exc, sqlite3.Error) else _named(exc))
+
+    def _in_transaction(self, write: Callable[[], list[_Outcome]]) -> list[_Outcome]:
+        """`write()` in one write transaction, committed; rolled back when it raises."""
         conn = self._conn
         self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
-            outcomes: list[_Outcome] = []
-            for work, future in batch:
-                try:
-                    if isinstance(work, tuple):
-                        event, channel = work
-                        outcome: Any = conn.execute(INSERT_EVENT, insert_params(event, channel, stamp)).rowcount == 1
-                    else:
-                        outcome = work(conn, stamp)
-                except Exception as exc:
-                    if store_wide(exc) or not conn.in_transaction:
-                        raise
-                    outcome = EventRefused(describe(exc) if isinstance(exc, sqlite3.Error) else _named(exc))
-                outcomes.append((future, outcome))
+            outcomes = write()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
