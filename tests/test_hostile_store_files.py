@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from receiver.cli.main import main
-from tests.ingest_support import ServeProcess, inbox_rows, new_event, push, run_cli, webhook
+from tests.ingest_support import ServeProcess, inbox_rows, new_event, push, webhook
 from tests.support import write_config
 
 STORE_FILES = ("receiver.db", "receiver.db-wal", "receiver.db-shm")
@@ -129,6 +129,6 @@ def test_file_mode_0640_applies_to_the_store_its_wal_shm_and_backups(tmp_path: P
 )
 def test_a_file_mode_that_is_not_one_is_a_config_error_naming_the_key(tmp_path: Path, value: str, problem: str) -> None:
     config = write_config(tmp_path / "r.toml", f"[receiver]\nallow_no_secret = true\n[store]\nfile_mode = {value}\n")
-    result = run_cli("config", "validate", "--config", str(config))
-    assert result.returncode == 2
+    result = CliRunner().invoke(main, ["config", "validate", "--config", str(config)])
+    assert result.exit_code == 2
     assert result.stderr.startswith(f"config error: store.file_mode: {problem}"), result.stderr
