@@ -27,6 +27,7 @@ REJECT_REASONS = (
     "invalid",
     "draining",
     "store_unavailable",
+    "store_refused",
 )
 ATTACHMENT_UNAVAILABLE_REASONS = ("expired", "purged")
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
