@@ -25,10 +25,12 @@ def namespace_with_a_small_disk(mount_point: Path) -> list[str]:
     """A command prefix: run what follows in a private mount namespace with a tmpfs of DISK on `mount_point`."""
     unshare = shutil.which("unshare")
     if unshare is None:
-        pytest.skip("needs unshare (util-linux) for a small file system of the test's own")
+        pytest.fail("needs unshare (Debian package util-linux) for a small file system of the test's own")
     probe = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"cannot make a private mount namespace here: {probe.stderr.decode().strip()}")
+        pytest.fail(
+            f"cannot make a private mount namespace here (unshare --user --mount): {probe.stderr.decode().strip()}"
+        )
     script = f'mount -t tmpfs -o size={DISK} tmpfs "$0" && exec "$@"'
     return [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", script, str(mount_point)]
 
