@@ -14,25 +14,38 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
 from receiver.altinn import AltinnClients
-from receiver.config import Config, ConfigError
+from receiver.config import Config, ConfigError, StoreConfig
 from receiver.observability.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
+from receiver.store.integrity import empty_store
 from receiver.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
 
-def migrate_store(path: Path) -> None:
-    """Bring the store at `path` (created when missing) to this code's schema, with a log line when that changed it;
+def prepare_store(store: StoreConfig) -> None:
+    """What `serve` does to its store before it listens: check an existing store's integrity (unless `[store]
+    check_on_start` is false), then migrate it (created when missing). StoreError saying what is wrong and what to do
+    when the store is damaged, an empty file, or cannot be migrated."""
+    # A missing store is created by migrate, an empty file refused by it: nothing to check in either.
+    if store.check_on_start and store.path.is_file() and not empty_store(store.path):
+        seconds = db.check_integrity(store.path)
+        size = store.path.stat().st_size
+        log.info("store checked", extra={"store": str(store.path), "seconds": round(seconds, 3), "bytes": size})
+    migrate_store(store)
+
+
+def migrate_store(store: StoreConfig) -> None:
+    """Bring the store (created when missing) to this code's schema, with a log line when that changed it;
     StoreError when it cannot (StoreVersionError when it is newer than this code)."""
-    migrated = migrate(path)
+    path = store.path
+    migrated = migrate(path, file_mode=store.mode)
     if migrated.applied:
         log.info(
             "store migrated",
@@ -95,7 +108,7 @@ class Runtime:
         """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
         Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
         (StoreVersionError when it is newer than this code)."""
-        await asyncio.to_thread(migrate_store, config.store.path)
+        await asyncio.to_thread(migrate_store, config.store)
         store = await db.connect(config.store.path)
         try:
             writer = InboxWriter(config.store.path, asyncio.get_running_loop())

@@ -33,6 +33,7 @@ REJECT_REASONS = (
     "invalid",
     "draining",
     "store_unavailable",
+    "store_refused",
 )
 ATTACHMENT_UNAVAILABLE_REASONS = ("expired", "purged")
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -113,7 +114,8 @@ class Metrics:
         # Set when scraped, from the inbox writer: one process's view (each has its own writer).
         self.store_writable = Gauge(
             "altinn_receiver_store_writable",
-            "1 while the inbox writer commits; 0 from a failed commit until one succeeds (/readyz tries one).",
+            "1 while the inbox writer commits; 0 from a failed commit until one succeeds (/readyz tries one), and for"
+            " good once the store is damaged or was deleted while serving.",
             registry=self.registry,
         )
         Info("altinn_receiver_build", "The receiver's version.", registry=self.registry).info({"version": __version__})

@@ -3,7 +3,8 @@
 A plain ASGI endpoint (no Request object) because this is the hot path. The checks run cheapest first and each
 answer says what was wrong: 403 (source address outside `trusted_networks`), 401 (wrong or missing code, no detail),
 503 (draining), 415 (content type), 413 (body over `max_body_bytes`, read no further), 400 (not one valid CloudEvent,
-naming the attribute), 503 + Retry-After (the store could not commit), 200 (committed, or a repeated id).
+naming the attribute), 503 + Retry-After (the store could not commit), 500 (the store refused this one event's
+values; the events beside it are stored), 200 (committed, or a repeated id).
 
 While traces are on, each request is a server span (`POST /events`, with the event's id, type and outcome), and a
 new event is stored with that span's traceparent, so that its dispatch links back to it.
@@ -23,6 +24,7 @@ from receiver.config import ReceiverConfig
 from receiver.observability import tracing
 from receiver.runtime import Runtime
 from receiver.store.db import StoreError
+from receiver.store.inbox import EventRefused
 from receiver.web.cloudevent import VALIDATION_TYPE, InvalidEvent, from_binary, from_structured, subscription_id
 
 Scope = MutableMapping[str, Any]
@@ -225,6 +227,10 @@ class Ingest:
             else:
                 runtime.metrics.duplicates.inc()
                 fields["outcome"] = "duplicate"
+        except EventRefused as exc:
+            fields["outcome"] = "store_refused"
+            fields["error"] = str(exc)
+            return 500, _PROBLEM, problem(500, "Event not stored", f"{exc}: sending it again will not change that")
         except StoreError as exc:
             fields["outcome"] = "store_unavailable"
             fields["error"] = str(exc)
