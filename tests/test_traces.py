@@ -1,10 +1,12 @@
 """Traces, recorded with the OpenTelemetry SDK's in-memory exporter from a real receiver (in this process, so the
 exporter can be read) subscribed to the simulator: a push and its dispatches form the expected spans, linked across
 the inbox; a catch-up page's events link to the page; a failing Altinn call records its status; no attribute holds
-the webhook's code or a token; and the log lines written inside a span carry its ids."""
+the webhook's code or a token; the log lines written inside a span carry its ids; and the inbox writer stores a
+trace context with a new event only, in the event's own commit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -27,6 +29,9 @@ from receiver.config import SubscriptionConfig
 from receiver.observability import tracing
 from receiver.observability.logs import JsonFormatter
 from receiver.onboarding.demo import SCOPES, ReceiverServer, ReceiverSetup, register_identity
+from receiver.store.db import StoreError
+from receiver.store.inbox import InboxWriter, NewEvent
+from receiver.store.migrate import migrate
 from tests.catchup_support import event
 from tests.dispatch_support import FAST_RETRIES, RECIPIENT_ORG, RESOURCE, SENDER_ORG
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
@@ -219,3 +224,44 @@ def test_a_receiver_with_traces_off_stores_no_trace_context(tmp_path: Path) -> N
     with closing(sqlite3.connect(config.store.path)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM inbox_traces").fetchone() == (0,)
         assert conn.execute("SELECT COUNT(*) FROM inbox").fetchone() == (1,)
+
+
+def new_inbox_event(event_id: str) -> NewEvent:
+    return NewEvent(event_id, CORRESPONDENCE + "published", "https://platform.example/x", "", RESOURCE,
+                    str(uuid.uuid4()), "", '{"specversion":"1.0"}')  # fmt: skip
+
+
+@pytest.mark.parametrize("with_a_refused_event", [False, True], ids=["one-statement", "one-by-one"])
+def test_the_writer_stores_a_trace_context_only_for_a_new_event_and_in_its_commit(
+    tmp_path: Path, with_a_refused_event: bool
+) -> None:
+    """Queued while another connection holds the write lock, the events become one group: written together, or one
+    by one when an event in it cannot be stored (a lone surrogate in its id)."""
+    path = tmp_path / "receiver.db"
+    migrate(path)
+    traced_ids = [str(uuid.uuid4()) for _ in range(5)]
+    plain_id, known_id = str(uuid.uuid4()), str(uuid.uuid4())
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def main() -> list[bool | BaseException]:
+        writer = InboxWriter(path, asyncio.get_running_loop())
+        try:
+            assert await writer.insert_event(new_inbox_event(known_id), "push")  # before traces: no context
+            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+                locker.execute("BEGIN IMMEDIATE")
+                futures = [writer.insert_event(new_inbox_event(i), "push", parent) for i in traced_ids]
+                futures.append(writer.insert_event(new_inbox_event(plain_id), "catchup"))
+                futures.append(writer.insert_event(new_inbox_event(known_id), "push", parent))  # a repeated id
+                if with_a_refused_event:
+                    futures.append(writer.insert_event(new_inbox_event("\ud800" + plain_id), "push", parent))
+                locker.execute("ROLLBACK")
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    outcomes = asyncio.run(main())
+    assert outcomes[:7] == [True] * 6 + [False]
+    assert [isinstance(outcome, StoreError) for outcome in outcomes[7:]] == [True] * with_a_refused_event
+    with closing(sqlite3.connect(path)) as conn:
+        stored = dict(conn.execute("SELECT id, traceparent FROM inbox_traces").fetchall())
+    assert stored == dict.fromkeys(traced_ids, parent)
