@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
-# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev extra (what `make
-# test` installs) and is constrained by the first, so the two never disagree on a version.
+# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and otel extras (what
+# `make test` installs) and is constrained by the first, so the two never disagree on a version.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -18,7 +18,7 @@ LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 FLOOR := .venv-floor
 
-.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator clean
+.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ $(UV):
 # moves every pin to the newest version allowed.
 lock: $(UV)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+	$(UV) pip compile pyproject.toml --extra dev --extra otel --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
 		-o $(DEV_LOCK)
 
 # The tests on the lowest version every direct runtime dependency allows (the dev tools at their newest), in a venv
@@ -61,7 +61,7 @@ test-floor: $(UV)
 	rm -rf $(FLOOR)
 	$(PYTHON) -m venv $(FLOOR)
 	$(UV) pip compile pyproject.toml --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
+	$(UV) pip compile pyproject.toml --extra dev --extra otel --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
 		-o $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -r $(FLOOR)/requirements.txt
@@ -81,6 +81,10 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
+
+# deploy/kubernetes/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yaml (a test checks it is up to date).
+monitoring: $(STAMP)
+	$(BIN)/python -m tools.monitoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache

@@ -165,6 +165,8 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:  # a scrape must still show the counters when the store cannot be read
         log.warning("cannot count inbox events for /metrics", extra={"error": str(exc)})
     runtime.metrics.inflight.set(runtime.inflight)
+    writer = runtime.writer
+    runtime.metrics.store_writable.set(0 if writer.broken or writer.last_error or not writer.alive else 1)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -115,7 +115,8 @@ class Runtime:
         except BaseException:
             await store.close()
             raise
-        return cls(config, store, writer, Metrics(), _altinn_clients(config))
+        metrics = Metrics()
+        return cls(config, store, writer, metrics, _altinn_clients(config, metrics))
 
     @property
     def altinn(self) -> AltinnClients | None:
@@ -223,11 +224,11 @@ class Runtime:
         await self.store.close()
 
 
-def _altinn_clients(config: Config) -> AltinnClients | ConfigError:
-    """The receiver's one set of Altinn clients, or why the config cannot make them (kept for the services that
-    need them to report: a receiver without Altinn still stores pushes)."""
+def _altinn_clients(config: Config, metrics: Metrics) -> AltinnClients | ConfigError:
+    """The receiver's one set of Altinn clients, counting their calls in `metrics`, or why the config cannot make them
+    (kept for the services that need them to report: a receiver without Altinn still stores pushes)."""
     try:
-        return AltinnClients.from_config(config)
+        return AltinnClients.from_config(config, registry=metrics.registry)
     except ConfigError as exc:
         return exc
 

@@ -107,7 +107,8 @@ def count(store: Path, table: str = "inbox") -> int:
 
 class ServeProcess:
     """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. `wrapper` is a
-    command that runs it (its arguments follow), `store` the store's path (default: receiver.db in `tmp_path`)."""
+    command that runs it (its arguments follow), `store` the store's path (default: receiver.db in `tmp_path`). Its
+    environment is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`."""
 
     def __init__(
         self,
@@ -116,8 +117,10 @@ class ServeProcess:
         *,
         wrapper: Sequence[str] = (),
         store: Path | None = None,
+        env: dict[str, str] | None = None,
         **receiver: Any,
     ) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **(env or {})}
         self.port = free_port()
         self.store = store or tmp_path / "receiver.db"
         self.wrapper = list(wrapper)
@@ -138,7 +141,7 @@ class ServeProcess:
                 stdout=out,
                 stderr=err,
                 preexec_fn=self.preexec_fn,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**self.env, "PYTHONUNBUFFERED": "1"},
             )
         wait_until(self._healthy, timeout=20, message=f"receiver on port {self.port} to answer /healthz")
         return self

@@ -108,3 +108,15 @@ def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_
         assert_wrk_run(result)
     assert_positive(busy, "dispatched_per_s")
     assert_positive(hot, "dispatched_per_s")
+
+
+@pytest.mark.slow
+def test_traces_measures_the_webhook_with_traces_off_and_on(tmp_path: Path) -> None:
+    require_wrk()
+    output = run_bench("traces.py", "--seconds", "1", "--warmup", "0", "--rounds", "1", tmp_path=tmp_path)
+    assert [r["name"] for r in output["results"]] == ["traces off (round 1)", "traces on, exported (round 1)"]
+    for result in output["results"]:
+        assert_wrk_run(result)
+    assert output["collector"]["exports"] >= 1, "the spans of the run with traces on reached the collector"
+    assert_positive(output["off_path"], "with_ns", "without_ns")
+    assert_positive(output["summary"]["traces off"], "requests_per_s", "loop_cpu_us", "process_cpu_us")

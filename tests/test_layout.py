@@ -20,6 +20,7 @@ LAYERS: dict[str, float] = {
     "receiver.timeutil": 0,
     "receiver.server_thread": 0,
     "receiver.observability.logs": 0,
+    "receiver.observability.tracing": 0.25,  # the OpenTelemetry facade: spans carry their ids into log lines
     "receiver.scopes": 0,  # the scopes per family of Altinn calls: the config checks them, the clients use them
     "receiver.validation": 0.5,  # the one validator: the config's sections, handlers' Options, the simulator's
     "receiver.config": 1,
@@ -209,4 +210,7 @@ def test_find_cycle_finds_one() -> None:
 def test_the_altinn_transport_knows_nothing_of_tokens() -> None:
     """`altinn/http.py` is the bottom of the Altinn clients: the token cache uses it, never the other way round."""
     imported = {imp.target for imp in project_imports() if imp.source == "receiver.altinn.http"}
-    assert imported == {"receiver", "receiver.altinn.errors"}
+    assert imported == {"receiver", "receiver.altinn.errors", "receiver.altinn.calls"}
+    # What the transport tells about its calls (metrics, spans) knows nothing of the clients either.
+    observer = {imp.target for imp in project_imports() if imp.source == "receiver.altinn.calls"}
+    assert observer == {"receiver.observability.tracing"}

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from receiver.app import ServicesSpec, build_services, create_app, prepare, server_options
 from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_config, load
 from receiver.config import Config, ConfigError
+from receiver.observability import tracing
 from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
 from receiver.runtime import prepare_store
 from receiver.store.db import StoreError
@@ -106,10 +107,14 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     except StoreError as error:
         fail(error)
     sock = listen(config.receiver.host, config.receiver.port)
+    tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
     app = create_app(config, services=services)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
-    with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
-        server.run(sockets=[sock])
+    try:
+        with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
+            server.run(sockets=[sock])
+    finally:
+        tracing.stop()  # the spans still buffered are exported
     if not server.started:
         where = f"{config.receiver.host}:{config.receiver.port}"
         fail(app.state.startup_error or f"the receiver did not start on {where}; the log line above says why")

@@ -1,4 +1,9 @@
-"""Prometheus metrics of one running receiver, in a registry of its own (tests run many apps in one process)."""
+"""Prometheus metrics of one running receiver, in a registry of its own (tests run many apps in one process).
+
+Here: the webhook's, the inbox by status, the store's writability, the build and the process (CPU, memory, open
+files: prometheus_client's process collector, read from /proc). The services add their own to `registry`: the
+dispatcher (runs, steps), the Altinn clients (calls, tokens), catch-up, subscriptions, retention.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,14 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from receiver import __version__
 from receiver.observability.store_gauges import OpsMetrics
 from receiver.store.inbox import CHANNELS
 from receiver.store.schema import INBOX_STATUSES
@@ -105,6 +111,15 @@ class Metrics:
         )
         for reason in ATTACHMENT_UNAVAILABLE_REASONS:
             self.attachments_unavailable.labels(reason)
+        # Set when scraped, from the inbox writer: one process's view (each has its own writer).
+        self.store_writable = Gauge(
+            "altinn_receiver_store_writable",
+            "1 while the inbox writer commits; 0 from a failed commit until one succeeds (/readyz tries one), and for"
+            " good once the store is damaged or was deleted while serving.",
+            registry=self.registry,
+        )
+        Info("altinn_receiver_build", "The receiver's version.", registry=self.registry).info({"version": __version__})
+        ProcessCollector(registry=self.registry)
 
     def set_inbox_counts(self, counts: dict[str, int]) -> None:
         for status in (*INBOX_STATUSES, *counts):

@@ -21,6 +21,7 @@ from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describ
 from receiver.store.errors import store_wide
 from receiver.store.files import OpenFiles
 from receiver.store.integrity import is_damage
+from receiver.store.traces import INSERT_TRACE
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,11 @@ INSERT_EVENTS = """
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 
-# Work for the writer thread: an event to insert (with its channel), or statements run inside the batch's
-# transaction, given its commit timestamp, that say what came of them.
+# Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
+# or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
 _Statements = Callable[[sqlite3.Connection, str], bool]
-_Work = tuple[NewEvent, str] | _Statements
+_Insert = tuple[NewEvent, str, str]
+_Work = _Insert | _Statements
 _Job = tuple[_Work, "asyncio.Future[bool]"]
 _Outcome = tuple["asyncio.Future[bool]", Any]
 _T = TypeVar("_T")
@@ -229,11 +231,12 @@ class InboxWriter:
             future.set_exception(StoreError("the inbox writer has stopped"))
         return future
 
-    def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
-        """Store one event; the future says True when it is new and committed, False for a repeated id."""
+    def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
+        """Store one event; the future says True when it is new and committed, False for a repeated id. A new event's
+        `traceparent` (the span it arrived in) is stored with it, in the same commit."""
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
-        return self._submit((event, channel))
+        return self._submit((event, channel, traceparent))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
@@ -337,13 +340,18 @@ class InboxWriter:
         )
 
     def _write_together(self, batch: list[_Job], stamp: str) -> list[_Outcome]:
-        """The batch in one transaction: its events in one statement (which commits itself when they are all)."""
+        """The batch in one transaction: its events in one statement (which commits itself when they are all, and
+        none carries a trace context), then the new events' trace contexts and the other jobs' statements."""
         events = [work for work, _ in batch if isinstance(work, tuple)]
-        if len(events) == len(batch):
+        if len(events) == len(batch) and not any(traceparent for _, _, traceparent in events):
             return _event_outcomes(batch, self._insert_events(events, stamp))
 
         def write() -> list[_Outcome]:
-            outcomes = _event_outcomes(batch, self._insert_events(events, stamp) if events else set())
+            inserted = self._insert_events(events, stamp) if events else set()
+            traces = [(event.id, parent) for event, _, parent in events if parent and event.id in inserted]
+            if traces:
+                self._conn.executemany(INSERT_TRACE, traces)
+            outcomes = _event_outcomes(batch, inserted)
             return outcomes + [
                 (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
             ]
@@ -360,8 +368,11 @@ class InboxWriter:
         failed statement changed nothing)."""
         try:
             if isinstance(work, tuple):
-                event, channel = work
-                return self._conn.execute(INSERT_EVENT, insert_params(event, channel, stamp)).rowcount == 1
+                event, channel, traceparent = work
+                new = self._conn.execute(INSERT_EVENT, insert_params(event, channel, stamp)).rowcount == 1
+                if new and traceparent:
+                    self._conn.execute(INSERT_TRACE, (event.id, traceparent))
+                return new
             return work(self._conn, stamp)
         except Exception as exc:
             if store_wide(exc) or not self._conn.in_transaction:
@@ -395,7 +406,7 @@ class InboxWriter:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
+    def _insert_events(self, events: list[_Insert], stamp: str) -> set[str]:
         """All events in one multi-row INSERT; returns the ids that were not there before.
 
         Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
@@ -408,14 +419,14 @@ class InboxWriter:
         sql = self._insert_sql.get(count)
         if sql is None:
             sql = self._insert_sql[count] = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * count))
-        params = [value for event, channel in events for value in insert_params(event, channel, stamp)]
+        params = [value for event, channel, _ in events for value in insert_params(event, channel, stamp)]
         cursor = self._locked(lambda: self._conn.execute(sql, params))
         added = cursor.rowcount
         if added == count:
-            return {event.id for event, _ in events}
+            return {event.id for event, _, _ in events}
         if added == 0:
             return set()
-        ids = [event.id for event, _ in events]
+        ids = [event.id for event, _, _ in events]
         marks = ", ".join("?" * count)
         newest_first = f"SELECT id FROM inbox WHERE id IN ({marks}) AND seq <= ? ORDER BY seq DESC LIMIT ?"
         return {row[0] for row in self._conn.execute(newest_first, [*ids, cursor.lastrowid, added])}

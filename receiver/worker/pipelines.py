@@ -74,7 +74,11 @@ class Pipeline:
     steps: tuple[Step, ...]
 
     def matches(self, event_type: str) -> bool:
-        return any(fnmatchcase(event_type, pattern) for pattern in self.types)
+        return self.pattern(event_type) is not None
+
+    def pattern(self, event_type: str) -> str | None:
+        """The first of `types` that `event_type` matches (a label of few values, unlike the type itself)."""
+        return next((pattern for pattern in self.types if fnmatchcase(event_type, pattern)), None)
 
     def describe(self) -> str:
         return " → ".join(step.name for step in self.steps)
