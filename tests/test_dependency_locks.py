@@ -39,6 +39,8 @@ def direct(group: list[str]) -> list[Requirement]:
 
 RUNTIME = direct(PYPROJECT["project"]["dependencies"])
 DEV = direct(PYPROJECT["project"]["optional-dependencies"]["dev"])
+BROKERS = [*direct(PYPROJECT["project"]["optional-dependencies"]["amqp"]),
+           *direct(PYPROJECT["project"]["optional-dependencies"]["nats"])]  # fmt: skip
 LOCK = pins("requirements.lock")
 DEV_LOCK = pins("requirements-dev.lock")
 
@@ -58,6 +60,14 @@ def test_the_dev_lock_pins_the_runtime_and_the_dev_extra_inside_their_ranges() -
     for requirement in [*RUNTIME, *DEV]:
         version, _ = DEV_LOCK[canonicalize_name(requirement.name)]
         assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
+
+
+def test_both_locks_pin_the_broker_extras_inside_their_ranges() -> None:
+    """The image can forward to RabbitMQ and NATS by config alone, and the tests use both."""
+    for requirement in BROKERS:
+        for locked in (LOCK, DEV_LOCK):
+            version, _ = locked[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
 
 
 def test_the_dev_lock_installs_exactly_what_the_image_does_plus_the_dev_tools() -> None:
