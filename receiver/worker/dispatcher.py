@@ -153,7 +153,8 @@ class Dispatcher:
         """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
         for step in self.pipelines.steps.values():
             ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._conn), results={},
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
                 await within(step.handler.start(ctx), step.timeout, f"{step.name}:start")
             except Exception as exc:
@@ -255,7 +256,8 @@ class Dispatcher:
         store = HandlerStore(self._conn)  # one per run, shared by its steps
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
                 await run_step(step.handler, event, ctx, step.timeout)
             except Exception as exc:
