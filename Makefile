@@ -80,6 +80,7 @@ simulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/brokers.py
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo

@@ -108,3 +108,20 @@ def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_
         assert_wrk_run(result)
     assert_positive(busy, "dispatched_per_s")
     assert_positive(hot, "dispatched_per_s")
+
+
+@pytest.mark.slow
+def test_brokers_measures_fetch_and_forward_to_each_broker_against_fetch_and_store(tmp_path: Path) -> None:
+    """Needs the machine's RabbitMQ and NATS with JetStream, as the broker tests do."""
+    output = run_bench("brokers.py", "--events", "200", "--rounds", "1", "--sample-interval", "0.1", tmp_path=tmp_path)
+    assert [run["pipeline"] for run in output["runs"]] == [
+        "fetch_correspondence + store",
+        "fetch_correspondence + forward_amqp",
+        "fetch_correspondence + forward_nats",
+    ]
+    for run in output["runs"]:
+        assert run["events"] == run["delivered"] == 200, run
+        assert_positive(run, "steady_per_s", "overall_per_s", "receiver_cpu_ms_per_event")
+    assert [run["broker_cpu_ms_per_event"] > 0 for run in output["runs"]] == [False, True, True]
+    assert_positive(output, "amqp_of_store", "nats_of_store")
+    assert_positive(output["median_steady_per_s"], "store", "forward_amqp", "forward_nats")
