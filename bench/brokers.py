@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
+import httpx
 import nats
 import nats.js.errors
+from prometheus_client.parser import text_string_to_metric_families
 
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -108,6 +110,18 @@ def handler_section(pipeline: str, name: str) -> str:
     return ""
 
 
+def mean_ms(metrics: str, histogram: str, **labels: str) -> float:
+    """The mean of a histogram on a receiver's /metrics, in milliseconds (0 when it has no samples)."""
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name in (f"{histogram}_sum", f"{histogram}_count") and sample.labels == labels
+    }
+    count = values.get(f"{histogram}_count", 0.0)
+    return round(values[f"{histogram}_sum"] / count * 1000, 1) if count else 0.0
+
+
 def delivered(pipeline: str, name: str, store: Path) -> int:
     if pipeline == "forward_amqp":
         return run(amqp_queue(name))
@@ -142,6 +156,7 @@ def measure(
         broker_before = broker_cpu_seconds(pipeline)
         with serving(config, folder) as process:
             samples = drain(process, setup.store, total, args.sample_interval, say)
+            metrics = httpx.get(f"http://127.0.0.1:{setup.port}/metrics", timeout=30).text
         broker_cpu = broker_cpu_seconds(pipeline) - broker_before
         arrived = delivered(pipeline, name, setup.store)
     finally:
@@ -157,6 +172,8 @@ def measure(
         "overall_per_s": round(total / samples[-1][0], 1),
         "receiver_cpu_ms_per_event": round(steady.cpu_ms_per_event, 2),
         "broker_cpu_ms_per_event": round(broker_cpu / total * 1000, 2),
+        "pipeline_ms_mean": mean_ms(metrics, "altinn_receiver_dispatch_seconds"),
+        "forward_ms_mean": mean_ms(metrics, "altinn_receiver_forward_seconds", handler=pipeline),
         "delivered": arrived,
     }
 

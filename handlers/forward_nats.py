@@ -127,7 +127,8 @@ class ForwardNats(BrokerForwarder[Link]):
         except nats.js.errors.NotFoundError:
             ctx.log.warning("stream not found: events are retried until it exists", extra={"stream": stream})
             return
-        except (nats.errors.Error, OSError) as exc:
+        except (nats.errors.Error, OSError) as exc:  # not allowed to read it, say: once is enough
+            self._windows_checked.add(stream)
             ctx.log.warning("cannot read the stream's settings", extra={"stream": stream, "error": type(exc).__name__})
             return
         self._windows_checked.add(stream)

@@ -121,7 +121,8 @@ def test_brokers_measures_fetch_and_forward_to_each_broker_against_fetch_and_sto
     ]
     for run in output["runs"]:
         assert run["events"] == run["delivered"] == 200, run
-        assert_positive(run, "steady_per_s", "overall_per_s", "receiver_cpu_ms_per_event")
+        assert_positive(run, "steady_per_s", "overall_per_s", "receiver_cpu_ms_per_event", "pipeline_ms_mean")
+    assert [run["forward_ms_mean"] > 0 for run in output["runs"]] == [False, True, True]
     assert [run["broker_cpu_ms_per_event"] > 0 for run in output["runs"]] == [False, True, True]
     assert_positive(output, "amqp_of_store", "nats_of_store")
     assert_positive(output["median_steady_per_s"], "store", "forward_amqp", "forward_nats")

@@ -108,8 +108,9 @@ def inbox_row(forwarding: Forwarding, event_id: str) -> Mapping[str, Any]:
 def test_a_broker_out_of_reach_is_retried_until_it_answers_and_the_event_is_then_delivered_once(
     tmp_path: Path, broker: str
 ) -> None:
-    """Through a relay that nobody listens on at first; the NATS URL carries credentials, which the server (without
-    authentication) ignores and which no log line or error may show."""
+    """Through a relay that nobody listens on at first, and that later cuts the connection: the next event opens a
+    new one. The NATS URL carries credentials, which the server (without authentication) ignores and which no log
+    line or error may show."""
     with running_simulator(SIM) as sim, TARGETS[broker]() as target, TcpRelay(target.broker_port) as relay:
         options = target.options(relay.port)
         if isinstance(target, NatsTarget):
@@ -126,8 +127,13 @@ def test_a_broker_out_of_reach_is_retried_until_it_answers_and_the_event_is_then
             )
             relay.start()
             forwarding.wait_done([event["id"]])
-        delivered = arrived(target, 1)
-    assert [message.id for message in delivered] == [event["id"]]
+            relay.stop()
+            relay.start()
+            after_loss = correspondence_event(correspondence, second=1)
+            forwarding.push(after_loss)
+            forwarding.wait_done([after_loss["id"]])
+        delivered = arrived(target, 2)
+    assert [message.id for message in delivered] == [event["id"], after_loss["id"]]
     assert f"127.0.0.1:{relay.port}" in retrying["last_error"] and "cannot connect" in retrying["last_error"]
     assert SECRET not in retrying["last_error"] and SECRET not in forwarding.serve.log_path.read_text()
     assert SECRET not in forwarding.serve.err_path.read_text()
