@@ -196,7 +196,9 @@ def main() -> None:
         identity = register_identity(sim, folder)
         correspondences = send_correspondences(sim, RESOURCE, RECIPIENT_ORG, args.events // args.per_correspondence)
         runs = [measure(p, sim.url, identity, correspondences, args, folder / f"{n}-{p}") for n, p in enumerate(order)]
-    rates = {p: statistics.median(r["steady_per_s"] for r in runs if r["pipeline"].endswith(p)) for p in PIPELINES}
+    rates = {
+        p: round(statistics.median(r["steady_per_s"] for r in runs if r["pipeline"].endswith(p)), 1) for p in PIPELINES
+    }
     result = {
         "concurrency": args.concurrency,
         "runs": runs,

@@ -165,7 +165,7 @@ def test_the_events_of_a_correspondence_arrive_in_time_order_under_concurrency(t
         with Forwarding(sim, tmp_path, {"to_broker": target.options()}, dispatch={"concurrency": 8}) as forwarding:
             timelines = {cid: [correspondence_event(cid, second=s) for s in range(6)]
                          for cid in forwarding.correspondences(4)}  # fmt: skip
-            sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": "3s", "count": 4})
+            sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": "2s", "count": 4})
             forwarding.push(*(events[0] for events in timelines.values()))
             pushers = [
                 threading.Thread(target=forwarding.push, args=(*reversed(events[1:]),)) for events in timelines.values()
