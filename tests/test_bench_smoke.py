@@ -113,14 +113,14 @@ def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_
 @pytest.mark.slow
 def test_brokers_measures_fetch_and_forward_to_each_broker_against_fetch_and_store(tmp_path: Path) -> None:
     """Needs the machine's RabbitMQ and NATS with JetStream, as the broker tests do."""
-    output = run_bench("brokers.py", "--events", "200", "--rounds", "1", "--sample-interval", "0.1", tmp_path=tmp_path)
+    output = run_bench("brokers.py", "--events", "100", "--rounds", "1", "--sample-interval", "0.1", tmp_path=tmp_path)
     assert [run["pipeline"] for run in output["runs"]] == [
         "fetch_correspondence + store",
         "fetch_correspondence + forward_amqp",
         "fetch_correspondence + forward_nats",
     ]
     for run in output["runs"]:
-        assert run["events"] == run["delivered"] == 200, run
+        assert run["events"] == run["delivered"] == 100, run
         assert_positive(run, "steady_per_s", "overall_per_s", "receiver_cpu_ms_per_event", "pipeline_ms_mean")
     assert [run["forward_ms_mean"] > 0 for run in output["runs"]] == [False, True, True]
     assert [run["broker_cpu_ms_per_event"] > 0 for run in output["runs"]] == [False, True, True]

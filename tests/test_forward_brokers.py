@@ -157,15 +157,15 @@ def test_credentials_the_broker_refuses_are_retried_and_reach_no_log_line_or_err
 
 @pytest.mark.parametrize("broker", BROKERS)
 def test_the_events_of_a_correspondence_arrive_in_time_order_under_concurrency(tmp_path: Path, broker: str) -> None:
-    """Each correspondence's first event is held up at the simulator (its fetch, the first four calls) while the rest
+    """Each correspondence's first event is held up at the simulator (its fetch, the first three calls) while the rest
     arrive out of order: the dispatcher runs them by `time`, and the broker gets them in that order. AMQP through
     the default exchange, all on one queue."""
     target_of = (lambda: amqp_target(default_exchange=True)) if broker == "amqp" else nats_target
     with running_simulator(SIM) as sim, target_of() as target:
         with Forwarding(sim, tmp_path, {"to_broker": target.options()}, dispatch={"concurrency": 8}) as forwarding:
-            timelines = {cid: [correspondence_event(cid, second=s) for s in range(6)]
-                         for cid in forwarding.correspondences(4)}  # fmt: skip
-            sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": "2s", "count": 4})
+            timelines = {cid: [correspondence_event(cid, second=s) for s in range(5)]
+                         for cid in forwarding.correspondences(3)}  # fmt: skip
+            sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": "1500ms", "count": 3})
             forwarding.push(*(events[0] for events in timelines.values()))
             pushers = [
                 threading.Thread(target=forwarding.push, args=(*reversed(events[1:]),)) for events in timelines.values()
@@ -176,7 +176,7 @@ def test_the_events_of_a_correspondence_arrive_in_time_order_under_concurrency(t
                 pusher.join()
             assert "done" not in forwarding.statuses().values(), "every event is in before the first is done"
             forwarding.wait_done([event["id"] for events in timelines.values() for event in events])
-        delivered = arrived(target, 24)
+        delivered = arrived(target, 15)
     for correspondence, events in timelines.items():
         received = [message.id for message in delivered if message.json()["resourceinstance"] == correspondence]
         assert received == [event["id"] for event in events]
@@ -190,7 +190,7 @@ def test_a_graceful_shutdown_with_publishes_in_flight_loses_nothing(tmp_path: Pa
         relay.start()
         forwarding = Forwarding(sim, tmp_path, {"to_broker": target.options(relay.port)}, dispatch={"concurrency": 4})
         with forwarding:
-            events = [correspondence_event(cid) for cid in forwarding.correspondences(10)]
+            events = [correspondence_event(cid) for cid in forwarding.correspondences(8)]
             forwarding.push(*events)
             wait_until(lambda: "done" in (now := forwarding.statuses()).values() and "processing" in now.values(),
                        message="publishes under way")  # fmt: skip
