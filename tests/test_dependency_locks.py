@@ -40,6 +40,8 @@ def direct(group: list[str]) -> list[Requirement]:
 RUNTIME = direct(PYPROJECT["project"]["dependencies"])
 DEV = direct(PYPROJECT["project"]["optional-dependencies"]["dev"])
 OTEL = direct(PYPROJECT["project"]["optional-dependencies"]["otel"])
+BROKERS = [*direct(PYPROJECT["project"]["optional-dependencies"]["amqp"]),
+           *direct(PYPROJECT["project"]["optional-dependencies"]["nats"])]  # fmt: skip
 LOCK = pins("requirements.lock")
 DEV_LOCK = pins("requirements-dev.lock")
 
@@ -64,6 +66,14 @@ def test_the_dev_lock_pins_the_runtime_the_dev_extra_and_the_otel_extra_inside_t
 def test_the_image_has_no_opentelemetry() -> None:
     """Traces are an extra: the runtime lock (the image) stays without them."""
     assert not {name for name in LOCK if name.startswith("opentelemetry")}
+
+
+def test_both_locks_pin_the_broker_extras_inside_their_ranges() -> None:
+    """The image can forward to RabbitMQ and NATS by config alone, and the tests use both."""
+    for requirement in BROKERS:
+        for locked in (LOCK, DEV_LOCK):
+            version, _ = locked[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
 
 
 def test_the_dev_lock_installs_exactly_what_the_image_does_plus_the_dev_tools() -> None:

@@ -191,8 +191,10 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str]:
 def test_built_in_handlers_use_only_what_plugins_can_use() -> None:
     """A built-in is written as a plugin would be: the `handlers` API, the Altinn clients and models `ctx.altinn`
     gives, the store's time format; never another built-in's module or the receiver's inside (their tables, the
-    worker). `confirm` and `mark_as_read` share their base class, `handlers.recipient_action`."""
+    worker). `confirm` and `mark_as_read` share their base class, `handlers.recipient_action`; the forward handlers
+    share their message, `handlers.envelope`, and their metrics, templates and connection, `handlers.forwarding`."""
     public = {"handlers", "receiver.altinn", "receiver.timeutil", "handlers.recipient_action"}
+    public |= {"handlers.envelope", "handlers.forwarding"}
     wrong = [
         str(imp)
         for imp in project_imports()

@@ -196,7 +196,8 @@ class Dispatcher:
         """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
         for step in self.pipelines.steps.values():
             ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._conn), results={},
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
                 await within(step.handler.start(ctx), step.timeout, f"{step.name}:start")
             except Exception as exc:
@@ -313,7 +314,8 @@ class Dispatcher:
         store = HandlerStore(self._conn)  # one per run, shared by its steps
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             with tracing.span(f"handler {step.name}", attributes={"altinn_receiver.handler": step.name}) as span:
                 failed = await self._run_step(step, event, ctx, span)
             if failed is not None:
