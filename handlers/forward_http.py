@@ -20,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from handlers import BaseHandler, Context, Duration, Event, OptionError, Permanent, RetryLater, setting
 from receiver.altinn import parse_retry_after
-from receiver.timeutil import parse_iso
+from receiver.timeutil import parse_event_time
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 RESERVED_HEADERS = ("content-type", "content-length", "host")
@@ -44,7 +44,7 @@ def cloud_event(event: Event, data: Any) -> CloudEvent:
         if getattr(event, name):
             attributes[name] = getattr(event, name)
     if event.time:
-        attributes["time"] = parse_iso(event.time)
+        attributes["time"] = parse_event_time(event.time)
     if data is not None:
         attributes["datacontenttype"] = "application/json"
     return CloudEvent(attributes, data)
