@@ -210,6 +210,16 @@ def to_new_event(event: Any, raw: str) -> NewEvent:
     )
 
 
+def refusal(raw: str) -> InvalidEvent | None:
+    """Why the doors would refuse a stored event's `raw` today (None if they accept it): an event catch-up kept as
+    dead, or one an older release stored, must not be handed to the handlers."""
+    try:
+        to_new_event(parse_json(raw), raw)
+    except InvalidEvent as exc:
+        return exc
+    return None
+
+
 def from_structured(body: bytes) -> NewEvent:
     """A structured-mode push: the whole event is the JSON body, stored byte-for-byte as text."""
     text = decode_text(body)
