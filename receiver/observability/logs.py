@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -103,6 +104,20 @@ def redact_value(value: Any) -> Any:
 
 PREFORMATTED = "preformatted_json"
 
+JSON_ESCAPE = "receiver.json_escape"
+"""A codec error handler: what a stream cannot encode (a lone surrogate, from JSON a client sent) becomes its JSON
+escape (`\\ud800`), which is valid inside a JSON string, the only place such a character can be in a log line."""
+
+
+def _json_escape(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    unencodable = error.object[error.start : error.end]
+    return json.dumps(unencodable)[1:-1], error.end
+
+
+codecs.register_error(JSON_ESCAPE, _json_escape)
+
 
 def emit_json_line(logger: logging.Logger, line: str, level: int = logging.INFO) -> None:
     """Hand an already-built, already-redacted JSON line to `logger`'s handlers, skipping the costly parts of
@@ -146,7 +161,8 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
     warnings and errors are written at once (with everything before them), and `flush()`/`close()` (which
     `logging.shutdown` calls at exit) write what is left. A process killed with SIGKILL loses at most the last
     `flush_interval` of lines: logs are not what makes an event durable, the store is. When the stream cannot keep
-    up, a caller writes the buffer itself once it holds `max_lines`, so memory stays bounded.
+    up, a caller writes the buffer itself once it holds `max_lines`, so memory stays bounded. A character the stream
+    cannot encode (a lone surrogate) is written as its JSON escape, and the lines written with it are kept.
     """
 
     def __init__(self, stream: TextIO, flush_interval: float = 0.1, max_lines: int = 10_000) -> None:
@@ -187,8 +203,13 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
                 lines, self._lines = self._lines, []
                 self._pending.clear()
             if lines and self.stream is not None:
+                text = "\n".join(lines) + "\n"
                 try:
-                    self.stream.write("\n".join(lines) + "\n")
+                    try:
+                        self.stream.write(text)
+                    except UnicodeEncodeError:  # nothing was written: write every line, escaping what cannot be
+                        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                        self.stream.write(text.encode(encoding, JSON_ESCAPE).decode(encoding))
                     self.stream.flush()
                 except (OSError, ValueError):  # the stream is gone (closed pipe, closed file): nowhere to log to
                     pass
