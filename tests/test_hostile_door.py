@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from handlers.store import normalised_time
 from receiver.server_thread import ServerThread
 from receiver.web.cloudevent import InvalidEvent, to_new_event
+from tests.hostile_support import RFC3339_LIKE
 from tests.ingest_support import compact, count, inbox_rows, make_config, new_event, push, running_app, webhook
 
 SURROGATE = "\ud800"
@@ -150,22 +150,6 @@ def test_pushes_beside_unstorable_ones_are_all_acknowledged_and_stored(door: Doo
 
 
 # --- the door's reading of `time` is the one the store and the dispatcher use ---
-
-RFC3339_LIKE = st.builds(
-    "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}{}".format,
-    st.integers(0, 9999),
-    st.integers(0, 13),
-    st.integers(0, 32),
-    st.sampled_from(["T", "t", " "]),
-    st.integers(0, 25),
-    st.integers(0, 61),
-    st.integers(0, 61),
-    st.sampled_from(["", ".4", ".4380391", ".123456789", ".1234567890"]),
-    st.one_of(
-        st.sampled_from(["Z", "z", ""]),
-        st.builds("{}{:02d}:{:02d}".format, st.sampled_from("+-"), st.integers(0, 24), st.integers(0, 60)),
-    ),
-)
 
 
 @pytest.mark.fuzz
