@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
-from altinn_sim.testing import new_client
+from altinn_sim.testing import new_client, upload_form
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from tests.dispatch_support import FAST_RETRIES, RECIPIENT, RECIPIENT_ORG, RESOURCE, SENDER_ORG, query, wait_settled
@@ -48,18 +48,8 @@ def sim() -> Iterator[RunningSimulator]:
 def send(sim: RunningSimulator, files: dict[str, bytes]) -> tuple[str, dict[str, str]]:
     """A correspondence with these attachments, sent through the upload API as its sender: its id, and the id of
     each attachment by its file name."""
-    form = {
-        "Correspondence.ResourceId": RESOURCE.removeprefix("urn:altinn:resource:"),
-        "Correspondence.SendersReference": "hostile-names",
-        "Correspondence.Content.Language": "nb",
-        "Correspondence.Content.MessageTitle": "Vedlegg med rare navn",
-        "Correspondence.Content.MessageBody": "Se vedlegg.",
-        "Recipients[0]": RECIPIENT,
-    }
-    for index, name in enumerate(files):
-        form[f"Correspondence.Content.Attachments[{index}].FileName"] = name
-        form[f"Correspondence.Content.Attachments[{index}].SendersReference"] = f"v{index}"
-        form[f"Correspondence.Content.Attachments[{index}].DataLocationType"] = "NewCorrespondenceAttachment"
+    resource_id = RESOURCE.removeprefix("urn:altinn:resource:")
+    form = upload_form(resource_id, RECIPIENT, files, title="Vedlegg med rare navn", reference="hostile-names")
     uploads = [("attachments", (name, data, "application/octet-stream")) for name, data in files.items()]
     sim.set_resource_owner(RESOURCE, SENDER_ORG)
     with new_client(sim, SENDER_ORG, OWNER_SCOPES).api() as sender:
