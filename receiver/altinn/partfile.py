@@ -46,7 +46,7 @@ def part_file(dest: Path, what: str) -> Iterator[BinaryIO]:
             yield file
     finally:
         if _names(part, fd):  # not renamed: what is there is incomplete
-            part.unlink()
+            part.unlink(missing_ok=True)
         os.close(fd)  # releases the lock
 
 
