@@ -154,7 +154,7 @@ def test_reading_a_page_keeps_every_item_storable_and_moves_the_cursor(
         await state.move_cursor(store.conn, KEY, read.after)
 
     store.run(keep())  # every row and the cursor can be stored: nothing fails a commit
-    last = items[-1]
+    last = page.events[-1]  # as read: two surrogates that pair are one character
     if isinstance(last, dict) and isinstance(last.get("id"), str) and last["id"] and not unstorable(last["id"]):
         assert read.after == last["id"]
     elif next_after and not unstorable(next_after):
