@@ -11,10 +11,10 @@ from altinn_sim import SimSettings, running_simulator
 from receiver.cli.main import main
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
-from tests.catchup_support import event, fresh_resource, inbox
+from tests.catchup_support import event, fresh_resource, inbox, rows
 
 
-def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_its_cursor(tmp_path: Path) -> None:
+def test_catchup_enqueues_what_is_new_keeps_an_invalid_event_dead_and_resumes_from_its_cursor(tmp_path: Path) -> None:
     with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as sim:
         identity = register_identity(sim, tmp_path)
         resource = fresh_resource(sim, identity.org)
@@ -35,7 +35,9 @@ def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_it
     [result] = [json.loads(line) for line in first.stdout.splitlines()]
     assert (result["read"], result["enqueued"], result["invalid"], result["after"]) == (4, 3, 1, good[2]["id"])
     assert "4 events read, 3 new" in first.stderr
-    assert inbox(setup.store) == {e["id"]: "catchup" for e in good}
+    assert inbox(setup.store) == {e["id"]: "catchup" for e in (*good, bad)}
+    [dead] = rows(setup.store, "SELECT * FROM inbox WHERE status = 'dead'")
+    assert dead["id"] == bad["id"] and "Not-An-Attribute-Name" in dead["last_error"]
     assert table.exit_code == 0 and table.stdout.startswith("RESOURCE")
     [resumed] = [json.loads(line) for line in again.stdout.splitlines()]
     assert (resumed["read"], resumed["enqueued"], resumed["after"]) == (0, 0, good[2]["id"])

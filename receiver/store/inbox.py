@@ -47,6 +47,15 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class RefusedEvent(NewEvent):
+    """An event from the pull API that the door refuses, kept as a `dead` row so that it is seen and catch-up moves
+    past it: its columns and `raw` hold only storable text (receiver/sync/catchup.py builds it), `reason` says why
+    it was refused."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class InboxRecord(NewEvent):
     """A stored event: what arrived, plus where it is in its life (status, attempts, lease)."""
 
@@ -96,6 +105,13 @@ INSERT_EVENT = """
     ON CONFLICT(id) DO NOTHING
 """
 
+INSERT_REFUSED = """
+    INSERT INTO inbox (id, type, source, subject, resource, resourceinstance, time, raw,
+                       received_at, channel, status, last_error, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'dead', ?, ?)
+    ON CONFLICT(id) DO NOTHING
+"""
+
 INSERT_VALIDATION = """
     INSERT INTO validations (event_id, subscription_id, source, received_at) VALUES (?, ?, ?, ?)
     ON CONFLICT(event_id) DO NOTHING
@@ -126,6 +142,20 @@ async def insert_event(conn: aiosqlite.Connection, event: NewEvent, channel: str
     cursor = await conn.execute(INSERT_EVENT, insert_params(event, channel, stamp))
     await conn.commit()
     return cursor.rowcount == 1
+
+
+async def insert_refused(conn: aiosqlite.Connection, events: list[RefusedEvent], channel: str) -> int:
+    """Store refused events as `dead` rows (attempts 0, the reason in `last_error`), each in its own statement;
+    returns how many were new. A dead row is never claimed and holds back no event of its instance."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    stamp = now_iso()
+    added = 0
+    for event in events:
+        params = (*insert_params(event, channel, stamp)[:-1], event.reason, stamp)
+        cursor = await conn.execute(INSERT_REFUSED, params)
+        added += cursor.rowcount
+    return added
 
 
 async def record_validation(conn: aiosqlite.Connection, event_id: str, subscription_id: str, source: str) -> bool:
