@@ -2,11 +2,17 @@
 
 What it does for users — order per `resourceinstance`, claiming ahead, retries, leases, shutdown — is said once, in
 docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
-dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
+dispatcher's own store connections, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
 ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
 `worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
-(`worker/steps.py`), over one `HandlerStore` per run; `_keep_leases` renews every claim in one statement; `stop`
-gives back what did not finish and closes the handlers.
+(`worker/steps.py`), over one `FencedHandlerStore` per run; `_keep_leases` renews every claim in one statement;
+`stop` gives back what did not finish and closes the handlers.
+
+A run whose lease is lost (the process was paused or starved past `lease`, and another worker took the event) is
+ended by `_lose`, once, however it is found: the lease keeper finds the claim gone, a write of its handlers is
+refused, or its outcome is. Its task is cancelled, and everything it still tries to write is refused by the claim
+token its writes and its outcome carry (store/queue.py), so it never overwrites the new owner's rows. The runs are
+kept by task, never by event: a run that lingers after its claim was lost can share its event with a newer one.
 
 The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
 the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -26,6 +33,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -35,7 +43,7 @@ from handlers.api import Event
 from receiver.config import Config, DispatchConfig
 from receiver.observability.logs import log_context
 from receiver.store import db, queue
-from receiver.store.handler_store import HandlerStore
+from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore, RunConnection
 from receiver.store.inbox import InboxRecord
 from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
@@ -57,6 +65,22 @@ STOP_MARGIN = 0.25
 
 class HandlerStartError(Exception):
     """A handler's `start` failed or ran over its `step_timeout`: the dispatcher does not start."""
+
+
+@dataclass(eq=False)
+class Run:
+    """One claimed event's run, from its pipeline's start until its outcome is recorded."""
+
+    record: InboxRecord
+    task: asyncio.Task[None] | None = None
+    recording: bool = False
+    """The pipeline is over and its outcome is being recorded: its slot is free, and it is no longer cancelled."""
+    lost: bool = False
+    """Its claim was taken over: it is being cancelled, and what it writes is refused."""
+
+    @property
+    def claim(self) -> tuple[int, str]:
+        return self.record.seq, self.record.lease_owner
 
 
 def event_from_record(record: InboxRecord) -> Event:
@@ -105,10 +129,10 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._state = "not started"
         self._counts = dict.fromkeys(OUTCOMES, 0)
-        self._running: dict[asyncio.Task[None], InboxRecord] = {}
-        """Every run's task, until its outcome is recorded."""
-        self._leases: dict[int, asyncio.Task[None]] = {}
-        """The claims (by seq) of running events whose outcome is not being recorded yet: the busy slots."""
+        self._runs: dict[asyncio.Task[None], Run] = {}
+        """Every run, by its task, until the task ends."""
+        self._claim_numbers = itertools.count(1)
+        """Numbers every claim statement's token (`queue.claim_token`) apart."""
         self._ready: deque[InboxRecord] = deque()
         """Events claimed ahead, in claim order, that start as soon as a slot is free."""
         self._ahead = max(1, settings.concurrency // 4)
@@ -126,7 +150,7 @@ class Dispatcher:
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._receiver_metrics = runtime.metrics
-        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
+        self._metrics = DispatchMetrics(runtime.metrics.registry, self._busy)
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
         # The connection and the handlers' `start` are the only waits, and the last: a start that fails or is
@@ -135,9 +159,15 @@ class Dispatcher:
         # alone: pipelines share the connection.
         self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
         try:
+            self._run_writes = await RunConnection.open(runtime.config.store.path)
+        except BaseException:
+            await self._conn.close()
+            raise
+        try:
             await self._start_handlers()
         except BaseException:
             await self._close_handlers()
+            await self._run_writes.close()
             await self._conn.close()
             raise
         self._tasks = (
@@ -174,7 +204,7 @@ class Dispatcher:
             # Cleared before counting the free slots: a run that ends or an event that arrives from here on wakes
             # the wait below.
             self._wake.clear()
-            missing = self.settings.concurrency + self._ahead - len(self._leases) - len(self._ready)
+            missing = self.settings.concurrency + self._ahead - self._busy() - len(self._ready)
             if missing > 0:
                 self._ready.extend(await self._claim(missing))
                 self._start_ready()
@@ -184,50 +214,64 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[InboxRecord]:
         try:
-            return await queue.claim(self._conn, self.owner, self.settings.lease, limit)
+            token = queue.claim_token(self.owner, next(self._claim_numbers))
+            return await queue.claim(self._conn, token, self.settings.lease, limit)
         except sqlite3.Error as exc:
             log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
             return []
 
+    def _busy(self) -> int:
+        """The slots taken: runs whose pipeline is not over."""
+        return sum(not run.recording for run in self._runs.values())
+
     def _start_ready(self) -> None:
         """Run ready events in the free slots, earliest claim first (until `stop`, which gives them back)."""
-        while self._ready and len(self._leases) < self.settings.concurrency and not self._stopping:
-            record = self._ready.popleft()
-            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
-            self._running[task] = record
-            self._leases[record.seq] = task
-            task.add_done_callback(self._finished)
+        while self._ready and self._busy() < self.settings.concurrency and not self._stopping:
+            run = Run(self._ready.popleft())
+            run.task = asyncio.create_task(self._run(run), name=f"dispatch:{run.record.id}")
+            self._runs[run.task] = run
+            run.task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        record = self._running.pop(task)
-        self._leases.pop(record.seq, None)
+        self._runs.pop(task, None)
         self._start_ready()
         self._wake.set()  # refill `ready`; a later event of the same instance may go now
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatching an event failed", exc_info=task.exception())
 
-    async def _run(self, record: InboxRecord) -> None:
+    async def _run(self, run: Run) -> None:
+        record = run.record
         started = time.perf_counter()
-        with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
-            outcome = await self._outcome(record)
-        del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
+        claim = Claim(record.seq, record.lease_owner, record.id)
+        store = FencedHandlerStore(self._conn, self._run_writes, claim, lambda: self._lose(run, "a write was refused"))
+        try:
+            with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
+                outcome = await self._outcome(record, store)
+        except asyncio.CancelledError:
+            if not run.lost:
+                raise
+            return  # cancelled by `_lose`: the run is over, and nothing of it is recorded
+        run.recording = True  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
+        if run.lost:  # lost as the last step ended
+            return
         decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
         try:
             ours = await queue.finish(
-                self._conn, record.seq, self.owner, status, reason, next_attempt_at, count_attempt=decision.counts
-            )
+                self._conn, record.seq, record.lease_owner, status, reason, next_attempt_at,
+                count_attempt=decision.counts,
+            )  # fmt: skip
         except sqlite3.Error as exc:
             log.error("cannot record the outcome; the event runs again when its lease expires",
                       extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
             return
+        if not ours:
+            self._lose(run, "its outcome was refused")
+            return
         seconds = time.perf_counter() - started
         fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
                   "attempt": record.attempts, "outcome": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
-        if not ours:
-            log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
-            return
         self._counts[status] += 1
         self._metrics.by_status[status].inc()
         self._metrics.seconds.observe(seconds)
@@ -238,7 +282,7 @@ class Dispatcher:
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
-    async def _outcome(self, record: InboxRecord) -> Outcome:
+    async def _outcome(self, record: InboxRecord, store: HandlerStore) -> Outcome:
         if record.pruned:  # replayed by a release that did not know about retention
             return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
         pipeline = self.pipelines.for_type(record.type)
@@ -248,11 +292,11 @@ class Dispatcher:
             return Outcome(
                 "dead", f"its runs stopped unfinished {record.attempts - 1} times (worker gone, lease expired)"
             )
-        return await self._run_pipeline(pipeline, event_from_record(record))
+        return await self._run_pipeline(pipeline, event_from_record(record), store)
 
-    async def _run_pipeline(self, pipeline: Pipeline, event: Event) -> Outcome:
+    async def _run_pipeline(self, pipeline: Pipeline, event: Event, store: HandlerStore) -> Outcome:
+        """The steps in order over `store`, the run's own, shared by its steps."""
         results: dict[str, Any] = {}
-        store = HandlerStore(self._conn)  # one per run, shared by its steps
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
                                altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
@@ -262,13 +306,25 @@ class Dispatcher:
                 return failure(step.name, exc)
         return Outcome("done")
 
+    def _lose(self, run: Run, found_by: str) -> None:
+        """End a run whose claim was taken over, once: a warning, and its task cancelled unless it is already
+        recording its outcome (which is then refused). Its writes are refused from the moment the claim changed."""
+        if run.lost:
+            return
+        run.lost = True
+        log.warning("lease lost to another worker: the run is cancelled, its writes and its outcome refused",
+                    extra={"event_id": run.record.id, "found_by": found_by})  # fmt: skip
+        if not run.recording and run.task is not None:
+            run.task.cancel()
+
     async def _keep_leases(self) -> None:
         """Every third of `lease`, renew the claims of all running and ready events in one statement. A claim that is
         no longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event)
-        is dropped if ready and its run cancelled if running: its outcome is the new owner's to record."""
+        is dropped if ready and its run ended if running: its outcome is the new owner's to record."""
         while True:
             await asyncio.sleep(self.settings.lease / 3)
-            held = set(self._leases) | {record.seq for record in self._ready}
+            held = {run.claim for run in self._runs.values() if not run.recording}
+            held |= {(record.seq, record.lease_owner) for record in self._ready}
             if not held:
                 continue
             try:
@@ -277,16 +333,13 @@ class Dispatcher:
                 log.warning("cannot renew leases", extra={"claims": len(held), "error": db.describe(exc)})
                 continue
             lost = held - kept
-            for record in [record for record in self._ready if record.seq in lost]:
+            for record in [record for record in self._ready if (record.seq, record.lease_owner) in lost]:
                 log.warning("lease lost to another worker: dropping a claimed-ahead event",
                             extra={"event_id": record.id})  # fmt: skip
                 self._ready.remove(record)
-            for seq in lost:
-                task = self._leases.pop(seq, None)  # None: its outcome was being recorded meanwhile
-                if task is not None:
-                    log.warning("lease lost to another worker: abandoning this run",
-                                extra={"event_id": self._running[task].id})  # fmt: skip
-                    task.cancel()
+            for run in list(self._runs.values()):
+                if run.claim in lost and not run.recording:  # recording meanwhile: it finished, or finds out itself
+                    self._lose(run, "renewing the lease")
 
     async def stop(self, deadline: float) -> None:
         if not self._tasks:
@@ -296,7 +349,7 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        running = set(self._running)
+        running = set(self._runs)
         finished: set[asyncio.Task[None]] = set()
         if running:
             log.info("letting running pipelines finish", extra={"running": len(running)})
@@ -313,6 +366,7 @@ class Dispatcher:
             log.error("cannot give claims back; they run again when their leases expire",
                       extra={"error": db.describe(exc)})  # fmt: skip
         await self._close_handlers()
+        await self._run_writes.close()
         await self._conn.close()
         self._state = "stopped"
         self._ready.clear()
@@ -329,7 +383,7 @@ class Dispatcher:
     def status(self) -> dict[str, Any]:
         return {
             "state": self._state,
-            "running": len(self._leases),
+            "running": self._busy(),
             "ready": len(self._ready),
             **self._counts,
             **self.describe(),
