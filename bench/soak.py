@@ -183,7 +183,7 @@ def run(args: argparse.Namespace, folder: Path, say: Any) -> dict[str, Any]:
                     else:
                         refused += 1
                         waiting.append((now + RESEND_AFTER_S, event))
-                if now >= next_kill:
+                if next_kill <= now < started + duration:
                     receiver.kill()
                     kills += 1
                     receiver.start()
