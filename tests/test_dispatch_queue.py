@@ -17,7 +17,7 @@ import aiosqlite
 import pytest
 
 from receiver.store import db, queue
-from receiver.store.handler_store import Claim, FencedHandlerStore, RunConnection
+from receiver.store.handler_store import Claim, FencedHandlerStore
 from receiver.store.inbox import InboxRecord, NewEvent, insert_event
 from receiver.store.migrate import migrate
 from receiver.store.queue import LeaseLost
@@ -177,26 +177,22 @@ def test_a_taken_over_claims_store_writes_are_refused_and_the_new_owners_land(tm
         old, new = queue.claim_token("paused", 1), queue.claim_token("other", 1)
         gone = await claim_one(conns[0], old, 0.1)
         assert gone is not None
-        runs = await RunConnection.open(tmp_path / "inbox.db")
-        try:
-            stale = FencedHandlerStore(conns[0], runs, Claim(gone.seq, old, gone.id), lambda: lost.append(old))
-            assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # still ours
-            await asyncio.sleep(0.2)
-            assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # expired, not taken
-            taken = await claim_one(conns[1], new)
-            assert taken is not None
-            with pytest.raises(LeaseLost, match=f"the claim on event {gone.id} was taken over by another worker"):
-                await stale.execute(insert, {"event_id": gone.id, "writer": "old, too late"})
-            with pytest.raises(LeaseLost):
-                await stale.execute_many(insert, [{"event_id": gone.id, "writer": "old, too late"}])
-            with pytest.raises(LeaseLost):
-                await stale.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "old, too late"})
-            owner = FencedHandlerStore(conns[1], runs, Claim(taken.seq, new, taken.id), lambda: lost.append(new))
-            assert await owner.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "new"}) == [
-                {"writer": "new"}
-            ]
-        finally:
-            await runs.close()
+        stale = FencedHandlerStore(conns[0], Claim(gone.seq, old, gone.id), lambda: lost.append(old))
+        assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # still ours
+        await asyncio.sleep(0.2)
+        assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # expired, not taken
+        taken = await claim_one(conns[1], new)
+        assert taken is not None
+        with pytest.raises(LeaseLost, match=f"the claim on event {gone.id} was taken over by another worker"):
+            await stale.execute(insert, {"event_id": gone.id, "writer": "old, too late"})
+        with pytest.raises(LeaseLost):
+            await stale.execute_many(insert, [{"event_id": gone.id, "writer": "old, too late"}])
+        with pytest.raises(LeaseLost):
+            await stale.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "old, too late"})
+        owner = FencedHandlerStore(conns[1], Claim(taken.seq, new, taken.id), lambda: lost.append(new))
+        assert await owner.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "new"}) == [
+            {"writer": "new"}
+        ]
         async with conns[0].execute("SELECT event_id, writer FROM plugin_rows ORDER BY rowid") as cursor:
             return [(row[0], row[1]) for row in await cursor.fetchall()]
 

@@ -5,21 +5,18 @@ statement per call, rows as dicts), and one object per pipeline run, the place w
 lease was lost are refused. Each call is one round trip to the connection's thread and runs its statement to the
 end there, so a statement never stays open across an await while other pipelines use the connection.
 
-A run's store (`FencedHandlerStore`) runs each statement on `RunConnection`, in a transaction that first checks
-that the run's claim still holds (`queue.FENCE`): a run whose lease ran out and was taken over by another worker
-writes nothing, and its handler gets `LeaseLost`. The check and the statement are one transaction on a connection
-of their own, on a thread of their own, so that nothing of another pipeline can run between them.
+A run's store (`FencedHandlerStore`) runs each statement in a transaction that first checks that the run's claim
+still holds (`queue.FENCE`): a run whose lease ran out and was taken over by another worker writes nothing, and its
+handler gets `LeaseLost`. The check, the statement and the commit are one step of the connection's thread, so that
+no statement of another pipeline can run in between.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -71,51 +68,26 @@ class Claim:
     event_id: str
 
 
-class RunConnection:
-    """The connection pipeline runs write through, on one thread of its own (`open`, then `close`)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="run-writes")
-
-    @classmethod
-    async def open(cls, path: Path) -> RunConnection:
-        """`synchronous=NORMAL`, as the dispatcher's own connection and for the same reasons (store/db.py)."""
-        return cls(await asyncio.to_thread(db.connect_sync, path, synchronous="NORMAL"))
-
-    async def run(self, claim: Claim, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work` in a transaction that it joins only while `claim` holds; LeaseLost (nothing done) when it does not.
-        A caller cancelled meanwhile leaves the transaction to end on its own: fenced all the same."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._fenced, claim, work)
-
-    def _fenced(self, claim: Claim, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute(FENCE, {"seq": claim.seq, "token": claim.token}).fetchone() is None:
-                raise LeaseLost(claim.event_id)
-            result = work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
-    async def close(self) -> None:
-        """After every run has ended: what is queued runs first."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
-        self._thread.shutdown()
+def fenced(conn: sqlite3.Connection, claim: Claim, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` in a transaction that does it only while `claim` holds; LeaseLost, with nothing done, when not."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute(FENCE, {"seq": claim.seq, "token": claim.token}).fetchone() is None:
+            raise LeaseLost(claim.event_id)
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 class FencedHandlerStore(HandlerStore):
-    """`ctx.store` for one run: each statement runs only while the run's claim holds (`RunConnection.run`). When it
-    does not, the handler gets LeaseLost and `on_lost` is called, for the dispatcher to end the run."""
+    """`ctx.store` for one run: each statement runs only while the run's claim holds (`fenced`). When it does not,
+    the handler gets LeaseLost and `on_lost` is called, for the dispatcher to end the run."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, runs: RunConnection, claim: Claim, on_lost: Callable[[], None]
-    ) -> None:
+    def __init__(self, conn: aiosqlite.Connection, claim: Claim, on_lost: Callable[[], None]) -> None:
         super().__init__(conn)
-        self._runs = runs
         self._claim = claim
         self._on_lost = on_lost
 
@@ -133,7 +105,7 @@ class FencedHandlerStore(HandlerStore):
 
     async def _fenced(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await self._runs.run(self._claim, work)
+            return await db.in_connection_thread(self._conn, lambda conn: fenced(conn, self._claim, work))
         except LeaseLost:
             self._on_lost()
             raise

@@ -2,7 +2,7 @@
 
 What it does for users — order per `resourceinstance`, claiming ahead, retries, leases, shutdown — is said once, in
 docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
-dispatcher's own store connections, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
+dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
 ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
 `worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
 (`worker/steps.py`), over one `FencedHandlerStore` per run; `_keep_leases` renews every claim in one statement;
@@ -43,7 +43,7 @@ from handlers.api import Event
 from receiver.config import Config, DispatchConfig
 from receiver.observability.logs import log_context
 from receiver.store import db, queue
-from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore, RunConnection
+from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore
 from receiver.store.inbox import InboxRecord
 from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
@@ -159,15 +159,9 @@ class Dispatcher:
         # alone: pipelines share the connection.
         self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
         try:
-            self._run_writes = await RunConnection.open(runtime.config.store.path)
-        except BaseException:
-            await self._conn.close()
-            raise
-        try:
             await self._start_handlers()
         except BaseException:
             await self._close_handlers()
-            await self._run_writes.close()
             await self._conn.close()
             raise
         self._tasks = (
@@ -243,7 +237,7 @@ class Dispatcher:
         record = run.record
         started = time.perf_counter()
         claim = Claim(record.seq, record.lease_owner, record.id)
-        store = FencedHandlerStore(self._conn, self._run_writes, claim, lambda: self._lose(run, "a write was refused"))
+        store = FencedHandlerStore(self._conn, claim, lambda: self._lose(run, "a write was refused"))
         try:
             with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
                 outcome = await self._outcome(record, store)
@@ -366,7 +360,6 @@ class Dispatcher:
             log.error("cannot give claims back; they run again when their leases expire",
                       extra={"error": db.describe(exc)})  # fmt: skip
         await self._close_handlers()
-        await self._run_writes.close()
         await self._conn.close()
         self._state = "stopped"
         self._ready.clear()
