@@ -81,6 +81,7 @@ class ConnectionGuard:
         self.drain_deadline: float | None = None
         """The loop time by which every request still arriving is cut off: set when the receiver drains."""
         self.lingering = 0
+        """Refused connections kept half-closed until their request comes (at most MAX_LINGERING)."""
         self._warned_at = -WARN_EVERY_SECONDS
         self._refused_since_warning = 0
 
