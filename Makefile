@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
-# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev extra (what `make
-# test` installs) and is constrained by the first, so the two never disagree on a version.
+# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and otel extras (what
+# `make test` installs) and is constrained by the first, so the two never disagree on a version. Both include the broker
+# extras (EXTRAS): the image can forward to RabbitMQ and NATS by config alone, and the tests use both.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -17,8 +18,9 @@ UV := $(TOOLS)/bin/uv
 LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 FLOOR := .venv-floor
+EXTRAS := --extra amqp --extra nats
 
-.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator clean
+.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +53,9 @@ $(UV):
 # Re-resolve both locks after pyproject.toml changes, keeping every pin that is still allowed; `make lock UPGRADE=1`
 # moves every pin to the newest version allowed.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+	$(UV) pip compile pyproject.toml $(EXTRAS) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile pyproject.toml $(EXTRAS) --extra dev --extra otel --constraint $(LOCK) $(LOCK_FLAGS) \
+		$(if $(UPGRADE),--upgrade) \
 		-o $(DEV_LOCK)
 
 # The tests on the lowest version every direct runtime dependency allows (the dev tools at their newest), in a venv
@@ -60,8 +63,8 @@ lock: $(UV)
 test-floor: $(UV)
 	rm -rf $(FLOOR)
 	$(PYTHON) -m venv $(FLOOR)
-	$(UV) pip compile pyproject.toml --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
+	$(UV) pip compile pyproject.toml $(EXTRAS) --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
+	$(UV) pip compile pyproject.toml $(EXTRAS) --extra dev --extra otel --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
 		-o $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -r $(FLOOR)/requirements.txt
@@ -78,9 +81,14 @@ simulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/brokers.py
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
+
+# deploy/kubernetes/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yaml (a test checks it is up to date).
+monitoring: $(STAMP)
+	$(BIN)/python -m tools.monitoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache

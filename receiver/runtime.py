@@ -14,25 +14,38 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
 from receiver.altinn import AltinnClients
-from receiver.config import Config, ConfigError
+from receiver.config import Config, ConfigError, StoreConfig
 from receiver.observability.metrics import Metrics
 from receiver.store import db
 from receiver.store.inbox import InboxWriter
+from receiver.store.integrity import empty_store
 from receiver.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
 
-def migrate_store(path: Path) -> None:
-    """Bring the store at `path` (created when missing) to this code's schema, with a log line when that changed it;
+def prepare_store(store: StoreConfig) -> None:
+    """What `serve` does to its store before it listens: check an existing store's integrity (unless `[store]
+    check_on_start` is false), then migrate it (created when missing). StoreError saying what is wrong and what to do
+    when the store is damaged, an empty file, or cannot be migrated."""
+    # A missing store is created by migrate, an empty file refused by it: nothing to check in either.
+    if store.check_on_start and store.path.is_file() and not empty_store(store.path):
+        seconds = db.check_integrity(store.path)
+        size = store.path.stat().st_size
+        log.info("store checked", extra={"store": str(store.path), "seconds": round(seconds, 3), "bytes": size})
+    migrate_store(store)
+
+
+def migrate_store(store: StoreConfig) -> None:
+    """Bring the store (created when missing) to this code's schema, with a log line when that changed it;
     StoreError when it cannot (StoreVersionError when it is newer than this code)."""
-    migrated = migrate(path)
+    path = store.path
+    migrated = migrate(path, file_mode=store.mode)
     if migrated.applied:
         log.info(
             "store migrated",
@@ -95,14 +108,15 @@ class Runtime:
         """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
         Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
         (StoreVersionError when it is newer than this code)."""
-        await asyncio.to_thread(migrate_store, config.store.path)
+        await asyncio.to_thread(migrate_store, config.store)
         store = await db.connect(config.store.path)
         try:
             writer = InboxWriter(config.store.path, asyncio.get_running_loop())
         except BaseException:
             await store.close()
             raise
-        return cls(config, store, writer, Metrics(), _altinn_clients(config))
+        metrics = Metrics()
+        return cls(config, store, writer, metrics, _altinn_clients(config, metrics))
 
     @property
     def altinn(self) -> AltinnClients | None:
@@ -210,11 +224,11 @@ class Runtime:
         await self.store.close()
 
 
-def _altinn_clients(config: Config) -> AltinnClients | ConfigError:
-    """The receiver's one set of Altinn clients, or why the config cannot make them (kept for the services that
-    need them to report: a receiver without Altinn still stores pushes)."""
+def _altinn_clients(config: Config, metrics: Metrics) -> AltinnClients | ConfigError:
+    """The receiver's one set of Altinn clients, counting their calls in `metrics`, or why the config cannot make them
+    (kept for the services that need them to report: a receiver without Altinn still stores pushes)."""
     try:
-        return AltinnClients.from_config(config)
+        return AltinnClients.from_config(config, registry=metrics.registry)
     except ConfigError as exc:
         return exc
 

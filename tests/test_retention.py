@@ -1,6 +1,7 @@
 """Retention on a running receiver: finished events older than `[retention] done` lose their payload and keep their
 id (a repeated push of one is still a duplicate, replay refuses it), dead events older than `[retention] dead` are
-deleted, nothing else is touched; the service reports in /readyz and counts in /metrics."""
+deleted, the trace contexts stored with them go too, nothing else is touched; the service reports in /readyz and
+counts in /metrics."""
 
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
         conn.execute("INSERT INTO correspondence_events (event_id, type, received_at) VALUES ('old-done-0', 't', 'x')")
         conn.execute("INSERT INTO correspondence_attachments (correspondence_id, attachment_id, updated_at)"
                      " VALUES ('c', 'a', 'x')")  # fmt: skip
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # each arrived while traces were on
+        conn.executemany("INSERT INTO inbox_traces (id, traceparent) VALUES (?, ?)",
+                         [(event_id, traceparent) for (event_id,) in conn.execute("SELECT id FROM inbox")])  # fmt: skip
         conn.commit()
     raw_before = {record_id: store.get(record_id).raw for record_id in KEPT}
 
@@ -95,6 +99,9 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
         assert (record.status, record.raw, record.pruned) == (status_, PRUNED_RAW, True)
     assert {event_id: store.get(event_id).raw for event_id in KEPT} == raw_before
     assert not rows(config.store.path, "SELECT id FROM inbox WHERE id LIKE 'old-dead-%'")
+    assert {row[0] for row in rows(config.store.path, "SELECT id FROM inbox_traces")} == set(KEPT), (
+        "a trace context goes with its event's payload"
+    )
     for table in ("correspondences", "correspondence_events", "correspondence_attachments"):
         assert len(rows(config.store.path, f"SELECT * FROM {table}")) == 1, table
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from receiver.altinn import AltinnClients
-from receiver.cli.common import config_option, echo_listing, fail_config, fail_store, json_option, load
+from receiver.cli.common import config_option, echo_listing, fail_config, json_option, load, using_store
 from receiver.config import Config, ConfigError
 from receiver.store import db
 from receiver.store.inbox import InboxWriter, NewEvent
@@ -38,7 +38,7 @@ class Counter:
 
 async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
     async with AltinnClients.from_config(config) as clients:
-        await asyncio.to_thread(create_if_missing, config.store.path)
+        await asyncio.to_thread(create_if_missing, config.store.path, config.store.mode)
         conn = await db.connect(config.store.path)
         writer = InboxWriter(config.store.path, asyncio.get_running_loop())
 
@@ -70,11 +70,9 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
         fail_config(ConfigError("subscriptions", "none configured: add a [[subscriptions]] table with a resource"))
     progress = Counter()
     try:
-        results = asyncio.run(catch_up_now(config, progress))
+        results = using_store(config, lambda: asyncio.run(catch_up_now(config, progress)))
     except ConfigError as error:
         fail_config(error)
-    except db.StoreError as error:
-        fail_store(error, config)
     progress.done()
     echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
     for result in results:

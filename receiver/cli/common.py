@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -16,7 +17,7 @@ import click
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
 from receiver.observability.logs import add_secrets, redact
-from receiver.store.db import StoreError, connect
+from receiver.store.db import StoreError, connect, describe
 from receiver.store.schema import StoreVersionError
 from receiver.timeutil import iso_after
 from receiver.validation import secrets_in
@@ -169,6 +170,18 @@ def fail_store(error: StoreError, config: Config) -> NoReturn:
     fail(error)
 
 
+def using_store(config: Config, action: Callable[[], T]) -> T:
+    """`action()`, a failure of the store ending the command with one line and exit status 1: what the store said
+    (at another schema version: the command that fixes it), or SQLite's own error met while reading or writing (a
+    damaged file says "damaged" and how to recover), never a traceback."""
+    try:
+        return action()
+    except StoreError as error:
+        fail_store(error, config)
+    except sqlite3.Error as error:
+        fail(f"cannot use store {config.store.path}: {describe(error)}")
+
+
 def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = False) -> T:
     """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
     migrates: a store at another schema version ends the command with the line that says what to run)."""
@@ -180,10 +193,7 @@ def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[
         finally:
             await conn.close()
 
-    try:
-        return asyncio.run(main())
-    except StoreError as error:
-        fail_store(error, config)
+    return using_store(config, lambda: asyncio.run(main()))
 
 
 def use_colour(stream: TextIO) -> bool:

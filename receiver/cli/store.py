@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.common import Group, config_option, echo_json, fail, fail_store, json_option, load
+from receiver.cli.common import Group, config_option, echo_json, fail, json_option, load, using_store
 from receiver.config import Config
 from receiver.store.backup import backup
-from receiver.store.db import missing_store
-from receiver.store.errors import StoreError
+from receiver.store.db import check_integrity, missing_store
 from receiver.store.migrate import migrate, pending
 from receiver.store.migrations import LATEST, Migration
 
@@ -44,15 +43,14 @@ def migrate_command(dry_run: bool, as_json: bool, config_path: str | None) -> No
     """
     config = load(config_path)
     path = existing_store(config)
-    try:
-        if dry_run:
-            state, todo = pending(path)
-            before = state.version
-        else:
-            result = migrate(path)
-            before, todo = result.before.version, result.applied
-    except StoreError as error:
-        fail_store(error, config)
+    if config.store.check_on_start:
+        using_store(config, lambda: check_integrity(path))
+    if dry_run:
+        state, todo = using_store(config, lambda: pending(path))
+        before = state.version
+    else:
+        result = using_store(config, lambda: migrate(path, file_mode=config.store.mode))
+        before, todo = result.before.version, result.applied
     if as_json:
         listed = [{"version": m.version, "name": m.name} for m in todo]
         echo_json({"store": str(path), "dry_run": dry_run, "from_version": before, "to_version": LATEST,
@@ -84,10 +82,7 @@ def backup_command(target: Path, as_json: bool, config_path: str | None) -> None
     """
     config = load(config_path)
     path = existing_store(config)
-    try:
-        made = backup(path, target)
-    except StoreError as error:
-        fail(error)
+    made = using_store(config, lambda: backup(path, target, mode=config.store.mode))
     if as_json:
         echo_json({"store": str(path), "backup": str(made.path), "bytes": made.bytes,
                    "schema_version": made.schema_version, "events": made.events})  # fmt: skip

@@ -18,9 +18,9 @@ from receiver.cli.common import (
     echo_listing,
     fail,
     fail_config,
-    fail_store,
     json_option,
     load,
+    using_store,
 )
 from receiver.config import Config, ConfigError
 from receiver.store import db
@@ -37,7 +37,7 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
 
     async def main() -> T:
         async with AltinnClients.from_config(config) as clients:
-            await asyncio.to_thread(create_if_missing, config.store.path)
+            await asyncio.to_thread(create_if_missing, config.store.path, config.store.mode)
             conn = await db.connect(config.store.path)
             try:
                 return await job(SubscriptionManager(config, conn, clients))
@@ -45,11 +45,9 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
                 await conn.close()
 
     try:
-        return asyncio.run(main())
+        return using_store(config, lambda: asyncio.run(main()))
     except ConfigError as error:
         fail_config(error)
-    except db.StoreError as error:
-        fail_store(error, config)
     except AltinnError as error:
         fail(error)
 

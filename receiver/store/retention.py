@@ -4,6 +4,7 @@
   `PRUNED_RAW`. Its row stays, id included, so a repeated push or a catch-up of it is still a duplicate for as long
   as Altinn can send it (its pull API keeps events 90 days); it can no longer run, so replay refuses it.
 - A `dead` event is deleted once it died longer than `[retention] dead` ago (at least 90 days, see config.py).
+- The trace context stored with an event (`inbox_traces`) goes with its payload, or with the event.
 
 Nothing else is touched: not `correspondences`, `correspondence_events` or `correspondence_attachments`, not the
 downloaded files. Each statement handles at most `limit` rows and stands alone (its own short write transaction), so
@@ -16,6 +17,7 @@ from __future__ import annotations
 import aiosqlite
 
 from receiver.store.inbox import PRUNED_RAW
+from receiver.store.traces import delete_traces_sql
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
 PRUNE_PAYLOADS = f"""
@@ -25,7 +27,7 @@ PRUNE_PAYLOADS = f"""
         WHERE status IN ('done', 'skipped') AND raw <> '{PRUNED_RAW}' AND updated_at < :before
         ORDER BY updated_at LIMIT :limit
     )
-    RETURNING seq
+    RETURNING id
 """
 
 DELETE_DEAD = """
@@ -35,15 +37,23 @@ DELETE_DEAD = """
         WHERE status = 'dead' AND updated_at < :before
         ORDER BY updated_at LIMIT :limit
     )
-    RETURNING seq
+    RETURNING id
 """
 
 
 async def prune_payloads(conn: aiosqlite.Connection, before: str, limit: int) -> int:
     """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
-    return len(list(await conn.execute_fetchall(PRUNE_PAYLOADS, {"before": before, "limit": limit})))
+    return await _pruning(conn, PRUNE_PAYLOADS, before, limit)
 
 
 async def delete_dead(conn: aiosqlite.Connection, before: str, limit: int) -> int:
     """Delete up to `limit` dead events that died before `before`; how many."""
-    return len(list(await conn.execute_fetchall(DELETE_DEAD, {"before": before, "limit": limit})))
+    return await _pruning(conn, DELETE_DEAD, before, limit)
+
+
+async def _pruning(conn: aiosqlite.Connection, sql: str, before: str, limit: int) -> int:
+    """Run a pruning statement, then delete the trace contexts of the events it pruned; how many it pruned."""
+    ids = [row[0] for row in await conn.execute_fetchall(sql, {"before": before, "limit": limit})]
+    if ids:
+        await conn.execute(delete_traces_sql(len(ids)), ids)
+    return len(ids)

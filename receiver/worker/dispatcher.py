@@ -14,6 +14,9 @@ refused, or its outcome is. Its task is cancelled, and everything it still tries
 token its writes and its outcome carry (store/queue.py), so it never overwrites the new owner's rows. The runs are
 kept by task, never by event: a run that lingers after its claim was lost can share its event with a newer one.
 
+While traces are on, each run is a `dispatch` span linked to the span the event arrived in (its traceparent is stored
+with it), with a child span per handler step; the Altinn calls a handler makes are children of its step's span.
+
 The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
 the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
 hold SQLite's write lock, which the webhook's writer needs for every acknowledgement, only for as long as the
@@ -39,15 +42,17 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from handlers.api import Event
+from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
+from receiver.observability import tracing
 from receiver.observability.logs import log_context
 from receiver.store import db, queue
 from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore
 from receiver.store.inbox import InboxRecord
-from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
+from receiver.store.traces import traceparent_of
+from receiver.worker.outcomes import OUTCOMES, STEP_OUTCOMES, Outcome, decide, failure, short, step_outcome
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
-from receiver.worker.steps import run_step, step_context, within
+from receiver.worker.steps import StepTimeout, run_step, step_context, within
 
 if TYPE_CHECKING:
     from receiver.runtime import Runtime
@@ -59,6 +64,7 @@ NOT_EXTENSIONS = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "resource", "resourceinstance"}
     | {"data", "data_base64", "datacontenttype", "dataschema"}
 )
+LEASE_LOST = "lease lost to another worker"
 STOP_MARGIN = 0.25
 """Seconds kept from the stop deadline for giving claims back and closing."""
 
@@ -101,20 +107,58 @@ def event_from_record(record: InboxRecord) -> Event:
     )
 
 
+SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
 class DispatchMetrics:
-    def __init__(self, registry: CollectorRegistry, running: Any) -> None:
+    """Runs by how they ended, and steps by handler. Every label set a run or step can end with is there from the
+    start (at 0), so that `increase()` sees the first one."""
+
+    def __init__(self, registry: CollectorRegistry, running: Any, pipelines: Pipelines) -> None:
         self.outcomes = Counter(
-            "altinn_receiver_dispatch_outcomes", "Pipeline runs by how they ended.", ["status"], registry=registry
+            "altinn_receiver_dispatch_outcomes",
+            "Pipeline runs by how they ended (status), the types glob of the pipeline that matched (type) and the "
+            'handler the run ended at (handler: the one that failed, or the last; "" when none ran).',
+            ["status", "type", "handler"],
+            registry=registry,
         )
-        self.by_status = {status: self.outcomes.labels(status) for status in OUTCOMES}
         self.seconds = Histogram(
             "altinn_receiver_dispatch_seconds",
             "Time one event's pipeline ran.",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            buckets=SECONDS_BUCKETS,
             registry=registry,
         )
         self.running = Gauge("altinn_receiver_dispatch_running", "Pipelines running now.", registry=registry)
         self.running.set_function(running)
+        self.steps = Counter(
+            "altinn_receiver_step",
+            "Handler steps run, by handler and how they ended (ok, retry, pause, timeout, permanent, cancelled).",
+            ["handler", "outcome"],
+            registry=registry,
+        )
+        self.step_seconds = Histogram(
+            "altinn_receiver_step_seconds",
+            "Time one handler step ran.",
+            ["handler"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.outcomes.labels("skipped", "", "")
+        for pipeline in pipelines.pipelines:
+            for pattern in pipeline.types:
+                self.outcomes.labels("dead", pattern, "")
+                self.outcomes.labels("done", pattern, pipeline.steps[-1].name if pipeline.steps else "")
+                for step in pipeline.steps:
+                    self.outcomes.labels("retrying", pattern, step.name)
+                    self.outcomes.labels("dead", pattern, step.name)
+        for name in pipelines.steps:
+            self.step_seconds.labels(name)
+            for outcome in STEP_OUTCOMES:
+                self.steps.labels(name, outcome)
+
+    def step(self, handler: str, outcome: str, seconds: float) -> None:
+        self.steps.labels(handler, outcome).inc()
+        self.step_seconds.labels(handler).observe(seconds)
 
 
 class Dispatcher:
@@ -150,7 +194,7 @@ class Dispatcher:
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._receiver_metrics = runtime.metrics
-        self._metrics = DispatchMetrics(runtime.metrics.registry, self._busy)
+        self._metrics = DispatchMetrics(runtime.metrics.registry, self._busy, self.pipelines)
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
         # The connection and the handlers' `start` are the only waits, and the last: a start that fails or is
@@ -177,7 +221,8 @@ class Dispatcher:
         """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
         for step in self.pipelines.steps.values():
             ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._conn), results={},
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
                 await within(step.handler.start(ctx), step.timeout, f"{step.name}:start")
             except Exception as exc:
@@ -235,22 +280,41 @@ class Dispatcher:
 
     async def _run(self, run: Run) -> None:
         record = run.record
+        links = [await traceparent_of(self._conn, record.id)] if tracing.on() else []
+        attributes: tracing.Attributes = {
+            "cloudevents.event_id": record.id,
+            "cloudevents.event_type": record.type,
+            "altinn_receiver.attempt": record.attempts,
+        }
+        with tracing.span("dispatch", kind="consumer", attributes=attributes, links=links) as span:
+            await self._dispatch(run, span)
+
+    async def _dispatch(self, run: Run, span: tracing.Span) -> None:
+        record = run.record
         started = time.perf_counter()
+        pipeline = self.pipelines.for_type(record.type)
+        pattern = (pipeline.pattern(record.type) or "") if pipeline is not None else ""
         claim = Claim(record.seq, record.lease_owner, record.id)
         store = FencedHandlerStore(self._conn, claim, lambda: self._lose(run, "a write was refused"))
         try:
             with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
-                outcome = await self._outcome(record, store)
+                outcome = await self._outcome(record, pipeline, store)
         except asyncio.CancelledError:
             if not run.lost:
                 raise
+            span.fail(LEASE_LOST)
             return  # cancelled by `_lose`: the run is over, and nothing of it is recorded
         run.recording = True  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
         if run.lost:  # lost as the last step ended
+            span.fail(LEASE_LOST)
             return
         decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
+        span.set({"altinn_receiver.outcome": status, "altinn_receiver.pipeline": pattern})
+        span.set({"altinn_receiver.handler": outcome.step})
+        if status in ("retrying", "dead"):
+            span.fail(reason)
         try:
             ours = await queue.finish(
                 self._conn, record.seq, record.lease_owner, status, reason, next_attempt_at,
@@ -261,13 +325,14 @@ class Dispatcher:
                       extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
             return
         if not ours:
+            span.fail(LEASE_LOST)
             self._lose(run, "its outcome was refused")
             return
         seconds = time.perf_counter() - started
         fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
                   "attempt": record.attempts, "outcome": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
         self._counts[status] += 1
-        self._metrics.by_status[status].inc()
+        self._metrics.outcomes.labels(status, pattern, outcome.step).inc()
         self._metrics.seconds.observe(seconds)
         if status == "retrying":
             log.warning("event will be retried", extra={**fields, "reason": reason, "next_attempt_at": next_attempt_at})
@@ -276,10 +341,9 @@ class Dispatcher:
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
-    async def _outcome(self, record: InboxRecord, store: HandlerStore) -> Outcome:
+    async def _outcome(self, record: InboxRecord, pipeline: Pipeline | None, store: HandlerStore) -> Outcome:
         if record.pruned:  # replayed by a release that did not know about retention
             return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
-        pipeline = self.pipelines.for_type(record.type)
         if pipeline is None:
             return Outcome("skipped", f"no pipeline for type {record.type}")
         if record.attempts > self.settings.max_attempts:
@@ -293,12 +357,32 @@ class Dispatcher:
         results: dict[str, Any] = {}
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
-            try:
-                await run_step(step.handler, event, ctx, step.timeout)
-            except Exception as exc:
-                return failure(step.name, exc)
-        return Outcome("done")
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
+            with tracing.span(f"handler {step.name}", attributes={"altinn_receiver.handler": step.name}) as span:
+                failed = await self._run_step(step, event, ctx, span)
+            if failed is not None:
+                return failed
+        return Outcome("done", step=pipeline.steps[-1].name if pipeline.steps else "")
+
+    async def _run_step(self, step: Step, event: Event, ctx: Context[Any], span: tracing.Span) -> Outcome | None:
+        """One step, counted and timed by how it ended: None when it succeeded, else what its failure means."""
+        started = time.perf_counter()
+        try:
+            await run_step(step.handler, event, ctx, step.timeout)
+        except asyncio.CancelledError:
+            self._metrics.step(step.name, "cancelled", time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            outcome = failure(step.name, exc)
+            ended = "timeout" if isinstance(exc, StepTimeout) else step_outcome(outcome)
+            self._metrics.step(step.name, ended, time.perf_counter() - started)
+            span.set({"altinn_receiver.outcome": ended})
+            span.fail(short(outcome.reason), type(exc).__qualname__)
+            return outcome
+        self._metrics.step(step.name, "ok", time.perf_counter() - started)
+        span.set({"altinn_receiver.outcome": "ok"})
+        return None
 
     def _lose(self, run: Run, found_by: str) -> None:
         """End a run whose claim was taken over, once: a warning, and its task cancelled unless it is already
@@ -306,7 +390,7 @@ class Dispatcher:
         if run.lost:
             return
         run.lost = True
-        log.warning("lease lost to another worker: the run is cancelled, its writes and its outcome refused",
+        log.warning(f"{LEASE_LOST}: the run is cancelled, its writes and its outcome refused",
                     extra={"event_id": run.record.id, "found_by": found_by})  # fmt: skip
         if not run.recording and run.task is not None:
             run.task.cancel()
