@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 
@@ -32,10 +32,12 @@ __all__ = [
     "connect_sync",
     "describe",
     "fetch_rows",
+    "in_connection_thread",
     "make_folder",
 ]
 
 BUSY_TIMEOUT_MS = 2000
+T = TypeVar("T")
 
 Synchronous = Literal["FULL", "NORMAL"]
 """How a commit reaches the disk (the WAL journal either way).
@@ -178,6 +180,14 @@ async def fetch_rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]
     open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
     once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
     return list(await conn.execute_fetchall(sql, params))
+
+
+async def in_connection_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on the aiosqlite connection's own thread, in one step, as aiosqlite runs each of its own
+    statements: several statements with nothing of the coroutines that share the connection in between (a
+    transaction), in one round trip. aiosqlite has no public call for it; this uses its `_execute` and `_conn`, there
+    in every release this project allows (pyproject.toml). A caller cancelled meanwhile does not stop `work`."""
+    return cast(T, await conn._execute(lambda: work(conn._conn)))
 
 
 def row_fields(row: sqlite3.Row) -> dict[str, Any]:
