@@ -24,8 +24,9 @@ import httpx
 from altinn_sim.runner import SimulatorAdmin
 from receiver.server_thread import free_port
 from receiver.store.db import connect_sync
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from receiver.timeutil import now_iso
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,7 +245,7 @@ def write_backlog(store: Path, resource: str, correspondences: list[str], per: i
                            "source": CORRESPONDENCE_SOURCE, "resource": resource, "resourceinstance": cid}  # fmt: skip
                     event = NewEvent(event_id, BACKLOG_EVENT_TYPE, CORRESPONDENCE_SOURCE, "", resource, cid, stamp,
                                      json.dumps(raw))  # fmt: skip
-                    rows.append(insert_params(event, "catchup", received))
+                    rows.append(event_row(event, "catchup", received))
             rng.shuffle(rows)
             conn.execute("BEGIN")
             conn.executemany(INSERT_EVENT, rows)

@@ -14,30 +14,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-
-import aiosqlite
 
 from receiver.altinn import AltinnClients
 from receiver.config import Config, ConfigError
 from receiver.observability.metrics import Metrics
-from receiver.store import db
-from receiver.store.inbox import InboxWriter
-from receiver.store.migrate import migrate
+from receiver.store.backends import open_backend
+from receiver.store.interface import Backend, Database, Writer
 
 log = logging.getLogger(__name__)
 
 
-def migrate_store(path: Path) -> None:
-    """Bring the store at `path` (created when missing) to this code's schema, with a log line when that changed it;
+def migrate_store(backend: Backend) -> None:
+    """Bring the store (created when missing) to this code's schema, with a log line when that changed it;
     StoreError when it cannot (StoreVersionError when it is newer than this code)."""
-    migrated = migrate(path)
+    migrated = backend.migrate()
     if migrated.applied:
         log.info(
             "store migrated",
             extra={
-                "store": str(path),
+                "store": backend.location,
                 "from_version": migrated.before.version,
                 "to_version": migrated.version,
                 "applied": [f"{m.version} {m.name}" for m in migrated.applied],
@@ -67,13 +63,15 @@ class Runtime:
     def __init__(
         self,
         config: Config,
-        store: aiosqlite.Connection,
-        writer: InboxWriter,
+        backend: Backend,
+        store: Database,
+        writer: Writer,
         metrics: Metrics,
         altinn: AltinnClients | ConfigError,
     ) -> None:
         """`altinn`: the shared clients, or the ConfigError that kept the config from making them."""
         self.config = config
+        self.backend = backend
         self.store = store
         self.writer = writer
         self.metrics = metrics
@@ -95,14 +93,15 @@ class Runtime:
         """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
         Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
         (StoreVersionError when it is newer than this code)."""
-        await asyncio.to_thread(migrate_store, config.store.path)
-        store = await db.connect(config.store.path)
+        backend = open_backend(config.store)
+        await asyncio.to_thread(migrate_store, backend)
+        store = await backend.connect()
         try:
-            writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+            writer = await backend.writer()
         except BaseException:
             await store.close()
             raise
-        return cls(config, store, writer, Metrics(), _altinn_clients(config))
+        return cls(config, backend, store, writer, Metrics(), _altinn_clients(config))
 
     @property
     def altinn(self) -> AltinnClients | None:
@@ -206,7 +205,7 @@ class Runtime:
         """After `drain()`: close the Altinn clients, the writer (committing what is queued) and the store."""
         if self.altinn is not None:
             await self.altinn.aclose()
-        await asyncio.to_thread(self.writer.close)
+        await self.writer.aclose()
         await self.store.close()
 
 

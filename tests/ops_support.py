@@ -10,14 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 from click.testing import CliRunner, Result
 
 from receiver.cli.main import main
 from receiver.config import Config
 from receiver.store.db import connect
-from receiver.store.inbox import InboxRecord, NewEvent, get_event, insert_event
+from receiver.store.inbox import get_event, insert_event
+from receiver.store.interface import Database
 from receiver.store.migrate import migrate
+from receiver.store.records import InboxRecord, NewEvent
 from receiver.timeutil import now, to_iso
 from tests.support import write_config
 
@@ -42,7 +43,7 @@ class OpsStore:
             f'[receiver]\nallow_no_secret = true\n\n[store]\npath = "{self.path}"\n',
         )
 
-    def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    def run(self, work: Callable[[Database], Awaitable[T]]) -> T:
         async def with_connection() -> T:
             if not self.path.exists():
                 await asyncio.to_thread(migrate, self.path)  # as `serve` creates it
@@ -71,9 +72,9 @@ class OpsStore:
     def set(self, event_id: str, **columns: Any) -> None:
         """Put an event in a state (status, attempts, last_error, received_at, ...), stamping `updated_at`."""
         columns.setdefault("updated_at", to_iso(now()))
-        assignments = ", ".join(f"{column} = ?" for column in columns)
-        sql = f"UPDATE inbox SET {assignments} WHERE id = ?"
-        self.run(lambda conn: conn.execute(sql, [*columns.values(), event_id]))
+        assignments = ", ".join(f"{column} = :{column}" for column in columns)
+        sql = f"UPDATE inbox SET {assignments} WHERE id = :event_id"
+        self.run(lambda conn: conn.execute(sql, {**columns, "event_id": event_id}))
 
     def received_ago(self, event_id: str, seconds: float) -> None:
         self.set(event_id, received_at=to_iso(now() - timedelta(seconds=seconds)))

@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import aiosqlite
 import pytest
 
 from receiver.store import db, queue
-from receiver.store.inbox import InboxRecord, NewEvent, insert_event
+from receiver.store.inbox import insert_event
+from receiver.store.interface import Database
 from receiver.store.migrate import migrate
+from receiver.store.records import InboxRecord, NewEvent
 from receiver.timeutil import iso_after, now_iso
 
 T = TypeVar("T")
@@ -30,10 +31,10 @@ def event(instance: str, time: str = "") -> NewEvent:
     return NewEvent(event_id, "t", "s", "", "urn:altinn:resource:r", instance, time, json.dumps(raw))
 
 
-def run(path: Path, work: Callable[[list[aiosqlite.Connection]], Awaitable[T]], connections: int = 1) -> T:
+def run(path: Path, work: Callable[[list[Database]], Awaitable[T]], connections: int = 1) -> T:
     async def main() -> T:
         await asyncio.to_thread(migrate, path)
-        conns = [await db.connect(path) for _ in range(connections)]
+        conns: list[Database] = [await db.connect(path) for _ in range(connections)]
         try:
             return await work(conns)
         finally:
@@ -43,12 +44,12 @@ def run(path: Path, work: Callable[[list[aiosqlite.Connection]], Awaitable[T]], 
     return asyncio.run(main())
 
 
-async def add(conn: aiosqlite.Connection, events: list[NewEvent]) -> None:
+async def add(conn: Database, events: list[NewEvent]) -> None:
     for new in events:
         assert await insert_event(conn, new, "push")
 
 
-async def claim_all(conn: aiosqlite.Connection, owner: str, lease: float = 60.0) -> list[InboxRecord]:
+async def claim_all(conn: Database, owner: str, lease: float = 60.0) -> list[InboxRecord]:
     """Claim in batches of three until nothing more may run."""
     claimed = []
     while batch := await queue.claim(conn, owner, lease, limit=3):
@@ -56,7 +57,7 @@ async def claim_all(conn: aiosqlite.Connection, owner: str, lease: float = 60.0)
     return claimed
 
 
-async def claim_one(conn: aiosqlite.Connection, owner: str, lease: float = 60.0) -> InboxRecord | None:
+async def claim_one(conn: Database, owner: str, lease: float = 60.0) -> InboxRecord | None:
     claimed = await queue.claim(conn, owner, lease)
     assert len(claimed) <= 1
     return claimed[0] if claimed else None
@@ -69,7 +70,7 @@ def test_concurrent_claimers_take_each_instance_once_and_its_earliest_event_firs
     rng.shuffle(events)
     earliest = {i: min((e for e in events if e.resourceinstance == i), key=lambda e: e.time).id for i in instances}
 
-    async def work(conns: list[aiosqlite.Connection]) -> list[InboxRecord]:
+    async def work(conns: list[Database]) -> list[InboxRecord]:
         await add(conns[0], events)
         per_claimer = await asyncio.gather(*(claim_all(c, f"owner-{n}") for n, c in enumerate(conns)))
         return [record for claimed in per_claimer for record in claimed]
@@ -88,7 +89,7 @@ def test_one_claim_of_many_takes_the_earliest_event_of_each_instance_and_leaves_
     time_of = {e.id: e.time for e in events}
     earliest = {i: min((e.id for e in events if e.resourceinstance == i), key=time_of.__getitem__) for i in instances}
 
-    async def work(conns: list[aiosqlite.Connection]) -> tuple[list[InboxRecord], list[InboxRecord]]:
+    async def work(conns: list[Database]) -> tuple[list[InboxRecord], list[InboxRecord]]:
         await add(conns[0], events)
         first = await queue.claim(conns[0], "me", 60, limit=10)
         rest = await queue.claim(conns[0], "me", 60, limit=100)
@@ -110,7 +111,7 @@ def test_an_instance_runs_in_time_order_with_fractions_and_offsets_and_untimed_e
     ]
     untimed = [event("b") for _ in range(3)]
 
-    async def work(conns: list[aiosqlite.Connection]) -> list[str]:
+    async def work(conns: list[Database]) -> list[str]:
         conn = conns[0]
         await add(conn, [*timed, *untimed])
         order = []
@@ -127,7 +128,7 @@ def test_an_instance_runs_in_time_order_with_fractions_and_offsets_and_untimed_e
 def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(tmp_path: Path) -> None:
     first, second, third = event("c", "2026-01-05T10:00:00Z"), event("c", "2026-01-05T10:00:01Z"), event("c")
 
-    async def work(conns: list[aiosqlite.Connection]) -> None:
+    async def work(conns: list[Database]) -> None:
         conn = conns[0]
         await add(conn, [first, second, third])
         claimed = await claim_one(conn, "me")
@@ -137,7 +138,7 @@ def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(
         later = await claim_one(conn, "me")
         assert later is not None and later.id == second.id
         assert await queue.finish(conn, later.seq, "me", "done")
-        await conn.execute("UPDATE inbox SET next_attempt_at = ? WHERE id = ?", (now_iso(), first.id))
+        await conn.execute("UPDATE inbox SET next_attempt_at = :now WHERE id = :id", {"now": now_iso(), "id": first.id})
         due = await claim_one(conn, "me")
         assert due is not None and (due.id, due.attempts, due.last_error) == (first.id, 2, "HTTP 503")
 
@@ -145,7 +146,7 @@ def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record_an_outcome(tmp_path: Path) -> None:
-    async def work(conns: list[aiosqlite.Connection]) -> None:
+    async def work(conns: list[Database]) -> None:
         await add(conns[0], [event("d")])
         gone = await claim_one(conns[0], "worker-that-died", 0.2)
         assert gone is not None
@@ -164,16 +165,18 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record_an_outco
 def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_back(tmp_path: Path) -> None:
     fresh, failed_before = event("e"), event("f")
 
-    async def work(conns: list[aiosqlite.Connection]) -> dict[str, tuple[str, int, str]]:
+    async def work(conns: list[Database]) -> dict[str, tuple[str, int, str]]:
         conn = conns[0]
         await add(conn, [fresh, failed_before])
-        await conn.execute("UPDATE inbox SET status = 'retrying', attempts = 2 WHERE id = ?", (failed_before.id,))
+        await conn.execute(
+            "UPDATE inbox SET status = 'retrying', attempts = 2 WHERE id = :id", {"id": failed_before.id}
+        )
         assert len(await claim_all(conn, "stopping")) == 2
         other = await claim_one(conn, "someone-else")
         assert other is None
         assert await queue.release_claims(conn, "stopping") == 2
-        async with conn.execute("SELECT id, status, attempts, lease_owner FROM inbox") as cursor:
-            return {row[0]: (row[1], row[2], row[3]) for row in await cursor.fetchall()}
+        rows = await conn.fetch("SELECT id, status, attempts, lease_owner FROM inbox")
+        return {row["id"]: (row["status"], row["attempts"], row["lease_owner"]) for row in rows}
 
     rows = run(tmp_path / "inbox.db", work)
     assert rows == {fresh.id: ("pending", 0, ""), failed_before.id: ("retrying", 2, "")}
@@ -182,12 +185,14 @@ def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_
 def test_a_retry_that_does_not_count_gives_back_the_attempt_its_claim_counted(tmp_path: Path) -> None:
     paused = event("g")
 
-    async def work(conns: list[aiosqlite.Connection]) -> list[int]:
+    async def work(conns: list[Database]) -> list[int]:
         conn = conns[0]
         await add(conn, [paused])
         seen = []
         for _ in range(2):
-            await conn.execute("UPDATE inbox SET next_attempt_at = ? WHERE id = ?", (now_iso(), paused.id))
+            await conn.execute(
+                "UPDATE inbox SET next_attempt_at = :now WHERE id = :id", {"now": now_iso(), "id": paused.id}
+            )
             claimed = await claim_one(conn, "me")
             assert claimed is not None
             seen.append(claimed.attempts)
@@ -198,7 +203,7 @@ def test_a_retry_that_does_not_count_gives_back_the_attempt_its_claim_counted(tm
 
 
 def test_only_a_retry_may_leave_its_attempt_uncounted(tmp_path: Path) -> None:
-    async def work(conns: list[aiosqlite.Connection]) -> None:
+    async def work(conns: list[Database]) -> None:
         await add(conns[0], [event("h")])
         claimed = await claim_one(conns[0], "me")
         assert claimed is not None

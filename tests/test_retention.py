@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.runtime import Runtime, Service
-from receiver.store.inbox import PRUNED_RAW
+from receiver.store.records import PRUNED_RAW
 from receiver.timeutil import iso_after
 from receiver.worker.retention import RetentionService
 from tests.dispatch_support import dispatching_app

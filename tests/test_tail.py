@@ -14,10 +14,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
-from receiver.store.operations import ChangeFeed, EventFilter
+from receiver.store.inbox import EventFilter
+from receiver.store.interface import Database
+from receiver.store.operations import ChangeFeed
 from receiver.timeutil import parse_iso, to_iso
 from tests.ops_support import OTHER_RESOURCE, PUBLISHED, READ, OpsStore, json_lines
 from tests.support import REPO
@@ -207,12 +208,14 @@ def test_feed_shows_a_change_committed_late_with_an_older_stamp_once(store: OpsS
     store.set("late", updated_at=to_iso(newest - timedelta(seconds=2)))
     committed_late = to_iso(newest - timedelta(seconds=1))
 
-    async def scenario(conn: aiosqlite.Connection) -> list[list[str]]:
+    async def scenario(conn: Database) -> list[list[str]]:
         feed = ChangeFeed(conn, EventFilter())
         await feed.start()
         polls = [[r.id for r in await feed.poll()]]
         # Another writer took its timestamp a second before the newest change, but commits only now.
-        await conn.execute("UPDATE inbox SET status = 'dead', updated_at = ? WHERE id = 'late'", (committed_late,))
+        await conn.execute(
+            "UPDATE inbox SET status = 'dead', updated_at = :at WHERE id = 'late'", {"at": committed_late}
+        )
         polls.append([r.id for r in await feed.poll()])
         polls.append([r.id for r in await feed.poll()])
         return polls
@@ -223,7 +226,7 @@ def test_feed_shows_a_change_committed_late_with_an_older_stamp_once(store: OpsS
 def test_feed_starts_after_what_is_already_stored(store: OpsStore) -> None:
     store.add("old")
 
-    async def scenario(conn: aiosqlite.Connection) -> list[str]:
+    async def scenario(conn: Database) -> list[str]:
         feed = ChangeFeed(conn, EventFilter())
         await feed.start()
         return [r.id for r in await feed.poll()]

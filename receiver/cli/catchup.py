@@ -10,9 +10,9 @@ import click
 from receiver.altinn import AltinnClients
 from receiver.cli.common import config_option, echo_listing, fail_config, fail_store, json_option, load
 from receiver.config import Config, ConfigError
-from receiver.store import db
-from receiver.store.inbox import InboxWriter, NewEvent
-from receiver.store.migrate import create_if_missing
+from receiver.store.backends import create_if_missing, open_backend
+from receiver.store.errors import StoreError
+from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
 
 COLUMNS = ["resource", "subject", "type", "pages", "read", "enqueued", "duplicates", "invalid", "skipped", "after"]
@@ -38,9 +38,10 @@ class Counter:
 
 async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
     async with AltinnClients.from_config(config) as clients:
-        await asyncio.to_thread(create_if_missing, config.store.path)
-        conn = await db.connect(config.store.path)
-        writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+        backend = open_backend(config.store)
+        await asyncio.to_thread(create_if_missing, backend)
+        conn = await backend.connect()
+        writer = await backend.writer()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             return list(await asyncio.gather(*(writer.insert_event(e, "catchup") for e in events)))
@@ -48,7 +49,7 @@ async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
         try:
             return await run_all(config, conn, clients, insert, on_page=progress)
         finally:
-            await asyncio.to_thread(writer.close)
+            await writer.aclose()
             await conn.close()
 
 
@@ -73,7 +74,7 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
         results = asyncio.run(catch_up_now(config, progress))
     except ConfigError as error:
         fail_config(error)
-    except db.StoreError as error:
+    except StoreError as error:
         fail_store(error, config)
     progress.done()
     echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")

@@ -10,13 +10,14 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TextIO, TypeVar
 
-import aiosqlite
 import click
 
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
 from receiver.observability.logs import add_secrets, redact
-from receiver.store.db import StoreError, connect
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
 from receiver.store.schema import StoreVersionError
 from receiver.timeutil import iso_after
 from receiver.validation import secrets_in
@@ -169,12 +170,12 @@ def fail_store(error: StoreError, config: Config) -> NoReturn:
     fail(error)
 
 
-def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = False) -> T:
+def with_store(config: Config, work: Callable[[Database], Awaitable[T]], *, write: bool = False) -> T:
     """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
     migrates: a store at another schema version ends the command with the line that says what to run)."""
 
     async def main() -> T:
-        conn = await connect(config.store.path, read_only=not write)
+        conn = await open_backend(config.store).connect(read_only=not write)
         try:
             return await work(conn)
         finally:

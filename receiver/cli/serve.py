@@ -19,7 +19,8 @@ from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_conf
 from receiver.config import Config, ConfigError
 from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
 from receiver.runtime import migrate_store
-from receiver.store.db import StoreError
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -101,7 +102,7 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     # Both checked before uvicorn starts: from inside it each failure is a traceback in the log, and the services
     # would already have started when the port turned out to be taken.
     try:
-        migrate_store(config.store.path)
+        migrate_store(open_backend(config.store))
     except StoreError as error:
         fail(error)
     sock = listen(config.receiver.host, config.receiver.port)

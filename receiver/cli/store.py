@@ -8,10 +8,9 @@ import click
 
 from receiver.cli.common import Group, config_option, echo_json, fail, fail_store, json_option, load
 from receiver.config import Config
-from receiver.store.backup import backup
-from receiver.store.db import missing_store
+from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
-from receiver.store.migrate import migrate, pending
+from receiver.store.interface import Backend
 from receiver.store.migrations import LATEST, Migration
 
 
@@ -23,11 +22,11 @@ def store_group() -> None:
     """
 
 
-def existing_store(config: Config) -> Path:
-    path = config.store.path
-    if not path.is_file():
-        fail(missing_store(path))
-    return path
+def existing_store(config: Config) -> Backend:
+    backend = open_backend(config.store)
+    if not backend.exists():
+        fail(backend.missing())
+    return backend
 
 
 @store_group.command("migrate")
@@ -43,19 +42,20 @@ def migrate_command(dry_run: bool, as_json: bool, config_path: str | None) -> No
     (`altinn-receiver store backup`). A store migrated by a newer release is refused.
     """
     config = load(config_path)
-    path = existing_store(config)
+    backend = existing_store(config)
+    path = backend.location
     try:
         if dry_run:
-            state, todo = pending(path)
+            state, todo = backend.pending()
             before = state.version
         else:
-            result = migrate(path)
+            result = backend.migrate()
             before, todo = result.before.version, result.applied
     except StoreError as error:
         fail_store(error, config)
     if as_json:
         listed = [{"version": m.version, "name": m.name} for m in todo]
-        echo_json({"store": str(path), "dry_run": dry_run, "from_version": before, "to_version": LATEST,
+        echo_json({"store": path, "dry_run": dry_run, "from_version": before, "to_version": LATEST,
                    "pending" if dry_run else "applied": listed})  # fmt: skip
         return
     if not todo:
@@ -83,13 +83,14 @@ def backup_command(target: Path, as_json: bool, config_path: str | None) -> None
     (take one before `store migrate`). Restore: docs/operations.md.
     """
     config = load(config_path)
-    path = existing_store(config)
+    backend = existing_store(config)
+    path = backend.location
     try:
-        made = backup(path, target)
+        made = backend.backup(target)
     except StoreError as error:
         fail(error)
     if as_json:
-        echo_json({"store": str(path), "backup": str(made.path), "bytes": made.bytes,
+        echo_json({"store": path, "backup": str(made.path), "bytes": made.bytes,
                    "schema_version": made.schema_version, "events": made.events})  # fmt: skip
         return
     click.echo(

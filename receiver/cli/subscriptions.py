@@ -23,8 +23,8 @@ from receiver.cli.common import (
     load,
 )
 from receiver.config import Config, ConfigError
-from receiver.store import db
-from receiver.store.migrate import create_if_missing
+from receiver.store.backends import create_if_missing, open_backend
+from receiver.store.errors import StoreError
 from receiver.sync.subscriptions import SubscriptionManager, SubscriptionView
 
 T = TypeVar("T")
@@ -37,8 +37,9 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
 
     async def main() -> T:
         async with AltinnClients.from_config(config) as clients:
-            await asyncio.to_thread(create_if_missing, config.store.path)
-            conn = await db.connect(config.store.path)
+            backend = open_backend(config.store)
+            await asyncio.to_thread(create_if_missing, backend)
+            conn = await backend.connect()
             try:
                 return await job(SubscriptionManager(config, conn, clients))
             finally:
@@ -48,7 +49,7 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
         return asyncio.run(main())
     except ConfigError as error:
         fail_config(error)
-    except db.StoreError as error:
+    except StoreError as error:
         fail_store(error, config)
     except AltinnError as error:
         fail(error)

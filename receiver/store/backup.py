@@ -14,20 +14,12 @@ import os
 import sqlite3
 import stat
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.store.db import connect_sync
 from receiver.store.errors import StoreError, describe
+from receiver.store.interface import Backup
 from receiver.store.schema import read_state
-
-
-@dataclass(frozen=True)
-class Backup:
-    path: Path
-    bytes: int
-    schema_version: int
-    events: int
 
 
 def backup(store: Path, target: Path) -> Backup:

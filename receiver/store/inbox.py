@@ -1,98 +1,42 @@
-"""The inbox table: every received event, keyed on its CloudEvent id, and the validation handshakes beside it."""
+"""The inbox table: every received event, keyed on its CloudEvent id, and the validation handshakes beside it.
+
+Reads and single inserts work on any backend's `Database`; `InboxWriter` is SQLite's group-commit writer (the
+`Writer` of receiver/store/interface.py for a store file).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows, row_fields
+from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe
+from receiver.store.interface import Database
+from receiver.store.records import CHANNELS, InboxRecord, NewEvent
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("push", "catchup")
-PRUNED_RAW = '{"pruned":true}'
-"""`raw` of an event whose payload retention has pruned (receiver/store/retention.py); its row and id stay. Valid
-JSON, so that a release that does not know about retention still reads the row."""
+INSERT_COLUMNS = ("id", "type", "source", "subject", "resource", "resourceinstance", "time", "raw", "received_at",
+                  "channel", "updated_at")  # fmt: skip
+"""The columns an insert sets besides `status` ('pending'), in the order of `insert_params`."""
 
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event that passed validation at a door (push or catch-up), ready to be stored as sent."""
-
-    id: str
-    type: str
-    source: str
-    subject: str
-    resource: str
-    resourceinstance: str
-    time: str
-    raw: str
-
-
-@dataclass(frozen=True)
-class InboxRecord(NewEvent):
-    """A stored event: what arrived, plus where it is in its life (status, attempts, lease)."""
-
-    seq: int
-    received_at: str
-    channel: str
-    status: str
-    attempts: int
-    last_error: str
-    next_attempt_at: str
-    lease_until: str
-    lease_owner: str
-    updated_at: str
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> InboxRecord:
-        return cls(**row_fields(row))
-
-    @property
-    def event(self) -> dict[str, Any]:
-        """The CloudEvent as it was received (`PRUNED_RAW` once pruned)."""
-        value = json.loads(self.raw)
-        assert isinstance(value, dict)
-        return value
-
-    @property
-    def pruned(self) -> bool:
-        """Retention has dropped the event's payload: it can no longer run."""
-        return self.raw == PRUNED_RAW
-
-    def to_json(self, *, with_event: bool = False) -> dict[str, Any]:
-        """The public JSON shape of `events list/show --json` (the raw event only when asked: null once pruned)."""
-        data = asdict(self)
-        raw = data.pop("raw")
-        for internal in ("seq", "lease_owner"):
-            data.pop(internal)
-        data["pruned"] = self.pruned
-        if with_event:
-            data["event"] = None if self.pruned else json.loads(raw)
-        return data
-
-
-INSERT_EVENT = """
-    INSERT INTO inbox (id, type, source, subject, resource, resourceinstance, time, raw,
-                       received_at, channel, status, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+INSERT_EVENT = f"""
+    INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status)
+    VALUES ({", ".join(f":{column}" for column in INSERT_COLUMNS)}, 'pending')
     ON CONFLICT(id) DO NOTHING
 """
 
 INSERT_VALIDATION = """
-    INSERT INTO validations (event_id, subscription_id, source, received_at) VALUES (?, ?, ?, ?)
+    INSERT INTO validations (event_id, subscription_id, source, received_at)
+    VALUES (:event_id, :subscription_id, :source, :received_at)
     ON CONFLICT(event_id) DO NOTHING
 """
 
@@ -113,21 +57,21 @@ def insert_params(event: NewEvent, channel: str, received_at: str) -> tuple[str,
     )
 
 
-async def insert_event(conn: aiosqlite.Connection, event: NewEvent, channel: str) -> bool:
+def event_row(event: NewEvent, channel: str, received_at: str) -> dict[str, str]:
+    """`INSERT_EVENT`'s parameters."""
+    return dict(zip(INSERT_COLUMNS, insert_params(event, channel, received_at), strict=True))
+
+
+def validation_row(event_id: str, subscription_id: str, source: str, received_at: str) -> dict[str, str]:
+    """`INSERT_VALIDATION`'s parameters."""
+    return {"event_id": event_id, "subscription_id": subscription_id, "source": source, "received_at": received_at}
+
+
+async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
     """Store one event and commit; False when its id was already there (nothing changes then)."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    stamp = now_iso()
-    cursor = await conn.execute(INSERT_EVENT, insert_params(event, channel, stamp))
-    await conn.commit()
-    return cursor.rowcount == 1
-
-
-async def record_validation(conn: aiosqlite.Connection, event_id: str, subscription_id: str, source: str) -> bool:
-    """Record Altinn's validation handshake and commit; False for a repeated event id."""
-    cursor = await conn.execute(INSERT_VALIDATION, (event_id, subscription_id, source, now_iso()))
-    await conn.commit()
-    return cursor.rowcount == 1
+    return await db.execute(INSERT_EVENT, event_row(event, channel, now_iso())) == 1
 
 
 PROBE_STATE = """
@@ -145,7 +89,7 @@ INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 
 # Work for the writer thread: an event to insert (with its channel), or a statement built from the batch's
 # commit timestamp.
-_Statement = Callable[[str], tuple[str, tuple[str, ...]]]
+_Statement = Callable[[str], tuple[str, Any]]
 _Work = tuple[NewEvent, str] | _Statement
 _T = TypeVar("_T")
 
@@ -204,16 +148,19 @@ class InboxWriter:
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
-        return self._submit(lambda stamp: (INSERT_VALIDATION, (event_id, subscription_id, source, stamp)))
+        return self._submit(lambda stamp: (INSERT_VALIDATION, validation_row(event_id, subscription_id, source, stamp)))
 
     def probe(self) -> asyncio.Future[bool]:
         """Whether a write can commit now: takes the write lock, and after a failed commit really writes once."""
         return self._submit(self._probe_statement)
 
-    def _probe_statement(self, stamp: str) -> tuple[str, tuple[str, ...]]:
+    def _probe_statement(self, stamp: str) -> tuple[str, Any]:
         if self.last_error:
             return PROBE_STATE, (stamp,)
         return "", ()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         """Commit what is queued, stop the thread and close the connection."""
@@ -353,8 +300,8 @@ def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
             future.set_result(outcome)
 
 
-async def get_event(conn: aiosqlite.Connection, event_id: str) -> InboxRecord | None:
-    rows = await fetch_rows(conn, "SELECT * FROM inbox WHERE id = ?", (event_id,))
+async def get_event(db: Database, event_id: str) -> InboxRecord | None:
+    rows = await db.fetch("SELECT * FROM inbox WHERE id = :id", {"id": event_id})
     return InboxRecord.from_row(rows[0]) if rows else None
 
 
@@ -364,39 +311,47 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+@dataclass(frozen=True)
+class EventFilter:
+    """The selection the operator commands share: status, type glob, resource, received at or after `since`."""
+
+    status: str | None = None
+    type_glob: str | None = None
+    resource: str | None = None
+    since: str | None = None
+
+    def sql(self) -> tuple[list[str], dict[str, Any]]:
+        """The conditions (to join with AND) and their parameters."""
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if self.status:
+            where.append("status = :status")
+            params["status"] = self.status
+        if self.type_glob:
+            where.append("type LIKE :type_like ESCAPE '\\'")
+            params["type_like"] = glob_to_like(self.type_glob)
+        if self.resource:
+            where.append("resource = :resource")
+            params["resource"] = self.resource
+        if self.since:
+            where.append("received_at >= :since")
+            params["since"] = self.since
+        return where, params
+
+
 async def list_events(
-    conn: aiosqlite.Connection,
-    *,
-    status: str | None = None,
-    type_glob: str | None = None,
-    resource: str | None = None,
-    since: str | None = None,
-    limit: int = 100,
-    newest_first: bool = True,
+    db: Database, selection: EventFilter = EventFilter(), *, limit: int = 100, newest_first: bool = True
 ) -> list[InboxRecord]:
-    """Events filtered by status, type (glob), resource and `received_at >= since`."""
-    where, params = [], []
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if type_glob:
-        where.append("type LIKE ? ESCAPE '\\'")
-        params.append(glob_to_like(type_glob))
-    if resource:
-        where.append("resource = ?")
-        params.append(resource)
-    if since:
-        where.append("received_at >= ?")
-        params.append(since)
+    """The first `limit` events of `selection`, newest first unless `newest_first` is False."""
+    where, params = selection.sql()
     sql = "SELECT * FROM inbox"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
-    params.append(str(int(limit)))
-    rows = await fetch_rows(conn, sql, params)
+    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT :limit"
+    rows = await db.fetch(sql, {**params, "limit": int(limit)})
     return [InboxRecord.from_row(row) for row in rows]
 
 
-async def count_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
-    rows = await fetch_rows(conn, "SELECT status, COUNT(*) FROM inbox GROUP BY status")
-    return {str(row[0]): int(row[1]) for row in rows}
+async def count_by_status(db: Database) -> dict[str, int]:
+    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM inbox GROUP BY status")
+    return {str(row["status"]): int(row["n"]) for row in rows}

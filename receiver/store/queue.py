@@ -16,9 +16,8 @@ cannot overwrite the new owner's outcome.
 
 from __future__ import annotations
 
-import aiosqlite
-
-from receiver.store.inbox import InboxRecord
+from receiver.store.interface import Database
+from receiver.store.records import InboxRecord
 from receiver.timeutil import iso_after, now_iso
 
 OPEN = "status IN ('pending', 'retrying', 'processing')"
@@ -102,26 +101,26 @@ RELEASE = """
 """
 
 
-async def claim(conn: aiosqlite.Connection, owner: str, lease: float, limit: int = 1) -> list[InboxRecord]:
+async def claim(db: Database, owner: str, lease: float, limit: int = 1) -> list[InboxRecord]:
     """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds; [] if none is."""
     params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner, "limit": limit}
-    return [InboxRecord.from_row(row) for row in await conn.execute_fetchall(CLAIM, params)]
+    return [InboxRecord.from_row(row) for row in await db.fetch(CLAIM, params)]
 
 
-async def _update(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> int:
+async def _update(db: Database, sql: str, params: dict[str, object]) -> int:
     """Run one UPDATE ... RETURNING seq; how many rows it changed."""
-    return len(list(await conn.execute_fetchall(sql, {"now": now_iso(), **params})))
+    return len(await db.fetch(sql, {"now": now_iso(), **params}))
 
 
-async def extend_leases(conn: aiosqlite.Connection, owner: str, lease: float) -> set[int]:
+async def extend_leases(db: Database, owner: str, lease: float) -> set[int]:
     """Keep the claims of `owner`'s long runs for `lease` seconds more; the seqs still ours (the others were taken
     over by another worker after our lease ran out)."""
-    rows = await conn.execute_fetchall(EXTEND, {"owner": owner, "lease_until": iso_after(lease)})
-    return {int(row[0]) for row in rows}
+    rows = await db.fetch(EXTEND, {"owner": owner, "lease_until": iso_after(lease)})
+    return {int(row["seq"]) for row in rows}
 
 
 async def finish(
-    conn: aiosqlite.Connection,
+    db: Database,
     seq: int,
     owner: str,
     status: str,
@@ -140,9 +139,9 @@ async def finish(
         raise ValueError("only a retry can leave its attempt uncounted")
     params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at,
               "give_back": 0 if count_attempt else 1}  # fmt: skip
-    return await _update(conn, FINISH, params) == 1
+    return await _update(db, FINISH, params) == 1
 
 
-async def release_claims(conn: aiosqlite.Connection, owner: str) -> int:
+async def release_claims(db: Database, owner: str) -> int:
     """Give back every unfinished claim of `owner` (pending, or retrying if it had failed before), due at once."""
-    return await _update(conn, RELEASE, {"owner": owner})
+    return await _update(db, RELEASE, {"owner": owner})

@@ -13,9 +13,8 @@ prunes, oldest first.
 
 from __future__ import annotations
 
-import aiosqlite
-
-from receiver.store.inbox import PRUNED_RAW
+from receiver.store.interface import Database
+from receiver.store.records import PRUNED_RAW
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
 PRUNE_PAYLOADS = f"""
@@ -39,11 +38,11 @@ DELETE_DEAD = """
 """
 
 
-async def prune_payloads(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+async def prune_payloads(db: Database, before: str, limit: int) -> int:
     """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
-    return len(list(await conn.execute_fetchall(PRUNE_PAYLOADS, {"before": before, "limit": limit})))
+    return len(await db.fetch(PRUNE_PAYLOADS, {"before": before, "limit": limit}))
 
 
-async def delete_dead(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+async def delete_dead(db: Database, before: str, limit: int) -> int:
     """Delete up to `limit` dead events that died before `before`; how many."""
-    return len(list(await conn.execute_fetchall(DELETE_DEAD, {"before": before, "limit": limit})))
+    return len(await db.fetch(DELETE_DEAD, {"before": before, "limit": limit}))

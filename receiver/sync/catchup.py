@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -29,15 +28,14 @@ from receiver.altinn import AltinnClients, AltinnError
 from receiver.config import Config, SubscriptionConfig
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
-from receiver.store import db, state
-from receiver.store.db import StoreError
-from receiver.store.inbox import NewEvent
+from receiver.store import state
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
+from receiver.store.records import NewEvent
 from receiver.timeutil import now, now_iso, to_iso
 from receiver.web.cloudevent import InvalidEvent, to_new_event
 
 if TYPE_CHECKING:
-    import aiosqlite
-
     from receiver.altinn.events_api import EventsApi
     from receiver.runtime import Runtime
 
@@ -121,7 +119,7 @@ def pulled_event(event: dict[str, Any]) -> NewEvent:
 
 
 async def catch_up(
-    conn: aiosqlite.Connection,
+    conn: Database,
     events: EventsApi,
     key: SubscriptionConfig,
     insert: Insert,
@@ -208,7 +206,7 @@ class Progress:
 
 async def run_all(
     config: Config,
-    conn: aiosqlite.Connection,
+    conn: Database,
     clients: AltinnClients,
     insert: Insert,
     *,
@@ -310,7 +308,7 @@ class CatchupService:
                         page_size=self.page_size,
                         on_page=on_page,
                     )
-                except (StoreError, sqlite3.Error) as exc:
+                except StoreError as exc:
                     self._store_failed(exc)
                 else:
                     self._finished(results, metrics)
@@ -332,8 +330,8 @@ class CatchupService:
         stuck = any(r.stuck_pushes for r in results)
         self._state = "error" if any(r.error for r in results) else "stuck" if stuck else "idle"
 
-    def _store_failed(self, exc: Exception) -> None:
+    def _store_failed(self, exc: StoreError) -> None:
         """The store refused a cursor or an event: the cursors keep their place and the next run tries again."""
-        self._store_error = str(exc) if isinstance(exc, StoreError) else db.describe(exc)
+        self._store_error = str(exc)
         self._state = "error"
         log.warning("catch-up could not use the store; trying again next run", extra={"error": self._store_error})

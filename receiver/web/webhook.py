@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from receiver.config import ReceiverConfig
 from receiver.runtime import Runtime
-from receiver.store.db import StoreError
+from receiver.store.errors import StoreError
 from receiver.web.cloudevent import VALIDATION_TYPE, InvalidEvent, from_binary, from_structured, subscription_id
 
 Scope = MutableMapping[str, Any]

@@ -1,0 +1,19 @@
+"""Which backend `[store]` names: the one place that knows both, so that nothing above the store needs to."""
+
+from __future__ import annotations
+
+from receiver.config import StoreConfig
+from receiver.store.interface import Backend
+from receiver.store.sqlite import SqliteBackend
+
+
+def open_backend(store: StoreConfig) -> Backend:
+    """The backend of the config's store (the file at `[store] path`)."""
+    return SqliteBackend(store.path)
+
+
+def create_if_missing(backend: Backend) -> None:
+    """A new store at this code's schema where there is none, as `serve`'s first start makes it; an existing store
+    is left as it is (commands that write refuse it when it is at another version, they never migrate it)."""
+    if not backend.exists():
+        backend.migrate()

@@ -1,0 +1,57 @@
+"""The SQLite backend: the store as one file (`[store] path`), the embedded default.
+
+Its parts are the modules beside this one: db.py (opening, `SqliteDatabase`), migrate.py, inbox.py (`InboxWriter`),
+backup.py; this class only gathers them behind `Backend` (receiver/store/interface.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from receiver.store import db, migrate
+from receiver.store.backup import backup
+from receiver.store.inbox import InboxWriter
+from receiver.store.interface import SQLITE, Backup, Database, Migrated, Writer
+from receiver.store.migrations import Migration
+from receiver.store.schema import SchemaState
+
+
+class SqliteBackend:
+    """`Backend` for the store file at `path`."""
+
+    name = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def missing(self) -> str:
+        return db.missing_store(self.path)
+
+    def migrate(self) -> Migrated:
+        return migrate.migrate(self.path)
+
+    def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
+        return migrate.pending(self.path)
+
+    async def connect(self, *, read_only: bool = False, background: bool = False) -> Database:
+        return await db.connect(self.path, read_only=read_only, synchronous="NORMAL" if background else "FULL")
+
+    async def writer(self) -> Writer:
+        return InboxWriter(self.path, asyncio.get_running_loop())
+
+    def backup(self, target: Path) -> Backup:
+        return backup(self.path, target)
+
+    async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """SQLite cannot tell one process of another's commits: the dispatcher polls (`poll_interval`)."""
+
+        async def stop() -> None:
+            return None
+
+        return stop
