@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
-# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev extra (what `make
-# test` installs) and is constrained by the first, so the two never disagree on a version.
+# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and postgres extras
+# (what `make test` installs: the tests run on both stores) and is constrained by the first, so the two never
+# disagree on a version.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -52,8 +53,8 @@ $(UV):
 # moves every pin to the newest version allowed.
 lock: $(UV)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(LOCK) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
-		-o $(DEV_LOCK)
+	$(UV) pip compile pyproject.toml --extra dev --extra postgres --constraint $(LOCK) $(LOCK_FLAGS) \
+		$(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
 
 # The tests on the lowest version every direct runtime dependency allows (the dev tools at their newest), in a venv
 # of their own: proves the floors in pyproject.toml. Not part of `test`.
@@ -61,8 +62,8 @@ test-floor: $(UV)
 	rm -rf $(FLOOR)
 	$(PYTHON) -m venv $(FLOOR)
 	$(UV) pip compile pyproject.toml --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
-	$(UV) pip compile pyproject.toml --extra dev --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
-		-o $(FLOOR)/requirements.txt
+	$(UV) pip compile pyproject.toml --extra dev --extra postgres --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) \
+		--quiet -o $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -r $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --no-deps -e .

@@ -8,14 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from receiver.config import StoreConfig
 from receiver.store.interface import Database
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import READ, OpsStore, json_lines
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OpsStore:
-    return OpsStore(tmp_path)
+def store(tmp_path: Path, store_config: StoreConfig) -> OpsStore:
+    """An SQLite file or a PostgreSQL schema: each test runs on both."""
+    return OpsStore(tmp_path, store=store_config)
 
 
 def dead(store: OpsStore, event_id: str, error: str = "404 from the correspondence API", **kwargs: str) -> None:

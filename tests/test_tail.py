@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from receiver.config import StoreConfig
 from receiver.store.inbox import EventFilter
 from receiver.store.interface import Database
 from receiver.store.operations import ChangeFeed
@@ -25,8 +26,9 @@ from tests.support import REPO
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OpsStore:
-    return OpsStore(tmp_path)
+def store(tmp_path: Path, store_config: StoreConfig) -> OpsStore:
+    """An SQLite file or a PostgreSQL schema: each test runs on both."""
+    return OpsStore(tmp_path, store=store_config)
 
 
 def test_tail_lists_the_latest_twenty_oldest_first_as_json_lines_when_piped(store: OpsStore) -> None:
@@ -69,7 +71,8 @@ def test_tail_rejects_a_bad_duration_and_an_unknown_status(store: OpsStore) -> N
     assert "dead" in result.stderr
 
 
-def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(store: OpsStore) -> None:
+def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)
     result = store.cli("tail")
     assert result.exit_code == 1
     assert str(store.path) in result.stderr and "store.path" in result.stderr

@@ -8,7 +8,13 @@ from receiver.store.sqlite import SqliteBackend
 
 
 def open_backend(store: StoreConfig) -> Backend:
-    """The backend of the config's store (the file at `[store] path`)."""
+    """The backend of the config's store: the PostgreSQL database at `[store] url`, else the SQLite file at
+    `[store] path`. PostgreSQL's driver is loaded only then (it is an extra, `altinn-receiver[postgres]`, checked
+    when the config is read)."""
+    if store.url:
+        from receiver.store.postgres.backend import PostgresBackend
+
+        return PostgresBackend(store.url)
     return SqliteBackend(store.path)
 
 

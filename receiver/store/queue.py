@@ -12,11 +12,22 @@ of their instance (`inbox_heads`, kept by triggers), in that same order, so its 
 nor with how many events one busy instance holds: a few look-ups per instance that is busy or waiting for a retry.
 Each finishing statement checks that the lease is still ours, so a worker whose lease expired and was taken over
 cannot overwrite the new owner's outcome.
+
+On PostgreSQL several processes claim at once without SQLite's one writer at a time, and row locks alone cannot keep
+an instance's order: two claimers whose snapshots both predate the other's claim could each take a different event
+of one instance (say one sees a retry as due and the other, a moment earlier, does not). So a claim is one
+transaction of two statements. The first walks the heads as above, locks the due candidates' rows `FOR UPDATE SKIP
+LOCKED` (another claimer's are skipped, not waited for) and takes a transaction-level advisory lock on each
+candidate's instance with `pg_try_advisory_xact_lock` (an instance another claimer holds is skipped). The second
+starts after those locks are held, so its snapshot sees every claim committed before, and claims what of them may
+run, with the same rules as on SQLite. An instance's claims are thus one after another, each seeing the last.
 """
 
 from __future__ import annotations
 
-from receiver.store.interface import Database
+from collections.abc import Callable
+
+from receiver.store.interface import POSTGRESQL, SQLITE, Database
 from receiver.store.records import InboxRecord
 from receiver.timeutil import iso_after, now_iso
 
@@ -52,29 +63,78 @@ def _none_before(index: str, alias: str, condition: str) -> str:
     )
 
 
+def _may_start(before: Callable[[str, str, str], str]) -> str:
+    """The due event `c` may start: no event of its instance is running, and no blocker and no due retrying event
+    of its instance comes before it (`before(index, alias, condition)` says so for one kind)."""
+    return f"""(c.resourceinstance = '' OR (
+                NOT EXISTS (
+                    SELECT 1 FROM inbox AS running
+                    WHERE running.resourceinstance = c.resourceinstance
+                      AND running.status = 'processing' AND running.lease_until > :now)
+            AND {before("inbox_blocking", "b", "b.status IN ('pending', 'processing')")}
+            AND {before("inbox_retrying", "r", "r.status = 'retrying' AND r.next_attempt_at <= :now")}))"""
+
+
+def _pg_none_before(index: str, alias: str, condition: str) -> str:
+    """`_none_before` on PostgreSQL: one look-up, a row comparison the `index` ranges over (the planner picks it)."""
+    order = "receiver_event_order({0}.time, {0}.received_at)"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM inbox AS {alias} WHERE {alias}.resourceinstance = c.resourceinstance"
+        f" AND {condition} AND ({order.format(alias)}, {alias}.seq) < ({order.format('c')}, c.seq))"
+    )
+
+
+_CLAIMED = """
+    UPDATE inbox
+    SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
+        updated_at = :now"""
+
 # Candidates are the heads (receiver/store/migrations/m0003_inbox_heads.py), in the order they may run: an instance's
 # first blocker (pending or processing) and the retrying events before it. A head may start when it is due, no event
 # of its instance is running, and no blocker and no due retrying event of its instance comes before it (a former
 # head left behind a newer blocker fails the second look-up).
 CLAIM = f"""
-    UPDATE inbox
-    SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
-        updated_at = :now
+{_CLAIMED}
     WHERE seq IN (
         SELECT h.seq FROM inbox_heads AS h CROSS JOIN inbox AS c ON c.seq = h.seq
         WHERE {_due("c")}
-          AND (c.resourceinstance = '' OR (
-                NOT EXISTS (
-                    SELECT 1 FROM inbox AS running
-                    WHERE running.resourceinstance = c.resourceinstance
-                      AND running.status = 'processing' AND running.lease_until > :now)
-            AND {_none_before("inbox_blocking", "b", "b.status IN ('pending', 'processing')")}
-            AND {_none_before("inbox_retrying", "r", "r.status = 'retrying' AND r.next_attempt_at <= :now")}))
+          AND {_may_start(_none_before)}
         ORDER BY h.order_key, h.seq
         LIMIT :limit
     )
     RETURNING *
 """
+
+INSTANCE_LOCKS = 0x41525357
+"""The first key of the advisory locks on instances (receiver/store/postgres/migrate.py's is the one before)."""
+
+# PostgreSQL's first statement: due heads in order, their rows locked, each with its instance locked (the lock's
+# key is the schema's name and the instance's, so stores in two schemas of one database never meet).
+PG_CANDIDATES = f"""
+    WITH candidates AS MATERIALIZED (
+        SELECT c.seq, c.resourceinstance FROM inbox_heads AS h JOIN inbox AS c ON c.seq = h.seq
+        WHERE {_due("c")}
+        ORDER BY h.order_key, h.seq
+        LIMIT :scan
+        FOR UPDATE OF c SKIP LOCKED
+    )
+    SELECT seq FROM candidates
+    WHERE resourceinstance = ''
+       OR pg_try_advisory_xact_lock({INSTANCE_LOCKS}, hashtext(current_schema() || '/' || resourceinstance))
+"""
+
+# And its second, in a new snapshot: those of the candidates that may start.
+PG_CLAIM = f"""{_CLAIMED}
+    WHERE seq IN (
+        SELECT c.seq FROM inbox AS c
+        WHERE c.seq = ANY(:candidates) AND {_due("c")} AND {_may_start(_pg_none_before)}
+        ORDER BY receiver_event_order(c.time, c.received_at), c.seq
+        LIMIT :limit
+    )
+    RETURNING *
+"""
+PG_SCAN = (4, 32)
+"""The first statement looks at up to 4 * limit + 32 heads: some due heads cannot start (their instance runs)."""
 
 _OURS = "seq = :seq AND status = 'processing' AND lease_owner = :owner"
 
@@ -82,29 +142,47 @@ EXTEND = """
     UPDATE inbox SET lease_until = :lease_until WHERE status = 'processing' AND lease_owner = :owner RETURNING seq
 """
 
+GREATEST = {SQLITE: "MAX", POSTGRESQL: "GREATEST"}
+"""The larger of two values in each dialect."""
+
 # Attempts are counted when claimed; :give_back 1 takes this run's back (a handler's pause, RetryLater(attempt=False)).
-FINISH = f"""
+FINISH = {
+    backend: f"""
     UPDATE inbox
     SET status = :status, last_error = :error, next_attempt_at = :next_attempt_at, lease_until = '', lease_owner = '',
-        attempts = MAX(attempts - :give_back, 0), updated_at = :now
+        attempts = {greatest}(attempts - :give_back, 0), updated_at = :now
     WHERE {_OURS}
     RETURNING seq
 """
+    for backend, greatest in GREATEST.items()
+}
 
 # A run cut short by our own shutdown is not the event's fault: its attempt is given back.
-RELEASE = """
+RELEASE = {
+    backend: f"""
     UPDATE inbox
-    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = MAX(attempts - 1, 0),
+    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = {greatest}(attempts - 1, 0),
         next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
     WHERE status = 'processing' AND lease_owner = :owner
     RETURNING seq
 """
+    for backend, greatest in GREATEST.items()
+}
 
 
 async def claim(db: Database, owner: str, lease: float, limit: int = 1) -> list[InboxRecord]:
     """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds; [] if none is."""
-    params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner, "limit": limit}
-    return [InboxRecord.from_row(row) for row in await db.fetch(CLAIM, params)]
+    params: dict[str, object] = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner, "limit": limit}
+    if db.backend == POSTGRESQL:
+        async with db.transaction() as claiming:
+            scan = PG_SCAN[0] * limit + PG_SCAN[1]
+            candidates = [
+                row["seq"] for row in await claiming.fetch(PG_CANDIDATES, {"now": params["now"], "scan": scan})
+            ]
+            rows = await claiming.fetch(PG_CLAIM, {**params, "candidates": candidates}) if candidates else []
+    else:
+        rows = await db.fetch(CLAIM, params)
+    return [InboxRecord.from_row(row) for row in rows]
 
 
 async def _update(db: Database, sql: str, params: dict[str, object]) -> int:
@@ -139,9 +217,9 @@ async def finish(
         raise ValueError("only a retry can leave its attempt uncounted")
     params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at,
               "give_back": 0 if count_attempt else 1}  # fmt: skip
-    return await _update(db, FINISH, params) == 1
+    return await _update(db, FINISH[db.backend], params) == 1
 
 
 async def release_claims(db: Database, owner: str) -> int:
     """Give back every unfinished claim of `owner` (pending, or retrying if it had failed before), due at once."""
-    return await _update(db, RELEASE, {"owner": owner})
+    return await _update(db, RELEASE[db.backend], {"owner": owner})

@@ -13,7 +13,9 @@ prunes, oldest first.
 
 from __future__ import annotations
 
-from receiver.store.interface import Database
+import re
+
+from receiver.store.interface import POSTGRESQL, SQLITE, Database
 from receiver.store.records import PRUNED_RAW
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
@@ -38,11 +40,19 @@ DELETE_DEAD = """
 """
 
 
+def _per_backend(sql: str) -> dict[str, str]:
+    """SQLite's statement, and PostgreSQL's without `INDEXED BY` (its planner picks the partial index itself)."""
+    return {SQLITE: sql, POSTGRESQL: re.sub(r" INDEXED BY \w+", "", sql)}
+
+
+STATEMENTS = {"payload": _per_backend(PRUNE_PAYLOADS), "dead": _per_backend(DELETE_DEAD)}
+
+
 async def prune_payloads(db: Database, before: str, limit: int) -> int:
     """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
-    return len(await db.fetch(PRUNE_PAYLOADS, {"before": before, "limit": limit}))
+    return len(await db.fetch(STATEMENTS["payload"][db.backend], {"before": before, "limit": limit}))
 
 
 async def delete_dead(db: Database, before: str, limit: int) -> int:
     """Delete up to `limit` dead events that died before `before`; how many."""
-    return len(await db.fetch(DELETE_DEAD, {"before": before, "limit": limit}))
+    return len(await db.fetch(STATEMENTS["dead"][db.backend], {"before": before, "limit": limit}))

@@ -1,0 +1,186 @@
+"""What is PostgreSQL's own about the store: `[store] url` in the config, the extra it needs, the commands that act on
+the store as a whole (`store migrate`, `store backup`), the inbox writer's group commits, and wake-ups across
+processes. What both backends share runs on both elsewhere (the `store_config` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from receiver.config import StoreConfig
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
+from receiver.store.migrations import LATEST, MIGRATIONS
+from tests.ingest_support import run_cli
+from tests.store_backends import event, new_schema, rows, store_toml
+from tests.support import wait_until, write_config
+
+PASSWORD = "s3cret/with@odd:chars"
+
+
+@pytest.fixture
+def pg(postgres_database: str) -> StoreConfig:
+    """A fresh, empty schema."""
+    return StoreConfig(url=new_schema(postgres_database))
+
+
+def config_file(tmp_path: Path, store: str) -> Path:
+    return write_config(tmp_path / "receiver.toml", f"[receiver]\nallow_no_secret = true\n\n{store}")
+
+
+def test_path_and_url_together_are_a_config_error(tmp_path: Path, pg: StoreConfig) -> None:
+    path = config_file(tmp_path, f'[store]\npath = "r.db"\nurl = "{pg.url}"\n')
+    result = run_cli("config", "validate", "--config", str(path))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "config error: store: set path (an SQLite file) or url (a PostgreSQL database), not both"
+    )
+
+
+def test_a_url_without_the_driver_installed_is_a_config_error_naming_the_extra(tmp_path: Path, pg: StoreConfig) -> None:
+    path = config_file(tmp_path, store_toml(pg))
+    without_psycopg = "import sys; sys.modules['psycopg'] = None; from receiver.cli.main import main; main()"
+    result = run_python([sys.executable, "-c", without_psycopg, "config", "validate", "--config", str(path)])
+    assert result.returncode == 2
+    assert "store.url" in result.stderr and "altinn-receiver[postgres]" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_url_that_is_not_postgresql_is_refused_without_showing_it(tmp_path: Path) -> None:
+    path = config_file(tmp_path, f'[store]\nurl = "mysql://u:{quote(PASSWORD, safe="")}@h/db"\n')
+    result = run_cli("config", "validate", "--config", str(path))
+    assert result.returncode == 2
+    assert "store.url: must be a postgresql:// URL" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_the_password_comes_from_the_environment_percent_encoded_and_never_shows(
+    tmp_path: Path, pg: StoreConfig
+) -> None:
+    """`${VAR}` fills in the percent-encoded password; `config show` masks the URL and an error names the store
+    without it (the test server trusts loopback, so any password connects)."""
+    url = pg.url.replace("postgresql://postgres@", "postgresql://postgres:${DB_PASSWORD}@")
+    path = config_file(tmp_path, f"[store]\nurl = {json.dumps(url)}\n")
+    env = {"DB_PASSWORD": quote(PASSWORD, safe="")}
+    migrated = run_cli("store", "migrate", "--json", "--config", str(path), env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["to_version"] == LATEST
+    assert "s3cret" not in migrated.stdout + migrated.stderr
+    shown = run_cli("config", "show", "--config", str(path), env=env)
+    assert shown.returncode == 0 and "s3cret" not in shown.stdout and 'url = "***"' in shown.stdout
+    unreachable = url.replace("127.0.0.1:5432", "127.0.0.1:1")
+    path = config_file(tmp_path, f"[store]\nurl = {json.dumps(unreachable)}\n")
+    failed = run_cli("events", "list", "--config", str(path), env=env)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: cannot open store postgresql://postgres@127.0.0.1:1/")
+    assert "s3cret" not in failed.stderr and "%40" not in failed.stderr and failed.stderr.count("\n") == 1
+
+
+def test_store_migrate_brings_an_empty_database_up_and_other_commands_refuse_it_before(
+    tmp_path: Path, pg: StoreConfig
+) -> None:
+    path = config_file(tmp_path, store_toml(pg))
+    refused = run_cli("events", "list", "--config", str(path))
+    assert refused.returncode == 1
+    assert f"is at schema version 0 and altinn-receiver 0.1.0 needs {LATEST}" in refused.stderr
+    assert f"altinn-receiver store migrate --config {path}" in refused.stderr
+    dry = run_cli("store", "migrate", "--dry-run", "--json", "--config", str(path))
+    assert json.loads(dry.stdout)["pending"] == [{"version": m.version, "name": m.name} for m in MIGRATIONS]
+    applied = run_cli("store", "migrate", "--config", str(path))
+    assert applied.returncode == 0 and f"now at schema version {LATEST}" in applied.stdout
+    again = run_cli("store", "migrate", "--config", str(path))
+    assert "nothing to migrate" in again.stdout
+    listed = run_cli("events", "list", "--config", str(path))
+    assert listed.returncode == 0 and listed.stdout.strip() == "no events match"
+
+
+def test_store_backup_refuses_and_points_to_pg_dump(tmp_path: Path, pg: StoreConfig) -> None:
+    path = config_file(tmp_path, store_toml(pg))
+    result = run_cli("store", "backup", str(tmp_path / "copy.db"), "--config", str(path))
+    assert result.returncode == 1
+    assert "pg_dump --format=custom" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_schema_with_tables_named_like_the_receivers_is_refused_not_taken_over(pg: StoreConfig) -> None:
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE inbox (x INTEGER)")
+    with pytest.raises(StoreError, match=r"is not an altinn-receiver store.*\(inbox\)"):
+        open_backend(pg).migrate()
+
+
+def test_one_commit_stores_a_batch_and_a_bad_row_fails_alone(pg: StoreConfig) -> None:
+    """PostgreSQL refuses a NUL character in text: that event gets its own error, the others of its batch are
+    committed, a repeated id is a duplicate."""
+    backend = open_backend(pg)
+    backend.migrate()
+    good = [event(f"instance-{n}") for n in range(5)]
+    bad = dataclasses.replace(event("bad"), subject="nul\x00here")
+
+    async def main() -> list[bool | BaseException]:
+        writer = await backend.writer()
+        try:
+            futures = [writer.insert_event(e, "push") for e in [*good[:2], bad, *good[2:], good[0]]]
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+        finally:
+            await writer.aclose()
+
+    outcomes = asyncio.run(main())
+    assert outcomes[:2] == [True, True] and outcomes[3:] == [True, True, True, False]
+    assert isinstance(outcomes[2], StoreError) and "NUL" in str(outcomes[2])
+    assert {row["id"] for row in rows(pg, "SELECT id FROM inbox")} == {e.id for e in good}
+
+
+def test_a_commit_in_another_process_wakes_a_listener(tmp_path: Path, pg: StoreConfig) -> None:
+    backend = open_backend(pg)
+    backend.migrate()
+    other = new_schema(pg.url.partition("?")[0])  # the same database, another store: its commits do not wake
+    open_backend(StoreConfig(url=other)).migrate()
+
+    async def main() -> list[str]:
+        woken: list[str] = []
+        stop = await backend.listen(lambda: woken.append("woken"))
+        try:
+            await asyncio.to_thread(wait_until, lambda: woken, message="the wake-up for the LISTEN itself")
+            woken.clear()
+            await asyncio.to_thread(insert_in_a_process, StoreConfig(url=other))
+            await asyncio.sleep(0.5)  # nothing to wait for: the other schema's commit must not arrive
+            assert woken == []
+            await asyncio.to_thread(insert_in_a_process, pg)
+            await asyncio.to_thread(wait_until, lambda: woken, message="the wake-up for the other process's commit")
+            return woken
+        finally:
+            await stop()
+
+    assert asyncio.run(main()) == ["woken"]
+
+
+def insert_in_a_process(store: StoreConfig) -> None:
+    """`altinn-receiver`'s own insert, from a process of its own."""
+    script = (
+        "import asyncio, sys, json\n"
+        "from receiver.config import StoreConfig\n"
+        "from receiver.store.backends import open_backend\n"
+        "from receiver.store.inbox import insert_event\n"
+        "from tests.store_backends import event\n"
+        "async def main():\n"
+        "    db = await open_backend(StoreConfig(url=sys.argv[1])).connect()\n"
+        "    await insert_event(db, event('elsewhere'), 'push')\n"
+        "    await db.close()\n"
+        "asyncio.run(main())\n"
+    )
+    result = run_python([sys.executable, "-c", script, store.url])
+    assert result.returncode == 0, result.stderr
+
+
+def run_python(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
