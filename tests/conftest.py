@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from receiver.config import StoreConfig
-from tests.store_backends import BACKENDS, POSTGRES_SERVER, drop_database, new_database, new_store_config
+from tests.store_backends import BACKENDS, POSTGRES_SERVER, drop_database, new_database, new_schema, new_store_config
 
 # Properties here drive a real server over loopback: no per-example deadline, and module-scoped servers are meant.
 settings.register_profile(
@@ -42,6 +42,12 @@ def postgres_database() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture
+def store_url(postgres_database: str) -> str:
+    """A fresh, empty PostgreSQL schema's URL, for a test of PostgreSQL alone."""
+    return new_schema(postgres_database)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -27,9 +27,9 @@ PASSWORD = "s3cret/with@odd:chars"
 
 
 @pytest.fixture
-def pg(postgres_database: str) -> StoreConfig:
+def pg(store_url: str) -> StoreConfig:
     """A fresh, empty schema."""
-    return StoreConfig(url=new_schema(postgres_database))
+    return StoreConfig(url=store_url)
 
 
 def config_file(tmp_path: Path, store: str) -> Path:
