@@ -78,6 +78,17 @@ def _postgresql_url(value: str) -> str:
     return value
 
 
+def check_store_url(key: str, value: str) -> str:
+    """`value` if it is a PostgreSQL URL the receiver can use (the driver installed); ConfigError naming `key`."""
+    try:
+        _postgresql_url(value)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    if problem := _postgresql_driver():
+        raise ConfigError(key, problem)
+    return value
+
+
 def _postgresql_driver() -> str:
     """Why the PostgreSQL driver cannot be used ("" when it can)."""
     try:

@@ -1,6 +1,7 @@
 """The receiver serving on a PostgreSQL store: the default pipelines storing correspondences there (the `store`
 handler's PostgreSQL statements, with and without content), and two `serve` processes on one database, one of them
-paused past its lease: the other takes the event over, and the paused one's outcome is refused."""
+paused past its lease: the other takes the event over, the paused one's outcome is refused, and `store copy`
+refuses the store they serve from."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from tests.dispatch_support import (
     subscribed_receiver,
     wait_settled,
 )
-from tests.ingest_support import CLI, SECRET, new_event, webhook
-from tests.store_backends import rows, store_toml
+from tests.ingest_support import CLI, SECRET, new_event, run_cli, webhook
+from tests.store_backends import new_schema, rows, store_toml
 from tests.support import wait_until, write_config
 
 
@@ -107,7 +108,7 @@ def serving(tmp_path: Path, name: str, store: StoreConfig, record: Path) -> Iter
 
 
 def test_two_processes_share_the_work_and_a_paused_one_is_fenced_when_its_lease_ran_out(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_url: str, postgres_database: str
 ) -> None:
     store = StoreConfig(url=store_url)
     record = tmp_path / "runs.jsonl"
@@ -129,6 +130,8 @@ def test_two_processes_share_the_work_and_a_paused_one_is_fenced_when_its_lease_
         wait_until(lambda: len(rows(store, "SELECT id FROM inbox WHERE status = 'done'")) == 7, timeout=30,
                    message="every event done")  # fmt: skip
         done = {"a": a.dispatcher()["done"], "b": b.dispatcher()["done"]}
+        copying = run_cli("store", "copy", "--from", store_url, "--to", new_schema(postgres_database))
+    assert copying.returncode == 1 and "a receiver is serving from the store" in copying.stderr
     assert done["a"] + done["b"] == 7, "the paused run's outcome was not recorded: each event counted once"
     assert done["b"] >= 1
     runs = recorded(record)

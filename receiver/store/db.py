@@ -10,6 +10,7 @@ so it opens and reads while `serve` writes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, closing
@@ -74,6 +75,27 @@ def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "
 def _settings(read_only: bool, busy_timeout_ms: int, synchronous: Synchronous) -> tuple[str, ...]:
     # A read-only connection cannot set the journal mode (the store is in WAL mode since it was created).
     return (f"PRAGMA busy_timeout={int(busy_timeout_ms)}",) if read_only else pragmas(busy_timeout_ms, synchronous)
+
+
+WAL_DMS_BYTE = 128
+"""The byte of the `-shm` file on which every SQLite connection to a WAL database holds a shared lock while it is open
+(SQLite's unix VFS: UNIX_SHM_DMS)."""
+
+
+def held_by_another(path: Path) -> str:
+    """Why the store at `path` is in use, "" when no other process has it open: SQLite's own lock on the `-shm`
+    file, which every connection holds while open (it is gone with a process that died)."""
+    shm = path.with_name(path.name + "-shm")
+    try:
+        with shm.open("rb+") as index:
+            try:
+                fcntl.lockf(index, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WAL_DMS_BYTE)
+            except OSError:
+                return f"another process has the store {path} open (a running receiver?): stop it first"
+            fcntl.lockf(index, fcntl.LOCK_UN, 1, WAL_DMS_BYTE)
+    except FileNotFoundError:
+        pass
+    return ""
 
 
 def missing_store(path: Path) -> str:

@@ -107,6 +107,10 @@ class Backend(Protocol):
     def missing(self) -> str:
         """Why there is no store to open, and what to do: the error line when `exists()` is False."""
 
+    def in_use(self) -> str:
+        """Why the store must be left alone now, "" when it need not: another process has it open (SQLite), a
+        receiver serves from it (PostgreSQL). `store copy` refuses such a source."""
+
     def migrate(self) -> Migrated:
         """Bring the store (created when missing, where the backend can) to this code's schema; blocking, one process
         at a time. StoreVersionError when the store is newer than this code."""

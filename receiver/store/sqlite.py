@@ -33,6 +33,9 @@ class SqliteBackend:
     def missing(self) -> str:
         return db.missing_store(self.path)
 
+    def in_use(self) -> str:
+        return db.held_by_another(self.path)
+
     def migrate(self) -> Migrated:
         return migrate.migrate(self.path)
 

@@ -50,6 +50,13 @@ class PostgresBackend:
     def missing(self) -> str:
         return f"store {self.location} cannot be reached: check store.url and that the database exists"
 
+    def in_use(self) -> str:
+        with migrate.open_sync(self.url) as conn:
+            (free,) = conn.execute(migrate.TRY_SERVING).fetchone() or (False,)
+            if free:
+                conn.execute(migrate.STOP_SERVING)
+        return "" if free else f"a receiver is serving from the store {self.location}: stop it first"
+
     def migrate(self) -> Migrated:
         return migrate.migrate(self.url)
 

@@ -33,13 +33,12 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|(?<![:\w]):([A-Za-z
 
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """The statement with `:name` parameters in psycopg's style, `%(name)s`, and a literal `%` doubled."""
+    """The statement with `:name` parameters in psycopg's style, `%(name)s`, and every literal `%` doubled."""
 
     def replace(match: re.Match[str]) -> str:
-        text = match.group(0)
         if match.group(1):
             return f"%({match.group(1)})s"
-        return "%%" if text == "%" else text
+        return match.group(0).replace("%", "%%")  # psycopg reads `%` inside quotes too
 
     return _TOKENS.sub(replace, sql)
 

@@ -26,6 +26,13 @@ from receiver.timeutil import now_iso
 
 LOCK_SPACE = 0x41525356
 """The first key of the receiver's advisory locks (the second is a hash of the schema's name)."""
+SERVING = 0x41525358
+"""The first key of the lock a receiver holds (shared) on its store while its inbox writer is open, and `store copy`
+takes (exclusive) to learn that none is; the second is a hash of the schema's name."""
+_SERVING_KEY = f"{SERVING}, hashtext(current_schema())"
+SERVE = f"SELECT pg_try_advisory_lock_shared({_SERVING_KEY}) AS free"
+TRY_SERVING = f"SELECT pg_try_advisory_lock({_SERVING_KEY}) AS free"
+STOP_SERVING = f"SELECT pg_advisory_unlock({_SERVING_KEY})"
 RECEIVER_TABLES = frozenset(
     {"inbox", "validations", "correspondences", "correspondence_events", "correspondence_attachments",
      "subscriptions", "catchup_cursors", "receiver_state", "inbox_heads"}

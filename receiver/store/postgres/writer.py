@@ -21,6 +21,7 @@ import psycopg
 from receiver.store.errors import StoreError
 from receiver.store.inbox import INSERT_COLUMNS, INSERT_VALIDATION, insert_params, validation_row
 from receiver.store.postgres.connection import Row, connect, describe, translate
+from receiver.store.postgres.migrate import SERVE
 from receiver.store.records import CHANNELS, NewEvent
 from receiver.timeutil import now_iso
 
@@ -144,8 +145,15 @@ class PostgresWriter:
         return {str(found["id"]) for found in await cursor.fetchall()}
 
     async def _connection(self) -> psycopg.AsyncConnection[Row]:
+        """The writer's connection, holding the lock that says a receiver writes to this store (`store copy`
+        refuses the store meanwhile, and this refuses to write while a copy holds it)."""
         if self._conn is None or self._conn.closed:
-            self._conn = await connect(self._url)
+            conn = await connect(self._url)
+            row = await (await conn.execute(SERVE)).fetchone()
+            if not (row and row["free"]):
+                await conn.close()
+                raise StoreError("a store copy is running from or into this store: wait for it to finish")
+            self._conn = conn
         return self._conn
 
     async def _drop_connection(self) -> None:
