@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import psycopg
 import pytest
 
@@ -19,7 +20,7 @@ from receiver.config import StoreConfig
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.store.migrations import LATEST, MIGRATIONS
-from tests.ingest_support import run_cli
+from tests.ingest_support import make_config, new_event, push, run_cli, running_app, sample, webhook
 from tests.store_backends import event, new_schema, rows, store_toml
 from tests.support import wait_until, write_config
 
@@ -116,6 +117,24 @@ def test_a_schema_with_tables_named_like_the_receivers_is_refused_not_taken_over
         conn.execute("CREATE TABLE inbox (x INTEGER)")
     with pytest.raises(StoreError, match=r"is not an altinn-receiver store.*\(inbox\)"):
         open_backend(pg).migrate()
+
+
+def test_the_webhook_answers_after_the_commit_and_a_repeat_or_a_handshake_adds_no_event(
+    tmp_path: Path, pg: StoreConfig
+) -> None:
+    config = make_config(tmp_path, store=pg)
+    event = new_event()
+    with running_app(config) as server, httpx.Client(timeout=10) as client:
+        assert push(client, webhook(server.url), event).json() == {"status": "stored"}
+        [row] = rows(pg, "SELECT id, status, channel FROM inbox")  # committed before the 200 above
+        assert row == {"id": event["id"], "status": "pending", "channel": "push"}
+        assert push(client, webhook(server.url), event).json() == {"status": "duplicate"}
+        assert push(client, webhook(server.url), sample("validate-subscription.json")).json() == {
+            "status": "validation"
+        }
+        ready = client.get(f"{server.url}/readyz")
+        assert ready.status_code == 200 and ready.json()["store"] == "writable"
+    assert len(rows(pg, "SELECT id FROM inbox")) == 1 and len(rows(pg, "SELECT * FROM validations")) == 1
 
 
 def test_one_commit_stores_a_batch_and_a_bad_row_fails_alone(pg: StoreConfig) -> None:
