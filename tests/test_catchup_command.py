@@ -9,12 +9,15 @@ from click.testing import CliRunner
 
 from altinn_sim import SimSettings, running_simulator
 from receiver.cli.main import main
-from receiver.config import SubscriptionConfig
+from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
 from tests.catchup_support import event, fresh_resource, inbox
 
 
-def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_its_cursor(tmp_path: Path) -> None:
+def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_its_cursor(
+    tmp_path: Path, store_config: StoreConfig
+) -> None:
+    """On each backend: the command creates a store where there is none (a file; a schema without the tables)."""
     with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as sim:
         identity = register_identity(sim, tmp_path)
         resource = fresh_resource(sim, identity.org)
@@ -22,8 +25,8 @@ def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_it
         bad = {**event(resource), "Not-An-Attribute-Name": "x"}  # Altinn passes it on; the receiver refuses it
         for item in (good[0], bad, good[1], good[2]):
             sim.publish_event(item, push=False)
-        setup = ReceiverSetup(sim.url, identity, tmp_path / "r.db", [SubscriptionConfig(resource)],
-                              catchup={"start": "beginning"})  # fmt: skip
+        setup = ReceiverSetup(sim.url, identity, store_config.path, [SubscriptionConfig(resource)],
+                              catchup={"start": "beginning"}, store_url=store_config.url)  # fmt: skip
         config = tmp_path / "r.toml"
         setup.write(config)
 
@@ -35,7 +38,7 @@ def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_it
     [result] = [json.loads(line) for line in first.stdout.splitlines()]
     assert (result["read"], result["enqueued"], result["invalid"], result["after"]) == (4, 3, 1, good[2]["id"])
     assert "4 events read, 3 new" in first.stderr
-    assert inbox(setup.store) == {e["id"]: "catchup" for e in good}
+    assert inbox(store_config) == {e["id"]: "catchup" for e in good}
     assert table.exit_code == 0 and table.stdout.startswith("RESOURCE")
     [resumed] = [json.loads(line) for line in again.stdout.splitlines()]
     assert (resumed["read"], resumed["enqueued"], resumed["after"]) == (0, 0, good[2]["id"])

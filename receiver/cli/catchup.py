@@ -10,7 +10,7 @@ import click
 from receiver.altinn import AltinnClients
 from receiver.cli.common import config_option, echo_listing, fail_config, fail_store, json_option, load
 from receiver.config import Config, ConfigError
-from receiver.store.backends import create_if_missing, open_backend
+from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
@@ -39,7 +39,7 @@ class Counter:
 async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
     async with AltinnClients.from_config(config) as clients:
         backend = open_backend(config.store)
-        await asyncio.to_thread(create_if_missing, backend)
+        await asyncio.to_thread(backend.create_if_missing)
         conn = await backend.connect()
         writer = await backend.writer()
 

@@ -23,7 +23,7 @@ from receiver.cli.common import (
     load,
 )
 from receiver.config import Config, ConfigError
-from receiver.store.backends import create_if_missing, open_backend
+from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.sync.subscriptions import SubscriptionManager, SubscriptionView
 
@@ -38,7 +38,7 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
     async def main() -> T:
         async with AltinnClients.from_config(config) as clients:
             backend = open_backend(config.store)
-            await asyncio.to_thread(create_if_missing, backend)
+            await asyncio.to_thread(backend.create_if_missing)
             conn = await backend.connect()
             try:
                 return await job(SubscriptionManager(config, conn, clients))

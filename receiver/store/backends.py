@@ -17,9 +17,3 @@ def open_backend(store: StoreConfig) -> Backend:
         return PostgresBackend(store.url)
     return SqliteBackend(store.path)
 
-
-def create_if_missing(backend: Backend) -> None:
-    """A new store at this code's schema where there is none, as `serve`'s first start makes it; an existing store
-    is left as it is (commands that write refuse it when it is at another version, they never migrate it)."""
-    if not backend.exists():
-        backend.migrate()

@@ -115,6 +115,11 @@ class Backend(Protocol):
         """Bring the store (created when missing, where the backend can) to this code's schema; blocking, one process
         at a time. StoreVersionError when the store is newer than this code."""
 
+    def create_if_missing(self) -> None:
+        """A new store at this code's schema where there is none (no file; a schema without the receiver's tables),
+        as `serve`'s first start makes it; an existing store is left as it is (commands that write refuse it when it
+        is at another version, they never migrate it). Blocking."""
+
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         """The store's schema state and the migrations it lacks, changing nothing; blocking."""
 

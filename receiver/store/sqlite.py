@@ -39,6 +39,10 @@ class SqliteBackend:
     def migrate(self) -> Migrated:
         return migrate.migrate(self.path)
 
+    def create_if_missing(self) -> None:
+        if not self.exists():
+            self.migrate()
+
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         return migrate.pending(self.path)
 

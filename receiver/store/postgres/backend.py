@@ -60,6 +60,10 @@ class PostgresBackend:
     def migrate(self) -> Migrated:
         return migrate.migrate(self.url)
 
+    def create_if_missing(self) -> None:
+        if self.pending()[0].version == 0:
+            self.migrate()
+
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         return migrate.pending(self.url)
 
