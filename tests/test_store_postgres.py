@@ -203,3 +203,11 @@ def insert_in_a_process(store: StoreConfig) -> None:
 
 def run_python(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_send_follow_says_it_reads_only_an_sqlite_store(tmp_path: Path, pg: StoreConfig) -> None:
+    path = config_file(tmp_path, store_toml(pg))
+    args = ("send", "--resource", "example", "--recipient", "312345678", "--title", "Hei", "--follow")
+    result = run_cli(*args, "--config", str(path))
+    assert result.returncode == 2
+    assert "--follow" in result.stderr and "tail -f" in result.stderr

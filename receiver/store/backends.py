@@ -16,4 +16,3 @@ def open_backend(store: StoreConfig) -> Backend:
 
         return PostgresBackend(store.url)
     return SqliteBackend(store.path)
-
