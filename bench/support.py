@@ -258,3 +258,18 @@ def count_done(store: Path) -> int:
     """Events the dispatcher has finished with (done or dead)."""
     with closing(sqlite3.connect(store)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])
+
+
+@contextmanager
+def temporary_database(server: str) -> Iterator[str]:
+    """A PostgreSQL database of its own on `server` (a URL without a database) for one run; its URL. Dropped after."""
+    import psycopg  # the postgres extra: only a run on PostgreSQL needs it
+
+    name = f"altinn_receiver_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
