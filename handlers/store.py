@@ -42,11 +42,15 @@ INSERT_EVENT = """
 
 # An answer without content (:has_content false) keeps the title and `details.content` stored before. Each statement
 # that needs a dialect's own functions is given per `ctx.store.dialect` ("sqlite", "postgresql").
-UPSERT_CORRESPONDENCE_SQLITE = """
+_INSERT_CORRESPONDENCE = """
     INSERT INTO correspondences (correspondence_id, resource_id, sender, recipient, status, message_title, details,
                                  first_event_at, updated_at)
     VALUES (:correspondence_id, :resource_id, :sender, :recipient, :status, :message_title, :details, :event_at,
             :updated_at)
+"""
+UPSERT_CORRESPONDENCE = {
+    "sqlite": _INSERT_CORRESPONDENCE
+    + """
     ON CONFLICT(correspondence_id) DO UPDATE SET
         resource_id = excluded.resource_id, sender = excluded.sender, recipient = excluded.recipient,
         status = excluded.status,
@@ -54,17 +58,11 @@ UPSERT_CORRESPONDENCE_SQLITE = """
         details = CASE WHEN :has_content THEN excluded.details
                        ELSE json_set(excluded.details, '$.content', json_extract(details, '$.content')) END,
         first_event_at = MIN(first_event_at, excluded.first_event_at), updated_at = excluded.updated_at
-"""
-
-# PostgreSQL: the existing row by the table's name (a bare column would be ambiguous with `excluded`), JSON through
-# jsonb (`details` stays text; jsonb writes it with its own spacing and key order).
-UPSERT_CORRESPONDENCE = {
-    "sqlite": UPSERT_CORRESPONDENCE_SQLITE,
-    "postgresql": """
-    INSERT INTO correspondences (correspondence_id, resource_id, sender, recipient, status, message_title, details,
-                                 first_event_at, updated_at)
-    VALUES (:correspondence_id, :resource_id, :sender, :recipient, :status, :message_title, :details, :event_at,
-            :updated_at)
+""",
+    # The existing row by the table's name (a bare column would be ambiguous with `excluded`), JSON through jsonb
+    # (`details` stays text; jsonb writes it with its own spacing and key order).
+    "postgresql": _INSERT_CORRESPONDENCE
+    + """
     ON CONFLICT (correspondence_id) DO UPDATE SET
         resource_id = excluded.resource_id, sender = excluded.sender, recipient = excluded.recipient,
         status = excluded.status,

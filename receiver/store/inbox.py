@@ -67,11 +67,21 @@ def validation_row(event_id: str, subscription_id: str, source: str, received_at
     return {"event_id": event_id, "subscription_id": subscription_id, "source": source, "received_at": received_at}
 
 
-async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
-    """Store one event and commit; False when its id was already there (nothing changes then)."""
+def event_job(event: NewEvent, channel: str) -> tuple[NewEvent, str]:
+    """A writer's job for an event (`Writer.insert_event`); ValueError for an unknown channel."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    return await db.execute(INSERT_EVENT, event_row(event, channel, now_iso())) == 1
+    return event, channel
+
+
+def validation_job(event_id: str, subscription_id: str, source: str) -> Callable[[str], tuple[str, dict[str, str]]]:
+    """A writer's job for a validation handshake (`Writer.record_validation`): the statement for a commit stamp."""
+    return lambda stamp: (INSERT_VALIDATION, validation_row(event_id, subscription_id, source, stamp))
+
+
+async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
+    """Store one event and commit; False when its id was already there (nothing changes then)."""
+    return await db.execute(INSERT_EVENT, event_row(*event_job(event, channel), now_iso())) == 1
 
 
 PROBE_STATE = """
@@ -142,13 +152,11 @@ class InboxWriter:
 
     def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
         """Store one event; the future says True when it is new and committed, False for a repeated id."""
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}")
-        return self._submit((event, channel))
+        return self._submit(event_job(event, channel))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
-        return self._submit(lambda stamp: (INSERT_VALIDATION, validation_row(event_id, subscription_id, source, stamp)))
+        return self._submit(validation_job(event_id, subscription_id, source))
 
     def probe(self) -> asyncio.Future[bool]:
         """Whether a write can commit now: takes the write lock, and after a failed commit really writes once."""

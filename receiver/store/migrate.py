@@ -18,21 +18,13 @@ from receiver.store.db import connect_sync, make_folder, pragmas
 from receiver.store.errors import StoreError, describe
 from receiver.store.interface import SQLITE, Migrated
 from receiver.store.migrations import LATEST, MIGRATIONS, Migration
-from receiver.store.schema import SchemaState, StoreVersionError, read_state
+from receiver.store.schema import SCHEMA_MIGRATIONS, SchemaState, StoreVersionError, read_state
 from receiver.timeutil import now_iso
 
 MIGRATE_BUSY_TIMEOUT_MS = 60_000
 """How long a migration waits for the write lock: other writers hold it for milliseconds, another migration for as
 long as it takes."""
 
-SCHEMA_MIGRATIONS = """
-    CREATE TABLE IF NOT EXISTS schema_migrations (
-        version          INTEGER PRIMARY KEY,
-        name             TEXT NOT NULL,
-        applied_at       TEXT NOT NULL,
-        receiver_version TEXT NOT NULL DEFAULT ''
-    )
-"""
 RECORD = "INSERT INTO schema_migrations (version, name, applied_at, receiver_version) VALUES (?, ?, ?, ?)"
 
 

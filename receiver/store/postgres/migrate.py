@@ -21,7 +21,7 @@ from receiver.store.errors import StoreError
 from receiver.store.interface import POSTGRESQL, Migrated
 from receiver.store.migrations import LATEST, MIGRATIONS, Migration
 from receiver.store.postgres.connection import CONNECT_TIMEOUT, describe, display, session
-from receiver.store.schema import SchemaState, StoreVersionError
+from receiver.store.schema import NEWEST_MIGRATION, SCHEMA_MIGRATIONS, SchemaState, StoreVersionError
 from receiver.timeutil import now_iso
 
 LOCK_SPACE = 0x41525356
@@ -37,14 +37,6 @@ RECEIVER_TABLES = frozenset(
     {"inbox", "validations", "correspondences", "correspondence_events", "correspondence_attachments",
      "subscriptions", "catchup_cursors", "receiver_state", "inbox_heads"}
 )  # fmt: skip
-SCHEMA_MIGRATIONS = """
-    CREATE TABLE IF NOT EXISTS schema_migrations (
-        version          INTEGER PRIMARY KEY,
-        name             TEXT NOT NULL,
-        applied_at       TEXT NOT NULL,
-        receiver_version TEXT NOT NULL DEFAULT ''
-    )
-"""
 RECORD = "INSERT INTO schema_migrations (version, name, applied_at, receiver_version) VALUES (%s, %s, %s, %s)"
 
 
@@ -73,9 +65,7 @@ def read_state(conn: psycopg.Connection[Any], url: str) -> SchemaState:
     ).fetchall()
     tables = {str(row[0]) for row in found}
     if "schema_migrations" in tables:
-        newest = conn.execute(
-            "SELECT version, receiver_version FROM schema_migrations ORDER BY version DESC LIMIT 1"
-        ).fetchone()
+        newest = conn.execute(NEWEST_MIGRATION).fetchone()
         if newest is not None:
             return SchemaState(int(newest[0]), str(newest[1]), True)
     if tables & RECEIVER_TABLES:

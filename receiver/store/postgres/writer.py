@@ -19,10 +19,10 @@ from typing import Any
 import psycopg
 
 from receiver.store.errors import StoreError
-from receiver.store.inbox import INSERT_COLUMNS, INSERT_VALIDATION, insert_params, validation_row
+from receiver.store.inbox import INSERT_COLUMNS, event_job, insert_params, validation_job
 from receiver.store.postgres.connection import Row, connect, describe, translate
 from receiver.store.postgres.migrate import SERVE
-from receiver.store.records import CHANNELS, NewEvent
+from receiver.store.records import NewEvent
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,10 @@ class PostgresWriter:
         return future
 
     def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}")
-        return self._submit((event, channel))
+        return self._submit(event_job(event, channel))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
-        return self._submit(lambda stamp: (INSERT_VALIDATION, validation_row(event_id, subscription_id, source, stamp)))
+        return self._submit(validation_job(event_id, subscription_id, source))
 
     def probe(self) -> asyncio.Future[bool]:
         """A real write and commit: the store accepts writes now."""
