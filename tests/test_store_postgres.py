@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -17,11 +18,16 @@ import psycopg
 import pytest
 
 from receiver.config import StoreConfig
+from receiver.store import queue
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
+from receiver.store.inbox import INSERT_EVENT, event_row
+from receiver.store.interface import Database
 from receiver.store.migrations import LATEST, MIGRATIONS
+from receiver.store.postgres.connection import translate
+from receiver.timeutil import iso_after, now_iso
 from tests.ingest_support import make_config, new_event, push, run_cli, running_app, sample, webhook
-from tests.store_backends import event, new_schema, rows, store_toml
+from tests.store_backends import event, new_schema, rows, run_on, store_toml
 from tests.support import wait_until, write_config
 
 PASSWORD = "s3cret/with@odd:chars"
@@ -211,3 +217,41 @@ def test_send_follow_says_it_reads_only_an_sqlite_store(tmp_path: Path, pg: Stor
     result = run_cli(*args, "--config", str(path))
     assert result.returncode == 2
     assert "--follow" in result.stderr and "tail -f" in result.stderr
+
+
+def claim_buffers(store: StoreConfig, backlog: int) -> tuple[int, set[str]]:
+    """A store with `backlog` events of one instance behind its first (claimed, running) and 4 events of others: the
+    buffers a claim of 4 reads (both of its statements, as PostgreSQL counts them), and the instances it took."""
+    backend = open_backend(store)
+    backend.migrate()
+    hot = [event("hot", f"2026-01-05T09:00:00.{n:06d}Z") for n in range(backlog + 1)]
+    others = [event(f"other-{n}", f"2026-01-05T10:00:0{n}Z") for n in range(4)]
+
+    async def fill(db: Database) -> None:
+        await db.execute_many(INSERT_EVENT, [event_row(e, "push", now_iso()) for e in [*hot, *others]])
+        [first] = await queue.claim(db, "worker", 600, limit=1)
+        assert first.resourceinstance == "hot"
+
+    run_on(store, fill)
+    params = {"now": now_iso(), "lease_until": iso_after(600), "owner": "worker", "limit": 4, "scan": 48}
+    explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+    with psycopg.connect(store.url, autocommit=True) as conn, conn.transaction():
+        conn.execute("ANALYZE")
+        [[first]] = conn.execute(explain + translate(queue.PG_CANDIDATES), params).fetchone() or [[{}]]
+        candidates = [row[0] for row in conn.execute(translate(queue.PG_CANDIDATES), params).fetchall()]
+        claim = translate(queue.PG_CLAIM)
+        [[second]] = conn.execute(explain + claim, {**params, "candidates": candidates}).fetchone() or [[{}]]
+        claimed = conn.execute("SELECT resourceinstance FROM inbox WHERE lease_owner = 'worker'").fetchall()
+    plans: list[dict[str, Any]] = [dict(first)["Plan"], dict(second)["Plan"]]
+    buffers = sum(int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"]) for plan in plans)
+    return buffers, {row[0] for row in claimed} - {"hot"}
+
+
+def test_a_claim_reads_as_much_with_10000_events_behind_a_busy_instance_as_with_1000(postgres_database: str) -> None:
+    """What grows is only the depth of the indexes (0 events behind it: 79 buffers; 2 000: 153; 8 000: 153;
+    20 000: 157): the claim walks the heads, not the busy instance's backlog, which would make it ten times as
+    much."""
+    some, some_took = claim_buffers(StoreConfig(url=new_schema(postgres_database)), 1000)
+    many, many_took = claim_buffers(StoreConfig(url=new_schema(postgres_database)), 10000)
+    assert some_took == many_took == {f"other-{n}" for n in range(4)}
+    assert many <= some * 1.1, f"{many} buffers with 10 000 events waiting, {some} with 1 000"
