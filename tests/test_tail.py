@@ -98,7 +98,8 @@ def on_a_terminal(store: OpsStore, *args: str, env: dict[str, str] | None = None
     return output.splitlines()
 
 
-def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(store: OpsStore) -> None:
+def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)  # how it is shown, on one backend
     store.add("fine")
     store.set("fine", status="done", attempts=1)
     store.add("broken")
@@ -114,7 +115,8 @@ def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(store: O
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def test_tail_on_a_terminal_fits_120_columns_keeps_its_columns_aligned_and_honours_no_color(store: OpsStore) -> None:
+def test_tail_on_a_terminal_fits_120_columns_keeps_its_columns_aligned_and_honours_no_color(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)  # how it is shown, on one backend
     long_type = "no.altinn.correspondence.correspondencereceiverneverconfirmed"
     store.add("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", type_=long_type)
     store.set("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", status="retrying", attempts=11, last_error="x" * 300)
