@@ -25,6 +25,7 @@ from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.interface import Database
 from receiver.store.migrations import LATEST, MIGRATIONS
 from receiver.store.postgres.connection import translate
+from receiver.store.postgres.migrate import SERVING
 from receiver.timeutil import iso_after, now_iso
 from tests.ingest_support import make_config, new_event, push, run_cli, running_app, sample, webhook
 from tests.store_backends import event, new_schema, rows, run_on, store_toml
@@ -255,3 +256,25 @@ def test_a_claim_reads_as_much_with_10000_events_behind_a_busy_instance_as_with_
     many, many_took = claim_buffers(StoreConfig(url=new_schema(postgres_database)), 10000)
     assert some_took == many_took == {f"other-{n}" for n in range(4)}
     assert many <= some * 1.1, f"{many} buffers with 10 000 events waiting, {some} with 1 000"
+
+
+def test_a_lost_connection_fails_only_the_pushes_of_its_commit_and_the_next_one_reconnects(
+    tmp_path: Path, pg: StoreConfig
+) -> None:
+    config = make_config(tmp_path, store=pg)
+    lost, after = new_event(), new_event()
+    with running_app(config) as server, httpx.Client(timeout=20) as client:
+        assert push(client, webhook(server.url), new_event()).status_code == 200
+        with psycopg.connect(pg.url, autocommit=True) as admin:  # the writer's connection holds the serving lock
+            [(killed,)] = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+                (SERVING,),
+            ).fetchall()
+        assert killed
+        refused = push(client, webhook(server.url), lost)
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert "send it again later" in refused.json()["detail"]
+        assert push(client, webhook(server.url), after).status_code == 200
+        assert client.get(f"{server.url}/readyz").json()["store"] == "writable"
+    stored = {row["id"] for row in rows(pg, "SELECT id FROM inbox")}
+    assert after["id"] in stored and lost["id"] not in stored

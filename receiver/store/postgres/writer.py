@@ -99,10 +99,10 @@ class PostgresWriter:
                 sql, params = job(stamp)
                 cursor = await conn.execute(translate(sql), params)
                 _settle(future, cursor.rowcount == 1 or sql is PROBE)
-        except (psycopg.Error, StoreError) as exc:
-            reason = exc.args[0] if isinstance(exc, StoreError) else describe(exc)
-            if isinstance(exc, psycopg.OperationalError):
-                await self._drop_connection()
+        except Exception as exc:  # every failure of the store: no future of this batch may say "stored"
+            reason = str(exc) if isinstance(exc, StoreError) else describe(exc)
+            if not isinstance(exc, StoreError | psycopg.DataError | psycopg.IntegrityError):
+                await self._drop_connection()  # lost, or in a state nobody knows: the next batch opens a new one
             if reason != self.last_error:
                 log.error("inbox commit failed", extra={"reason": reason, "batch": len(batch)})
             self.last_error = reason
