@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
-# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and postgres extras
-# (what `make test` installs: the tests run on both stores) and is constrained by the first, so the two never
-# disagree on a version.
+# requirements.lock is the runtime with the postgres extra (what the image installs: it runs on either store),
+# requirements-dev.lock adds the dev extra (what `make test` installs: the tests run on both stores) and is
+# constrained by the first, so the two never disagree on a version.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -52,7 +52,7 @@ $(UV):
 # Re-resolve both locks after pyproject.toml changes, keeping every pin that is still allowed; `make lock UPGRADE=1`
 # moves every pin to the newest version allowed.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra postgres $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
 	$(UV) pip compile pyproject.toml --extra dev --extra postgres --constraint $(LOCK) $(LOCK_FLAGS) \
 		$(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
 
