@@ -227,14 +227,21 @@ POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     $$
     """,
     f"""
+    CREATE OR REPLACE FUNCTION receiver_inbox_heads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO inbox_heads (order_key, seq)
+        SELECT receiver_event_order(n.time, n.received_at), n.seq FROM inserted AS n
+        WHERE n.status IN {OPEN}
+          AND (n.resourceinstance = ''
+               OR NOT receiver_blocker_before(n.resourceinstance, receiver_event_order(n.time, n.received_at), n.seq))
+        ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
     CREATE OR REPLACE FUNCTION receiver_inbox_heads() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'INSERT' THEN
-            IF NEW.status IN {OPEN} THEN
-                PERFORM receiver_add_if_head(NEW.resourceinstance, receiver_event_order(NEW.time, NEW.received_at),
-                                             NEW.seq);
-            END IF;
-        ELSIF TG_OP = 'DELETE' THEN
+        IF TG_OP = 'DELETE' THEN
             IF OLD.status IN {OPEN} THEN
                 DELETE FROM inbox_heads WHERE order_key = receiver_event_order(OLD.time, OLD.received_at)
                                           AND seq = OLD.seq;
@@ -273,8 +280,11 @@ POSTGRESQL_STATEMENTS: tuple[str, ...] = (
            OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
     ON CONFLICT DO NOTHING
     """,
-    "CREATE OR REPLACE TRIGGER inbox_heads AFTER INSERT OR DELETE OR UPDATE OF status, time, received_at,"
-    " resourceinstance ON inbox FOR EACH ROW EXECUTE FUNCTION receiver_inbox_heads()",
+    # The webhook's inserts many rows a statement: one set-based statement for them all, not a function call a row.
+    "CREATE OR REPLACE TRIGGER inbox_heads_inserted AFTER INSERT ON inbox REFERENCING NEW TABLE AS inserted"
+    " FOR EACH STATEMENT EXECUTE FUNCTION receiver_inbox_heads_inserted()",
+    "CREATE OR REPLACE TRIGGER inbox_heads AFTER DELETE OR UPDATE OF status, time, received_at, resourceinstance"
+    " ON inbox FOR EACH ROW EXECUTE FUNCTION receiver_inbox_heads()",
 )
 
 MIGRATION = Migration(3, "inbox_heads", {"sqlite": STATEMENTS, "postgresql": POSTGRESQL_STATEMENTS})
