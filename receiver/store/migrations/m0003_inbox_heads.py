@@ -149,7 +149,8 @@ STATEMENTS: tuple[str, ...] = (
     """,
 )
 
-# PostgreSQL: the same table with the same rows, kept by one trigger function that does what the triggers above do.
+# PostgreSQL: the same table with the same rows, kept by two trigger functions that do what the triggers above do:
+# one per INSERT statement, set-based over its rows (the webhook inserts many at once), one per updated or deleted row.
 # The order key is `receiver_event_order(time, received_at)`, seconds since 1970 (SQLite's is in days: the table is
 # the claim's own, and only its order matters); both columns always carry an offset, so the function is as immutable
 # as an index needs. A row comparison `(key, seq) < (…)` is one range of the `(resourceinstance, key, seq)` indexes.
