@@ -278,3 +278,13 @@ def test_a_lost_connection_fails_only_the_pushes_of_its_commit_and_the_next_one_
         assert client.get(f"{server.url}/readyz").json()["store"] == "writable"
     stored = {row["id"] for row in rows(pg, "SELECT id FROM inbox")}
     assert after["id"] in stored and lost["id"] not in stored
+
+
+def test_what_the_url_leaves_out_comes_from_libpqs_environment(tmp_path: Path, postgres_database: str) -> None:
+    """`PGOPTIONS` (as `PGPASSWORD`, `PGSSLMODE`, … would) reaches the connection: the tables go into its schema."""
+    schema_url = new_schema(postgres_database)
+    schema = schema_url.rpartition("search_path%3D")[2]
+    path = config_file(tmp_path, f'[store]\nurl = "{postgres_database}"\n')
+    migrated = run_cli("store", "migrate", "--config", str(path), env={"PGOPTIONS": f"-csearch_path={schema}"})
+    assert migrated.returncode == 0, migrated.stderr
+    assert rows(StoreConfig(url=schema_url), "SELECT COUNT(*) AS n FROM schema_migrations") == [{"n": LATEST}]
