@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
-# requirements.lock is the runtime with the postgres extra (what the image installs: it runs on either store),
-# requirements-dev.lock adds the dev extra (what `make test` installs: the tests run on both stores) and is
-# constrained by the first, so the two never disagree on a version.
+# requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and otel extras (what
+# `make test` installs) and is constrained by the first, so the two never disagree on a version. Both include the
+# extras in EXTRAS: postgres (the image runs on either store, the tests run on both) and the brokers' (the image can
+# forward to RabbitMQ and NATS by config alone, and the tests use both).
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -18,8 +19,9 @@ UV := $(TOOLS)/bin/uv
 LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 FLOOR := .venv-floor
+EXTRAS := --extra postgres --extra amqp --extra nats
 
-.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator clean
+.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,18 +54,19 @@ $(UV):
 # Re-resolve both locks after pyproject.toml changes, keeping every pin that is still allowed; `make lock UPGRADE=1`
 # moves every pin to the newest version allowed.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --extra postgres $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
-	$(UV) pip compile pyproject.toml --extra dev --extra postgres --constraint $(LOCK) $(LOCK_FLAGS) \
-		$(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+	$(UV) pip compile pyproject.toml $(EXTRAS) $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile pyproject.toml $(EXTRAS) --extra dev --extra otel --constraint $(LOCK) $(LOCK_FLAGS) \
+		$(if $(UPGRADE),--upgrade) \
+		-o $(DEV_LOCK)
 
 # The tests on the lowest version every direct runtime dependency allows (the dev tools at their newest), in a venv
 # of their own: proves the floors in pyproject.toml. Not part of `test`.
 test-floor: $(UV)
 	rm -rf $(FLOOR)
 	$(PYTHON) -m venv $(FLOOR)
-	$(UV) pip compile pyproject.toml --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
-	$(UV) pip compile pyproject.toml --extra dev --extra postgres --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) \
-		--quiet -o $(FLOOR)/requirements.txt
+	$(UV) pip compile pyproject.toml $(EXTRAS) --resolution lowest-direct --no-deps $(LOCK_TARGET) --quiet -o $(FLOOR)/floors.txt
+	$(UV) pip compile pyproject.toml $(EXTRAS) --extra dev --extra otel --constraint $(FLOOR)/floors.txt $(LOCK_TARGET) --quiet \
+		-o $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -r $(FLOOR)/requirements.txt
 	$(FLOOR)/bin/python -m pip install --quiet --no-deps -e .
@@ -79,9 +82,14 @@ simulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/brokers.py
 
 demo: $(STAMP)
 	$(BIN)/altinn-receiver demo
+
+# deploy/kubernetes/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yaml (a test checks it is up to date).
+monitoring: $(STAMP)
+	$(BIN)/python -m tools.monitoring
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache

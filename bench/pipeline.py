@@ -22,22 +22,13 @@ import random
 import sqlite3
 import sys
 import tempfile
-import time
 from contextlib import closing
 from pathlib import Path
 
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import (
-    SimulatorProcess,
-    count_done,
-    cpu_seconds,
-    rss_mb,
-    send_correspondences,
-    serving,
-    write_backlog,
-)
+from bench.support import SimulatorProcess, Steady, drain, reached, send_correspondences, serving, write_backlog
 from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity
 
 RESOURCE = "urn:altinn:resource:bench-pipeline"
@@ -56,7 +47,6 @@ def main() -> None:
     rng = random.Random(1)
     folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
-    progress_every = max(1, round(10 / args.sample_interval))  # samples between progress lines: about 10 s
 
     with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
@@ -73,24 +63,10 @@ def main() -> None:
         sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{args.latency * 1000:g}ms"})
 
         with serving(config, folder) as process:
-            started = time.monotonic()
-            samples: list[tuple[float, int, float, float]] = []
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"serve exited with {process.returncode}; see {folder / 'serve.log'}")
-                done = count_done(setup.store)
-                samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
-                if done >= total:
-                    break
-                if len(samples) % progress_every == 0:
-                    say(f"  {done}/{total} done, RSS {samples[-1][2]:.1f} MB")
-                time.sleep(args.sample_interval)
+            samples = drain(process, setup.store, total, args.sample_interval, say)
 
-    def at(fraction: float) -> tuple[float, int, float, float]:
-        return next(s for s in samples if s[1] >= fraction * total)
-
-    (t10, d10, rss10, cpu10), (t90, d90, _, cpu90) = at(0.10), at(0.90)
-    steady = (d90 - d10) / (t90 - t10) if t90 > t10 else float("nan")
+    t10, _, rss10, _ = reached(samples, 0.10, total)
+    steady = Steady.of(samples, total)
     ideal = args.concurrency / args.latency
     rss_peak = max(s[2] for s in samples if s[0] >= t10)
     with closing(sqlite3.connect(setup.store)) as conn:
@@ -101,11 +77,11 @@ def main() -> None:
         "concurrency": args.concurrency,
         "latency_ms": args.latency * 1000,
         "ideal_per_s": round(ideal, 1),
-        "steady_per_s": round(steady, 1),
-        "of_ideal": round(steady / ideal, 3),
+        "steady_per_s": round(steady.per_s, 1),
+        "of_ideal": round(steady.per_s / ideal, 3),
         "overall_per_s": round(total / samples[-1][0], 1),
-        "receiver_cpu_ms_per_event": round((cpu90 - cpu10) / (d90 - d10) * 1000, 2) if d90 > d10 else float("nan"),
-        "receiver_cpu_of_a_core": round((cpu90 - cpu10) / (t90 - t10), 2) if t90 > t10 else float("nan"),
+        "receiver_cpu_ms_per_event": round(steady.cpu_ms_per_event, 2),
+        "receiver_cpu_of_a_core": round(steady.cpu_of_a_core, 2),
         "rss_at_10pct_mb": round(rss10, 1),
         "rss_peak_after_mb": round(rss_peak, 1),
         "rss_growth_mb": round(rss_peak - rss10, 1),

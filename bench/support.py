@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +252,52 @@ def write_backlog(store: Path, resource: str, correspondences: list[str], per: i
             conn.execute("COMMIT")
             written += len(rows)
     return written
+
+
+Sample = tuple[float, int, float, float]
+"""While a backlog drains: seconds since the receiver was started, events done, its RSS in MB, its CPU seconds."""
+
+
+def drain(
+    process: subprocess.Popen[bytes], store: Path, total: int, interval: float, say: Callable[[str], None]
+) -> list[Sample]:
+    """Sample the receiver `process` every `interval` seconds until `total` events in `store` are done (or dead),
+    saying how far it got about every 10 s; exits if the receiver does."""
+    progress_every = max(1, round(10 / interval))
+    started = time.monotonic()
+    samples: list[Sample] = []
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"serve exited with {process.returncode}; see {store.parent / 'serve.log'}")
+        done = count_done(store)
+        samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
+        if done >= total:
+            return samples
+        if len(samples) % progress_every == 0:
+            say(f"  {done}/{total} done, RSS {samples[-1][2]:.1f} MB")
+        time.sleep(interval)
+
+
+def reached(samples: list[Sample], fraction: float, total: int) -> Sample:
+    """The first sample with at least `fraction` of `total` done."""
+    return next(sample for sample in samples if sample[1] >= fraction * total)
+
+
+@dataclass(frozen=True)
+class Steady:
+    """A drain from 10 % to 90 % of its events done (the receiver's start and the last stragglers left out): events
+    per second, and the receiver's CPU time per event and as a share of one core."""
+
+    per_s: float
+    cpu_ms_per_event: float
+    cpu_of_a_core: float
+
+    @classmethod
+    def of(cls, samples: list[Sample], total: int) -> Steady:
+        (t10, d10, _, cpu10), (t90, d90, _, cpu90) = reached(samples, 0.10, total), reached(samples, 0.90, total)
+        if t90 <= t10 or d90 <= d10:
+            return cls(float("nan"), float("nan"), float("nan"))
+        return cls((d90 - d10) / (t90 - t10), (cpu90 - cpu10) / (d90 - d10) * 1000, (cpu90 - cpu10) / (t90 - t10))
 
 
 def count_done(store: Path) -> int:

@@ -116,8 +116,11 @@ class Context(Generic[OptionsT]):
     instance; None for a handler without options); `store`, the receiver's database (`Store`); `altinn`, the
     Altinn clients (when a handler of the receiver has `uses_altinn`); `log`, a logger bound to the event and the
     handler (`extra=` fields add to it); `metrics`, the running receiver's Prometheus metrics (what `/metrics`
-    shows); and what earlier steps of the pipeline found: `correspondence` (fetch_correspondence), `attachments`
-    (download_attachments), and `results`, a dict shared down the pipeline for anything else.
+    shows); `name`, the name this handler runs under (its `[handlers.NAME]`, the `handler` of its log lines);
+    `backoff_cap`, the longest a retried event waits for its next run (`[dispatch] backoff_cap`, seconds; longer only
+    when a handler asks for it with `RetryLater(after=...)`); and what earlier steps of the pipeline found:
+    `correspondence` (fetch_correspondence), `attachments` (download_attachments), and `results`, a dict shared down
+    the pipeline for anything else.
 
     `results["correspondence"]`, `results["downloads"]` and `results["attachments"]` (the paths on disk) are the
     same values under the names plugins used before `correspondence` and `attachments` were typed: setting one
@@ -130,6 +133,8 @@ class Context(Generic[OptionsT]):
     log: logging.LoggerAdapter[logging.Logger]
     options: OptionsT
     metrics: Metrics
+    name: str
+    backoff_cap: float
 
     @property
     def correspondence(self) -> Correspondence | None:

@@ -1,5 +1,6 @@
-"""`forward_http`: POST the event to the agency's system as a CloudEvent, with the fetched correspondence as
-`data` (the event's own `data` when nothing was fetched).
+"""`forward_http`: POST the event to the agency's system as a CloudEvent, the message every forward handler sends
+(handlers/envelope.py: the fetched correspondence as `data`, with `localPath` on its downloaded attachments; the
+event's own `data` when nothing was fetched).
 
 `mode = "structured"` sends one JSON object (`application/cloudevents+json`); `"binary"` sends the attributes as
 `ce-*` headers and `data` as the JSON body. 2xx is done; 429, 5xx, timeouts and connection errors are retried
@@ -11,46 +12,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
-from cloudevents.core.v1.event import CloudEvent
 
-from handlers import BaseHandler, Context, Duration, Event, OptionError, Permanent, RetryLater, setting
+from handlers import Context, Duration, Event, OptionError, Permanent, RetryLater, setting
+from handlers.envelope import encode
+from handlers.forwarding import Forwarder, location
 from receiver.altinn import parse_retry_after
-from receiver.timeutil import parse_iso
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 RESERVED_HEADERS = ("content-type", "content-length", "host")
 
 
-def target(url: str) -> str:
-    """The URL without its query string and credentials, for log lines and errors (the query may hold a code)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
-def cloud_event(event: Event, data: Any) -> CloudEvent:
-    attributes: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event.id,
-        "source": event.source,
-        "type": event.type,
-        **{k: v for k, v in event.extensions.items() if isinstance(v, str | int | bool)},
-    }
-    for name in ("subject", "resource", "resourceinstance"):
-        if getattr(event, name):
-            attributes[name] = getattr(event, name)
-    if event.time:
-        attributes["time"] = parse_iso(event.time)
-    if data is not None:
-        attributes["datacontenttype"] = "application/json"
-    return CloudEvent(attributes, data)
-
-
-class ForwardHttp(BaseHandler):
+class ForwardHttp(Forwarder):
     name = "forward_http"
 
     @dataclass(frozen=True)
@@ -66,7 +43,7 @@ class ForwardHttp(BaseHandler):
         def __post_init__(self) -> None:
             parts = urlsplit(self.url)
             if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise OptionError("url", f"must be an absolute https or http URL, got {target(self.url)!r}")
+                raise OptionError("url", f"must be an absolute https or http URL, got {location(self.url)!r}")
             for name in self.headers:
                 lowered = name.lower()
                 if not _TOKEN.fullmatch(name) or lowered in RESERVED_HEADERS or lowered.startswith("ce-"):
@@ -89,17 +66,10 @@ class ForwardHttp(BaseHandler):
         if self._client is not None:
             await self._client.aclose()
 
-    async def handle(self, event: Event, ctx: Context[ForwardHttp.Options]) -> None:
+    async def forward(self, event: Event, ctx: Context[ForwardHttp.Options]) -> None:
         options = ctx.options
-        fetched = ctx.correspondence
-        data = fetched.raw if fetched is not None else event.data
-        try:
-            message: HTTPMessage = (to_binary_event if options.mode == "binary" else to_structured_event)(
-                cloud_event(event, data)
-            )
-        except Exception as exc:  # the cloudevents package validates attribute names and values
-            raise Permanent(f"the event cannot be sent as a CloudEvent: {type(exc).__name__}: {exc}") from None
-        where = target(options.url)
+        message: HTTPMessage = encode(event, ctx, to_binary_event if options.mode == "binary" else to_structured_event)
+        where = location(options.url)
         try:
             response = await self.client().post(
                 options.url,

@@ -30,7 +30,7 @@ from typing import Any
 
 from handlers.api import AttachmentFile, Context, Event, Handler, Store
 from receiver.altinn import AltinnClients, Correspondence
-from receiver.config import ConfigError, StoreConfig
+from receiver.config import ConfigError, DispatchConfig, StoreConfig
 from receiver.observability.metrics import Metrics
 from receiver.store.backends import open_backend
 from receiver.store.handler_store import HandlerStore
@@ -86,7 +86,8 @@ async def handler_context(
     PostgreSQL store at `store_url`, a libpq URL; created, or brought to this release's schema, as `serve` does at
     start), open for the `async with` block:
     `options` as given (an `Options` instance, or None), what earlier steps found (`correspondence`, `attachments`,
-    other `results`), the log bound to `name` and `event` as the dispatcher binds them, fresh metrics."""
+    other `results`), the log bound to `name` and `event` as the dispatcher binds them, fresh metrics, and
+    `[dispatch] backoff_cap` at its default."""
     async with AsyncExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handler-test-")))
@@ -111,7 +112,7 @@ def _context(
     results: Mapping[str, Any] | None,
 ) -> Context[Any]:
     ctx = step_context(name, options, event=event, store=store, results=dict(results or {}), altinn=altinn,
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics, backoff_cap=DispatchConfig().backoff_cap)  # fmt: skip
     if correspondence is not None:
         ctx.correspondence = correspondence
     if attachments is not None:

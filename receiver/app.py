@@ -42,6 +42,10 @@ log = logging.getLogger("receiver.app")
 access_log = logging.getLogger("receiver.access")
 
 READY_PROBE_TIMEOUT = 3.0
+READY_FRESH_SECONDS = 10.0
+"""A commit that wrote within this long answers /readyz by itself; after that (or after a failed commit) /readyz makes
+a probe write. Kubernetes asks every 10 s by default (5 in deploy/kubernetes): a receiver that takes pushes never
+probes, an idle one writes about once per readiness check."""
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 ServicesSpec = Sequence[Service] | Callable[[Runtime], Sequence[Service]]
@@ -136,12 +140,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when pushes can be accepted (store writable, not draining); services are reported, never decisive."""
+    """200 when a push would be stored now (store writable, not draining): the last commit says so when it wrote
+    recently, else a probe write does. Services are reported, never decisive."""
     runtime = runtime_of(request)
-    store = runtime.writer.last_error or "writable"
+    store = runtime.writer.broken or runtime.writer.last_error or "writable"
     if not runtime.draining:  # draining answers 503 anyway, and at once
         try:
-            await asyncio.wait_for(runtime.writer.probe(), timeout=READY_PROBE_TIMEOUT)
+            await asyncio.wait_for(runtime.writer.ready(READY_FRESH_SECONDS), timeout=READY_PROBE_TIMEOUT)
             store = "writable"
         except StoreError as exc:
             store = str(exc)
@@ -161,6 +166,8 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:  # a scrape must still show the counters when the store cannot be read
         log.warning("cannot count inbox events for /metrics", extra={"error": str(exc)})
     runtime.metrics.inflight.set(runtime.inflight)
+    writer = runtime.writer
+    runtime.metrics.store_writable.set(0 if writer.broken or writer.last_error or not writer.alive else 1)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -183,6 +183,14 @@ def check_resource_urn(key: str, resource: str) -> str:
         raise ConfigError(key, str(exc)) from None
 
 
+def _file_mode(text: str) -> str:
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ValueError(f'must be an octal file mode such as "0600" or "0640", got {text!r}')
+    if int(text, 8) & 0o600 != 0o600:
+        raise ValueError(f"must let the owner read and write the store (0600 at least), got {text!r}")
+    return text
+
+
 def _longer_than_zero(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError(f"must be longer than zero, got {seconds:g}s")
@@ -228,6 +236,13 @@ class StoreConfig:
 
     path: Path = Path("receiver.db")
     url: str = setting("", secret=True, check=_postgresql_url)
+    file_mode: str = setting("0600", check=_file_mode)
+    """The mode the store, its WAL and its backups are created with, in octal (SQLite)."""
+    check_on_start: bool = True
+
+    @property
+    def mode(self) -> int:
+        return int(self.file_mode, 8)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,25 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from receiver.altinn import AltinnClients
-from receiver.config import Config, ConfigError
+from receiver.config import Config, ConfigError, StoreConfig
 from receiver.observability.metrics import Metrics
 from receiver.store.backends import open_backend
 from receiver.store.interface import Backend, Database, Writer
 
 log = logging.getLogger(__name__)
+
+
+def prepare_store(backend: Backend, store: StoreConfig) -> None:
+    """What `serve` does to its store before it listens: check an existing store's integrity where the backend has
+    such a check (SQLite's quick_check, unless `[store] check_on_start` is false), then migrate it (created when
+    missing). StoreError saying what is wrong and what to do when the store is damaged, an empty file, or cannot be
+    migrated."""
+    if store.check_on_start:
+        checked = backend.check_integrity()
+        if checked is not None:
+            log.info("store checked", extra={"store": backend.location, "seconds": round(checked.seconds, 3),
+                                             "bytes": checked.bytes})  # fmt: skip
+    migrate_store(backend)
 
 
 def migrate_store(backend: Backend) -> None:
@@ -101,7 +114,8 @@ class Runtime:
         except BaseException:
             await store.close()
             raise
-        return cls(config, backend, store, writer, Metrics(), _altinn_clients(config))
+        metrics = Metrics()
+        return cls(config, backend, store, writer, metrics, _altinn_clients(config, metrics))
 
     @property
     def altinn(self) -> AltinnClients | None:
@@ -209,11 +223,11 @@ class Runtime:
         await self.store.close()
 
 
-def _altinn_clients(config: Config) -> AltinnClients | ConfigError:
-    """The receiver's one set of Altinn clients, or why the config cannot make them (kept for the services that
-    need them to report: a receiver without Altinn still stores pushes)."""
+def _altinn_clients(config: Config, metrics: Metrics) -> AltinnClients | ConfigError:
+    """The receiver's one set of Altinn clients, counting their calls in `metrics`, or why the config cannot make them
+    (kept for the services that need them to report: a receiver without Altinn still stores pushes)."""
     try:
-        return AltinnClients.from_config(config)
+        return AltinnClients.from_config(config, registry=metrics.registry)
     except ConfigError as exc:
         return exc
 

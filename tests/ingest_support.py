@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -108,11 +108,24 @@ def count(store: Path, table: str = "inbox") -> int:
 
 
 class ServeProcess:
-    """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file."""
+    """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. `wrapper` is a
+    command that runs it (its arguments follow), `store` the store's path (default: receiver.db in `tmp_path`). Its
+    environment is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`."""
 
-    def __init__(self, tmp_path: Path, preexec_fn: Callable[[], None] | None = None, **receiver: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        preexec_fn: Callable[[], None] | None = None,
+        *,
+        wrapper: Sequence[str] = (),
+        store: Path | None = None,
+        env: dict[str, str] | None = None,
+        **receiver: Any,
+    ) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **(env or {})}
         self.port = free_port()
-        self.store = tmp_path / "receiver.db"
+        self.store = store or tmp_path / "receiver.db"
+        self.wrapper = list(wrapper)
         self.config = write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
         self.log_path = tmp_path / "serve.log"
         self.err_path = tmp_path / "serve.err"
@@ -126,11 +139,11 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         with self.log_path.open("ab") as out, self.err_path.open("ab") as err:
             self.process = subprocess.Popen(
-                [*CLI, "serve", "--config", str(self.config)],
+                [*self.wrapper, *CLI, "serve", "--config", str(self.config)],
                 stdout=out,
                 stderr=err,
                 preexec_fn=self.preexec_fn,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**self.env, "PYTHONUNBUFFERED": "1"},
             )
         wait_until(self._healthy, timeout=20, message=f"receiver on port {self.port} to answer /healthz")
         return self

@@ -26,11 +26,14 @@ def table(header: str, values: Mapping[str, Any]) -> list[str]:
 
 
 def pipelines_toml(
-    *pipelines: Pipeline, dispatch: Mapping[str, Any], handlers: Mapping[str, Mapping[str, Any]] | None = None
+    *pipelines: Pipeline,
+    dispatch: Mapping[str, Any] | None = None,
+    handlers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """Config text to append to a receiver's: the dispatcher's settings, the pipelines in order (first match wins),
-    and each handler's options (`use` makes a second instance of another handler)."""
-    lines = ["", *table("dispatch", dispatch)]
+    """Config text to append to a receiver's: the dispatcher's settings (unless the config has them already), the
+    pipelines in order (first match wins), and each handler's options (`use` makes a second instance of another
+    handler)."""
+    lines = ["", *(table("dispatch", dispatch) if dispatch is not None else [])]
     for types, names in pipelines:
         lines += table("[pipelines]", {"types": list(types), "handlers": list(names)})
     for name, options in (handlers or {}).items():

@@ -115,3 +115,33 @@ def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_
         assert_wrk_run(result)
     assert_positive(busy, "dispatched_per_s")
     assert_positive(hot, "dispatched_per_s")
+
+
+@pytest.mark.slow
+def test_traces_measures_the_webhook_with_traces_off_and_on(tmp_path: Path) -> None:
+    require_wrk()
+    output = run_bench("traces.py", "--seconds", "1", "--warmup", "0", "--rounds", "1", tmp_path=tmp_path)
+    assert [r["name"] for r in output["results"]] == ["traces off (round 1)", "traces on, exported (round 1)"]
+    for result in output["results"]:
+        assert_wrk_run(result)
+    assert output["collector"]["exports"] >= 1, "the spans of the run with traces on reached the collector"
+    assert_positive(output["off_path"], "with_ns", "without_ns")
+    assert_positive(output["summary"]["traces off"], "requests_per_s", "loop_cpu_us", "process_cpu_us")
+
+
+@pytest.mark.slow
+def test_brokers_measures_fetch_and_forward_to_each_broker_against_fetch_and_store(tmp_path: Path) -> None:
+    """Needs the machine's RabbitMQ and NATS with JetStream, as the broker tests do."""
+    output = run_bench("brokers.py", "--events", "100", "--rounds", "1", "--sample-interval", "0.1", tmp_path=tmp_path)
+    assert [run["pipeline"] for run in output["runs"]] == [
+        "fetch_correspondence + store",
+        "fetch_correspondence + forward_amqp",
+        "fetch_correspondence + forward_nats",
+    ]
+    for run in output["runs"]:
+        assert run["events"] == run["delivered"] == 100, run
+        assert_positive(run, "steady_per_s", "overall_per_s", "receiver_cpu_ms_per_event", "pipeline_ms_mean")
+    assert [run["forward_ms_mean"] > 0 for run in output["runs"]] == [False, True, True]
+    assert [run["broker_cpu_ms_per_event"] > 0 for run in output["runs"]] == [False, True, True]
+    assert_positive(output, "amqp_of_store", "nats_of_store")
+    assert_positive(output["median_steady_per_s"], "store", "forward_amqp", "forward_nats")

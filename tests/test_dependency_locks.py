@@ -1,6 +1,6 @@
 """The lock files agree with pyproject.toml: every dependency is pinned, by hash, at a version its range allows, and
-the runtime lock (the image's) and the dev lock (`make test`'s) never pin one package at two versions. `make lock`
-writes both; this catches a pyproject.toml edited without it."""
+the runtime lock (the image's) and the dev lock (`make test`'s, with the `otel` extra) never pin one package at two
+versions. `make lock` writes both; this catches a pyproject.toml edited without it."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def direct(group: list[str]) -> list[Requirement]:
 
 RUNTIME = direct(PYPROJECT["project"]["dependencies"])
 DEV = direct(PYPROJECT["project"]["optional-dependencies"]["dev"])
+OTEL = direct(PYPROJECT["project"]["optional-dependencies"]["otel"])
+IMAGE_EXTRAS = [requirement for extra in ("postgres", "amqp", "nats")
+                for requirement in direct(PYPROJECT["project"]["optional-dependencies"][extra])]  # fmt: skip
 LOCK = pins("requirements.lock")
 DEV_LOCK = pins("requirements-dev.lock")
 
@@ -54,10 +57,23 @@ def test_the_runtime_lock_pins_every_runtime_dependency_inside_its_range() -> No
         assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
 
 
-def test_the_dev_lock_pins_the_runtime_and_the_dev_extra_inside_their_ranges() -> None:
-    for requirement in [*RUNTIME, *DEV]:
+def test_the_dev_lock_pins_the_runtime_the_dev_extra_and_the_otel_extra_inside_their_ranges() -> None:
+    for requirement in [*RUNTIME, *DEV, *OTEL]:
         version, _ = DEV_LOCK[canonicalize_name(requirement.name)]
         assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
+
+
+def test_the_image_has_no_opentelemetry() -> None:
+    """Traces are an extra: the runtime lock (the image) stays without them."""
+    assert not {name for name in LOCK if name.startswith("opentelemetry")}
+
+
+def test_both_locks_pin_the_postgres_and_broker_extras_inside_their_ranges() -> None:
+    """The image runs on either store and can forward to RabbitMQ and NATS by config alone; the tests use all."""
+    for requirement in IMAGE_EXTRAS:
+        for locked in (LOCK, DEV_LOCK):
+            version, _ = locked[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"
 
 
 def test_the_dev_lock_installs_exactly_what_the_image_does_plus_the_dev_tools() -> None:

@@ -20,6 +20,7 @@ LAYERS: dict[str, float] = {
     "receiver.timeutil": 0,
     "receiver.server_thread": 0,
     "receiver.observability.logs": 0,
+    "receiver.observability.tracing": 0.25,  # the OpenTelemetry facade: spans carry their ids into log lines
     "receiver.scopes": 0,  # the scopes per family of Altinn calls: the config checks them, the clients use them
     "receiver.validation": 0.5,  # the one validator: the config's sections, handlers' Options, the simulator's
     "receiver.config": 1,
@@ -190,8 +191,10 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str]:
 def test_built_in_handlers_use_only_what_plugins_can_use() -> None:
     """A built-in is written as a plugin would be: the `handlers` API, the Altinn clients and models `ctx.altinn`
     gives, the store's time format; never another built-in's module or the receiver's inside (their tables, the
-    worker). `confirm` and `mark_as_read` share their base class, `handlers.recipient_action`."""
+    worker). `confirm` and `mark_as_read` share their base class, `handlers.recipient_action`; the forward handlers
+    share their message, `handlers.envelope`, and their metrics, templates and connection, `handlers.forwarding`."""
     public = {"handlers", "receiver.altinn", "receiver.timeutil", "handlers.recipient_action"}
+    public |= {"handlers.envelope", "handlers.forwarding"}
     wrong = [
         str(imp)
         for imp in project_imports()
@@ -209,4 +212,7 @@ def test_find_cycle_finds_one() -> None:
 def test_the_altinn_transport_knows_nothing_of_tokens() -> None:
     """`altinn/http.py` is the bottom of the Altinn clients: the token cache uses it, never the other way round."""
     imported = {imp.target for imp in project_imports() if imp.source == "receiver.altinn.http"}
-    assert imported == {"receiver", "receiver.altinn.errors"}
+    assert imported == {"receiver", "receiver.altinn.errors", "receiver.altinn.calls"}
+    # What the transport tells about its calls (metrics, spans) knows nothing of the clients either.
+    observer = {imp.target for imp in project_imports() if imp.source == "receiver.altinn.calls"}
+    assert observer == {"receiver.observability.tracing"}

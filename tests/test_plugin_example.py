@@ -101,6 +101,7 @@ def test_handlers_list_shows_the_plugin_with_its_distribution_and_options(
         ],
         "error": "",
         "distribution": {"name": "altinn-receiver-example-plugin", "version": "0.1.0"},
+        "extra": "",
     }
     table = run_cli("handlers", "list").stdout
     assert (

@@ -1,6 +1,7 @@
 """Retention on a running receiver: finished events older than `[retention] done` lose their payload and keep their
 id (a repeated push of one is still a duplicate, replay refuses it), dead events older than `[retention] dead` are
-deleted, nothing else is touched; the service reports in /readyz and counts in /metrics."""
+deleted, the trace contexts stored with them go too, nothing else is touched; the service reports in /readyz and
+counts in /metrics."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ async def agency_tables(db: Database) -> None:
     )
 
 
+async def traced(db: Database) -> None:
+    """Each event arrived while traces were on."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await db.execute("INSERT INTO inbox_traces (id, traceparent) SELECT id, :parent FROM inbox", {"parent": parent})
+
+
 def only_retention(runtime: Runtime) -> list[Service]:
     return [RetentionService(batch=BATCH)]
 
@@ -80,6 +87,7 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
     finished_ago(store, "old-pending", "pending", 200)  # not finished: whatever its age, it stays whole
     finished_ago(store, "old-retrying", "retrying", 200)
     store.run(agency_tables)  # never retention's
+    store.run(traced)
     raw_before = {record_id: store.get(record_id).raw for record_id in KEPT}
 
     with running_app(config, services=only_retention) as server, httpx.Client() as client:
@@ -96,6 +104,9 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
         assert (record.status, record.raw, record.pruned) == (status_, PRUNED_RAW, True)
     assert {event_id: store.get(event_id).raw for event_id in KEPT} == raw_before
     assert not rows(config.store, "SELECT id FROM inbox WHERE id LIKE 'old-dead-%'")
+    assert {row["id"] for row in rows(config.store, "SELECT id FROM inbox_traces")} == set(KEPT), (
+        "a trace context goes with its event's payload"
+    )
     for table in ("correspondences", "correspondence_events", "correspondence_attachments"):
         assert len(rows(config.store, f"SELECT * FROM {table}")) == 1, table
 

@@ -1,5 +1,5 @@
 """`altinn-receiver store backup PATH`: a consistent copy taken while the webhook commits pushes, holding every event
-acknowledged before it started, with the store's file mode; never over an existing file; any schema version."""
+acknowledged before it started, with `[store] file_mode`; never over an existing file; any schema version."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import httpx
 
 from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
+from receiver.store.migrations import LATEST
 from receiver.store.records import NewEvent
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import OpsStore
@@ -78,23 +79,23 @@ def test_a_backup_taken_under_load_opens_and_holds_every_acknowledged_event(tmp_
     assert copied <= set(pusher.acked) | {row["id"] for row in bulk}, "the copy holds only what the store held"
     assert len(copied) < BULK + len(pusher.acked), "the copy is of one moment, not of the store at the end"
     summary = json.loads(result.stdout)
-    assert (summary["backup"], summary["events"], summary["schema_version"]) == (str(target), len(copied), 4)
+    assert (summary["backup"], summary["events"], summary["schema_version"]) == (str(target), len(copied), LATEST)
     assert summary["bytes"] == target.stat().st_size
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name], "no partial or journal files left"
 
 
-def test_the_backup_has_the_store_file_mode_whatever_the_umask(tmp_path: Path) -> None:
+def test_the_backup_has_the_configured_file_mode_whatever_the_umask_and_the_store_mode(tmp_path: Path) -> None:
     store = OpsStore(tmp_path)
     store.add("one")
-    store.path.chmod(0o640)
-    previous = os.umask(0o077)
+    store.path.chmod(0o644)  # a store created before [store] file_mode
+    previous = os.umask(0)
     try:
         result = store.cli("store", "backup", str(tmp_path / "copy.db"))
     finally:
         os.umask(previous)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(f"backed up {store.path} to {tmp_path / 'copy.db'}: ")
-    assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600
 
 
 def test_a_backup_never_overwrites_a_file(tmp_path: Path) -> None:

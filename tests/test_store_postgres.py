@@ -20,7 +20,7 @@ import pytest
 from receiver.config import StoreConfig
 from receiver.store import queue
 from receiver.store.backends import open_backend
-from receiver.store.errors import StoreError
+from receiver.store.errors import EventRefused, StoreError
 from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.interface import Database
 from receiver.store.migrations import LATEST, MIGRATIONS
@@ -144,26 +144,39 @@ def test_the_webhook_answers_after_the_commit_and_a_repeat_or_a_handshake_adds_n
     assert len(rows(pg, "SELECT id FROM inbox")) == 1 and len(rows(pg, "SELECT * FROM validations")) == 1
 
 
-def test_one_commit_stores_a_batch_and_a_bad_row_fails_alone(pg: StoreConfig) -> None:
-    """PostgreSQL refuses a NUL character in text: that event gets its own error, the others of its batch are
-    committed, a repeated id is a duplicate."""
+@pytest.mark.parametrize("with_a_refused_event", [False, True], ids=["together", "one-by-one"])
+def test_one_commit_stores_a_batch_with_its_trace_contexts_and_a_bad_row_fails_alone(
+    pg: StoreConfig, with_a_refused_event: bool
+) -> None:
+    """PostgreSQL refuses a NUL character in text: that event gets its own error (`EventRefused`), the others of its
+    batch are committed, a repeated id is a duplicate; the new events' trace contexts are stored with them, whether
+    the batch is written together or one job at a time."""
     backend = open_backend(pg)
     backend.migrate()
     good = [event(f"instance-{n}") for n in range(5)]
     bad = dataclasses.replace(event("bad"), subject="nul\x00here")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
     async def main() -> list[bool | BaseException]:
         writer = await backend.writer()
         try:
-            futures = [writer.insert_event(e, "push") for e in [*good[:2], bad, *good[2:], good[0]]]
+            assert await writer.insert_event(good[0], "push")  # before traces: no context
+            batch = [*good[1:3], *([bad] if with_a_refused_event else []), *good[3:], good[0]]
+            futures = [writer.insert_event(e, "push", parent) for e in batch]  # queued at once: one batch
+            futures.append(writer.record_validation("validation-1", "sub-1", "https://platform.example/x"))
             return list(await asyncio.gather(*futures, return_exceptions=True))
         finally:
             await writer.aclose()
 
     outcomes = asyncio.run(main())
-    assert outcomes[:2] == [True, True] and outcomes[3:] == [True, True, True, False]
-    assert isinstance(outcomes[2], StoreError) and "NUL" in str(outcomes[2])
+    refusals = [outcomes.pop(2)] if with_a_refused_event else []
+    assert outcomes == [True, True, True, True, False, True]
+    assert len(refusals) == with_a_refused_event
+    assert all(isinstance(refusal, EventRefused) and "NUL" in str(refusal) for refusal in refusals)
     assert {row["id"] for row in rows(pg, "SELECT id FROM inbox")} == {e.id for e in good}
+    stored = {row["id"]: row["traceparent"] for row in rows(pg, "SELECT id, traceparent FROM inbox_traces")}
+    assert stored == {e.id: parent for e in good[1:]}
+    assert len(rows(pg, "SELECT * FROM validations")) == 1
 
 
 def test_a_commit_in_another_process_wakes_a_listener(tmp_path: Path, pg: StoreConfig) -> None:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
+from prometheus_client import CollectorRegistry
+
 from receiver.altinn.correspondence_api import CorrespondenceApi
 from receiver.altinn.events_api import EventsApi
 from receiver.altinn.http import AltinnHttp, PlatformSession
@@ -51,8 +53,11 @@ class AltinnClients:
         )
 
     @classmethod
-    def from_config(cls, config: Config, *, clock: Callable[[], float] = time.time) -> AltinnClients:
-        """Build from `[altinn]` and `[maskinporten]`; ConfigError if either lacks what calling Altinn needs."""
+    def from_config(
+        cls, config: Config, *, clock: Callable[[], float] = time.time, registry: CollectorRegistry | None = None
+    ) -> AltinnClients:
+        """Build from `[altinn]` and `[maskinporten]`; ConfigError if either lacks what calling Altinn needs.
+        `registry`: where the calls are counted (the receiver's metrics)."""
         require_altinn(config)
         scope_sets = token_scope_sets(config)
         mp = config.maskinporten
@@ -61,6 +66,7 @@ class AltinnClients:
             platform_url=config.altinn.platform_url,
             maskinporten_issuer=mp.issuer,
             subscription_key=config.altinn.subscription_key,
+            registry=registry,
         )
         grant = MaskinportenGrant(
             http, key, client_id=mp.client_id, issuer=mp.issuer, system_user_org=mp.system_user_org

@@ -7,6 +7,7 @@
 - Responses become the error family: 5xx/429/timeouts/connection errors → TransientError (with Retry-After),
   other 4xx → PermanentError (with ProblemDetails `title`, `detail` and `errorCode`). A 401 with errorCode 4001 is
   Altinn's authorization saying no (correspondence contract §7.5), not a refused token: `refused_by_policy`.
+- Every request is counted, timed and traced by `calls.CallObserver` (through the same hooks), by API and route.
 - `PlatformSession` sends platform API calls with the `httpx.Auth` it was given (`auth.BearerTokenAuth`: the Altinn
   token, and on a 401 one retry with a fresh one). This module knows nothing of where tokens come from.
 """
@@ -22,8 +23,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client import CollectorRegistry
 
 from receiver import __version__
+from receiver.altinn.calls import AltinnMetrics, CallObserver
 from receiver.altinn.errors import AltinnError, PermanentError, TransientError
 
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -67,16 +70,20 @@ class AltinnHttp:
         maskinporten_issuer: str,
         subscription_key: str = "",
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """`registry`: where the calls' metrics go (the receiver's; else a registry of their own)."""
         self.platform_url = platform_url.rstrip("/")
         self._platform_origin = origin(self.platform_url)
         self._allowed = {self._platform_origin, origin(maskinporten_issuer)}
         self._subscription_key = subscription_key
+        self.metrics = AltinnMetrics(registry)
+        self._calls = CallObserver(self.platform_url, maskinporten_issuer, self.metrics)
         self.client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": f"altinn-receiver/{__version__}"},
-            event_hooks={"request": [self._admit]},
+            event_hooks={"request": [self._admit], "response": [self._answered]},
         )
 
     def platform(self, path: str) -> str:
@@ -93,7 +100,11 @@ class AltinnHttp:
         status is not checked."""
         try:
             with transport_errors(what):
-                return await self.client.send(request, auth=auth, stream=stream)
+                try:
+                    return await self.client.send(request, auth=auth, stream=stream)
+                except BaseException as exc:  # sent but never answered (timed out, failed, cancelled), if sent
+                    self._calls.failed(request, exc)
+                    raise
         except RefusedOrigin as exc:
             raise PermanentError(f"{what}: {exc.message}") from None
 
@@ -109,6 +120,10 @@ class AltinnHttp:
             raise RefusedOrigin(target[1])
         if self._subscription_key and target == self._platform_origin:
             request.headers[SUBSCRIPTION_KEY_HEADER] = self._subscription_key
+        self._calls.sent(request)
+
+    async def _answered(self, response: httpx.Response) -> None:
+        self._calls.answered(response)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -6,6 +6,8 @@
   a minute ahead.
 - Concurrent callers needing the same token share one grant/exchange (a lock per scope set).
 - `invalidate(token)` drops a token an API refused (401), so the next caller gets a fresh one.
+- Tokens obtained and attempts that failed are counted by kind (`altinn_receiver_token_grants_total`,
+  `altinn_receiver_token_refresh_failures_total`).
 - `altinn_auth(scopes)` is the `BearerTokenAuth` for platform calls needing one scope set; the exchange sends its
   Maskinporten token through the same kind of Auth, so both 401 retries are one mechanism.
 """
@@ -120,7 +122,12 @@ class TokenProvider:
             token = cache.get(key)  # whoever held the lock may have just renewed it
             if token is not None and self.clock() < refresh_at(token):
                 return token
-            token = await obtain()
+            try:
+                token = await obtain()
+            except Exception:
+                self.http.metrics.token_failures.labels(kind).inc()
+                raise
+            self.http.metrics.token_grants.labels(kind).inc()
             cache[key] = token
             log.debug("%s token obtained", kind, extra={"scopes": " ".join(key), "expires_in": round(token.lifetime)})
             return token

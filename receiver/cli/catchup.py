@@ -8,10 +8,9 @@ import sys
 import click
 
 from receiver.altinn import AltinnClients
-from receiver.cli.common import config_option, echo_listing, fail_config, fail_store, json_option, load
+from receiver.cli.common import config_option, echo_listing, fail_config, json_option, load, using_store
 from receiver.config import Config, ConfigError
 from receiver.store.backends import open_backend
-from receiver.store.errors import StoreError
 from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
 
@@ -71,11 +70,9 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
         fail_config(ConfigError("subscriptions", "none configured: add a [[subscriptions]] table with a resource"))
     progress = Counter()
     try:
-        results = asyncio.run(catch_up_now(config, progress))
+        results = using_store(config, lambda: asyncio.run(catch_up_now(config, progress)))
     except ConfigError as error:
         fail_config(error)
-    except StoreError as error:
-        fail_store(error, config)
     progress.done()
     echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
     for result in results:

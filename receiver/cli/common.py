@@ -170,6 +170,16 @@ def fail_store(error: StoreError, config: Config) -> NoReturn:
     fail(error)
 
 
+def using_store(config: Config, action: Callable[[], T]) -> T:
+    """`action()`, a failure of the store ending the command with one line and exit status 1: what the store said
+    (at another schema version: the command that fixes it; a damaged file says "damaged" and how to recover; an
+    unreachable database why), never a traceback. Each backend turns its driver's errors into `StoreError`."""
+    try:
+        return action()
+    except StoreError as error:
+        fail_store(error, config)
+
+
 def with_store(config: Config, work: Callable[[Database], Awaitable[T]], *, write: bool = False) -> T:
     """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
     migrates: a store at another schema version ends the command with the line that says what to run)."""
@@ -181,10 +191,7 @@ def with_store(config: Config, work: Callable[[Database], Awaitable[T]], *, writ
         finally:
             await conn.close()
 
-    try:
-        return asyncio.run(main())
-    except StoreError as error:
-        fail_store(error, config)
+    return using_store(config, lambda: asyncio.run(main()))
 
 
 def use_colour(stream: TextIO) -> bool:

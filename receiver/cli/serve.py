@@ -17,8 +17,9 @@ from starlette.applications import Starlette
 from receiver.app import ServicesSpec, build_services, create_app, prepare, server_options
 from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_config, load
 from receiver.config import Config, ConfigError
+from receiver.observability import tracing
 from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
-from receiver.runtime import migrate_store
+from receiver.runtime import prepare_store
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 
@@ -70,12 +71,13 @@ class DrainingServer(uvicorn.Server):
 def serve_command(config_path: str | None) -> None:
     """Receive Altinn Events pushes on POST [receiver] path and store them durably.
 
-    Answers 200 only after the event is committed to the SQLite inbox ([store] path). Also serves GET /healthz,
-    GET /readyz (200 when pushes can be accepted) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
+    Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
+    GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
 
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
     (up to [receiver] shutdown_timeout), then exits 0 (130 after Ctrl-C). It exits 2 with one line when the config,
-    a handler's options or the Maskinporten key are unusable, 1 when the store or the port cannot be had.
+    a handler's options or the Maskinporten key are unusable, 1 when the store or the port cannot be had (a store that
+    SQLite's quick_check finds damaged, or an empty file, is refused: [store] check_on_start).
     """
     config = load(config_path)
     try:
@@ -102,14 +104,18 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     # Both checked before uvicorn starts: from inside it each failure is a traceback in the log, and the services
     # would already have started when the port turned out to be taken.
     try:
-        migrate_store(open_backend(config.store))
+        prepare_store(open_backend(config.store), config.store)
     except StoreError as error:
         fail(error)
     sock = listen(config.receiver.host, config.receiver.port)
+    tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
     app = create_app(config, services=services)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
-    with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
-        server.run(sockets=[sock])
+    try:
+        with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
+            server.run(sockets=[sock])
+    finally:
+        tracing.stop()  # the spans still buffered are exported
     if not server.started:
         where = f"{config.receiver.host}:{config.receiver.port}"
         fail(app.state.startup_error or f"the receiver did not start on {where}; the log line above says why")

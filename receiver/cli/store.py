@@ -14,9 +14,9 @@ from receiver.cli.common import (
     echo_json,
     fail,
     fail_config,
-    fail_store,
     json_option,
     load,
+    using_store,
 )
 from receiver.config import Config, ConfigError, StoreConfig, check_store_url
 from receiver.store.backends import open_backend
@@ -64,15 +64,14 @@ def migrate_command(dry_run: bool, as_json: bool, config_path: str | None) -> No
     config = load(config_path)
     backend = existing_store(config)
     path = backend.location
-    try:
-        if dry_run:
-            state, todo = backend.pending()
-            before = state.version
-        else:
-            result = backend.migrate()
-            before, todo = result.before.version, result.applied
-    except StoreError as error:
-        fail_store(error, config)
+    if config.store.check_on_start:
+        using_store(config, backend.check_integrity)
+    if dry_run:
+        state, todo = using_store(config, backend.pending)
+        before = state.version
+    else:
+        result = using_store(config, backend.migrate)
+        before, todo = result.before.version, result.applied
     if as_json:
         listed = [{"version": m.version, "name": m.name} for m in todo]
         echo_json({"store": path, "dry_run": dry_run, "from_version": before, "to_version": LATEST,
@@ -105,10 +104,7 @@ def backup_command(target: Path, as_json: bool, config_path: str | None) -> None
     config = load(config_path)
     backend = existing_store(config)
     path = backend.location
-    try:
-        made = backend.backup(target)
-    except StoreError as error:
-        fail(error)
+    made = using_store(config, lambda: backend.backup(target))
     if as_json:
         echo_json({"store": path, "backup": str(made.path), "bytes": made.bytes,
                    "schema_version": made.schema_version, "events": made.events})  # fmt: skip

@@ -18,13 +18,12 @@ from receiver.cli.common import (
     echo_listing,
     fail,
     fail_config,
-    fail_store,
     json_option,
     load,
+    using_store,
 )
 from receiver.config import Config, ConfigError
 from receiver.store.backends import open_backend
-from receiver.store.errors import StoreError
 from receiver.sync.subscriptions import SubscriptionManager, SubscriptionView
 
 T = TypeVar("T")
@@ -46,11 +45,9 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
                 await conn.close()
 
     try:
-        return asyncio.run(main())
+        return using_store(config, lambda: asyncio.run(main()))
     except ConfigError as error:
         fail_config(error)
-    except StoreError as error:
-        fail_store(error, config)
     except AltinnError as error:
         fail(error)
 

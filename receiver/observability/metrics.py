@@ -1,4 +1,9 @@
-"""Prometheus metrics of one running receiver, in a registry of its own (tests run many apps in one process)."""
+"""Prometheus metrics of one running receiver, in a registry of its own (tests run many apps in one process).
+
+Here: the webhook's, the inbox by status, the store's writability, the build and the process (CPU, memory, open
+files: prometheus_client's process collector, read from /proc). The services add their own to `registry`: the
+dispatcher (runs, steps), the Altinn clients (calls, tokens), catch-up, subscriptions, retention.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,14 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from receiver import __version__
 from receiver.observability.store_gauges import OpsMetrics
 from receiver.store.inbox import CHANNELS
 from receiver.store.schema import INBOX_STATUSES
@@ -27,9 +33,14 @@ REJECT_REASONS = (
     "invalid",
     "draining",
     "store_unavailable",
+    "store_refused",
 )
 ATTACHMENT_UNAVAILABLE_REASONS = ("expired", "purged")
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FORWARD_OUTCOMES = ("done", "retry", "permanent", "cancelled")
+"""How one forward ended: taken by the target (`done`), `RetryLater` (`retry`), `Permanent` (`permanent`), or stopped
+by its step's deadline or a shutdown (`cancelled`)."""
+FORWARD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class LoopCounter:
@@ -104,6 +115,40 @@ class Metrics:
         )
         for reason in ATTACHMENT_UNAVAILABLE_REASONS:
             self.attachments_unavailable.labels(reason)
+        # Set when scraped, from the inbox writer: one process's view (each has its own writer).
+        self.store_writable = Gauge(
+            "altinn_receiver_store_writable",
+            "1 while the inbox writer commits; 0 from a failed commit until one succeeds (/readyz tries one), and for"
+            " good once the store is damaged or was deleted while serving.",
+            registry=self.registry,
+        )
+        Info("altinn_receiver_build", "The receiver's version.", registry=self.registry).info({"version": __version__})
+        ProcessCollector(registry=self.registry)
+        # Counted by the forward handlers (forward_http, forward_amqp, forward_nats), by the name each runs under.
+        self.forwards = Counter(
+            "altinn_receiver_forward",
+            "Events handed to an agency's system by a forward handler, by handler and outcome.",
+            ["handler", "outcome"],
+            registry=self.registry,
+        )
+        self.forward_seconds = Histogram(
+            "altinn_receiver_forward_seconds",
+            "Time one forward took: until the target answered or the broker confirmed, or it failed.",
+            ["handler"],
+            buckets=FORWARD_BUCKETS,
+            registry=self.registry,
+        )
+
+    def track_forwards(self, handler: str) -> None:
+        """Show a forward handler's counts from its start: zero for every outcome."""
+        for outcome in FORWARD_OUTCOMES:
+            self.forwards.labels(handler, outcome)
+        self.forward_seconds.labels(handler)
+
+    def forwarded(self, handler: str, outcome: str, seconds: float) -> None:
+        """One forward by `handler` (the name it runs under) that ended with `outcome` (FORWARD_OUTCOMES)."""
+        self.forwards.labels(handler, outcome).inc()
+        self.forward_seconds.labels(handler).observe(seconds)
 
     def set_inbox_counts(self, counts: dict[str, int]) -> None:
         for status in (*INBOX_STATUSES, *counts):

@@ -15,4 +15,4 @@ def open_backend(store: StoreConfig) -> Backend:
         from receiver.store.postgres.backend import PostgresBackend
 
         return PostgresBackend(store.url)
-    return SqliteBackend(store.path)
+    return SqliteBackend(store.path, file_mode=store.mode)

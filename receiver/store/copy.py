@@ -35,6 +35,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("subscriptions", ("altinn_id",)),
     ("catchup_cursors", ("resource", "subject", "type")),
     ("receiver_state", ("key",)),
+    ("inbox_traces", ("id",)),
 )
 """The receiver's tables and their primary keys, in the order they are copied."""
 

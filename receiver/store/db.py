@@ -3,8 +3,9 @@ and `SqliteDatabase`, the store's `Database` (receiver/store/interface.py) over 
 
 Opening never changes the schema: only `serve` and `altinn-receiver store migrate` do (receiver/store/migrate.py).
 A connection opens an existing store and refuses one whose schema is older or newer than this code
-(receiver/store/schema.py). A reading command's connection is read-only (`mode=ro`): it never takes the write lock,
-so it opens and reads while `serve` writes.
+(receiver/store/schema.py), and an empty file (receiver/store/integrity.py); `serve` checks a store's integrity
+before it migrates it (`check_integrity`). A reading command's connection is read-only (`mode=ro`): it never takes the
+write lock, so it opens and reads while `serve` writes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from receiver.store.errors import StoreError, describe
+from receiver.store.integrity import damaged, empty, empty_store, quick_check
 from receiver.store.interface import SQLITE, Database, Params, Row
 from receiver.store.schema import require_current
 
@@ -28,6 +31,7 @@ __all__ = [
     "SqliteDatabase",
     "StoreError",
     "Synchronous",
+    "check_integrity",
     "connect",
     "connect_sync",
     "describe",
@@ -104,10 +108,13 @@ def missing_store(path: Path) -> str:
 
 def _target(path: Path | str, read_only: bool) -> tuple[str, bool]:
     """What sqlite3 opens (a URI for read-only), and whether it is a URI. A missing store is an error, never a new
-    empty file: `serve` (or `store migrate`) creates it."""
+    empty file: `serve` (or `store migrate`) creates it. An empty file is refused: SQLite would take it for a new
+    store."""
     store = Path(path)
     if not store.is_file():
         raise StoreError(missing_store(store), transient=False)
+    if empty_store(store):
+        raise StoreError(empty(store), transient=False)
     if read_only:
         return f"{store.resolve().as_uri()}?mode=ro", True
     return str(store), False
@@ -141,6 +148,19 @@ def connect_sync(
         conn.close()
         raise
     return conn
+
+
+def check_integrity(path: Path) -> float:
+    """Refuse the store at `path` (StoreError) when SQLite's quick_check finds it damaged; returns how long the check
+    took, in seconds. It reads every page: minutes on a store of many gigabytes."""
+    started = time.monotonic()
+    try:
+        problems = quick_check(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot check store {path}: {describe(exc)}", transient=False) from exc
+    if problems:
+        raise StoreError(damaged(path, problems), transient=False)
+    return time.monotonic() - started
 
 
 def check_version(path: Path | str) -> None:

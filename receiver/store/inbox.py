@@ -7,19 +7,25 @@ Reads and single inserts work on any backend's `Database`; `InboxWriter` is SQLi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe
+from receiver.store.errors import EventRefused, store_wide
+from receiver.store.files import OpenFiles
+from receiver.store.integrity import is_damage
 from receiver.store.interface import Database
 from receiver.store.records import CHANNELS, InboxRecord, NewEvent
+from receiver.store.traces import INSERT_TRACE, trace_row
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -67,11 +73,17 @@ def validation_row(event_id: str, subscription_id: str, source: str, received_at
     return {"event_id": event_id, "subscription_id": subscription_id, "source": source, "received_at": received_at}
 
 
-def event_job(event: NewEvent, channel: str) -> tuple[NewEvent, str]:
+Outcome = tuple["asyncio.Future[bool]", Any]
+"""A job's future and what to answer it with: True/False, or the exception it raises."""
+EventJob = tuple[NewEvent, str, str]
+"""A writer's job for an event: the event, its channel, and the traceparent it arrived with ("" for none)."""
+
+
+def event_job(event: NewEvent, channel: str, traceparent: str = "") -> EventJob:
     """A writer's job for an event (`Writer.insert_event`); ValueError for an unknown channel."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    return event, channel
+    return event, channel, traceparent
 
 
 def validation_job(event_id: str, subscription_id: str, source: str) -> Callable[[str], tuple[str, dict[str, str]]]:
@@ -81,12 +93,20 @@ def validation_job(event_id: str, subscription_id: str, source: str) -> Callable
 
 async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
     """Store one event and commit; False when its id was already there (nothing changes then)."""
-    return await db.execute(INSERT_EVENT, event_row(*event_job(event, channel), now_iso())) == 1
+    event, channel, _ = event_job(event, channel)
+    return await db.execute(INSERT_EVENT, event_row(event, channel, now_iso())) == 1
 
 
-PROBE_STATE = """
-    INSERT INTO receiver_state (key, value, updated_at) VALUES ('inbox.writer.probe', ?1, ?1)
-    ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+PROBE_TYPE = "altinn-receiver.readiness-probe"
+PROBE_RAW = json.dumps({"specversion": "1.0", "type": PROBE_TYPE, "data": "p" * 900})
+"""A probe row's payload: about the size of a correspondence event as Altinn pushes it, with room to spare."""
+# A probe is an inbox row as a push makes one, inserted and deleted in one committed transaction: it goes through the
+# pages and indexes a push writes, and adds their pages to the WAL, but nobody ever sees it. It is `skipped`, so the
+# triggers that keep `inbox_heads` (migration 3) do not fire for it.
+INSERT_PROBE = """
+    INSERT INTO inbox (id, type, source, subject, resource, resourceinstance, time, raw,
+                       received_at, channel, status, updated_at)
+    VALUES (?, ?, 'altinn-receiver', '', '', '', '', ?, ?, 'push', 'skipped', ?)
 """
 
 INSERT_EVENTS = """
@@ -97,20 +117,49 @@ INSERT_EVENTS = """
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 
-# Work for the writer thread: an event to insert (with its channel), or a statement built from the batch's
-# commit timestamp.
-_Statement = Callable[[str], tuple[str, Any]]
-_Work = tuple[NewEvent, str] | _Statement
+# Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
+# or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
+_Statements = Callable[[sqlite3.Connection, str], bool]
+_Work = EventJob | _Statements
+_Job = tuple[_Work, "asyncio.Future[bool]"]
 _T = TypeVar("_T")
 
 
-class InboxWriter:
+class CommitRecord:
+    """What a group-commit writer remembers of its commits: why the last one failed (`last_error`, "" once one works
+    again), and when one last wrote, so that `ready` can take a recent write's word for it."""
+
+    last_error = ""
+    _wrote_at: float | None = None
+
+    def _committed(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """A batch committed with these outcomes."""
+        if self.last_error:
+            log.info("inbox commits work again", extra={"after": self.last_error})
+            self.last_error = ""
+        if any(outcome is True for _, outcome in outcomes):
+            self._wrote_at = time.monotonic()
+        return outcomes
+
+    def _wrote_lately(self, fresh_for: float) -> bool:
+        """A commit wrote within `fresh_for` seconds, with no failure since."""
+        return not self.last_error and self._wrote_at is not None and time.monotonic() - self._wrote_at < fresh_for
+
+
+class InboxWriter(CommitRecord):
     """Durable inserts for the webhook: one thread with its own sqlite3 connection, committing in groups.
 
     Callers on the event loop get an asyncio future per insert. The thread takes everything queued, stores it in one
     transaction (one fsync for the batch), then resolves every future of the batch at once: True for a new row, False
     for a repeated id. If the commit fails, each future of the batch gets a `StoreError` and nothing of the batch is
-    kept, so a caller never learns "stored" for something that is not on disk.
+    kept, so a caller never learns "stored" for something that is not on disk. When the failure is one event's own
+    (not the store's: the lock, the disk, a damaged file), the batch is written again one event at a time in one
+    transaction, and only that event gets its error (`EventRefused`).
+
+    After each commit, and before any future says "stored", the writer checks that the store's path still names the
+    files it has open: a store deleted or moved away while serving would otherwise take commits nobody can read
+    again. From then on, and after SQLite finds the file damaged, it refuses every write (`broken` says why): the
+    store needs an operator, and a restart.
 
     A batch of events only is a single statement (SQLite commits it on its own): the thread gives up the GIL for one
     SQLite call and must win it back from the busy event loop once per batch, not once per BEGIN, INSERT and COMMIT.
@@ -125,15 +174,17 @@ class InboxWriter:
         max_batch: int = 512,
     ) -> None:
         self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
+        self._files = OpenFiles(Path(path))
         # The writer waits for the write lock itself (see _locked): SQLite's own busy handler sleeps in steps of up
         # to 100 ms, so a push could wait that long after the dispatcher's short write had already ended.
         self._conn.execute("PRAGMA busy_timeout=0")
         self._busy_timeout = busy_timeout_ms / 1000
         self._loop = loop
         self._max_batch = max_batch
-        self._jobs: queue.SimpleQueue[tuple[_Work, asyncio.Future[bool]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._insert_sql: dict[int, str] = {}
-        self.last_error = ""
+        self.broken = ""
+        """Why the store can no longer be written at all (deleted, replaced or damaged); never cleared."""
         self._running = True
         self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
         self._thread.start()
@@ -150,22 +201,24 @@ class InboxWriter:
             future.set_exception(StoreError("the inbox writer has stopped"))
         return future
 
-    def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
-        """Store one event; the future says True when it is new and committed, False for a repeated id."""
-        return self._submit(event_job(event, channel))
+    def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
+        """Store one event; the future says True when it is new and committed, False for a repeated id. A new event's
+        `traceparent` (the span it arrived in) is stored with it, in the same commit."""
+        return self._submit(event_job(event, channel, traceparent))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
-        return self._submit(validation_job(event_id, subscription_id, source))
+        statement = validation_job(event_id, subscription_id, source)
+        return self._submit(lambda conn, stamp: conn.execute(*statement(stamp)).rowcount == 1)
 
-    def probe(self) -> asyncio.Future[bool]:
-        """Whether a write can commit now: takes the write lock, and after a failed commit really writes once."""
-        return self._submit(self._probe_statement)
-
-    def _probe_statement(self, stamp: str) -> tuple[str, Any]:
-        if self.last_error:
-            return PROBE_STATE, (stamp,)
-        return "", ()
+    def ready(self, fresh_for: float) -> asyncio.Future[bool]:
+        """Whether a push would be stored now: True, or the StoreError it would get. A commit that wrote within
+        `fresh_for` seconds, with no failure since, answers for itself; otherwise the writer makes a probe write."""
+        if self.broken:
+            return answered(self._loop, StoreError(self.broken))
+        if self._wrote_lately(fresh_for):
+            return answered(self._loop, True)
+        return self._submit(_probe)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -200,44 +253,96 @@ class InboxWriter:
                     break
                 batch.append(job)
             try:
-                self._loop.call_soon_threadsafe(_settle, self._commit(batch))
+                self._loop.call_soon_threadsafe(settle, self._commit(batch))
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
-    def _commit(self, batch: list[tuple[_Work, asyncio.Future[bool]]]) -> list[tuple[asyncio.Future[bool], Any]]:
+    def _commit(self, batch: list[_Job]) -> list[Outcome]:
+        if self.broken:
+            return failing(batch, StoreError(self.broken))
         stamp = now_iso()
-        events = [work for work, _ in batch if isinstance(work, tuple)]
         try:
-            if len(events) == len(batch):
-                inserted = self._insert_events(events, stamp)
-                outcomes = _event_outcomes(batch, inserted)
-            else:
-                outcomes = self._commit_mixed(batch, events, stamp)
+            try:
+                outcomes = self._write_together(batch, stamp)
+            except Exception as exc:
+                if store_wide(exc):
+                    raise
+                outcomes = self._write_one_by_one(batch, stamp)
+            if self._files.replaced():
+                self._break(self._replaced())
+                raise StoreError(self.broken)
         except Exception as exc:  # every failure of the store: no future of this batch may say "stored"
-            reason = describe(exc)
-            if reason != self.last_error:
-                log.error("inbox commit failed", extra={"reason": reason, "batch": len(batch)})
-            self.last_error = reason
-            error = StoreError(reason)
-            return [(future, error) for _, future in batch]
-        if self.last_error:
-            log.info("inbox commits work again", extra={"after": self.last_error})
-            self.last_error = ""
-        return outcomes
+            return self._failed(batch, exc)
+        return self._committed(outcomes)
 
-    def _commit_mixed(
-        self, batch: list[tuple[_Work, asyncio.Future[bool]]], events: list[tuple[NewEvent, str]], stamp: str
-    ) -> list[tuple[asyncio.Future[bool], Any]]:
-        """Events and other statements (validations, probes) in one explicit transaction."""
+    def _failed(self, batch: list[_Job], exc: Exception) -> list[Outcome]:
+        reason = str(exc) if isinstance(exc, StoreError) else describe(exc)
+        if is_damage(exc):
+            self._break(reason)
+        elif not self.broken and reason != self.last_error:
+            log.error("inbox commit failed", extra={"reason": reason, "batch": len(batch)})
+        self.last_error = reason
+        return failing(batch, StoreError(reason))
+
+    def _break(self, reason: str) -> None:
+        """From now on refuse every write, saying `reason` (logged once)."""
+        if not self.broken:
+            log.error("the store can no longer be written", extra={"store": str(self._files.path), "reason": reason})
+            self.broken = reason
+
+    def _replaced(self) -> str:
+        return (
+            f"store {self._files.path} was deleted or replaced while serving: it no longer names the file the receiver"
+            " writes, so nothing written now could be read again and nothing is acknowledged. Put the store back"
+            " and restart `serve` (docs/operations.md#backup-and-restore)"
+        )
+
+    def _write_together(self, batch: list[_Job], stamp: str) -> list[Outcome]:
+        """The batch in one transaction: its events in one statement (which commits itself when they are all, and
+        none carries a trace context), then the new events' trace contexts and the other jobs' statements."""
+        events = [work for work, _ in batch if isinstance(work, tuple)]
+        if len(events) == len(batch) and not any(traceparent for _, _, traceparent in events):
+            return event_outcomes(batch, self._insert_events(events, stamp))
+
+        def write() -> list[Outcome]:
+            inserted = self._insert_events(events, stamp) if events else set()
+            traces = [(event.id, parent) for event, _, parent in events if parent and event.id in inserted]
+            if traces:
+                self._conn.executemany(INSERT_TRACE, [trace_row(*trace) for trace in traces])
+            outcomes = event_outcomes(batch, inserted)
+            return outcomes + [
+                (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
+            ]
+
+        return self._in_transaction(write)
+
+    def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[Outcome]:
+        """The batch again in one transaction, a statement per job: a job whose own values fail gets its error and
+        leaves the others alone; an error of the whole store fails them all."""
+        return self._in_transaction(lambda: [(future, self._write_one(work, stamp)) for work, future in batch])
+
+    def _write_one(self, work: _Work, stamp: str) -> Any:
+        """One job's statements in the open transaction: its outcome, or `EventRefused` for its own values (the
+        failed statement changed nothing)."""
+        try:
+            if isinstance(work, tuple):
+                event, channel, traceparent = work
+                new = self._conn.execute(INSERT_EVENT, event_row(event, channel, stamp)).rowcount == 1
+                if new and traceparent:
+                    self._conn.execute(INSERT_TRACE, trace_row(event.id, traceparent))
+                return new
+            return work(self._conn, stamp)
+        except Exception as exc:
+            if store_wide(exc) or not self._conn.in_transaction:
+                raise
+            return EventRefused(describe(exc) if isinstance(exc, sqlite3.Error) else _named(exc))
+
+    def _in_transaction(self, write: Callable[[], list[Outcome]]) -> list[Outcome]:
+        """`write()` in one write transaction, committed; rolled back when it raises."""
         conn = self._conn
         self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
-            inserted = self._insert_events(events, stamp) if events else set()
-            outcomes = _event_outcomes(batch, inserted)
-            for work, future in batch:
-                if not isinstance(work, tuple):
-                    sql, params = work(stamp)
-                    outcomes.append((future, conn.execute(sql, params).rowcount == 1 if sql else True))
+            outcomes = write()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -259,7 +364,7 @@ class InboxWriter:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _insert_events(self, events: list[tuple[NewEvent, str]], stamp: str) -> set[str]:
+    def _insert_events(self, events: list[EventJob], stamp: str) -> set[str]:
         """All events in one multi-row INSERT; returns the ids that were not there before.
 
         Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
@@ -272,24 +377,23 @@ class InboxWriter:
         sql = self._insert_sql.get(count)
         if sql is None:
             sql = self._insert_sql[count] = INSERT_EVENTS.format(rows=", ".join([INSERT_EVENTS_ROW] * count))
-        params = [value for event, channel in events for value in insert_params(event, channel, stamp)]
+        params = [value for event, channel, _ in events for value in insert_params(event, channel, stamp)]
         cursor = self._locked(lambda: self._conn.execute(sql, params))
         added = cursor.rowcount
         if added == count:
-            return {event.id for event, _ in events}
+            return {event.id for event, _, _ in events}
         if added == 0:
             return set()
-        ids = [event.id for event, _ in events]
+        ids = [event.id for event, _, _ in events]
         marks = ", ".join("?" * count)
         newest_first = f"SELECT id FROM inbox WHERE id IN ({marks}) AND seq <= ? ORDER BY seq DESC LIMIT ?"
         return {row[0] for row in self._conn.execute(newest_first, [*ids, cursor.lastrowid, added])}
 
 
-def _event_outcomes(
-    batch: list[tuple[_Work, asyncio.Future[bool]]], inserted: set[str]
-) -> list[tuple[asyncio.Future[bool], Any]]:
-    """True for the first of each new id in the batch, False for repeated ids."""
-    outcomes: list[tuple[asyncio.Future[bool], Any]] = []
+def event_outcomes(batch: Sequence[tuple[object, asyncio.Future[bool]]], inserted: set[str]) -> list[Outcome]:
+    """The outcomes of a batch's events (its jobs that are `EventJob`s): True for the first of each new id, False for
+    repeated ids."""
+    outcomes: list[Outcome] = []
     for work, future in batch:
         if isinstance(work, tuple):
             event_id = work[0].id
@@ -298,7 +402,30 @@ def _event_outcomes(
     return outcomes
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[bool], Any]]) -> None:
+def _probe(conn: sqlite3.Connection, stamp: str) -> bool:
+    """A probe write (see INSERT_PROBE), inside the batch's transaction."""
+    cursor = conn.execute(INSERT_PROBE, (f"readiness-probe-{uuid.uuid4()}", PROBE_TYPE, PROBE_RAW, stamp, stamp))
+    conn.execute("DELETE FROM inbox WHERE seq = ?", (cursor.lastrowid,))
+    return True
+
+
+def _named(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def answered(loop: asyncio.AbstractEventLoop, outcome: bool | BaseException) -> asyncio.Future[bool]:
+    """A future that already holds `outcome`."""
+    future: asyncio.Future[bool] = loop.create_future()
+    settle([(future, outcome)])
+    return future
+
+
+def failing(batch: Sequence[tuple[object, asyncio.Future[bool]]], error: StoreError) -> list[Outcome]:
+    return [(future, error) for _, future in batch]
+
+
+def settle(outcomes: list[Outcome]) -> None:
+    """Answer each job's future with its outcome: a value, or an exception to raise (both writers' batches end so)."""
     for future, outcome in outcomes:
         if future.done():
             continue

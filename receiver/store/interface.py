@@ -61,14 +61,25 @@ class Writer(Protocol):
     last_error: str
     """Why the last commit failed ("" once one works again): `/readyz` shows it."""
 
-    def insert_event(self, event: NewEvent, channel: str) -> asyncio.Future[bool]:
-        """True once the event is committed, False for an id already stored; StoreError when it was not stored."""
+    broken: str
+    """Why the store can no longer be written at all until an operator steps in and `serve` restarts (an SQLite file
+    deleted, replaced or damaged underneath it); never cleared, "" while it is not."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer still takes work (its thread or task has not ended)."""
+
+    def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
+        """True once the event is committed, False for an id already stored; `EventRefused` when the store refuses
+        this event for its own values (the batch's others are stored), StoreError when it was not stored. A new
+        event's `traceparent` (the span it arrived in) is stored with it (`inbox_traces`), in the same commit."""
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
 
-    def probe(self) -> asyncio.Future[bool]:
-        """Whether a write can commit now (`/readyz`)."""
+    def ready(self, fresh_for: float) -> asyncio.Future[bool]:
+        """Whether a push would be stored now (`/readyz`): True, or the StoreError it would get. A commit that wrote
+        within `fresh_for` seconds, with no failure since, answers for itself; otherwise a probe write does."""
 
     async def aclose(self) -> None:
         """Commit what is queued and close."""
@@ -84,6 +95,14 @@ class Migrated:
     @property
     def version(self) -> int:
         return self.applied[-1].version if self.applied else self.before.version
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An integrity check of the whole store that found nothing wrong: how long it took, and how large the store is."""
+
+    seconds: float
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,11 @@ class Backend(Protocol):
     def in_use(self) -> str:
         """Why the store must be left alone now, "" when it need not: another process has it open (SQLite), a
         receiver serves from it (PostgreSQL). `store copy` refuses such a source."""
+
+    def check_integrity(self) -> Checked | None:
+        """Refuse a damaged store (StoreError saying how to recover) before `serve` or `store migrate` migrates it;
+        blocking. None when there is nothing to check: no store yet, or a backend whose server checks its own pages
+        (PostgreSQL)."""
 
     def migrate(self) -> Migrated:
         """Bring the store (created when missing, where the backend can) to this code's schema; blocking, one process

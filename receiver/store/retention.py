@@ -4,6 +4,7 @@
   `PRUNED_RAW`. Its row stays, id included, so a repeated push or a catch-up of it is still a duplicate for as long
   as Altinn can send it (its pull API keeps events 90 days); it can no longer run, so replay refuses it.
 - A `dead` event is deleted once it died longer than `[retention] dead` ago (at least 90 days, see config.py).
+- The trace context stored with an event (`inbox_traces`) goes with its payload, or with the event.
 
 Nothing else is touched: not `correspondences`, `correspondence_events` or `correspondence_attachments`, not the
 downloaded files. Each statement handles at most `limit` rows and stands alone (its own short write transaction), so
@@ -17,6 +18,7 @@ import re
 
 from receiver.store.interface import POSTGRESQL, SQLITE, Database
 from receiver.store.records import PRUNED_RAW
+from receiver.store.traces import delete_traces
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
 PRUNE_PAYLOADS = f"""
@@ -26,7 +28,7 @@ PRUNE_PAYLOADS = f"""
         WHERE status IN ('done', 'skipped') AND raw <> '{PRUNED_RAW}' AND updated_at < :before
         ORDER BY updated_at LIMIT :limit
     )
-    RETURNING seq
+    RETURNING id
 """
 
 DELETE_DEAD = """
@@ -36,7 +38,7 @@ DELETE_DEAD = """
         WHERE status = 'dead' AND updated_at < :before
         ORDER BY updated_at LIMIT :limit
     )
-    RETURNING seq
+    RETURNING id
 """
 
 
@@ -50,9 +52,17 @@ STATEMENTS = {"payload": _per_backend(PRUNE_PAYLOADS), "dead": _per_backend(DELE
 
 async def prune_payloads(db: Database, before: str, limit: int) -> int:
     """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
-    return len(await db.fetch(STATEMENTS["payload"][db.backend], {"before": before, "limit": limit}))
+    return await _pruning(db, STATEMENTS["payload"][db.backend], before, limit)
 
 
 async def delete_dead(db: Database, before: str, limit: int) -> int:
     """Delete up to `limit` dead events that died before `before`; how many."""
-    return len(await db.fetch(STATEMENTS["dead"][db.backend], {"before": before, "limit": limit}))
+    return await _pruning(db, STATEMENTS["dead"][db.backend], before, limit)
+
+
+async def _pruning(db: Database, sql: str, before: str, limit: int) -> int:
+    """Run a pruning statement, then delete the trace contexts of the events it pruned; how many it pruned."""
+    ids = [str(row["id"]) for row in await db.fetch(sql, {"before": before, "limit": limit})]
+    if ids:
+        await db.execute(*delete_traces(ids))
+    return len(ids)

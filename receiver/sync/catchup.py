@@ -9,6 +9,9 @@
 - A stuck cursor: Altinn filters a page for authorisation after paging it, so a page can come back empty with no
   `next` while later events exist. A run that cannot move the cursor although pushes for the key have arrived since
   its last move (older than Altinn's 30 s pull lag, so the pull API would show them) warns and counts it.
+- `altinn_receiver_catchup_lag_seconds` says how far behind the pull API a cursor is: the age of the last event a run
+  has read while it pages, 0 once a run has reached the end. While traces are on, each run is a `catchup` span with
+  a `catchup page` span per page, and the events a page enqueues are stored with its traceparent.
 """
 
 from __future__ import annotations
@@ -17,22 +20,25 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from receiver.altinn import AltinnClients, AltinnError
 from receiver.config import Config, SubscriptionConfig
+from receiver.observability import tracing
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
 from receiver.store.interface import Database
 from receiver.store.records import NewEvent
-from receiver.timeutil import now, now_iso, to_iso
+from receiver.timeutil import now, now_iso, parse_iso, to_iso
 from receiver.web.cloudevent import InvalidEvent, to_new_event
 
 if TYPE_CHECKING:
@@ -66,6 +72,8 @@ class RunResult:
     stuck_pushes: int = 0
     error: str = ""
     finished_at: str = ""
+    last_event_time: str = ""
+    """The `time` of the last event read (as Altinn wrote it); "" before the first page."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -76,7 +84,7 @@ class RunResult:
 class CatchupMetrics:
     """`altinn_receiver_catchup_*` on the receiver's registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, keys: Sequence[SubscriptionConfig]) -> None:
         labels = ["resource", "subject", "type"]
         self.events = Counter(
             "altinn_receiver_catchup_events",
@@ -96,8 +104,11 @@ class CatchupMetrics:
             labels,
             registry=registry,
         )
+        self.lag = CatchupLag(registry, keys)
 
     def record(self, result: RunResult) -> None:
+        if not result.error:
+            self.lag.behind[result.key] = None
         labels = _labels(result.key)
         for outcome in ("enqueued", "duplicates", "invalid", "skipped"):
             count = getattr(result, outcome)
@@ -107,6 +118,37 @@ class CatchupMetrics:
             self.last_success.labels(**labels).set(time.time())
         if result.stuck_pushes:
             self.stuck.labels(**labels).inc()
+
+
+class CatchupLag(Collector):
+    """`altinn_receiver_catchup_lag_seconds{resource,subject,type}`, computed when scraped, so a run that stopped
+    half-way (Altinn failing) shows a lag that keeps growing."""
+
+    NAME = "altinn_receiver_catchup_lag_seconds"
+
+    def __init__(self, registry: CollectorRegistry, keys: Sequence[SubscriptionConfig]) -> None:
+        self.behind: dict[SubscriptionConfig, datetime | None] = dict.fromkeys(keys)
+        """Per key: the time of the last event read by a run that has not reached the end; None once one has."""
+        registry.register(self)
+
+    def paged(self, result: RunResult) -> None:
+        """A run read a page: its cursor is as far behind as the page's last event is old."""
+        try:
+            self.behind[result.key] = parse_iso(result.last_event_time)
+        except ValueError:  # an event without a time: behind by as long as the run takes from here
+            self.behind[result.key] = now()
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            self.NAME,
+            "How far behind Altinn's pull API the catch-up cursor is: the age of the last event read by a run that has "
+            "not reached the end yet; 0 once a run has.",
+            labels=["resource", "subject", "type"],
+        )
+        at = now()
+        for key, since in self.behind.items():
+            family.add_metric(list(_labels(key).values()), max((at - since).total_seconds(), 0.0) if since else 0.0)
+        yield family
 
 
 def _labels(key: SubscriptionConfig) -> dict[str, str]:
@@ -135,19 +177,24 @@ async def catch_up(
     result = RunResult(key=key, after=cursor.after if cursor else "0")
     if cursor is None:
         await state.move_cursor(conn, key, result.after)
-    async for page in events.iter_pages(
+    pages = events.iter_pages(
         key.resource, result.after, subject=key.subject or None, types=(key.type,) if key.type else (), size=page_size
-    ):
-        if not page.events:
-            break
-        if enqueue:
-            await _enqueue(page.events, result, insert)
-        else:
-            result.skipped += len(page.events)
-        result.read += len(page.events)
-        result.after = str(page.events[-1].get("id") or page.next_after or result.after)
-        result.pages += 1
-        await state.move_cursor(conn, key, result.after)
+    )
+    while True:
+        with tracing.span("catchup page", attributes={"altinn_receiver.after": result.after}) as span:
+            page = await anext(pages, None)
+            if page is None or not page.events:
+                break
+            span.set({"altinn_receiver.events": len(page.events)})
+            if enqueue:
+                await _enqueue(page.events, result, insert)
+            else:
+                result.skipped += len(page.events)
+            result.read += len(page.events)
+            result.after = str(page.events[-1].get("id") or page.next_after or result.after)
+            result.last_event_time = str(page.events[-1].get("time") or "")
+            result.pages += 1
+            await state.move_cursor(conn, key, result.after)
         if on_page is not None:
             on_page(result)
     if cursor is not None and result.pages == 0:
@@ -218,20 +265,24 @@ async def run_all(
     """A run for every configured subscription key (or `keys`); an Altinn error ends that key's run, not the rest."""
     results = []
     for key in dict.fromkeys(config.subscriptions if keys is None else keys):
-        try:
-            result = await catch_up(
-                conn,
-                clients.events,
-                key,
-                insert,
-                start=config.catchup.start,
-                pull_lag=pull_lag,
-                page_size=page_size,
-                on_page=on_page,
-            )
-        except AltinnError as exc:
-            cursor = await state.get_cursor(conn, key)
-            result = RunResult(key=key, after=cursor.after if cursor else "0", error=redact(str(exc)))
+        attributes = {"altinn_receiver.resource": key.resource, "altinn_receiver.type": key.type}
+        with tracing.span("catchup", attributes=attributes) as span:
+            try:
+                result = await catch_up(
+                    conn,
+                    clients.events,
+                    key,
+                    insert,
+                    start=config.catchup.start,
+                    pull_lag=pull_lag,
+                    page_size=page_size,
+                    on_page=on_page,
+                )
+            except AltinnError as exc:
+                cursor = await state.get_cursor(conn, key)
+                result = RunResult(key=key, after=cursor.after if cursor else "0", error=redact(str(exc)))
+                span.fail(result.error, type(exc).__qualname__)
+            span.set({"altinn_receiver.pages": result.pages, "altinn_receiver.enqueued": result.enqueued})
         results.append(result)
     return results
 
@@ -281,11 +332,12 @@ class CatchupService:
         return body
 
     async def _run(self, runtime: Runtime, clients: AltinnClients) -> None:
-        metrics = CatchupMetrics(runtime.metrics.registry)
+        metrics = CatchupMetrics(runtime.metrics.registry, runtime.config.subscriptions)
         progress = Progress()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
-            added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup") for e in events))
+            traceparent = tracing.traceparent()  # the page's span
+            added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup", traceparent) for e in events))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
             if any(added):
                 runtime.notify_new_events()
@@ -293,6 +345,7 @@ class CatchupService:
 
         def on_page(result: RunResult) -> None:
             self._running = result
+            metrics.lag.paged(result)
             progress(result)
 
         try:

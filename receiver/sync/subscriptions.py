@@ -8,6 +8,8 @@
   deleted only once its successor has been validated for `cache_lifetime` (Altinn caches subscriptions for an hour).
 - "Our" subscriptions are those whose endpoint equals `public_url` when compared without the query string.
 
+While traces are on, each call of `SubscriptionManager` to Altinn (register, refresh, survey, delete) is a span.
+
 The code never leaves this module unredacted: outputs show `?code=***`, the store keeps a fingerprint.
 """
 
@@ -30,6 +32,7 @@ from prometheus_client import Gauge
 from receiver.altinn import AltinnClients, AltinnError, PermanentError
 from receiver.config import Config, ReceiverConfig, SubscriptionConfig, check_resource_urn
 from receiver.durations import format_duration
+from receiver.observability import tracing
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import state
@@ -254,6 +257,7 @@ class SubscriptionManager:
     def wanted(self) -> tuple[SubscriptionConfig, ...]:
         return check_wanted(self.config)
 
+    @tracing.traced("subscription register")
     async def register(self, key: SubscriptionConfig) -> state.SubscriptionRecord:
         """POST the subscription (an identical body every time: Altinn answers with the same id)."""
         if not self.receiver.public_url:
@@ -274,6 +278,7 @@ class SubscriptionManager:
         )
         return record
 
+    @tracing.traced("subscription refresh")
     async def refresh(self, record: state.SubscriptionRecord) -> state.SubscriptionRecord | None:
         """Ask Altinn about one subscription; None (and forgotten) when it no longer exists there."""
         try:
@@ -297,6 +302,7 @@ class SubscriptionManager:
             superseded=standing != "current",
         )
 
+    @tracing.traced("subscriptions survey")
     async def survey(self) -> list[SubscriptionView]:
         """List Altinn's subscriptions, compare with the config, and bring the store's records up to date."""
         existing = await self.events.list_subscriptions()
@@ -310,6 +316,7 @@ class SubscriptionManager:
             await state.forget_subscription(self.conn, altinn_id)
         return compare(self.wanted(), existing, self.receiver, validated_at, self.cache_lifetime)
 
+    @tracing.traced("subscription delete")
     async def delete(self, altinn_id: int) -> None:
         await self.events.delete_subscription(altinn_id)
         await state.forget_subscription(self.conn, altinn_id)

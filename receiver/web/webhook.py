@@ -3,7 +3,11 @@
 A plain ASGI endpoint (no Request object) because this is the hot path. The checks run cheapest first and each
 answer says what was wrong: 403 (source address outside `trusted_networks`), 401 (wrong or missing code, no detail),
 503 (draining), 415 (content type), 413 (body over `max_body_bytes`, read no further), 400 (not one valid CloudEvent,
-naming the attribute), 503 + Retry-After (the store could not commit), 200 (committed, or a repeated id).
+naming the attribute), 503 + Retry-After (the store could not commit), 500 (the store refused this one event's
+values; the events beside it are stored), 200 (committed, or a repeated id).
+
+While traces are on, each request is a server span (`POST /events`, with the event's id, type and outcome), and a
+new event is stored with that span's traceparent, so that its dispatch links back to it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from receiver.config import ReceiverConfig
+from receiver.observability import tracing
 from receiver.runtime import Runtime
-from receiver.store.errors import StoreError
+from receiver.store.errors import EventRefused, StoreError
 from receiver.web.cloudevent import VALIDATION_TYPE, InvalidEvent, from_binary, from_structured, subscription_id
 
 Scope = MutableMapping[str, Any]
@@ -87,6 +92,26 @@ class Ingest:
 
     async def respond(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer one request; returns the status sent (0 when the client left before sending its body)."""
+        if tracing.on():
+            return await self.respond_traced(scope, receive, send)
+        return await self.respond_untraced(scope, receive, send)
+
+    async def respond_traced(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """`respond_untraced` inside a server span; the access line gets the span's ids. Never the query string."""
+        route = scope["path"]
+        attributes = {"http.request.method": scope["method"], "http.route": route, "url.path": route}
+        with tracing.span(f"{scope['method']} {route}", kind="server", attributes=attributes) as span:
+            status = await self.respond_untraced(scope, receive, send)
+            fields = scope[LOG_FIELDS]
+            span.set({"http.response.status_code": status, "altinn_receiver.outcome": fields.get("outcome", "")})
+            if "event_id" in fields:
+                span.set({"cloudevents.event_id": fields["event_id"], "cloudevents.event_type": fields["type"]})
+            if status >= 500:
+                span.fail(f"HTTP {status}: {fields.get('outcome', '')}")
+            fields.update(tracing.log_ids())
+        return status
+
+    async def respond_untraced(self, scope: Scope, receive: Receive, send: Send) -> int:
         started = time.perf_counter()
         fields: dict[str, Any] = {}
         scope[LOG_FIELDS] = fields
@@ -194,13 +219,17 @@ class Ingest:
                 await runtime.writer.record_validation(event.id, subscription_id(event.source), event.source)
                 runtime.metrics.validations.inc()
                 fields["outcome"] = "validation"
-            elif await runtime.writer.insert_event(event, "push"):
+            elif await runtime.writer.insert_event(event, "push", tracing.traceparent()):
                 runtime.metrics.received_by_channel["push"].inc()
                 runtime.notify_new_events()
                 fields["outcome"] = "stored"
             else:
                 runtime.metrics.duplicates.inc()
                 fields["outcome"] = "duplicate"
+        except EventRefused as exc:
+            fields["outcome"] = "store_refused"
+            fields["error"] = str(exc)
+            return 500, _PROBLEM, problem(500, "Event not stored", f"{exc}: sending it again will not change that")
         except StoreError as exc:
             fields["outcome"] = "store_unavailable"
             fields["error"] = str(exc)

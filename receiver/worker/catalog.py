@@ -15,7 +15,15 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from handlers.api import Duration
 from receiver.config import Config, ConfigError
-from receiver.worker.pipelines import BUILTINS, ENTRY_POINT_GROUP, create_handler, pipeline_configs, resolve_handler
+from receiver.worker.pipelines import (
+    BUILTINS,
+    ENTRY_POINT_GROUP,
+    OPTIONAL,
+    create_handler,
+    missing_extra,
+    pipeline_configs,
+    resolve_handler,
+)
 from receiver.worker.steps import duration_text
 
 Kind = Literal["builtin", "entry point", "path"]
@@ -54,6 +62,9 @@ class HandlerInfo:
     error: str = ""
     distribution: dict[str, str] | None = None
     """An entry point's distribution: {"name": ..., "version": ...}."""
+    extra: str = ""
+    """The optional extra of the package a built-in needs, when it is not installed (`error` says how to install
+    it): the installation lacks it by choice, nothing is broken."""
 
     @property
     def loaded(self) -> bool:
@@ -67,7 +78,7 @@ class HandlerInfo:
 
 def catalog(config: Config | None = None) -> list[HandlerInfo]:
     """Every built-in, every installed entry point, and the dotted paths `config` names, in that order."""
-    found = [_loaded(name, "builtin", "builtin", target, _resolver(name)) for name, target in BUILTINS.items()]
+    found = [_builtin(name, target) for name, target in BUILTINS.items()]
     taken = set(BUILTINS)
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         found.append(_from_entry_point(entry_point, taken))
@@ -75,6 +86,12 @@ def catalog(config: Config | None = None) -> list[HandlerInfo]:
     for path in _dotted_paths(config):
         found.append(_loaded(path, "path", path, path, _resolver(path)))
     return found
+
+
+def _builtin(name: str, target: str) -> HandlerInfo:
+    if name in OPTIONAL and (missing := missing_extra(name)):
+        return HandlerInfo(name, "builtin", "builtin", target, error=missing, extra=OPTIONAL[name][0])
+    return _loaded(name, "builtin", "builtin", target, _resolver(name))
 
 
 def _resolver(target: str) -> Callable[[], Callable[[], Any]]:

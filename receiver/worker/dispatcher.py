@@ -8,6 +8,9 @@ ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_
 (`worker/steps.py`), over one `HandlerStore` per run; `_keep_leases` renews every claim in one statement; `stop`
 gives back what did not finish and closes the handlers.
 
+While traces are on, each run is a `dispatch` span linked to the span the event arrived in (its traceparent is stored
+with it), with a child span per handler step; the Altinn calls a handler makes are children of its step's span.
+
 The database is the dispatcher's own, opened for background work (on SQLite `synchronous=NORMAL`, store/db.py says
 what that keeps): its claims, the `store` handler's rows and the outcomes are single short statements that do not
 wait for an fsync each, so they hold SQLite's write lock, which the webhook's writer needs for every
@@ -32,17 +35,19 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from handlers.api import Event
+from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
+from receiver.observability import tracing
 from receiver.observability.logs import log_context
 from receiver.store import queue
 from receiver.store.errors import StoreError
 from receiver.store.handler_store import HandlerStore
 from receiver.store.interface import Database
 from receiver.store.records import InboxRecord
-from receiver.worker.outcomes import OUTCOMES, Outcome, decide, failure
+from receiver.store.traces import traceparent_of
+from receiver.worker.outcomes import OUTCOMES, STEP_OUTCOMES, Outcome, decide, failure, short, step_outcome
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
-from receiver.worker.steps import run_step, step_context, within
+from receiver.worker.steps import StepTimeout, run_step, step_context, within
 
 if TYPE_CHECKING:
     from receiver.runtime import Runtime
@@ -80,20 +85,58 @@ def event_from_record(record: InboxRecord) -> Event:
     )
 
 
+SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
 class DispatchMetrics:
-    def __init__(self, registry: CollectorRegistry, running: Any) -> None:
+    """Runs by how they ended, and steps by handler. Every label set a run or step can end with is there from the
+    start (at 0), so that `increase()` sees the first one."""
+
+    def __init__(self, registry: CollectorRegistry, running: Any, pipelines: Pipelines) -> None:
         self.outcomes = Counter(
-            "altinn_receiver_dispatch_outcomes", "Pipeline runs by how they ended.", ["status"], registry=registry
+            "altinn_receiver_dispatch_outcomes",
+            "Pipeline runs by how they ended (status), the types glob of the pipeline that matched (type) and the "
+            'handler the run ended at (handler: the one that failed, or the last; "" when none ran).',
+            ["status", "type", "handler"],
+            registry=registry,
         )
-        self.by_status = {status: self.outcomes.labels(status) for status in OUTCOMES}
         self.seconds = Histogram(
             "altinn_receiver_dispatch_seconds",
             "Time one event's pipeline ran.",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            buckets=SECONDS_BUCKETS,
             registry=registry,
         )
         self.running = Gauge("altinn_receiver_dispatch_running", "Pipelines running now.", registry=registry)
         self.running.set_function(running)
+        self.steps = Counter(
+            "altinn_receiver_step",
+            "Handler steps run, by handler and how they ended (ok, retry, pause, timeout, permanent, cancelled).",
+            ["handler", "outcome"],
+            registry=registry,
+        )
+        self.step_seconds = Histogram(
+            "altinn_receiver_step_seconds",
+            "Time one handler step ran.",
+            ["handler"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.outcomes.labels("skipped", "", "")
+        for pipeline in pipelines.pipelines:
+            for pattern in pipeline.types:
+                self.outcomes.labels("dead", pattern, "")
+                self.outcomes.labels("done", pattern, pipeline.steps[-1].name if pipeline.steps else "")
+                for step in pipeline.steps:
+                    self.outcomes.labels("retrying", pattern, step.name)
+                    self.outcomes.labels("dead", pattern, step.name)
+        for name in pipelines.steps:
+            self.step_seconds.labels(name)
+            for outcome in STEP_OUTCOMES:
+                self.steps.labels(name, outcome)
+
+    def step(self, handler: str, outcome: str, seconds: float) -> None:
+        self.steps.labels(handler, outcome).inc()
+        self.step_seconds.labels(handler).observe(seconds)
 
 
 class Dispatcher:
@@ -130,7 +173,7 @@ class Dispatcher:
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._receiver_metrics = runtime.metrics
-        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases))
+        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases), self.pipelines)
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
         # The database, the listener and the handlers' `start` are the only waits, and the last: a start that fails
@@ -157,7 +200,8 @@ class Dispatcher:
         """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
         for step in self.pipelines.steps.values():
             ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._db), results={},
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
                 await within(step.handler.start(ctx), step.timeout, f"{step.name}:start")
             except Exception as exc:
@@ -218,13 +262,29 @@ class Dispatcher:
             log.error("dispatching an event failed", exc_info=task.exception())
 
     async def _run(self, record: InboxRecord) -> None:
+        links = [await traceparent_of(self._db, record.id)] if tracing.on() else []
+        attributes: tracing.Attributes = {
+            "cloudevents.event_id": record.id,
+            "cloudevents.event_type": record.type,
+            "altinn_receiver.attempt": record.attempts,
+        }
+        with tracing.span("dispatch", kind="consumer", attributes=attributes, links=links) as span:
+            await self._dispatch(record, span)
+
+    async def _dispatch(self, record: InboxRecord, span: tracing.Span) -> None:
         started = time.perf_counter()
+        pipeline = self.pipelines.for_type(record.type)
+        pattern = (pipeline.pattern(record.type) or "") if pipeline is not None else ""
         with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
-            outcome = await self._outcome(record)
+            outcome = await self._outcome(record, pipeline)
         del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
         decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
+        span.set({"altinn_receiver.outcome": status, "altinn_receiver.pipeline": pattern})
+        span.set({"altinn_receiver.handler": outcome.step})
+        if status in ("retrying", "dead"):
+            span.fail(reason)
         try:
             ours = await queue.finish(
                 self._db, record.seq, self.owner, status, reason, next_attempt_at, count_attempt=decision.counts
@@ -240,7 +300,7 @@ class Dispatcher:
             log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
             return
         self._counts[status] += 1
-        self._metrics.by_status[status].inc()
+        self._metrics.outcomes.labels(status, pattern, outcome.step).inc()
         self._metrics.seconds.observe(seconds)
         if status == "retrying":
             log.warning("event will be retried", extra={**fields, "reason": reason, "next_attempt_at": next_attempt_at})
@@ -249,10 +309,9 @@ class Dispatcher:
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
-    async def _outcome(self, record: InboxRecord) -> Outcome:
+    async def _outcome(self, record: InboxRecord, pipeline: Pipeline | None) -> Outcome:
         if record.pruned:  # replayed by a release that did not know about retention
             return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
-        pipeline = self.pipelines.for_type(record.type)
         if pipeline is None:
             return Outcome("skipped", f"no pipeline for type {record.type}")
         if record.attempts > self.settings.max_attempts:
@@ -266,12 +325,32 @@ class Dispatcher:
         store = HandlerStore(self._db)  # one per run, shared by its steps
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
-                               altinn=self._altinn, metrics=self._receiver_metrics)  # fmt: skip
-            try:
-                await run_step(step.handler, event, ctx, step.timeout)
-            except Exception as exc:
-                return failure(step.name, exc)
-        return Outcome("done")
+                               altinn=self._altinn, metrics=self._receiver_metrics,
+                               backoff_cap=self.settings.backoff_cap)  # fmt: skip
+            with tracing.span(f"handler {step.name}", attributes={"altinn_receiver.handler": step.name}) as span:
+                failed = await self._run_step(step, event, ctx, span)
+            if failed is not None:
+                return failed
+        return Outcome("done", step=pipeline.steps[-1].name if pipeline.steps else "")
+
+    async def _run_step(self, step: Step, event: Event, ctx: Context[Any], span: tracing.Span) -> Outcome | None:
+        """One step, counted and timed by how it ended: None when it succeeded, else what its failure means."""
+        started = time.perf_counter()
+        try:
+            await run_step(step.handler, event, ctx, step.timeout)
+        except asyncio.CancelledError:
+            self._metrics.step(step.name, "cancelled", time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            outcome = failure(step.name, exc)
+            ended = "timeout" if isinstance(exc, StepTimeout) else step_outcome(outcome)
+            self._metrics.step(step.name, ended, time.perf_counter() - started)
+            span.set({"altinn_receiver.outcome": ended})
+            span.fail(short(outcome.reason), type(exc).__qualname__)
+            return outcome
+        self._metrics.step(step.name, "ok", time.perf_counter() - started)
+        span.set({"altinn_receiver.outcome": "ok"})
+        return None
 
     async def _keep_leases(self) -> None:
         """Every third of `lease`, renew the claims of all running and ready events in one statement. A claim that is

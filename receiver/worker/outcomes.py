@@ -16,6 +16,8 @@ from receiver.observability.logs import redact
 from receiver.timeutil import age_seconds, iso_after
 
 OUTCOMES = ("done", "retrying", "dead", "skipped")
+STEP_OUTCOMES = ("ok", "retry", "pause", "timeout", "permanent", "cancelled")
+"""How one handler step ended: the `outcome` label of `altinn_receiver_step_total`."""
 REASON_LIMIT = 300
 
 
@@ -27,6 +29,8 @@ class Outcome:
     """For `retrying`: wait at least this long (a handler's RetryLater(after=...) or Altinn's Retry-After)."""
     counts: bool = True
     """For `retrying`: False for a handler's pause (RetryLater(attempt=False)), which uses up no attempt."""
+    step: str = ""
+    """The handler the run ended at: the one that failed, or the last one; "" when none ran."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,21 @@ def short(reason: str) -> str:
 def failure(step: str, exc: Exception) -> Outcome:
     """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
     if isinstance(exc, RetryLater):
-        return Outcome("retrying", f"{step}: {exc.reason}", exc.after, counts=exc.attempt)
+        return Outcome("retrying", f"{step}: {exc.reason}", exc.after, counts=exc.attempt, step=step)
     if isinstance(exc, TransientError):
-        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after)
+        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after, step=step)
     if isinstance(exc, Permanent):
-        return Outcome("dead", f"{step}: {exc.reason}")
+        return Outcome("dead", f"{step}: {exc.reason}", step=step)
     if isinstance(exc, PermanentError):
-        return Outcome("dead", f"{step}: {exc.message}")
-    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}")
+        return Outcome("dead", f"{step}: {exc.message}", step=step)
+    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}", step=step)
+
+
+def step_outcome(outcome: Outcome) -> str:
+    """The step outcome (`STEP_OUTCOMES`) of a step that failed with `outcome` (a timeout is the caller's to tell)."""
+    if outcome.status == "dead":
+        return "permanent"
+    return "retry" if outcome.counts else "pause"
 
 
 def decide(outcome: Outcome, attempts: int, received_at: str, settings: DispatchConfig, rng: random.Random) -> Decision:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,10 +32,18 @@ BUILTINS: dict[str, str] = {
     "download_attachments": "handlers.download_attachments:DownloadAttachments",
     "store": "handlers.store:Store",
     "forward_http": "handlers.forward_http:ForwardHttp",
+    "forward_amqp": "handlers.forward_amqp:ForwardAmqp",
+    "forward_nats": "handlers.forward_nats:ForwardNats",
     "mark_as_read": "handlers.mark_as_read:MarkAsRead",
     "confirm": "handlers.confirm:Confirm",
     "log": "handlers.log:Log",
 }
+
+OPTIONAL: dict[str, tuple[str, str]] = {
+    "forward_amqp": ("amqp", "aio_pika"),
+    "forward_nats": ("nats", "nats"),
+}
+"""The built-ins whose client is an optional extra of the package: (the extra, the module it installs)."""
 
 DEFAULT_PIPELINES: dict[str, tuple[PipelineConfig, ...]] = {
     "service-owner": (
@@ -74,7 +83,11 @@ class Pipeline:
     steps: tuple[Step, ...]
 
     def matches(self, event_type: str) -> bool:
-        return any(fnmatchcase(event_type, pattern) for pattern in self.types)
+        return self.pattern(event_type) is not None
+
+    def pattern(self, event_type: str) -> str | None:
+        """The first of `types` that `event_type` matches (a label of few values, unlike the type itself)."""
+        return next((pattern for pattern in self.types if fnmatchcase(event_type, pattern)), None)
 
     def describe(self) -> str:
         return " → ".join(step.name for step in self.steps)
@@ -211,6 +224,8 @@ def handler_options(handler: Handler, raw: Mapping[str, Any], key: str, target: 
 def resolve_handler(target: str, key: str) -> Callable[[], Any]:
     """A built-in, an entry point of `altinn_receiver.handlers`, or `package.module:Name`; ConfigError otherwise."""
     if target in BUILTINS:
+        if target in OPTIONAL and (missing := missing_extra(target)):
+            raise ConfigError(key, missing)
         return _import(BUILTINS[target], key)
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == target]
     if found:
@@ -227,6 +242,17 @@ def resolve_handler(target: str, key: str) -> Callable[[], Any]:
         key,
         f"unknown handler {target!r}: not a built-in ({', '.join(BUILTINS)}), not installed as an entry point in "
         f"group {ENTRY_POINT_GROUP}, and not a dotted path package.module:Name",
+    )
+
+
+def missing_extra(builtin: str) -> str:
+    """Why an optional built-in cannot run here (its extra is not installed), or "" when it can."""
+    extra, module = OPTIONAL[builtin]
+    if importlib.util.find_spec(module) is not None:
+        return ""
+    return (
+        f"handler {builtin!r} needs the optional extra {extra!r}, which is not installed: "
+        f"pip install 'altinn-receiver[{extra}]'"
     )
 
 

@@ -62,6 +62,7 @@ def step_context(
     results: dict[str, Any],
     altinn: AltinnClients | None,
     metrics: Metrics,
+    backoff_cap: float,
 ) -> Context[Any]:
     """A step's `Context`: its log lines name the handler and, for a run, the event (none for `start`)."""
     bound: dict[str, Any] = {"handler": step_name}
@@ -74,6 +75,8 @@ def step_context(
         log=EventLog(logging.getLogger(f"handlers.{step_name}"), bound),
         options=options,
         metrics=metrics,
+        name=step_name,
+        backoff_cap=backoff_cap,
     )
 
 

@@ -19,13 +19,21 @@ from receiver.store.migrations import (
     m0002_correspondence_attachments,
     m0003_inbox_heads,
     m0004_retention,
+    m0005_trace_context,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
 __all__ = ["ANY_BACKEND", "LATEST", "MIGRATIONS", "Migration"]
 
 MIGRATIONS: tuple[Migration, ...] = tuple(
-    module.MIGRATION for module in (m0001_initial, m0002_correspondence_attachments, m0003_inbox_heads, m0004_retention)
+    module.MIGRATION
+    for module in (
+        m0001_initial,
+        m0002_correspondence_attachments,
+        m0003_inbox_heads,
+        m0004_retention,
+        m0005_trace_context,
+    )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
     raise AssertionError(f"migrations must be numbered 1, 2, 3, … in order: {[m.version for m in MIGRATIONS]}")

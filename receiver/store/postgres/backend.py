@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from receiver.store.errors import StoreError
-from receiver.store.interface import POSTGRESQL, Backup, Database, Migrated, Writer
+from receiver.store.interface import POSTGRESQL, Backup, Checked, Database, Migrated, Writer
 from receiver.store.migrations import Migration
 from receiver.store.postgres import migrate
 from receiver.store.postgres.connection import PostgresDatabase, connect, describe, display
@@ -57,6 +57,11 @@ class PostgresBackend:
                 conn.execute(migrate.STOP_SERVING)
         return "" if free else f"a receiver is serving from the store {self.location}: stop it first"
 
+    def check_integrity(self) -> Checked | None:
+        """Nothing to check from outside: the server checks its own pages (data checksums, when the cluster has
+        them on), and a damaged page fails the statement that reads it with an error of its own."""
+        return None
+
     def migrate(self) -> Migrated:
         return migrate.migrate(self.url)
 
@@ -75,7 +80,7 @@ class PostgresBackend:
     async def writer(self) -> Writer:
         writer = PostgresWriter(self.url)
         try:
-            await writer.probe()
+            await writer.ready(0)
         except BaseException:
             await writer.aclose()
             raise
