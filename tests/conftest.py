@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from receiver.config import StoreConfig
-from tests.store_backends import BACKENDS, POSTGRES_SERVER, drop_database, new_database, new_schema, new_store_config
+from tests.store_backends import (
+    BACKENDS,
+    POSTGRES_SERVER,
+    close_sessions,
+    drop_database,
+    new_database,
+    new_schema,
+    new_store_config,
+)
 
 # Properties here drive a real server over loopback: no per-example deadline, and module-scoped servers are meant.
 settings.register_profile(
@@ -24,6 +32,13 @@ settings.register_profile(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100000")),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "test"))
+
+
+@pytest.fixture(autouse=True)
+def _store_sessions() -> Iterator[None]:
+    """The PostgreSQL stores a test's helpers opened are closed when it ends (tests/store_backends.py: `Session`)."""
+    yield
+    close_sessions()
 
 
 @pytest.fixture(scope="session")

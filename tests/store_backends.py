@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -65,8 +66,16 @@ def store_toml(store: StoreConfig) -> str:
 
 
 def run_on(store: StoreConfig, work: Callable[[Database], Awaitable[T]], *, migrate: bool = True) -> T:
-    """`work` on the store (brought to this code's schema first, as `serve` does), in an event loop of its own."""
+    """`work` on the store (brought to this code's schema first, as `serve` does): on an SQLite file in an event loop
+    and on a connection of its own, closed after it (a test may need the file free); on PostgreSQL on the test's
+    `Session` with the store."""
     backend = open_backend(store)
+    if store.url:
+        if migrate:
+            backend.migrate()
+        with _opening:
+            session = _sessions.get(store.url) or _sessions.setdefault(store.url, Session(backend))
+        return session.run(work)
 
     async def main() -> T:
         if migrate:
@@ -78,6 +87,51 @@ def run_on(store: StoreConfig, work: Callable[[Database], Awaitable[T]], *, migr
             await db.close()
 
     return asyncio.run(main())
+
+
+class Session:
+    """A PostgreSQL store open for a test's many small reads and writes: one pool, on an event loop in a thread of its
+    own, for all of them (opening a pool for each, with its version check, took longer than most statements)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-store-session", daemon=True)
+        self._thread.start()
+        try:
+            self._db = self._call(backend.connect())
+        except BaseException:
+            self._stop()
+            raise
+
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def run(self, work: Callable[[Database], Awaitable[T]]) -> T:
+        async def call() -> T:
+            return await work(self._db)
+
+        return self._call(call())
+
+    def close(self) -> None:
+        try:
+            self._call(self._db.close())
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+_sessions: dict[str, Session] = {}
+_opening = threading.Lock()
+
+
+def close_sessions() -> None:
+    """Close the sessions the test opened (tests/conftest.py, after each test)."""
+    while _sessions:
+        _sessions.popitem()[1].close()
 
 
 def rows(store: StoreConfig, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
