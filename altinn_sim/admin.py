@@ -14,7 +14,7 @@ from altinn_sim.cloudevent import problems
 from altinn_sim.correspondence_model import Attachment, Correspondence
 from altinn_sim.faults import FaultRule
 from altinn_sim.resources import RESOURCE_PREFIX
-from altinn_sim.responses import ApiError, read_json
+from altinn_sim.responses import ApiError, EscapedJSONResponse, read_json
 from altinn_sim.seed import ATTACHMENT_KINDS, SEED_SENDER_ORG, TEMPLATES, make_attachments
 from altinn_sim.sending import recipient_urn
 from receiver.timeutil import iso_after
@@ -152,10 +152,18 @@ def _attachment_action(
 
 
 async def publish_events(request: Request) -> Response:
-    """Body: an event or a list of events; `?push=false` stores them for the pull API only."""
+    """Body: an event or a list of events; `?push=false` stores them for the pull API only. `?check=false` (a test
+    facility) stores JSON objects for the pull API exactly as given, unchecked and never pushed: what a broken or
+    hostile pull API could serve. Each needs a `resource` for pull pages to select it."""
     sim: SimState = request.app.state.sim
     push = request.query_params.get("push", "true").lower() != "false"
     events = as_list(await read_json(request))
+    if request.query_params.get("check", "true").lower() == "false":
+        if not all(isinstance(event, dict) for event in events):
+            raise bad_request("check=false takes JSON objects (with a resource, for pull pages to select them)")
+        for event in events:
+            sim.events.register(event)
+        return EscapedJSONResponse({"ids": [event.get("id") for event in events]}, status_code=201)
     for event in events:
         reason = problems(event)
         if reason:
@@ -190,7 +198,7 @@ async def clear_faults(request: Request) -> Response:
 
 async def state(request: Request) -> Response:
     sim: SimState = request.app.state.sim
-    return JSONResponse(sim.snapshot())
+    return EscapedJSONResponse(sim.snapshot())
 
 
 routes = [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from altinn_sim.access import may_see
@@ -18,7 +18,7 @@ from altinn_sim.clock import Clock
 from altinn_sim.cloudevent import PULL_CONTENT_TYPE, normalise, problems, validation_event
 from altinn_sim.delivery import Deliverer, PushSchedule
 from altinn_sim.resources import RESOURCE_PREFIX, Resources
-from altinn_sim.responses import ApiError, empty, problem
+from altinn_sim.responses import ApiError, EscapedJSONResponse, empty, problem
 from altinn_sim.subscriptions import SUBSCRIBE_SCOPE, Subscription, Subscriptions
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Events:
     def publish(self, event: dict[str, Any], push: bool = True) -> dict[str, Any]:
         """Register an event; with `push`, deliver it to every matching, validated, authorised subscription."""
         stored = normalise(event)
-        self.log.append(StoredEvent(next(self._sequence), stored, self.clock.now()))
+        self.register(stored)
         if push:
             for subscription in self.subscriptions.matching(stored):
                 if may_see(subscription.owner, self.resources, stored):
@@ -78,6 +78,10 @@ class Events:
                         "event", subscription.id, subscription.endpoint, stored, self.schedule.push_delays
                     )
         return stored
+
+    def register(self, event: dict[str, Any]) -> None:
+        """Put an event in the log for the pull API as it is: `publish` without the producer's checks or a push."""
+        self.log.append(StoredEvent(next(self._sequence), event, self.clock.now()))
 
     def validate(self, subscription: Subscription) -> None:
         """Send the validation handshake; the subscription is validated once an attempt gets a 2xx."""
@@ -92,7 +96,7 @@ class Events:
 
     def page(self, query: PullQuery, caller: Caller) -> list[dict[str, Any]]:
         """One page as getevents.sql pages it, authorisation-filtered after paging (so possibly short)."""
-        after = next((s.sequence for s in self.log if s.event["id"] == query.after), 0)
+        after = next((s.sequence for s in self.log if s.event.get("id") == query.after), 0)
         visible_before = self.clock.now() - self.clock.scaled(self.pull_lag)
         type_patterns = [_like(t) for t in query.types]
         selected = [
@@ -140,9 +144,9 @@ async def pull(request: Request) -> Response:
     headers = {}
     if events:
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
-        query = urlencode([("after", events[-1]["id"]), *rest], safe=":%")
+        query = urlencode([("after", str(events[-1].get("id", ""))), *rest], safe=":%", errors="backslashreplace")
         headers["next"] = f"{sim.base_url}{request.url.path}?{query}"
-    return JSONResponse(events, headers=headers, media_type=PULL_CONTENT_TYPE)
+    return EscapedJSONResponse(events, headers=headers, media_type=PULL_CONTENT_TYPE)
 
 
 async def produce(request: Request) -> Response:

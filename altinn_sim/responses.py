@@ -70,6 +70,14 @@ def json_string(status: int, message: str) -> Response:
     return JSONResponse(message, status_code=status)
 
 
+class EscapedJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped, as System.Text.Json writes it by default: an event stored with
+    text UTF-8 cannot encode (a lone surrogate, from `POST /_sim/events?check=false`) is served as its escape."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def empty(status: int) -> Response:
     return Response(status_code=status)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +68,16 @@ class SimulatorAdmin:
 
     def publish_event(self, event: dict[str, Any], push: bool = True) -> None:
         self._post("/events", event, push=str(push).lower())
+
+    def publish_unchecked(self, events: list[Any]) -> None:
+        """Put JSON objects in the pull API's log as they are, without the producer's checks (`?check=false`): a
+        test facility for what a broken pull API could serve. Sent as ASCII JSON, so lone surrogates travel."""
+        response = self.admin.post(
+            "/events", content=json.dumps(events).encode("ascii"), params={"check": "false"},
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        if response.status_code >= 400:
+            raise RuntimeError(f"simulator admin /events: {response.status_code} {response.text}")
 
     def state_snapshot(self) -> dict[str, Any]:
         response = self.admin.get("/state")

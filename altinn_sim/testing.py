@@ -1,5 +1,5 @@
-"""Helpers for tests that drive the simulator: Maskinporten clients with their own keys, and a webhook that
-records what it is sent."""
+"""Helpers for tests that drive the simulator: Maskinporten clients with their own keys, the form of an upload, and
+a webhook that records what it is sent."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,26 @@ def new_client(sim: RunningSimulator, org: str, scopes: list[str], *, service_ow
         service_owner=service_owner,
     )  # fmt: skip
     return client
+
+
+def upload_form(
+    resource_id: str, recipient: str, file_names: Iterable[str], *, title: str = "Med vedlegg", reference: str = "u-1"
+) -> dict[str, str]:
+    """The form fields of `POST /correspondence/api/v1/correspondence/upload` sending one message to `recipient`
+    with an attachment per file name; the files go in parts named `attachments`, under the same names."""
+    form = {
+        "Correspondence.ResourceId": resource_id,
+        "Correspondence.SendersReference": reference,
+        "Correspondence.Content.Language": "nb",
+        "Correspondence.Content.MessageTitle": title,
+        "Correspondence.Content.MessageBody": "Se vedlegg.",
+        "Recipients[0]": recipient,
+    }
+    for index, name in enumerate(file_names):
+        form[f"Correspondence.Content.Attachments[{index}].FileName"] = name
+        form[f"Correspondence.Content.Attachments[{index}].SendersReference"] = f"v{index}"
+        form[f"Correspondence.Content.Attachments[{index}].DataLocationType"] = "NewCorrespondenceAttachment"
+    return form
 
 
 @dataclass

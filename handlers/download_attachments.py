@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import re
 import unicodedata
 import uuid
@@ -23,26 +24,51 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handlers import AttachmentFile, BaseHandler, Context, Event, OptionError, Permanent
-from receiver.altinn import Attachment, AttachmentUnavailable
+from receiver.altinn import MAX_DOWNLOAD_NAME_BYTES, Attachment, AttachmentUnavailable
 from receiver.timeutil import now
 
 __all__ = ["AttachmentFile", "DownloadAttachments", "safe_file_name"]  # AttachmentFile: plugins imported it from here
 
-MAX_NAME = 200
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+MAX_EXTENSION = 20
+"""Characters of an extension kept when a long name is cut (a longer "extension" is part of the name)."""
+# Never in a name on some filesystem: path separators, Windows' reserved characters, and what a terminal or a file
+# manager would act on or reorder (every control, format, surrogate, private-use or unassigned character, and line
+# and paragraph separators, by Unicode category: ESC, U+202E RIGHT-TO-LEFT OVERRIDE, ...).
+_RESERVED_CHARACTERS = frozenset('/\\:*?"<>|')
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Windows device names, which stay devices whatever extension follows (CON.txt, lpt1.tar.gz; COM¹ too).
+_DEVICE = re.compile(r"CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³]", re.IGNORECASE)
+
+
+def _unsafe(char: str) -> bool:
+    return char in _RESERVED_CHARACTERS or unicodedata.category(char) in _UNSAFE_CATEGORIES
 
 
 def safe_file_name(name: str | None, fallback: str) -> str:
-    """A single path component that is safe on any filesystem: no directories, control characters or leading
-    dots; at most MAX_NAME characters (keeping the extension); `fallback` when nothing is left."""
+    """A single path component that is safe and readable on any filesystem: no directories; each run of reserved,
+    control, format (bidi overrides) or other unsafe characters as one `_`; no leading dots or spaces, no trailing
+    ones (Windows drops them); a Windows device name (`CON.txt`) prefixed with `_`; at most
+    MAX_DOWNLOAD_NAME_BYTES of UTF-8 (room for the download's `.part`), cut on a character boundary with the
+    extension kept; `fallback` when nothing is left. Unique because each attachment has a folder of its own."""
     text = unicodedata.normalize("NFC", name or "")
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = _UNSAFE.sub("_", text).strip().lstrip(".").strip()
-    if len(text) > MAX_NAME:
-        stem, dot, ext = text.rpartition(".")
-        keep = ext[:20] if dot and stem else ""
-        text = text[: MAX_NAME - len(keep) - 1] + "." + keep if keep else text[:MAX_NAME]
-    return text or fallback
+    text = "".join("_" if unsafe else "".join(run) for unsafe, run in itertools.groupby(text, _unsafe))
+    text = text.strip().lstrip(".").rstrip(". ")
+    if _DEVICE.fullmatch(text.split(".", 1)[0].rstrip()):
+        text = "_" + text
+    return _cut(text, MAX_DOWNLOAD_NAME_BYTES) or fallback
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` bytes of UTF-8: the stem cut on a character boundary, a short extension kept."""
+    if len(text.encode()) <= limit:
+        return text
+    stem, dot, extension = text.rpartition(".")
+    if not (dot and stem and len(extension) <= MAX_EXTENSION):
+        stem, extension = text, ""
+    tail = f".{extension}" if extension else ""
+    stem = stem.encode()[: limit - len(tail.encode())].decode("utf-8", errors="ignore").rstrip(". ")
+    return stem + tail
 
 
 def _uuid(value: str, what: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from cloudevents.core.v1.event import CloudEvent
 
 from handlers import AttachmentFile, Context, Event, Permanent
-from receiver.timeutil import parse_iso
+from receiver.timeutil import parse_event_time
 
 Message = TypeVar("Message")
 
@@ -68,7 +68,7 @@ def cloud_event(event: Event, data: Any) -> CloudEvent:
         if getattr(event, name):
             attributes[name] = getattr(event, name)
     if event.time:
-        attributes["time"] = parse_iso(event.time)
+        attributes["time"] = parse_event_time(event.time)
     if data is not None:
         attributes["datacontenttype"] = "application/json"
     return CloudEvent(attributes, data)

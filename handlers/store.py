@@ -19,7 +19,7 @@ from typing import Any
 from handlers import AttachmentFile, BaseHandler, Context, Event
 from handlers import Store as Database  # the name Store is this handler's
 from receiver.altinn import Correspondence
-from receiver.timeutil import now_iso, parse_iso, to_iso
+from receiver.timeutil import now_iso, parse_event_time, parse_iso, to_iso
 
 ATTACHMENT_EXPIRED = "no.altinn.correspondence.attachmentexpired"
 
@@ -105,7 +105,17 @@ EXPIRE_ATTACHMENT = f"""
 
 
 def normalised_time(text: str) -> str:
-    """Altinn's `time` (0-7 fractional digits, Z or offset) in the store's fixed-width UTC form; as is if odd."""
+    """An event's `time` in the store's fixed-width UTC form, read as the webhook read it when it accepted the event
+    (`parse_event_time`); as is if odd (an event stored by a release that accepted more)."""
+    try:
+        return to_iso(parse_event_time(text)) if text else ""
+    except ValueError:
+        return text
+
+
+def normalised_expiry(text: str) -> str:
+    """An attachment's `expirationTime` from the Correspondence API (ISO-8601, UTC without an offset) in the
+    store's form; as is if odd."""
     try:
         return to_iso(parse_iso(text)) if text else ""
     except ValueError:
@@ -144,7 +154,7 @@ def attachment_rows(fetched: Correspondence, downloads: Mapping[str, AttachmentF
                 "file_name": attachment.file_name or "",
                 "checksum": attachment.checksum or "",
                 "status": done.unavailable or attachment.status or "",
-                "expiration_time": normalised_time(attachment.expiration_time or ""),
+                "expiration_time": normalised_expiry(attachment.expiration_time or ""),
                 "path": str(done.path) if done.path is not None else "",
                 "size": done.size,
                 "updated_at": updated_at,

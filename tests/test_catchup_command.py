@@ -1,4 +1,4 @@
-"""`altinn-receiver catchup` by hand: progress on stderr, results as a table or JSON lines, bad events skipped."""
+"""`altinn-receiver catchup` by hand: progress on stderr, results as a table or JSON lines, bad events kept dead."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from receiver.cli.main import main
 from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
 from tests.catchup_support import event, fresh_resource, inbox
+from tests.store_backends import rows
 
 
-def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_its_cursor(
+def test_catchup_enqueues_what_is_new_keeps_an_invalid_event_dead_and_resumes_from_its_cursor(
     tmp_path: Path, store_config: StoreConfig
 ) -> None:
     """On each backend: the command creates a store where there is none (a file; a schema without the tables)."""
@@ -38,7 +39,9 @@ def test_catchup_enqueues_what_is_new_skips_an_invalid_event_and_resumes_from_it
     [result] = [json.loads(line) for line in first.stdout.splitlines()]
     assert (result["read"], result["enqueued"], result["invalid"], result["after"]) == (4, 3, 1, good[2]["id"])
     assert "4 events read, 3 new" in first.stderr
-    assert inbox(store_config) == {e["id"]: "catchup" for e in good}
+    assert inbox(store_config) == {e["id"]: "catchup" for e in (*good, bad)}
+    [dead] = rows(store_config, "SELECT * FROM inbox WHERE status = 'dead'")
+    assert dead["id"] == bad["id"] and "Not-An-Attribute-Name" in dead["last_error"]
     assert table.exit_code == 0 and table.stdout.startswith("RESOURCE")
     [resumed] = [json.loads(line) for line in again.stdout.splitlines()]
     assert (resumed["read"], resumed["enqueued"], resumed["after"]) == (0, 0, good[2]["id"])

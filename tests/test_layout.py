@@ -18,6 +18,7 @@ LAYERS: dict[str, float] = {
     "receiver": 0,  # the package root: __version__
     "receiver.durations": 0,
     "receiver.timeutil": 0,
+    "receiver.text": 0,  # what text can be stored and shown: the doors, the store, the command line
     "receiver.server_thread": 0,
     "receiver.observability.logs": 0,
     "receiver.observability.tracing": 0.25,  # the OpenTelemetry facade: spans carry their ids into log lines

@@ -73,7 +73,14 @@ def test_replay_narrows_by_type_and_received_since(store: OpsStore) -> None:
 
     assert result.exit_code == 0, result.output
     assert json_lines(result.stdout) == [
-        {"dry_run": False, "selected": ["published-recent"], "replayed": 1, "left_alone": [], "pruned": []}
+        {
+            "dry_run": False,
+            "selected": ["published-recent"],
+            "replayed": 1,
+            "left_alone": [],
+            "pruned": [],
+            "refused": [],
+        }
     ]
     assert [store.get(i).status for i in ("published-recent", "read-recent", "published-old")] == [
         "pending",
@@ -129,7 +136,8 @@ def test_replaying_many_shows_progress_on_stderr_and_keeps_stdout_clean(store: O
         await conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
             " INSERT INTO inbox (id, type, source, raw, received_at, channel, status, attempts, last_error, updated_at)"
-            " SELECT 'bulk-' || i, 'no.altinn.correspondence.correspondencepublished', 's', '{}',"
+            " SELECT 'bulk-' || i, 'no.altinn.correspondence.correspondencepublished', 's',"
+            """ '{"specversion":"1.0","id":"bulk-' || i || '","type":"published","source":"s"}',"""
             " '2026-01-01T00:00:00.000000Z', 'push', 'dead', 12, 'boom', '2026-01-01T00:00:00.000000Z' FROM n"
         )
 

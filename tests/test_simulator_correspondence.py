@@ -15,7 +15,7 @@ import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from altinn_sim.seed import SEED_RECIPIENTS, SEED_RESOURCE, SEED_SENDER_ORG
-from altinn_sim.testing import TestClient, Webhook, new_client
+from altinn_sim.testing import TestClient, Webhook, new_client, upload_form
 from tests.correspondence_support import SPEC_PATH, SPEC_SHA256, check, load_spec
 from tests.support import wait_until
 
@@ -201,18 +201,7 @@ def test_send_model_errors_are_validation_problems(sender: httpx.Client, recipie
 
 def test_upload_stores_the_files_a_recipient_downloads(sender: httpx.Client, recipient: httpx.Client) -> None:
     files = {"brev.pdf": b"%PDF-1.4 brev", "data.csv": "kolonne;verdi\næøå;1\n".encode()}
-    form = {
-        "Correspondence.ResourceId": SEED_RESOURCE,
-        "Correspondence.SendersReference": "opplasting-1",
-        "Correspondence.Content.Language": "nb",
-        "Correspondence.Content.MessageTitle": "Med vedlegg",
-        "Correspondence.Content.MessageBody": "Se vedlegg.",
-        "Recipients[0]": RECIPIENT,
-    }
-    for index, name in enumerate(files):
-        form[f"Correspondence.Content.Attachments[{index}].FileName"] = name
-        form[f"Correspondence.Content.Attachments[{index}].SendersReference"] = f"v{index}"
-        form[f"Correspondence.Content.Attachments[{index}].DataLocationType"] = "NewCorrespondenceAttachment"
+    form = upload_form(SEED_RESOURCE, RECIPIENT, files)
     uploads = [("attachments", (name, data, "application/octet-stream")) for name, data in files.items()]
     response = sender.post(BASE + "/upload", data=form, files=uploads)
     assert response.status_code == 200, response.text

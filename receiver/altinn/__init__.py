@@ -10,8 +10,10 @@ from receiver.altinn.correspondence_api import AttachmentUnavailable, Correspond
 from receiver.altinn.errors import AltinnError, PermanentError, TransientError
 from receiver.altinn.http import parse_retry_after
 from receiver.altinn.models import Attachment, Correspondence, EventPage, Subscription, Token
+from receiver.altinn.partfile import MAX_DOWNLOAD_NAME_BYTES
 
 __all__ = [
+    "MAX_DOWNLOAD_NAME_BYTES",
     "AltinnClients",
     "AltinnError",
     "Attachment",

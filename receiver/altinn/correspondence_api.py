@@ -9,17 +9,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from receiver.altinn.errors import PermanentError
 from receiver.altinn.http import PlatformSession, json_body, transport_errors
 from receiver.altinn.models import EXPIRED, PURGED, Correspondence
+from receiver.altinn.partfile import part_file, part_path
 from receiver.config import ConfigError
 from receiver.scopes import WRITE_SCOPE
 
@@ -99,21 +99,23 @@ class CorrespondenceApi:
         max_bytes: int | None = None,
         checksum: str | None = None,
     ) -> int:
-        """Stream an attachment to `dest` (via a temporary file beside it, renamed when complete) and return its
-        size. AttachmentUnavailable if Altinn no longer serves it (expired or purged); PermanentError if it is
-        larger than `max_bytes` or its MD5 differs from `checksum` (hex, any case); `dest` is then left untouched."""
+        """Stream an attachment to `dest` (via its `.part` beside it, renamed when complete: see partfile.py) and
+        return its size. `dest`'s name may have up to MAX_DOWNLOAD_NAME_BYTES. AttachmentUnavailable if Altinn no longer
+        serves it (expired or purged); PermanentError if it is larger than `max_bytes` or its MD5 differs from
+        `checksum` (hex, any case); `dest` is then left untouched. TransientError if another process is downloading
+        it to the same `dest`."""
         what = f"downloading attachment {attachment_id} of correspondence {correspondence_id}"
         path = self._path(correspondence_id, f"/attachment/{checked_id(attachment_id, 'attachment id')}/download")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with _temporary_beside(dest) as part:
+        with part_file(dest, what) as out:
             async with self._download(path, what) as response:
                 declared = response.headers.get("content-length", "")
                 if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise _too_large(what, max_bytes)
-                written, digest = await _write_body(response, part, what, max_bytes)
+                written, digest = await _write_body(response, out, what, max_bytes)
             if checksum and digest.lower() != checksum.strip().lower():
                 raise PermanentError(f"{what}: MD5 {digest} does not match the attachment's checksum {checksum}")
-            os.replace(part, dest)
+            os.replace(part_path(dest), dest)
         return written
 
     @contextlib.asynccontextmanager
@@ -196,10 +198,10 @@ def _too_large(what: str, cap: int) -> PermanentError:
     return PermanentError(f"{what}: the attachment is larger than the cap of {cap} bytes")
 
 
-async def _write_body(response: httpx.Response, part: Path, what: str, max_bytes: int | None) -> tuple[int, str]:
+async def _write_body(response: httpx.Response, out: BinaryIO, what: str, max_bytes: int | None) -> tuple[int, str]:
     md5 = hashlib.md5(usedforsecurity=False)
     written = 0
-    with part.open("wb") as out, transport_errors(what):
+    with transport_errors(what):
         async for chunk in response.aiter_bytes():
             written += len(chunk)
             if max_bytes is not None and written > max_bytes:
@@ -209,15 +211,3 @@ async def _write_body(response: httpx.Response, part: Path, what: str, max_bytes
         out.flush()
         os.fsync(out.fileno())
     return written, md5.hexdigest()
-
-
-@contextlib.contextmanager
-def _temporary_beside(dest: Path) -> Iterator[Path]:
-    """A fresh file name in `dest`'s directory (same filesystem, so the rename is atomic); removed unless renamed."""
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    part = Path(name)
-    try:
-        yield part
-    finally:
-        part.unlink(missing_ok=True)

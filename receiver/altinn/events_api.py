@@ -97,15 +97,15 @@ class EventsApi:
             "GET", EVENTS_PATH, what=f"pulling events for {resource} after {after}", params=params
         )
         events = json_body(response, "event page")
-        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        if not isinstance(events, list):
             raise PermanentError("pulling events: expected a JSON array of CloudEvents")
         return EventPage(events=events, next_after=next_after(response.headers.get("next")))
 
     async def iter_pages(self, resource: str, after: str, **filters: Unpack[PullFilters]) -> AsyncIterator[EventPage]:
-        """Pages from `after` on, up to and including the first empty one (or one with no `next` to go on from)."""
+        """Pages from `after` on, up to and including the first empty one (or one whose `next` does not go on)."""
         while True:
             page = await self.pull_events(resource, after, **filters)
             yield page
-            if not page.events or page.next_after is None:
+            if not page.events or page.next_after is None or page.next_after == after:
                 return
             after = page.next_after

@@ -166,6 +166,8 @@ def json_body(response: httpx.Response, what: str) -> Any:
         return json.loads(response.content)
     except ValueError:
         raise PermanentError(f"{what}: the answer is not JSON") from None
+    except RecursionError:
+        raise PermanentError(f"{what}: the answer is JSON nested too deeply to read") from None
 
 
 def refused_by_policy(response: httpx.Response) -> bool:

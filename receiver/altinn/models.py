@@ -108,9 +108,10 @@ class Subscription:
 
 @dataclass(frozen=True)
 class EventPage:
-    """One page of the pull API: the events as sent, and the `after` value of the `next` header (None if absent)."""
+    """One page of the pull API: its items as sent (CloudEvents, unless the API is broken: catch-up checks each),
+    and the `after` value of the `next` header (None if absent)."""
 
-    events: list[dict[str, Any]]
+    events: list[Any]
     next_after: str | None
 
 

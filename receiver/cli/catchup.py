@@ -13,6 +13,7 @@ from receiver.config import Config, ConfigError
 from receiver.store.backends import open_backend
 from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
+from receiver.text import printable
 
 COLUMNS = ["resource", "subject", "type", "pages", "read", "enqueued", "duplicates", "invalid", "skipped", "after"]
 
@@ -77,7 +78,7 @@ def catchup_command(config_path: str | None, as_json: bool) -> None:
     echo_listing([r.to_json() for r in results], COLUMNS, as_json=as_json, empty="no subscriptions to catch up")
     for result in results:
         if result.error:
-            click.echo(f"error: {result.key.resource}: {result.error}", err=True)
+            click.echo(f"error: {result.key.resource}: {printable(result.error)}", err=True)
         if result.stuck_pushes:
             click.echo(
                 f"warning: {result.key.resource}: the cursor looks stuck ({result.stuck_pushes} pushes arrived since"

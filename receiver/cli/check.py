@@ -24,6 +24,7 @@ from receiver.observability.logs import add_secrets, redact
 from receiver.onboarding.steps import CHECK_GUIDE_STEPS, grant_cause, guide_label
 from receiver.scopes import READ_SCOPE, WRITE_SCOPE
 from receiver.sync.subscriptions import compare, endpoint_url, shown
+from receiver.text import printable
 from receiver.validation import secrets_in
 from receiver.web.cloudevent import VALIDATION_TYPE
 from receiver.worker.pipelines import load_pipelines
@@ -254,6 +255,6 @@ def check_command(config_path: str | None, as_json: bool) -> None:
         echo_json({"ok": ok, "steps": steps})
     else:
         for r in results:
-            click.echo(f"{r.status:<12} {r.name:<19} {guide_label(r.name):<17} {r.detail}")
+            click.echo(f"{r.status:<12} {r.name:<19} {guide_label(r.name):<17} {printable(r.detail)}")
     if not ok:
         sys.exit(1)

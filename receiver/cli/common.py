@@ -19,6 +19,7 @@ from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.store.interface import Database
 from receiver.store.schema import StoreVersionError
+from receiver.text import escape_unstorable, printable
 from receiver.timeutil import iso_after
 from receiver.validation import secrets_in
 
@@ -134,7 +135,7 @@ def fail_config(error: ConfigError) -> NoReturn:
 
 def fail(message: object) -> NoReturn:
     """End the command with exit status 1 and one line on stderr (say what to do in `message`)."""
-    click.echo(f"error: {redact(str(message))}", err=True)
+    click.echo(f"error: {printable(redact(str(message)))}", err=True)
     sys.exit(EXIT_FAILED)
 
 
@@ -201,7 +202,9 @@ def use_colour(stream: TextIO) -> bool:
 
 
 def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, default=str))
+    """`value` as one line of JSON, exact: text is as stored, with a lone surrogate as its JSON escape (`\\ud800`)
+    because no output stream can encode it."""
+    click.echo(escape_unstorable(json.dumps(value, ensure_ascii=False, default=str)))
 
 
 def echo_json_lines(values: Iterable[Any]) -> None:
@@ -210,13 +213,13 @@ def echo_json_lines(values: Iterable[Any]) -> None:
 
 
 def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table for people; --json is the format for programs."""
+    """A plain aligned table for people, every cell `printable`; --json is the format for programs."""
     if not rows:
         return
 
     def cell(row: dict[str, Any], column: str) -> str:
         value = row.get(column)
-        return "" if value is None else str(value)
+        return "" if value is None else printable(str(value))
 
     widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())

@@ -25,6 +25,7 @@ from receiver.store.inbox import EventFilter, count_by_status, list_events
 from receiver.store.interface import Database
 from receiver.store.operations import REPLAY_BATCH, REPLAYABLE, events_by_id, replay_events, select_events
 from receiver.store.records import InboxRecord
+from receiver.web.cloudevent import refusal
 
 # From this many events on, replay shows a progress bar on stderr.
 PROGRESS_FROM = 2 * REPLAY_BATCH
@@ -39,6 +40,8 @@ class ReplayPlan:
     busy: list[InboxRecord] = field(default_factory=list)
     pruned: list[InboxRecord] = field(default_factory=list)
     """Retention dropped their payload: they cannot run again."""
+    refused: list[InboxRecord] = field(default_factory=list)
+    """The doors refuse them (catch-up kept them dead, or an older release stored them): they must never run."""
     unknown: list[str] = field(default_factory=list)
 
 
@@ -49,7 +52,14 @@ async def plan_replay(conn: Database, ids: tuple[str, ...], selection: EventFilt
         records, unknown = await select_events(conn, selection), []
     plan = ReplayPlan(unknown=unknown)
     for record in records:
-        (plan.busy if record.status == "processing" else plan.pruned if record.pruned else plan.events).append(record)
+        if record.status == "processing":
+            plan.busy.append(record)
+        elif record.pruned:
+            plan.pruned.append(record)
+        elif refusal(record.raw) is not None:
+            plan.refused.append(record)
+        else:
+            plan.events.append(record)
     return plan
 
 
@@ -99,7 +109,8 @@ def replay_command(
 
     A replayed event becomes pending with its attempts reset and runs as soon as a worker is free; its last error is
     kept until it runs again. Events being processed right now are left alone, and so are those whose payload
-    retention has pruned (by id, they stop the replay). Shows how many it will replay and asks first (--yes to skip,
+    retention has pruned and those the webhook would refuse (by id, these stop the replay). Shows how many it will
+    replay and asks first (--yes to skip,
     --dry-run to only look). Safe while the server runs.
 
     \b
@@ -119,6 +130,11 @@ def replay_command(
             f"pruned by retention, so they cannot run again: {listed([r.id for r in plan.pruned])}; nothing replayed"
             " (their payload was dropped [retention] done after they finished; `events show` shows what is kept)"
         )
+    if ids and plan.refused:
+        fail(
+            f"refused at the door, so they can never run: {listed([r.id for r in plan.refused])}; nothing replayed"
+            " (they are not valid CloudEvents or hold text no store can keep; `events show` shows why)"
+        )
     targets = [record.id for record in plan.events]
     replayed = 0
     if not as_json:
@@ -135,6 +151,7 @@ def replay_command(
                 "replayed": replayed,
                 "left_alone": [record.id for record in plan.busy],
                 "pruned": [record.id for record in plan.pruned],
+                "refused": [record.id for record in plan.refused],
             }
         )
     elif not dry_run and targets:
@@ -149,6 +166,8 @@ def describe_plan(plan: ReplayPlan, dry_run: bool) -> None:
         click.echo(f"{len(plan.busy)} event(s) are being processed right now and are left alone")
     if plan.pruned:
         click.echo(f"{len(plan.pruned)} event(s) were pruned by retention (payload dropped) and cannot run again")
+    if plan.refused:
+        click.echo(f"{len(plan.refused)} event(s) were refused at the door (`events show` says why): they never run")
     if not plan.events:
         click.echo("nothing to replay")
         return

@@ -11,6 +11,7 @@ from receiver.cli.dead_letters import dead_command, replay_command
 from receiver.store.backends import open_backend
 from receiver.store.inbox import EventFilter, get_event, list_events
 from receiver.store.schema import INBOX_STATUSES
+from receiver.text import printable
 
 LIST_COLUMNS = ["received_at", "status", "attempts", "type", "resourceinstance", "id"]
 
@@ -60,12 +61,13 @@ def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
     event = data.pop("event")
     width = max(len(key) for key in data)
     for key, value in data.items():
-        click.echo(f"{key.ljust(width)}  {value}")
+        click.echo(f"{key.ljust(width)}  {printable(str(value))}")
     if event is None:
         click.echo("event: pruned by retention ([retention] done): the payload is gone; the id and the rest stay")
         return
     click.echo("event:")
-    click.echo(json.dumps(event, indent=2, ensure_ascii=False))
+    for line in json.dumps(event, indent=2, ensure_ascii=False).split("\n"):  # not splitlines: U+2028 is in text
+        click.echo(printable(line))
 
 
 events_group.add_command(replay_command)

@@ -36,6 +36,7 @@ from receiver.onboarding.sending import (
     refusal_hint,
 )
 from receiver.scopes import WRITE_SCOPE
+from receiver.text import printable
 from receiver.timeutil import iso_after
 
 POLL_INTERVAL = 0.2
@@ -175,7 +176,7 @@ def _show(sighting: Sighting, correspondence_id: str, as_json: bool) -> None:
     else:
         what = f"{sighting.label:<24} {sighting.name}"
     via = f" ({sighting.channel})" if sighting.channel else ""
-    click.echo(f"{sighting.time}  {what}{via}")
+    click.echo(printable(f"{sighting.time}  {what}{via}"))
 
 
 def _follow(

@@ -14,6 +14,7 @@ from receiver.store.interface import Database
 from receiver.store.operations import WAITING, count_by_type, last_push_at, oldest_event
 from receiver.store.schema import INBOX_STATUSES
 from receiver.store.state import LAST_CATCHUP_AT, get_fact, list_subscriptions
+from receiver.text import printable
 from receiver.timeutil import age_seconds, now
 
 SUBSCRIPTION_COLUMNS = ["altinn_id", "resource", "subject", "type", "state", "validated_at"]
@@ -79,7 +80,8 @@ def show(stats: dict[str, Any], store: str) -> None:
         click.echo("oldest waiting none: nothing is pending or retrying")
     else:
         age = format_duration(oldest["age_seconds"])
-        click.echo(f"oldest waiting {age} ago, {oldest['status']}: {oldest['type']} {oldest['id']}")
+        what = printable(f"{oldest['type']} {oldest['id']}")
+        click.echo(f"oldest waiting {age} ago, {oldest['status']}: {what}")
     click.echo(f"last push      {_when(stats['last_push'])}")
     click.echo(f"last catch-up  {_when(stats['last_catchup'])}")
     subscriptions = stats["subscriptions"]

@@ -23,6 +23,7 @@ from receiver.store.interface import Database
 from receiver.store.operations import ChangeFeed, select_events
 from receiver.store.records import InboxRecord
 from receiver.store.schema import INBOX_STATUSES
+from receiver.text import printable
 
 POLL_SECONDS = 0.5
 DEFAULT_LINES = 20
@@ -56,6 +57,7 @@ def human_lines(record: InboxRecord, *, colour: bool) -> list[str]:
     prefix), event id; and its last error on a second line when it has one."""
     stamp = record.updated_at[:19] + "Z" if len(record.updated_at) >= 19 else record.updated_at
     cells = [stamp, record.status, str(record.attempts), record.type.removeprefix(ALTINN_TYPES), record.id]
+    cells = [printable(cell) for cell in cells]
     shown = [
         fit(cell, width).rjust(width) if title == "TRY" else fit(cell, width).ljust(width)
         for cell, (title, width) in zip(cells, COLUMNS, strict=True)
@@ -65,7 +67,7 @@ def human_lines(record: InboxRecord, *, colour: bool) -> list[str]:
     lines = [GAP.join(shown).rstrip()]
     if record.last_error:
         indent = " " * (COLUMNS[0][1] + len(GAP))
-        lines.append(indent + fit(f"error: {record.last_error}", LINE_WIDTH - len(indent)))
+        lines.append(indent + fit(f"error: {printable(record.last_error)}", LINE_WIDTH - len(indent)))
     return lines
 
 

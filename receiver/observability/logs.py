@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -13,9 +14,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-_CODE = re.compile(r"([?&](?:code|secret|token|access_token|assertion)=)[^&\s\"']*", re.IGNORECASE)
+SECRET_QUERY_NAMES = frozenset({"code", "secret", "token", "access_token", "assertion"})
+"""Query fields whose value is a credential: the webhook's code, and what OAuth flows put in URLs."""
+_CODE = re.compile(rf"((?:^|[?&;])(?:{'|'.join(sorted(SECRET_QUERY_NAMES))})=)[^&\s\"']*", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-_.~+/]+=*", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 
@@ -68,13 +71,41 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+def query_fields(query: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """A query string's fields as the webhook's code check reads them (`receiver.web.webhook.query_value`):
+    separated by `&` only (not `;`), empty fields skipped, each `name=value` (no `=`: an empty value), and in both
+    `+` a space and `%XX` a byte. The access log redacts by this same reading, so that no form of `?code=` that the
+    check accepts (`?%63ode=…`, a percent-encoded value, `+` for a space) shows in a log line."""
+    for field in query.split(b"&"):
+        if field:
+            name, _, value = field.partition(b"=")
+            yield _unquote(name), _unquote(value)
+
+
+def _unquote(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" ")) if b"%" in text or b"+" in text else text
+
+
+# Shown as they are in a query: the characters RFC 3986 allows there, but those that separate fields.
+_SHOWN_AS_IS = "!$'()*,/:;@[]"
+
+
 @lru_cache(maxsize=64)
 def redact_query(query: bytes) -> str:
-    """A request's query string as an access line shows it: `?code=***`, '' when there is none.
+    """A request's query string as an access line shows it, '' when there is none: each field as `query_fields`
+    reads it, the value of a name in SECRET_QUERY_NAMES (any letter case) as `***`, what `redact` hides hidden in
+    every other value (`a=1;code=…`), then percent-encoded again: `?x=1&code=***`.
 
     Cached because a receiver sees the same few queries (Altinn's registered URL) over and over.
     """
-    return redact("?" + query.decode("latin-1")) if query else ""
+    if not query:
+        return ""
+    shown = []
+    for raw_name, raw_value in query_fields(query):
+        name = raw_name.decode("utf-8", "replace")
+        value = "***" if name.lower() in SECRET_QUERY_NAMES else redact(raw_value.decode("utf-8", "replace"))
+        shown.append(f"{quote(name, safe=_SHOWN_AS_IS)}={quote(value, safe=_SHOWN_AS_IS + '=')}")
+    return "?" + "&".join(shown)
 
 
 _stamp: tuple[int, str] = (-1, "")
@@ -102,6 +133,20 @@ def redact_value(value: Any) -> Any:
 
 
 PREFORMATTED = "preformatted_json"
+
+JSON_ESCAPE = "receiver.json_escape"
+"""A codec error handler: what a stream cannot encode (a lone surrogate, from JSON a client sent) becomes its JSON
+escape (`\\ud800`), which is valid inside a JSON string, the only place such a character can be in a log line."""
+
+
+def _json_escape(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    unencodable = error.object[error.start : error.end]
+    return json.dumps(unencodable)[1:-1], error.end
+
+
+codecs.register_error(JSON_ESCAPE, _json_escape)
 
 
 def emit_json_line(logger: logging.Logger, line: str, level: int = logging.INFO) -> None:
@@ -146,7 +191,8 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
     warnings and errors are written at once (with everything before them), and `flush()`/`close()` (which
     `logging.shutdown` calls at exit) write what is left. A process killed with SIGKILL loses at most the last
     `flush_interval` of lines: logs are not what makes an event durable, the store is. When the stream cannot keep
-    up, a caller writes the buffer itself once it holds `max_lines`, so memory stays bounded.
+    up, a caller writes the buffer itself once it holds `max_lines`, so memory stays bounded. A character the stream
+    cannot encode (a lone surrogate) is written as its JSON escape, and the lines written with it are kept.
     """
 
     def __init__(self, stream: TextIO, flush_interval: float = 0.1, max_lines: int = 10_000) -> None:
@@ -187,8 +233,13 @@ class BufferedLineHandler(logging.StreamHandler[TextIO]):
                 lines, self._lines = self._lines, []
                 self._pending.clear()
             if lines and self.stream is not None:
+                text = "\n".join(lines) + "\n"
                 try:
-                    self.stream.write("\n".join(lines) + "\n")
+                    try:
+                        self.stream.write(text)
+                    except UnicodeEncodeError:  # nothing was written: write every line, escaping what cannot be
+                        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                        self.stream.write(text.encode(encoding, JSON_ESCAPE).decode(encoding))
                     self.stream.flush()
                 except (OSError, ValueError):  # the stream is gone (closed pipe, closed file): nowhere to log to
                     pass

@@ -24,7 +24,7 @@ from receiver.store.errors import EventRefused, store_wide
 from receiver.store.files import OpenFiles
 from receiver.store.integrity import is_damage
 from receiver.store.interface import Database
-from receiver.store.records import CHANNELS, InboxRecord, NewEvent
+from receiver.store.records import CHANNELS, InboxRecord, NewEvent, RefusedEvent
 from receiver.store.traces import INSERT_TRACE, trace_row
 from receiver.timeutil import now_iso
 
@@ -34,9 +34,17 @@ INSERT_COLUMNS = ("id", "type", "source", "subject", "resource", "resourceinstan
                   "channel", "updated_at")  # fmt: skip
 """The columns an insert sets besides `status` ('pending'), in the order of `insert_params`."""
 
+_NAMED = ", ".join(f":{column}" for column in INSERT_COLUMNS)
+
 INSERT_EVENT = f"""
     INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status)
-    VALUES ({", ".join(f":{column}" for column in INSERT_COLUMNS)}, 'pending')
+    VALUES ({_NAMED}, 'pending')
+    ON CONFLICT(id) DO NOTHING
+"""
+
+INSERT_REFUSED = f"""
+    INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status, last_error)
+    VALUES ({_NAMED}, 'dead', :last_error)
     ON CONFLICT(id) DO NOTHING
 """
 
@@ -95,6 +103,18 @@ async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
     """Store one event and commit; False when its id was already there (nothing changes then)."""
     event, channel, _ = event_job(event, channel)
     return await db.execute(INSERT_EVENT, event_row(event, channel, now_iso())) == 1
+
+
+async def insert_refused(db: Database, events: list[RefusedEvent], channel: str) -> int:
+    """Store refused events as `dead` rows (attempts 0, the reason in `last_error`), each in its own statement;
+    returns how many were new. A dead row is never claimed and holds back no event of its instance."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    stamp = now_iso()
+    added = 0
+    for event in events:
+        added += await db.execute(INSERT_REFUSED, {**event_row(event, channel, stamp), "last_error": event.reason})
+    return added
 
 
 PROBE_TYPE = "altinn-receiver.readiness-probe"

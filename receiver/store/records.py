@@ -28,6 +28,15 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class RefusedEvent(NewEvent):
+    """An event from the pull API that the door refuses, kept as a `dead` row so that it is seen and catch-up moves
+    past it: its columns and `raw` hold only storable text (receiver/sync/catchup.py builds it), `reason` says why
+    it was refused."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class InboxRecord(NewEvent):
     """A stored event: what arrived, plus where it is in its life (status, attempts, lease)."""
 

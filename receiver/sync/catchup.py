@@ -2,8 +2,10 @@
 
 - One cursor per subscription key (resource, subject, type): the id of the last event read. Each run pages
   `GET /events/api/v1/events?resource=…&subject=…&after=…&size=1000` until a page comes back empty.
-- Events go into the same inbox as pushes (`channel = "catchup"`), deduplicated by id; one that fails the same
-  validation as a push is logged and skipped.
+- Events go into the same inbox as pushes (`channel = "catchup"`), deduplicated by id. One that the webhook would
+  refuse (not a CloudEvent, text no store can hold, a `time` that cannot be read) is kept as a `dead` row with the
+  reason in `last_error` and its text escaped, and the cursor moves past it: a bad event must never hold back the
+  good ones after it (Altinn keeps events for 90 days, and would serve the same page for ever).
 - First run: `[catchup] start = "beginning"` enqueues everything in Altinn's 90-day retention; `"now"` pages to the
   current end once without enqueueing (the pull API has no time parameter) and continues from there.
 - A stuck cursor: Altinn filters a page for authorisation after paging it, so a page can come back empty with no
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -30,15 +33,18 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from receiver.altinn import AltinnClients, AltinnError
+from receiver.altinn.models import EventPage
 from receiver.config import Config, SubscriptionConfig
 from receiver.observability import tracing
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
+from receiver.store.inbox import insert_refused
 from receiver.store.interface import Database
-from receiver.store.records import NewEvent
-from receiver.timeutil import now, now_iso, parse_iso, to_iso
+from receiver.store.records import NewEvent, RefusedEvent
+from receiver.text import escape_unstorable, unstorable
+from receiver.timeutil import now, now_iso, parse_event_time, to_iso
 from receiver.web.cloudevent import InvalidEvent, to_new_event
 
 if TYPE_CHECKING:
@@ -52,6 +58,11 @@ PULL_LAG = 30.0
 """Altinn's pull API shows only events registered at least 30 s ago (getevents.sql)."""
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines in the log during a long run."""
+
+REFUSED = "invalid event from the pull API: "
+"""How the `last_error` of an event kept dead by catch-up begins."""
+REFUSED_ID_PREFIX = "invalid:"
+"""The id of a refused event that has none that can be stored: this and a digest of its text."""
 
 Insert = Callable[[list[NewEvent]], Awaitable[list[bool]]]
 """Store a page of events in the inbox as `channel = "catchup"` (one commit); False for an id already there."""
@@ -88,7 +99,7 @@ class CatchupMetrics:
         labels = ["resource", "subject", "type"]
         self.events = Counter(
             "altinn_receiver_catchup_events",
-            "Events read from the pull API, by outcome (enqueued, duplicate, invalid, skipped by start=now).",
+            "Events read from the pull API, by outcome (enqueued, duplicate, invalid: kept dead, skipped: start=now).",
             [*labels, "outcome"],
             registry=registry,
         )
@@ -134,7 +145,7 @@ class CatchupLag(Collector):
     def paged(self, result: RunResult) -> None:
         """A run read a page: its cursor is as far behind as the page's last event is old."""
         try:
-            self.behind[result.key] = parse_iso(result.last_event_time)
+            self.behind[result.key] = parse_event_time(result.last_event_time)
         except ValueError:  # an event without a time: behind by as long as the run takes from here
             self.behind[result.key] = now()
 
@@ -155,9 +166,63 @@ def _labels(key: SubscriptionConfig) -> dict[str, str]:
     return {"resource": key.resource, "subject": key.subject, "type": key.type}
 
 
-def pulled_event(event: dict[str, Any]) -> NewEvent:
+def pulled_event(event: Any) -> NewEvent:
     """A pulled event validated like a push (raises InvalidEvent); `raw` is its compact JSON."""
     return to_new_event(event, json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+
+def refused_event(item: Any, problem: InvalidEvent) -> RefusedEvent:
+    """An item of a page that the door refuses, as a dead row: its JSON text and its attributes with lone surrogates
+    and NUL escaped, attributes of the wrong type left empty, `time` only if it can be read, and its own id unless
+    it has none that can be stored (then `invalid:` and a digest of its text, the same at every reading)."""
+    raw = escape_unstorable(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+    attributes = item if isinstance(item, dict) else {}
+
+    def text(name: str) -> str:
+        value = attributes.get(name)
+        return escape_unstorable(value) if isinstance(value, str) else ""
+
+    event_id = attributes.get("id")
+    if not isinstance(event_id, str) or not event_id or unstorable(event_id):
+        event_id = REFUSED_ID_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    time = text("time")
+    try:
+        parse_event_time(time)
+    except ValueError:
+        time = ""
+    return RefusedEvent(id=event_id, type=text("type"), source=text("source"), subject=text("subject"),
+                        resource=text("resource"), resourceinstance=text("resourceinstance"), time=time, raw=raw,
+                        reason=REFUSED + escape_unstorable(str(problem)))  # fmt: skip
+
+
+@dataclass
+class PageRead:
+    """A page of the pull API as catch-up takes it: the events to enqueue, those refused (kept dead), and where the
+    cursor goes next."""
+
+    events: list[NewEvent]
+    refused: list[RefusedEvent]
+    after: str
+    last_time: str = ""  # the `time` of the page's last item that could be read, for the catch-up lag
+
+
+def read_page(page: EventPage, after: str) -> PageRead:
+    """Validate each item of `page` as the webhook would; never raises. The cursor moves to the id of the page's
+    last item, else to the `after` of its `next` link, whichever can be stored (else it stays at `after`)."""
+    read = PageRead(events=[], refused=[], after=after)
+    for item in page.events:
+        try:
+            read.events.append(pulled_event(item))
+        except InvalidEvent as exc:
+            read.refused.append(refused_event(item, exc))
+    last = page.events[-1] if page.events else None
+    if isinstance(last, dict) and isinstance(last.get("time"), str) and not unstorable(last["time"]):
+        read.last_time = last["time"]
+    for candidate in (last.get("id") if isinstance(last, dict) else None, page.next_after):
+        if isinstance(candidate, str) and candidate and not unstorable(candidate):
+            read.after = candidate
+            break
+    return read
 
 
 async def catch_up(
@@ -186,13 +251,14 @@ async def catch_up(
             if page is None or not page.events:
                 break
             span.set({"altinn_receiver.events": len(page.events)})
+            read = read_page(page, result.after)
             if enqueue:
-                await _enqueue(page.events, result, insert)
+                await _enqueue(conn, read, result, insert)
             else:
                 result.skipped += len(page.events)
             result.read += len(page.events)
-            result.after = str(page.events[-1].get("id") or page.next_after or result.after)
-            result.last_event_time = str(page.events[-1].get("time") or "")
+            result.after = read.after
+            result.last_event_time = read.last_time or result.last_event_time
             result.pages += 1
             await state.move_cursor(conn, key, result.after)
         if on_page is not None:
@@ -206,20 +272,18 @@ async def catch_up(
     return result
 
 
-async def _enqueue(raws: list[dict[str, Any]], result: RunResult, insert: Insert) -> None:
-    valid = []
-    for raw in raws:
-        try:
-            valid.append(pulled_event(raw))
-        except InvalidEvent as exc:
-            result.invalid += 1
-            log.warning(
-                "skipping an invalid event from the pull API",
-                extra={**_labels(result.key), "event_id": str(raw.get("id", ""))[:100], "problem": str(exc)},
-            )
-    added = await insert(valid) if valid else []
+async def _enqueue(conn: Database, read: PageRead, result: RunResult, insert: Insert) -> None:
+    added = await insert(read.events) if read.events else []
     result.enqueued += sum(added)
     result.duplicates += len(added) - sum(added)
+    if read.refused:
+        await insert_refused(conn, read.refused, "catchup")
+        result.invalid += len(read.refused)
+    for refused in read.refused:
+        log.warning(
+            "an invalid event from the pull API is kept as a dead event",
+            extra={**_labels(result.key), "event_id": refused.id[:100], "problem": refused.reason},
+        )
 
 
 def report(result: RunResult) -> None:
