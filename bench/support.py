@@ -213,11 +213,14 @@ def serving(config: Path, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(60)
 
 
-def send_correspondences(sim: SimulatorAdmin, resource: str, recipient: str, count: int) -> list[str]:
-    """Send `count` correspondences without pushing their events; their ids."""
+def send_correspondences(
+    sim: SimulatorAdmin, resource: str, recipient: str, count: int, *, attachments: int = 0
+) -> list[str]:
+    """Send `count` correspondences (with `attachments` files each) without pushing their events; their ids."""
     ids: list[str] = []
+    spec = {"resource_id": resource, "recipient": recipient, "attachments": attachments}
     while len(ids) < count:
-        batch = [{"resource_id": resource, "recipient": recipient} for _ in range(min(SEND_BATCH, count - len(ids)))]
+        batch = [spec] * min(SEND_BATCH, count - len(ids))
         response = sim.admin.post("/correspondences", json=batch, params={"push": "false"}, timeout=120)
         response.raise_for_status()
         ids += response.json()["ids"]

@@ -92,7 +92,8 @@ class Store(Protocol):
     driver can be given. Write the SQL for `dialect` ("sqlite" or "postgresql"); rows come back as plain dicts. A
     handler's own tables get names of its own (prefixed with the handler's name), are created in `start` with
     `CREATE TABLE IF NOT EXISTS`, and every write is idempotent: an event can run again. The dispatcher hands out
-    one `Store` per run of a pipeline, shared by its steps.
+    one `Store` per run of a pipeline, shared by its steps, fenced by the run's claim: once another worker has
+    taken the event over (this run's lease ran out), every call raises `LeaseLost` and changes nothing.
     """
 
     dialect: str

@@ -33,6 +33,7 @@ from receiver.store.errors import StoreError
 from receiver.store.inbox import count_by_status
 from receiver.sync.catchup import CatchupService
 from receiver.sync.subscriptions import SubscriptionService
+from receiver.web.connections import ConnectionGuard, GuardedHttpProtocol
 from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
 from receiver.worker.dispatcher import Dispatcher
 from receiver.worker.pipelines import Pipelines, load_pipelines
@@ -179,10 +180,12 @@ class ReceiverApp(Starlette):
     wrapper around `send` either. An exception there still becomes a 500 from uvicorn, logged.
     """
 
-    def __init__(self, webhook_path: str, webhook: Ingest, **kwargs: Any) -> None:
+    def __init__(self, webhook_path: str, webhook: Ingest, connections: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.webhook_path = webhook_path
         self.webhook = webhook
+        self.connections = connections
+        """The limits on connections that the server's protocol (`GuardedHttpProtocol`) finds here."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.webhook_path:
@@ -200,9 +203,10 @@ class ReceiverApp(Starlette):
             write_access_line(scope, status, time.perf_counter() - started)
 
 
-def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starlette:
+def create_app(config: Config, *, services: ServicesSpec | None = None) -> ReceiverApp:
     """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime)."""
     ingest = Ingest(config.receiver)
+    connections = ConnectionGuard(config.receiver)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -214,6 +218,7 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starl
             raise
         app.state.runtime = runtime
         ingest.runtime = runtime
+        runtime.metrics.registry.register(connections.collector())
         if services is None:
             chosen: Sequence[Service] = build_services(runtime)
         else:
@@ -240,7 +245,9 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Starl
         Route("/metrics", metrics, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog)]
-    app = ReceiverApp(config.receiver.path, ingest, routes=routes, middleware=middleware, lifespan=lifespan)
+    app = ReceiverApp(
+        config.receiver.path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan
+    )
     app.state.runtime = None
     app.state.startup_error = ""
     return app
@@ -251,6 +258,8 @@ def server_options(config: Config) -> dict[str, Any]:
 
     Proxy headers are off because the webhook decides itself whose X-Forwarded-For to believe
     (`receiver.forwarded_allow_ips`); uvicorn's default would believe 127.0.0.1. The access log is the app's own.
+    The protocol is uvicorn's httptools one with `read_timeout` and `max_connections` (`receiver.web.connections`:
+    it serves only an app made by `create_app`); nothing here speaks WebSocket.
     """
     return {
         "host": config.receiver.host,
@@ -261,4 +270,7 @@ def server_options(config: Config) -> dict[str, Any]:
         "log_config": None,
         "lifespan": "on",
         "timeout_graceful_shutdown": max(config.receiver.shutdown_timeout, 1.0),
+        "timeout_keep_alive": config.receiver.keepalive_timeout,
+        "http": GuardedHttpProtocol,
+        "ws": "none",
     }

@@ -223,6 +223,13 @@ class ReceiverConfig:
     forwarded_allow_ips: tuple[str, ...] = setting((), check=each(_proxy))
     shutdown_timeout: Duration = 20.0
     public_url: str = setting("", check=_public_url)
+    read_timeout: Duration = setting(30.0, positive=True)
+    """How long a request's head and body may take to arrive (from its first byte; the connection's opening for
+    its first request) before the connection is closed."""
+    keepalive_timeout: Duration = setting(5.0, positive=True)
+    """How long an idle connection is kept open between requests (uvicorn's `timeout_keep_alive`)."""
+    max_connections: int = setting(1000, minimum=1)
+    """Connections held at once; beyond it a new connection is answered 503 with Retry-After and closed."""
 
     @property
     def secrets(self) -> tuple[str, ...]:

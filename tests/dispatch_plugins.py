@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,3 +151,35 @@ class SyncStart:
     def start(self, ctx: Context[None]) -> None: ...
 
     async def handle(self, event: Event, ctx: Context[None]) -> None: ...
+
+
+class Scribbler(BaseHandler):
+    """On an event's first run, writes a row to `scribbler_rows` through `ctx.store` every `every` seconds until it is
+    cancelled; on later runs, one row and done. Each row names the process that wrote it, and every exception a write
+    raises is appended to `path`: a run whose lease was lost must have its writes refused."""
+
+    name = "scribbler"
+
+    @dataclass(frozen=True)
+    class Options:
+        path: Path
+        every: Duration = 0.2
+
+    async def start(self, ctx: Context[Scribbler.Options]) -> None:
+        numbered = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+        key = numbered[ctx.store.dialect]
+        await ctx.store.execute(f"CREATE TABLE IF NOT EXISTS scribbler_rows (n {key}, event_id TEXT, pid INTEGER)")
+
+    async def handle(self, event: Event, ctx: Context[Scribbler.Options]) -> None:
+        while True:
+            try:
+                await ctx.store.execute(
+                    "INSERT INTO scribbler_rows (event_id, pid) VALUES (:id, :pid)",
+                    {"id": event.id, "pid": os.getpid()},
+                )
+            except Exception as exc:
+                append(ctx.options.path, {"id": event.id, "pid": os.getpid(), "error": f"{type(exc).__name__}: {exc}"})
+                raise
+            if event.attempt > 1:
+                return
+            await asyncio.sleep(ctx.options.every)

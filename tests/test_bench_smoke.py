@@ -145,3 +145,19 @@ def test_brokers_measures_fetch_and_forward_to_each_broker_against_fetch_and_sto
     assert [run["broker_cpu_ms_per_event"] > 0 for run in output["runs"]] == [False, True, True]
     assert_positive(output, "amqp_of_store", "nats_of_store")
     assert_positive(output["median_steady_per_s"], "store", "forward_amqp", "forward_nats")
+
+
+@pytest.mark.slow
+def test_soak_pushes_kills_and_restarts_and_every_acknowledged_event_ends_done(tmp_path: Path) -> None:
+    flags = ("--duration", "6s", "--kill-every", "2500ms", "--sample-interval", "1s", "--warmup", "0", "--lease", "2s",
+             "--settle", "60s")  # fmt: skip
+    output = run_bench("soak.py", *flags, tmp_path=tmp_path)
+    assert output["kills"] == 2 and len(output["lives"]) == 3, output
+    assert output["acknowledged"] > 0 and output["never_acknowledged"] == 0, output
+    assert output["lost"] == 0 and output["stuck"] == 0 and output["unfinished"] == 0, output
+    assert output["final"]["done"] + output["dead"] == output["acknowledged"], output
+    assert output["exit_code"] == 0, output
+    assert isinstance(output["orphaned_part_files"], int), output
+    assert_positive(output["lives"][-1]["rss_mb"], "max")
+    assert_positive(output["lives"][-1]["open_files"], "max")
+    assert output["samples"], output

@@ -88,7 +88,7 @@ def measure(path: Path, backlog: int) -> Costs:
         claim_head, [head] = steps(conn, queue.CLAIM, claim_params(1))
         claim_busy, busy = steps(conn, queue.CLAIM, claim_params(4))
         insert_behind, _ = steps(conn, INSERT_EVENT, row(HOT, "2026-01-05T09:30:00Z"))
-        finish = {"seq": head["seq"], "owner": "worker", "status": "done", "error": "", "next_attempt_at": "",
+        finish = {"seq": head["seq"], "token": "worker", "status": "done", "error": "", "next_attempt_at": "",
                   "give_back": 0}  # fmt: skip
         finish_head, _ = steps(conn, queue.FINISH[SQLITE], {**finish, "now": NOW})
     return Costs(claim_head, claim_busy, insert_behind, finish_head, {r["resourceinstance"] for r in [head, *busy]})
@@ -194,18 +194,18 @@ def apply(conn: sqlite3.Connection, step: Step) -> None:
     if action == "insert":
         conn.execute(INSERT_EVENT, row(INSTANCES[a % 4], TIMES[b % 5], RECEIVED[(a + b) % 3]))
     elif action == "claim":
-        owner, lease, limit = f"worker-{b % 2}", (LATER, PAST)[a % 3 == 0], 1 + b % 4  # some leases already over
+        owner, lease, limit = queue.claim_token(f"worker-{b % 2}", a), (LATER, PAST)[a % 3 == 0], 1 + b % 4  # some over
         expected = allowed(snapshot(conn), limit)
         claimed = {r["seq"] for r in conn.execute(queue.CLAIM, claim_params(limit, owner, lease))}
         assert claimed == expected
     elif action == "finish" and pick is not None:
         status, at = OUTCOMES[b % 5]
         owner = conn.execute("SELECT lease_owner FROM inbox WHERE seq = ?", (pick,)).fetchone()[0]
-        params = {"seq": pick, "owner": owner, "status": status, "error": "", "next_attempt_at": at, "now": NOW,
+        params = {"seq": pick, "token": owner, "status": status, "error": "", "next_attempt_at": at, "now": NOW,
                   "give_back": 0}  # fmt: skip
         conn.execute(queue.FINISH[SQLITE], params).fetchall()
     elif action == "release":
-        conn.execute(queue.RELEASE[SQLITE], {"owner": f"worker-{b % 2}", "now": NOW}).fetchall()
+        conn.execute(queue.RELEASE[SQLITE], {"prefix": f"worker-{b % 2}/", "now": NOW}).fetchall()
     elif action == "replay" and pick is not None:
         conn.execute("UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '',"
                      " lease_owner = '' WHERE seq = ? AND status != 'processing'", (pick,))  # fmt: skip

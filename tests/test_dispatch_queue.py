@@ -16,8 +16,10 @@ import pytest
 from receiver.config import StoreConfig
 from receiver.store import queue
 from receiver.store.backends import open_backend
+from receiver.store.handler_store import Claim, FencedHandlerStore
 from receiver.store.inbox import insert_event
 from receiver.store.interface import Database
+from receiver.store.queue import LeaseLost
 from receiver.store.records import InboxRecord, NewEvent
 from receiver.timeutil import iso_after, now_iso
 from tests.store_backends import event
@@ -147,18 +149,56 @@ def test_a_retrying_event_does_not_hold_back_later_ones_but_goes_first_once_due(
 def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record_an_outcome(store_config: StoreConfig) -> None:
     async def work(conns: list[Database]) -> None:
         await add(conns[0], [event("d")])
-        gone = await claim_one(conns[0], "worker-that-died", 0.2)
+        died, next_worker = queue.claim_token("worker-that-died", 1), queue.claim_token("next-worker", 1)
+        gone = await claim_one(conns[0], died, 0.2)
         assert gone is not None
-        assert await claim_one(conns[1], "next-worker") is None  # lease still valid
+        assert await claim_one(conns[1], next_worker) is None  # lease still valid
         await asyncio.sleep(0.3)
-        taken = await claim_one(conns[1], "next-worker")
-        assert taken is not None and (taken.id, taken.attempts, taken.lease_owner) == (gone.id, 2, "next-worker")
-        assert not await queue.finish(conns[0], gone.seq, "worker-that-died", "done")
+        taken = await claim_one(conns[1], next_worker)
+        assert taken is not None and (taken.id, taken.attempts, taken.lease_owner) == (gone.id, 2, next_worker)
+        assert not await queue.finish(conns[0], gone.seq, died, "done")
         assert await queue.extend_leases(conns[0], "worker-that-died", 60) == set()
-        assert await queue.extend_leases(conns[1], "next-worker", 60) == {taken.seq}
-        assert await queue.finish(conns[1], taken.seq, "next-worker", "done")
+        assert await queue.extend_leases(conns[1], "next-worker", 60) == {(taken.seq, next_worker)}
+        assert await queue.finish(conns[1], taken.seq, next_worker, "done")
 
     run(store_config, work, connections=2)
+
+
+def test_a_taken_over_claims_store_writes_are_refused_and_the_new_owners_land(store_config: StoreConfig) -> None:
+    """The fence of `ctx.store`: a write of a run whose claim was taken over changes nothing and raises LeaseLost;
+    the new owner's write lands."""
+    table = "CREATE TABLE plugin_rows (event_id TEXT, writer TEXT)"
+    insert = "INSERT INTO plugin_rows (event_id, writer) VALUES (:event_id, :writer)"
+    lost: list[str] = []
+
+    async def work(conns: list[Database]) -> list[tuple[str, str]]:
+        await conns[0].execute(table)
+        await add(conns[0], [event("g")])
+        old, new = queue.claim_token("paused", 1), queue.claim_token("other", 1)
+        gone = await claim_one(conns[0], old, 0.1)
+        assert gone is not None
+        stale = FencedHandlerStore(conns[0], Claim(gone.seq, old, gone.id), lambda: lost.append(old))
+        assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # still ours
+        await asyncio.sleep(0.2)
+        assert await stale.execute(insert, {"event_id": gone.id, "writer": "old"}) == 1  # expired, not taken
+        taken = await claim_one(conns[1], new)
+        assert taken is not None
+        with pytest.raises(LeaseLost, match=f"the claim on event {gone.id} was taken over by another worker"):
+            await stale.execute(insert, {"event_id": gone.id, "writer": "old, too late"})
+        with pytest.raises(LeaseLost):
+            await stale.execute_many(insert, [{"event_id": gone.id, "writer": "old, too late"}])
+        with pytest.raises(LeaseLost):
+            await stale.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "old, too late"})
+        owner = FencedHandlerStore(conns[1], Claim(taken.seq, new, taken.id), lambda: lost.append(new))
+        assert await owner.fetch(f"{insert} RETURNING writer", {"event_id": gone.id, "writer": "new"}) == [
+            {"writer": "new"}
+        ]
+        rows = await conns[0].fetch("SELECT event_id, writer FROM plugin_rows ORDER BY writer")
+        return [(row["event_id"], row["writer"]) for row in rows]
+
+    rows = run(store_config, work, connections=2)
+    assert [writer for _, writer in rows] == ["new", "old", "old"]
+    assert lost == [queue.claim_token("paused", 1)] * 3, "told at each refusal (the dispatcher acts on the first)"
 
 
 def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_back(store_config: StoreConfig) -> None:
@@ -170,8 +210,9 @@ def test_released_claims_are_pending_again_or_retrying_with_their_attempt_given_
         await conn.execute(
             "UPDATE inbox SET status = 'retrying', attempts = 2 WHERE id = :id", {"id": failed_before.id}
         )
-        assert len(await claim_all(conn, "stopping")) == 2
-        other = await claim_one(conn, "someone-else")
+        for number in (1, 2):  # two claims, two tokens: released together
+            assert await claim_one(conn, queue.claim_token("stopping", number)) is not None
+        other = await claim_one(conn, queue.claim_token("someone-else", 1))
         assert other is None
         assert await queue.release_claims(conn, "stopping") == 2
         rows = await conn.fetch("SELECT id, status, attempts, lease_owner FROM inbox")

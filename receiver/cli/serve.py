@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import signal
 import socket
 import sys
+from dataclasses import replace
 from types import FrameType
 
 import click
 import uvicorn
-from starlette.applications import Starlette
 
-from receiver.app import ServicesSpec, build_services, create_app, prepare, server_options
+from receiver.app import ReceiverApp, ServicesSpec, build_services, create_app, prepare, server_options
 from receiver.cli.common import EXIT_INTERRUPTED, config_option, fail, fail_config, load
 from receiver.config import Config, ConfigError
 from receiver.observability import tracing
@@ -22,8 +23,14 @@ from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_
 from receiver.runtime import prepare_store
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
+from receiver.web.connections import fit_to_file_limit
+
+log = logging.getLogger("receiver.serve")
 
 SWITCH_INTERVAL_S = 0.0005
+LAST_RESPONSES_S = 1
+"""After the drain, how long uvicorn waits for responses still being written (every request still arriving was cut
+off when the drain's time ran out) before it cancels what is left."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -34,9 +41,13 @@ class DrainingServer(uvicorn.Server):
     then runs the drain (commits in flight, services stop, up to `shutdown_timeout`) and only after it lets uvicorn
     shut down, so the process exits 0 after SIGTERM and 130 after Ctrl-C (`interrupted`), as every command does. A
     second SIGINT forces the exit.
+
+    The whole exit stays within `shutdown_timeout`: a request still arriving when it runs out is cut off (the
+    connections' read deadline is brought forward to it), so uvicorn's own graceful wait that follows is only for
+    responses being written (`LAST_RESPONSES_S`), not a second `shutdown_timeout` spent on slow clients.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: ReceiverApp) -> None:
         super().__init__(config)
         self.app = app
         self.drain_requested = False
@@ -60,8 +71,10 @@ class DrainingServer(uvicorn.Server):
             if runtime is None:
                 self.should_exit = True
             else:
+                self.app.connections.drain(runtime.config.receiver.shutdown_timeout)
                 self._drain = asyncio.create_task(runtime.drain())
         if self._drain is not None and self._drain.done():
+            self.config.timeout_graceful_shutdown = LAST_RESPONSES_S
             self.should_exit = True
         return await super().on_tick(counter)
 
@@ -107,6 +120,10 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
         prepare_store(open_backend(config.store), config.store)
     except StoreError as error:
         fail(error)
+    held, warning = fit_to_file_limit(config.receiver.max_connections)
+    if warning:
+        log.warning(warning)
+        config = replace(config, receiver=replace(config.receiver, max_connections=held))
     sock = listen(config.receiver.host, config.receiver.port)
     tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
     app = create_app(config, services=services)

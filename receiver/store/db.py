@@ -14,16 +14,16 @@ import asyncio
 import fcntl
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 
 from receiver.store.errors import StoreError, describe
 from receiver.store.integrity import damaged, empty, empty_store, quick_check
-from receiver.store.interface import SQLITE, Database, Params, Row
+from receiver.store.interface import SQLITE, Call, Database, Params, Row
 from receiver.store.schema import require_current
 
 __all__ = [
@@ -35,10 +35,12 @@ __all__ = [
     "connect",
     "connect_sync",
     "describe",
+    "in_connection_thread",
     "make_folder",
 ]
 
 BUSY_TIMEOUT_MS = 2000
+T = TypeVar("T")
 
 Synchronous = Literal["FULL", "NORMAL"]
 """How a commit reaches the disk (the WAL journal either way).
@@ -197,8 +199,25 @@ async def connect(
     return SqliteDatabase(conn)
 
 
+async def in_connection_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on the aiosqlite connection's own thread, in one step, as aiosqlite runs each of its own
+    statements: several statements with nothing of the coroutines that share the connection in between (a
+    transaction), in one round trip. aiosqlite has no public call for it; this uses its `_execute` and `_conn`, there
+    in every release this project allows (pyproject.toml). A caller cancelled meanwhile does not stop `work`."""
+    return cast(T, await conn._execute(lambda: work(conn._conn)))
+
+
 def _dict(row: sqlite3.Row) -> Row:
     return {key: row[key] for key in row.keys()}  # noqa: SIM118 (sqlite3.Row iterates values, not keys)
+
+
+def _call(conn: sqlite3.Connection, call: Call, sql: str, params: Any) -> Any:
+    """`Database.guarded`'s statement, on the connection's own thread."""
+    if call == "execute_many":
+        conn.executemany(sql, [dict(row) for row in params])
+        return None
+    cursor = conn.execute(sql, dict(params or {}))
+    return cursor.rowcount if call == "execute" else [_dict(row) for row in cursor]
 
 
 class SqliteDatabase:
@@ -246,6 +265,24 @@ class SqliteDatabase:
             raise StoreError(describe(exc)) from exc
         return [_dict(row) for row in rows]
 
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        def work(conn: sqlite3.Connection) -> tuple[bool, Any]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                held = conn.execute(guard, dict(guard_params)).fetchone() is not None
+                result = _call(conn, call, sql, params) if held else None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return held, result
+
+        async with self._turn:
+            try:
+                return await in_connection_thread(self.conn, work)
+            except sqlite3.Error as exc:
+                raise StoreError(describe(exc)) from exc
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
         async with self._turn:
@@ -278,6 +315,9 @@ class _InTransaction:
 
     async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
         return await self._outer._fetch(sql, params)
+
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        raise StoreError("transactions do not nest", transient=False)
 
     def transaction(self) -> Any:
         raise StoreError("transactions do not nest", transient=False)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from receiver.store.migrations import Migration
 from receiver.store.records import NewEvent
@@ -25,6 +25,8 @@ POSTGRESQL = "postgresql"
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
+Call = Literal["execute", "execute_many", "fetch"]
+"""Which of a `Database`'s calls `Database.guarded` makes."""
 
 
 class Database(Protocol):
@@ -47,6 +49,12 @@ class Database(Protocol):
 
     async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
         """Run one statement (a query, or a write with RETURNING); its rows as {column: value}."""
+
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        """`sql` run as `call` runs it (`params`: a mapping, or the rows of `execute_many`), in a transaction that
+        first runs the query `guard` and goes on only if it returns a row: (True, what `call` returns), or (False,
+        None) with nothing done. Nothing of the other callers runs in between on SQLite (one step of the
+        connection's thread); on PostgreSQL a guard that must hold until the commit locks its row."""
 
     def transaction(self) -> AbstractAsyncContextManager[Database]:
         """A `Database` whose statements run in one transaction on one connection, committed when the block ends

@@ -10,8 +10,11 @@ arrival order; events without `time` by their arrival time), so one claim never 
 `retrying` event that is not yet due does not hold back later ones. The claim walks only the events that may be next
 of their instance (`inbox_heads`, kept by triggers), in that same order, so its cost grows neither with the backlog
 nor with how many events one busy instance holds: a few look-ups per instance that is busy or waiting for a retry.
-Each finishing statement checks that the lease is still ours, so a worker whose lease expired and was taken over
-cannot overwrite the new owner's outcome.
+Each claim statement writes a token of its own into `lease_owner` (`claim_token`: the worker's id, a slash, a
+number the worker never uses twice), and a run's outcome and writes are fenced by it: `finish` and the handlers'
+writes (`FENCE`, checked in the same transaction, store/handler_store.py) change nothing unless the event is still
+`processing` under that very token. A worker whose lease ran out and was taken over, even by itself later, so
+cannot overwrite the new owner's outcome or rows. Renewing and releasing cover every token of the worker.
 
 On PostgreSQL several processes claim at once without SQLite's one writer at a time, and row locks alone cannot keep
 an instance's order: two claimers whose snapshots both predate the other's claim could each take a different event
@@ -20,7 +23,10 @@ transaction of two statements. The first walks the heads as above, locks the due
 LOCKED` (another claimer's are skipped, not waited for) and takes a transaction-level advisory lock on each
 candidate's instance with `pg_try_advisory_xact_lock` (an instance another claimer holds is skipped). The second
 starts after those locks are held, so its snapshot sees every claim committed before, and claims what of them may
-run, with the same rules as on SQLite. An instance's claims are thus one after another, each seeing the last.
+run, with the same rules as on SQLite. An instance's claims are thus one after another, each seeing the last. The
+fences hold there too: `finish` is one UPDATE whose condition PostgreSQL checks again on the row it locks, and
+`FENCE` locks the event's row (`FOR SHARE`) until the handler's statement commits, so a claim that would take the
+event over waits for it (or skips it).
 """
 
 from __future__ import annotations
@@ -136,11 +142,16 @@ PG_CLAIM = f"""{_CLAIMED}
 PG_SCAN = (4, 32)
 """The first statement looks at up to 4 * limit + 32 heads: some due heads cannot start (their instance runs)."""
 
-_OURS = "seq = :seq AND status = 'processing' AND lease_owner = :owner"
+_OURS = "seq = :seq AND status = 'processing' AND lease_owner = :token"
 
-EXTEND = """
-    UPDATE inbox SET lease_until = :lease_until WHERE status = 'processing' AND lease_owner = :owner RETURNING seq
-"""
+FENCE = {SQLITE: f"SELECT 1 FROM inbox WHERE {_OURS}", POSTGRESQL: f"SELECT 1 FROM inbox WHERE {_OURS} FOR SHARE"}
+"""A row while the claim `:token` on event `:seq` still holds (its lease may have run out, but nobody took it); on
+PostgreSQL the row stays locked until the transaction ends, so that nobody takes it meanwhile."""
+
+_WORKERS = "status = 'processing' AND substr(lease_owner, 1, length(:prefix)) = :prefix"
+"""The claims of every token of one worker (`:prefix` is its id and a slash)."""
+
+EXTEND = f"UPDATE inbox SET lease_until = :lease_until WHERE {_WORKERS} RETURNING seq, lease_owner"
 
 GREATEST = {SQLITE: "MAX", POSTGRESQL: "GREATEST"}
 """The larger of two values in each dialect."""
@@ -163,16 +174,39 @@ RELEASE = {
     UPDATE inbox
     SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = {greatest}(attempts - 1, 0),
         next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
-    WHERE status = 'processing' AND lease_owner = :owner
+    WHERE {_WORKERS}
     RETURNING seq
 """
     for backend, greatest in GREATEST.items()
 }
 
 
-async def claim(db: Database, owner: str, lease: float, limit: int = 1) -> list[InboxRecord]:
-    """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds; [] if none is."""
-    params: dict[str, object] = {"now": now_iso(), "lease_until": iso_after(lease), "owner": owner, "limit": limit}
+class LeaseLost(Exception):
+    """A run's claim was taken over by another worker after its lease ran out (the process was paused or too slow
+    to renew it): what the run writes is refused, so it cannot overwrite the new owner's."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"the claim on event {event_id} was taken over by another worker after its lease ran out: this run's"
+            " writes are refused and it is cancelled"
+        )
+        self.event_id = event_id
+
+
+def claim_token(worker: str, number: int) -> str:
+    """The token claim number `number` of `worker` writes into `lease_owner`: unique as long as the worker never
+    uses a number twice."""
+    return f"{worker}/{number}"
+
+
+def _prefix(worker: str) -> str:
+    return claim_token(worker, 0)[:-1]
+
+
+async def claim(db: Database, token: str, lease: float, limit: int = 1) -> list[InboxRecord]:
+    """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds, under `token`
+    (`claim_token`; each record's `lease_owner`); [] if none is."""
+    params: dict[str, object] = {"now": now_iso(), "lease_until": iso_after(lease), "owner": token, "limit": limit}
     if db.backend == POSTGRESQL:
         async with db.transaction() as claiming:
             scan = PG_SCAN[0] * limit + PG_SCAN[1]
@@ -190,24 +224,25 @@ async def _update(db: Database, sql: str, params: dict[str, object]) -> int:
     return len(await db.fetch(sql, {"now": now_iso(), **params}))
 
 
-async def extend_leases(db: Database, owner: str, lease: float) -> set[int]:
-    """Keep the claims of `owner`'s long runs for `lease` seconds more; the seqs still ours (the others were taken
-    over by another worker after our lease ran out)."""
-    rows = await db.fetch(EXTEND, {"owner": owner, "lease_until": iso_after(lease)})
-    return {int(row["seq"]) for row in rows}
+async def extend_leases(db: Database, worker: str, lease: float) -> set[tuple[int, str]]:
+    """Keep every claim of `worker` for `lease` seconds more; the claims still its own, as (seq, token) (the others
+    were taken over by another worker after their lease ran out)."""
+    rows = await db.fetch(EXTEND, {"prefix": _prefix(worker), "lease_until": iso_after(lease)})
+    return {(int(row["seq"]), str(row["lease_owner"])) for row in rows}
 
 
 async def finish(
     db: Database,
     seq: int,
-    owner: str,
+    token: str,
     status: str,
     error: str = "",
     next_attempt_at: str = "",
     *,
     count_attempt: bool = True,
 ) -> bool:
-    """End our claim as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if no longer ours.
+    """End the claim `token` as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if it no
+    longer holds (taken over).
     `count_attempt=False` (only with `retrying`) gives back the attempt the claim counted: the run was a pause."""
     if status not in ("done", "skipped", "dead", "retrying"):
         raise ValueError(f"cannot finish a claim as {status!r}")
@@ -215,11 +250,11 @@ async def finish(
         raise ValueError("next_attempt_at goes with status 'retrying' and only with it")
     if not count_attempt and status != "retrying":
         raise ValueError("only a retry can leave its attempt uncounted")
-    params = {"seq": seq, "owner": owner, "status": status, "error": error, "next_attempt_at": next_attempt_at,
+    params = {"seq": seq, "token": token, "status": status, "error": error, "next_attempt_at": next_attempt_at,
               "give_back": 0 if count_attempt else 1}  # fmt: skip
     return await _update(db, FINISH[db.backend], params) == 1
 
 
-async def release_claims(db: Database, owner: str) -> int:
-    """Give back every unfinished claim of `owner` (pending, or retrying if it had failed before), due at once."""
-    return await _update(db, RELEASE[db.backend], {"owner": owner})
+async def release_claims(db: Database, worker: str) -> int:
+    """Give back every unfinished claim of `worker` (pending, or retrying if it had failed before), due at once."""
+    return await _update(db, RELEASE[db.backend], {"prefix": _prefix(worker)})

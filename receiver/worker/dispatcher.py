@@ -5,8 +5,14 @@ docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as 
 dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
 ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
 `worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
-(`worker/steps.py`), over one `HandlerStore` per run; `_keep_leases` renews every claim in one statement; `stop`
-gives back what did not finish and closes the handlers.
+(`worker/steps.py`), over one `FencedHandlerStore` per run; `_keep_leases` renews every claim in one statement;
+`stop` gives back what did not finish and closes the handlers.
+
+A run whose lease is lost (the process was paused or starved past `lease`, and another worker took the event) is
+ended by `_lose`, once, however it is found: the lease keeper finds the claim gone, a write of its handlers is
+refused, or its outcome is. Its task is cancelled, and everything it still tries to write is refused by the claim
+token its writes and its outcome carry (store/queue.py), so it never overwrites the new owner's rows. The runs are
+kept by task, never by event: a run that lingers after its claim was lost can share its event with a newer one.
 
 While traces are on, each run is a `dispatch` span linked to the span the event arrived in (its traceparent is stored
 with it), with a child span per handler step; the Altinn calls a handler makes are children of its step's span.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -31,6 +38,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -41,7 +49,7 @@ from receiver.observability import tracing
 from receiver.observability.logs import log_context
 from receiver.store import queue
 from receiver.store.errors import StoreError
-from receiver.store.handler_store import HandlerStore
+from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore
 from receiver.store.interface import Database
 from receiver.store.records import InboxRecord
 from receiver.store.traces import traceparent_of
@@ -59,12 +67,29 @@ NOT_EXTENSIONS = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "resource", "resourceinstance"}
     | {"data", "data_base64", "datacontenttype", "dataschema"}
 )
+LEASE_LOST = "lease lost to another worker"
 STOP_MARGIN = 0.25
 """Seconds kept from the stop deadline for giving claims back and closing."""
 
 
 class HandlerStartError(Exception):
     """A handler's `start` failed or ran over its `step_timeout`: the dispatcher does not start."""
+
+
+@dataclass(eq=False)
+class Run:
+    """One claimed event's run, from its pipeline's start until its outcome is recorded."""
+
+    record: InboxRecord
+    task: asyncio.Task[None] | None = None
+    recording: bool = False
+    """The pipeline is over and its outcome is being recorded: its slot is free, and it is no longer cancelled."""
+    lost: bool = False
+    """Its claim was taken over: it is being cancelled, and what it writes is refused."""
+
+    @property
+    def claim(self) -> tuple[int, str]:
+        return self.record.seq, self.record.lease_owner
 
 
 def event_from_record(record: InboxRecord) -> Event:
@@ -151,10 +176,10 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._state = "not started"
         self._counts = dict.fromkeys(OUTCOMES, 0)
-        self._running: dict[asyncio.Task[None], InboxRecord] = {}
-        """Every run's task, until its outcome is recorded."""
-        self._leases: dict[int, asyncio.Task[None]] = {}
-        """The claims (by seq) of running events whose outcome is not being recorded yet: the busy slots."""
+        self._runs: dict[asyncio.Task[None], Run] = {}
+        """Every run, by its task, until the task ends."""
+        self._claim_numbers = itertools.count(1)
+        """Numbers every claim statement's token (`queue.claim_token`) apart."""
         self._ready: deque[InboxRecord] = deque()
         """Events claimed ahead, in claim order, that start as soon as a slot is free."""
         self._ahead = max(1, settings.concurrency // 4)
@@ -173,7 +198,7 @@ class Dispatcher:
     async def start(self, runtime: Runtime) -> None:
         self._altinn = runtime.require_altinn() if self.pipelines.uses_altinn else None
         self._receiver_metrics = runtime.metrics
-        self._metrics = DispatchMetrics(runtime.metrics.registry, lambda: len(self._leases), self.pipelines)
+        self._metrics = DispatchMetrics(runtime.metrics.registry, self._busy, self.pipelines)
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
         # The database, the listener and the handlers' `start` are the only waits, and the last: a start that fails
@@ -229,7 +254,7 @@ class Dispatcher:
             # Cleared before counting the free slots: a run that ends or an event that arrives from here on wakes
             # the wait below.
             self._wake.clear()
-            missing = self.settings.concurrency + self._ahead - len(self._leases) - len(self._ready)
+            missing = self.settings.concurrency + self._ahead - self._busy() - len(self._ready)
             if missing > 0:
                 self._ready.extend(await self._claim(missing))
                 self._start_ready()
@@ -239,29 +264,33 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[InboxRecord]:
         try:
-            return await queue.claim(self._db, self.owner, self.settings.lease, limit)
+            token = queue.claim_token(self.owner, next(self._claim_numbers))
+            return await queue.claim(self._db, token, self.settings.lease, limit)
         except StoreError as exc:
             log.warning("cannot claim events; trying again", extra={"error": str(exc)})
             return []
 
+    def _busy(self) -> int:
+        """The slots taken: runs whose pipeline is not over."""
+        return sum(not run.recording for run in self._runs.values())
+
     def _start_ready(self) -> None:
         """Run ready events in the free slots, earliest claim first (until `stop`, which gives them back)."""
-        while self._ready and len(self._leases) < self.settings.concurrency and not self._stopping:
-            record = self._ready.popleft()
-            task = asyncio.create_task(self._run(record), name=f"dispatch:{record.id}")
-            self._running[task] = record
-            self._leases[record.seq] = task
-            task.add_done_callback(self._finished)
+        while self._ready and self._busy() < self.settings.concurrency and not self._stopping:
+            run = Run(self._ready.popleft())
+            run.task = asyncio.create_task(self._run(run), name=f"dispatch:{run.record.id}")
+            self._runs[run.task] = run
+            run.task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        record = self._running.pop(task)
-        self._leases.pop(record.seq, None)
+        self._runs.pop(task, None)
         self._start_ready()
         self._wake.set()  # refill `ready`; a later event of the same instance may go now
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatching an event failed", exc_info=task.exception())
 
-    async def _run(self, record: InboxRecord) -> None:
+    async def _run(self, run: Run) -> None:
+        record = run.record
         links = [await traceparent_of(self._db, record.id)] if tracing.on() else []
         attributes: tracing.Attributes = {
             "cloudevents.event_id": record.id,
@@ -269,16 +298,28 @@ class Dispatcher:
             "altinn_receiver.attempt": record.attempts,
         }
         with tracing.span("dispatch", kind="consumer", attributes=attributes, links=links) as span:
-            await self._dispatch(record, span)
+            await self._dispatch(run, span)
 
-    async def _dispatch(self, record: InboxRecord, span: tracing.Span) -> None:
+    async def _dispatch(self, run: Run, span: tracing.Span) -> None:
+        record = run.record
         started = time.perf_counter()
         pipeline = self.pipelines.for_type(record.type)
         pattern = (pipeline.pattern(record.type) or "") if pipeline is not None else ""
-        with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
-            outcome = await self._outcome(record, pipeline)
-        del self._leases[record.seq]  # from here on, losing the lease cannot cancel the recording of the outcome
+        claim = Claim(record.seq, record.lease_owner, record.id)
+        store = FencedHandlerStore(self._db, claim, lambda: self._lose(run, "a write was refused"))
+        try:
+            with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
+                outcome = await self._outcome(record, pipeline, store)
+        except asyncio.CancelledError:
+            if not run.lost:
+                raise
+            span.fail(LEASE_LOST)
+            return  # cancelled by `_lose`: the run is over, and nothing of it is recorded
+        run.recording = True  # from here on, losing the lease cannot cancel the recording of the outcome
         self._start_ready()  # the slot is free: the next event need not wait for this outcome's round trip
+        if run.lost:  # lost as the last step ended
+            span.fail(LEASE_LOST)
+            return
         decision = decide(outcome, record.attempts, record.received_at, self.settings, self._rng)
         status, reason, next_attempt_at = decision.status, decision.reason, decision.next_attempt_at
         span.set({"altinn_receiver.outcome": status, "altinn_receiver.pipeline": pattern})
@@ -287,18 +328,20 @@ class Dispatcher:
             span.fail(reason)
         try:
             ours = await queue.finish(
-                self._db, record.seq, self.owner, status, reason, next_attempt_at, count_attempt=decision.counts
-            )
+                self._db, record.seq, record.lease_owner, status, reason, next_attempt_at,
+                count_attempt=decision.counts,
+            )  # fmt: skip
         except StoreError as exc:
             log.error("cannot record the outcome; the event runs again when its lease expires",
                       extra={"event_id": record.id, "error": str(exc)})  # fmt: skip
             return
+        if not ours:
+            span.fail(LEASE_LOST)
+            self._lose(run, "its outcome was refused")
+            return
         seconds = time.perf_counter() - started
         fields = {"event_id": record.id, "event_type": record.type, "resourceinstance": record.resourceinstance,
                   "attempt": record.attempts, "outcome": status, "ms": round(seconds * 1000, 1)}  # fmt: skip
-        if not ours:
-            log.warning("the claim was taken over while running; its outcome is not recorded", extra=fields)
-            return
         self._counts[status] += 1
         self._metrics.outcomes.labels(status, pattern, outcome.step).inc()
         self._metrics.seconds.observe(seconds)
@@ -309,7 +352,7 @@ class Dispatcher:
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
-    async def _outcome(self, record: InboxRecord, pipeline: Pipeline | None) -> Outcome:
+    async def _outcome(self, record: InboxRecord, pipeline: Pipeline | None, store: HandlerStore) -> Outcome:
         if record.pruned:  # replayed by a release that did not know about retention
             return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
         if pipeline is None:
@@ -318,11 +361,11 @@ class Dispatcher:
             return Outcome(
                 "dead", f"its runs stopped unfinished {record.attempts - 1} times (worker gone, lease expired)"
             )
-        return await self._run_pipeline(pipeline, event_from_record(record))
+        return await self._run_pipeline(pipeline, event_from_record(record), store)
 
-    async def _run_pipeline(self, pipeline: Pipeline, event: Event) -> Outcome:
+    async def _run_pipeline(self, pipeline: Pipeline, event: Event, store: HandlerStore) -> Outcome:
+        """The steps in order over `store`, the run's own, shared by its steps."""
         results: dict[str, Any] = {}
-        store = HandlerStore(self._db)  # one per run, shared by its steps
         for step in pipeline.steps:
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
                                altinn=self._altinn, metrics=self._receiver_metrics,
@@ -352,13 +395,25 @@ class Dispatcher:
         span.set({"altinn_receiver.outcome": "ok"})
         return None
 
+    def _lose(self, run: Run, found_by: str) -> None:
+        """End a run whose claim was taken over, once: a warning, and its task cancelled unless it is already
+        recording its outcome (which is then refused). Its writes are refused from the moment the claim changed."""
+        if run.lost:
+            return
+        run.lost = True
+        log.warning(f"{LEASE_LOST}: the run is cancelled, its writes and its outcome refused",
+                    extra={"event_id": run.record.id, "found_by": found_by})  # fmt: skip
+        if not run.recording and run.task is not None:
+            run.task.cancel()
+
     async def _keep_leases(self) -> None:
         """Every third of `lease`, renew the claims of all running and ready events in one statement. A claim that is
         no longer ours (our lease ran out, e.g. the process was stopped that long, and another worker took the event)
-        is dropped if ready and its run cancelled if running: its outcome is the new owner's to record."""
+        is dropped if ready and its run ended if running: its outcome is the new owner's to record."""
         while True:
             await asyncio.sleep(self.settings.lease / 3)
-            held = set(self._leases) | {record.seq for record in self._ready}
+            held = {run.claim for run in self._runs.values() if not run.recording}
+            held |= {(record.seq, record.lease_owner) for record in self._ready}
             if not held:
                 continue
             try:
@@ -367,16 +422,13 @@ class Dispatcher:
                 log.warning("cannot renew leases", extra={"claims": len(held), "error": str(exc)})
                 continue
             lost = held - kept
-            for record in [record for record in self._ready if record.seq in lost]:
+            for record in [record for record in self._ready if (record.seq, record.lease_owner) in lost]:
                 log.warning("lease lost to another worker: dropping a claimed-ahead event",
                             extra={"event_id": record.id})  # fmt: skip
                 self._ready.remove(record)
-            for seq in lost:
-                task = self._leases.pop(seq, None)  # None: its outcome was being recorded meanwhile
-                if task is not None:
-                    log.warning("lease lost to another worker: abandoning this run",
-                                extra={"event_id": self._running[task].id})  # fmt: skip
-                    task.cancel()
+            for run in list(self._runs.values()):
+                if run.claim in lost and not run.recording:  # recording meanwhile: it finished, or finds out itself
+                    self._lose(run, "renewing the lease")
 
     async def stop(self, deadline: float) -> None:
         if not self._tasks:
@@ -386,7 +438,7 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        running = set(self._running)
+        running = set(self._runs)
         finished: set[asyncio.Task[None]] = set()
         if running:
             log.info("letting running pipelines finish", extra={"running": len(running)})
@@ -418,7 +470,7 @@ class Dispatcher:
     def status(self) -> dict[str, Any]:
         return {
             "state": self._state,
-            "running": len(self._leases),
+            "running": self._busy(),
             "ready": len(self._ready),
             **self._counts,
             **self.describe(),

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from receiver.store.errors import StoreError
-from receiver.store.interface import POSTGRESQL, Database, Params, Row
+from receiver.store.interface import POSTGRESQL, Call, Database, Params, Row
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server before a connection attempt fails (libpq's connect_timeout, unless the URL sets
@@ -150,6 +150,13 @@ class PostgresDatabase:
         except (psycopg.Error, PoolTimeout) as exc:
             raise store_error(exc) from exc
 
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        try:
+            async with self._pool.connection() as conn:
+                return await OnConnection(conn).guarded(guard, guard_params, call, sql, params)
+        except PoolTimeout as exc:
+            raise store_error(exc) from exc
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
         try:
@@ -198,6 +205,15 @@ class OnConnection:
             return await _fetch(self.conn, sql, params)
         except psycopg.Error as exc:
             raise store_error(exc) from exc
+
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        async with self.transaction() as tx:
+            if not await tx.fetch(guard, guard_params):
+                return False, None
+            if call == "execute_many":
+                await tx.execute_many(sql, params)
+                return True, None
+            return True, await (tx.execute(sql, params) if call == "execute" else tx.fetch(sql, params))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
