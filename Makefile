@@ -7,8 +7,9 @@ CONFIG ?= receiver.toml
 
 # Two lock files, compiled from pyproject.toml by `make lock` for CPython 3.11 on Linux, every file pinned by hash:
 # requirements.lock is the runtime (what the image installs), requirements-dev.lock adds the dev and otel extras (what
-# `make test` installs) and is constrained by the first, so the two never disagree on a version. Both include the broker
-# extras (EXTRAS): the image can forward to RabbitMQ and NATS by config alone, and the tests use both.
+# `make test` installs) and is constrained by the first, so the two never disagree on a version. Both include the
+# extras in EXTRAS: postgres (the image runs on either store, the tests run on both) and the brokers' (the image can
+# forward to RabbitMQ and NATS by config alone, and the tests use both).
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # uv compiles the locks and finds the floors; it lives in its own venv and is pinned here.
@@ -18,7 +19,7 @@ UV := $(TOOLS)/bin/uv
 LOCK_TARGET := --python-version 3.11 --python-platform linux
 LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 'make lock'
 FLOOR := .venv-floor
-EXTRAS := --extra amqp --extra nats
+EXTRAS := --extra postgres --extra amqp --extra nats
 
 .PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
 

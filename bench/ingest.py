@@ -1,10 +1,13 @@
-"""Benchmark: a bare Starlette endpoint vs `POST /events` with the durable inbox, both under wrk (32 connections).
+"""Benchmark: a bare Starlette endpoint vs `POST /events` with the durable inbox on SQLite and on PostgreSQL, all
+under wrk (32 connections).
 
-Run with `make bench` (or `.venv/bin/python bench/ingest.py --help`). Both servers run as subprocesses with the same
-uvicorn settings on this machine, one after the other; the receiver uses `synchronous=FULL` and unique event ids.
-Prints requests/s and p50/p99 latency of each, the ratio b/a, the CPU time each server spent per request (its event
-loop's thread and the whole process) and how long an fsync takes on this disk. Not a test: numbers depend on the
-machine.
+Run with `make bench` (or `.venv/bin/python bench/ingest.py --help`). The servers run as subprocesses with the same
+uvicorn settings on this machine, one after the other: (a) the bare endpoint, (b) the receiver on an SQLite file
+(`synchronous=FULL`), (c) the receiver on a PostgreSQL database of its own, created for the run on `--postgres`
+(`synchronous_commit = on`; "" leaves (c) out), both with unique event ids. Prints requests/s and p50/p99 latency
+of each, the ratios b/a and c/a, the CPU time each server spent per request (its event loop's thread and the whole
+process; PostgreSQL's own server processes are not counted) and how long an fsync takes on this disk. Not a test:
+numbers depend on the machine.
 
 The receiver runs exactly as `altinn-receiver serve` does (`receiver.cli.serve.run`: buffered JSON log lines at
 the configured level, the GIL switch interval, uvicorn with httptools and uvloop) but without background services:
@@ -33,7 +36,16 @@ from starlette.routing import Route
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import REPO, Result, WrkLoad, ensure_wrk, wait_listening, warm_then_measure, wrk_script
+from bench.support import (
+    REPO,
+    Result,
+    WrkLoad,
+    ensure_wrk,
+    temporary_database,
+    wait_listening,
+    warm_then_measure,
+    wrk_script,
+)
 from receiver.cli.serve import run
 from receiver.config import load_config
 from receiver.server_thread import free_port
@@ -97,31 +109,45 @@ def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> lis
         bare.terminate()
         bare.wait()
 
+    results = [baseline, webhook(args, wrk, work, script, f'path = "{work / "bench.db"}"', "(b) POST /events, SQLite")]
+    if args.postgres:
+        with temporary_database(args.postgres) as url:
+            results.append(webhook(args, wrk, work, script, f'url = "{url}"', "(c) POST /events, PostgreSQL"))
+    return results
+
+
+def webhook(args: argparse.Namespace, wrk: str, work: Path, script: Path, store: str, name: str) -> Result:
+    """The receiver as `serve` runs it on the store `store` (its `[store]` key) under wrk."""
     port = free_port()
     config = work / "receiver.toml"
     config.write_text(
-        f'[receiver]\nport = {port}\nsecret = "{SECRET}"\n\n[store]\npath = "{work / "bench.db"}"\n\n'
-        f'[log]\nlevel = "{args.log_level}"\n'
+        f'[receiver]\nport = {port}\nsecret = "{SECRET}"\n\n[store]\n{store}\n\n[log]\nlevel = "{args.log_level}"\n'
     )
     with (work / "serve.log").open("wb") as log:
-        receiver = subprocess.Popen([python, __file__, "--serve-receiver", str(config)], stdout=log, cwd=REPO)
+        receiver = subprocess.Popen([sys.executable, __file__, "--serve-receiver", str(config)], stdout=log, cwd=REPO)
         try:
             wait_listening(f"http://127.0.0.1:{port}/healthz", receiver, work / "serve.log")
             url = f"http://127.0.0.1:{port}/events?code={SECRET}"
-            durable = warm_then_measure(wrk, url, script, load, "(b) POST /events, durable inbox", receiver.pid)
+            durable = warm_then_measure(wrk, url, script, WrkLoad.from_args(args), name, receiver.pid)
             inbox = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             pending = re.search(r'altinn_receiver_events_received_total\{channel="push"\} ([\d.e+]+)', inbox)
-            print(f"events stored by the receiver: {float(pending.group(1)) if pending else 0:.0f}", file=sys.stderr)
+            print(f"events stored by {name}: {float(pending.group(1)) if pending else 0:.0f}", file=sys.stderr)
         finally:
             receiver.terminate()
             receiver.wait()
-    return [baseline, durable]
+    return durable
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     WrkLoad.add_arguments(parser, threads_help="wrk threads (default 1: leave the cores to the server)")
     parser.add_argument("--log-level", default="info", help="the receiver's [log] level (default info, as deployed)")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432",
+        metavar="SERVER",
+        help='the PostgreSQL server for (c), as a URL without a database (default: %(default)s; "" leaves (c) out)',
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", type=Path, metavar="CONFIG", help=argparse.SUPPRESS)
@@ -140,14 +166,16 @@ def main() -> None:
         fsync_before = fsync_ms(work)
         results = measure(args, wrk, work, script)
         fsync_after = fsync_ms(work)
-    bare, durable = results
+    bare, durable = results[:2]
     ratio = durable.requests_per_s / bare.requests_per_s
+    ratio_postgresql = results[2].requests_per_s / bare.requests_per_s if len(results) > 2 else None
     load = os.getloadavg()[0]
     if args.json:
         fsync = {"p50_ms_before": fsync_before[0], "p90_ms_before": fsync_before[1]}
         fsync |= {"p50_ms_after": fsync_after[0], "p90_ms_after": fsync_after[1]}
         results_json = [r.__dict__ for r in results]
-        print(json.dumps({"results": results_json, "ratio": round(ratio, 3), "fsync": fsync, "load": load}))
+        ratios = {"ratio": round(ratio, 3), "ratio_postgresql": ratio_postgresql and round(ratio_postgresql, 3)}
+        print(json.dumps({"results": results_json, **ratios, "fsync": fsync, "load": load}))
         return
     print(f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'loop µs/req':>12} {'process µs/req':>15}  errors")
     for r in results:
@@ -156,6 +184,8 @@ def main() -> None:
             f" {r.process_cpu_us:15.0f}  {r.errors}"
         )
     print(f"ratio b/a: {ratio:.2f} (target >= 0.5, and p99 <= 20 ms)")
+    if ratio_postgresql is not None:
+        print(f"ratio c/a: {ratio_postgresql:.2f}")
     print(
         f"fsync on this disk: p50 {fsync_before[0]:.2f} ms, p90 {fsync_before[1]:.2f} ms before;"
         f" p50 {fsync_after[0]:.2f} ms, p90 {fsync_after[1]:.2f} ms after"

@@ -24,8 +24,9 @@ import httpx
 from altinn_sim.runner import SimulatorAdmin
 from receiver.server_thread import free_port
 from receiver.store.db import connect_sync
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from receiver.timeutil import now_iso
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,7 +248,7 @@ def write_backlog(store: Path, resource: str, correspondences: list[str], per: i
                            "source": CORRESPONDENCE_SOURCE, "resource": resource, "resourceinstance": cid}  # fmt: skip
                     event = NewEvent(event_id, BACKLOG_EVENT_TYPE, CORRESPONDENCE_SOURCE, "", resource, cid, stamp,
                                      json.dumps(raw))  # fmt: skip
-                    rows.append(insert_params(event, "catchup", received))
+                    rows.append(event_row(event, "catchup", received))
             rng.shuffle(rows)
             conn.execute("BEGIN")
             conn.executemany(INSERT_EVENT, rows)
@@ -306,3 +307,18 @@ def count_done(store: Path) -> int:
     """Events the dispatcher has finished with (done or dead)."""
     with closing(sqlite3.connect(store)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])
+
+
+@contextmanager
+def temporary_database(server: str) -> Iterator[str]:
+    """A PostgreSQL database of its own on `server` (a URL without a database) for one run; its URL. Dropped after."""
+    import psycopg  # the postgres extra: only a run on PostgreSQL needs it
+
+    name = f"altinn_receiver_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

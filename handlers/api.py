@@ -89,8 +89,8 @@ class Store(Protocol):
     Each call is one statement, atomic on its own and done when it returns; there are no transactions across
     calls, because the connection is shared by every pipeline running at once (and a store on a server would hand
     out pooled connections). Parameters are named (`:name`, given as a mapping), the one style every backend's
-    driver can be given. Write the SQL for `dialect` ("sqlite" today); rows come back as plain dicts. A handler's
-    own tables get names of its own (prefixed with the handler's name), are created in `start` with
+    driver can be given. Write the SQL for `dialect` ("sqlite" or "postgresql"); rows come back as plain dicts. A
+    handler's own tables get names of its own (prefixed with the handler's name), are created in `start` with
     `CREATE TABLE IF NOT EXISTS`, and every write is idempotent: an event can run again. The dispatcher hands out
     one `Store` per run of a pipeline, shared by its steps, fenced by the run's claim: once another worker has
     taken the event over (this run's lease ran out), every call raises `LeaseLost` and changes nothing.

@@ -40,12 +40,17 @@ INSERT_EVENT = """
     ON CONFLICT(event_id) DO NOTHING
 """
 
-# An answer without content (:has_content false) keeps the title and `details.content` stored before.
-UPSERT_CORRESPONDENCE = """
+# An answer without content (:has_content false) keeps the title and `details.content` stored before. Each statement
+# that needs a dialect's own functions is given per `ctx.store.dialect` ("sqlite", "postgresql").
+_INSERT_CORRESPONDENCE = """
     INSERT INTO correspondences (correspondence_id, resource_id, sender, recipient, status, message_title, details,
                                  first_event_at, updated_at)
     VALUES (:correspondence_id, :resource_id, :sender, :recipient, :status, :message_title, :details, :event_at,
             :updated_at)
+"""
+UPSERT_CORRESPONDENCE = {
+    "sqlite": _INSERT_CORRESPONDENCE
+    + """
     ON CONFLICT(correspondence_id) DO UPDATE SET
         resource_id = excluded.resource_id, sender = excluded.sender, recipient = excluded.recipient,
         status = excluded.status,
@@ -53,12 +58,30 @@ UPSERT_CORRESPONDENCE = """
         details = CASE WHEN :has_content THEN excluded.details
                        ELSE json_set(excluded.details, '$.content', json_extract(details, '$.content')) END,
         first_event_at = MIN(first_event_at, excluded.first_event_at), updated_at = excluded.updated_at
-"""
+""",
+    # The existing row by the table's name (a bare column would be ambiguous with `excluded`), JSON through jsonb
+    # (`details` stays text; jsonb writes it with its own spacing and key order).
+    "postgresql": _INSERT_CORRESPONDENCE
+    + """
+    ON CONFLICT (correspondence_id) DO UPDATE SET
+        resource_id = excluded.resource_id, sender = excluded.sender, recipient = excluded.recipient,
+        status = excluded.status,
+        message_title = CASE WHEN :has_content THEN excluded.message_title ELSE correspondences.message_title END,
+        details = CASE WHEN :has_content THEN excluded.details
+                       ELSE jsonb_set(CAST(excluded.details AS jsonb), '{content}',
+                                      COALESCE(CAST(correspondences.details AS jsonb) -> 'content', 'null'))::text
+                  END,
+        first_event_at = LEAST(correspondences.first_event_at, excluded.first_event_at),
+        updated_at = excluded.updated_at
+""",
+}
 
 # Altinn never serves an expired or purged attachment again, but an `attachmentexpired` event and its
 # correspondence's events run side by side: a fetch from before the expiry may be stored after it.
 FINAL_ATTACHMENT_STATUSES = "('Expired', 'Purged')"
 
+# The stored row's columns are named by the table (`correspondence_attachments.status`): PostgreSQL needs it, SQLite
+# takes it.
 UPSERT_ATTACHMENT = f"""
     INSERT INTO correspondence_attachments (correspondence_id, attachment_id, file_name, size, checksum, status,
                                             expiration_time, path, updated_at)
@@ -66,10 +89,11 @@ UPSERT_ATTACHMENT = f"""
             :updated_at)
     ON CONFLICT(correspondence_id, attachment_id) DO UPDATE SET
         file_name = excluded.file_name, checksum = excluded.checksum, expiration_time = excluded.expiration_time,
-        status = CASE WHEN status IN {FINAL_ATTACHMENT_STATUSES} AND excluded.status NOT IN {FINAL_ATTACHMENT_STATUSES}
-                      THEN status ELSE excluded.status END,
-        size = CASE WHEN excluded.path <> '' THEN excluded.size ELSE size END,
-        path = CASE WHEN excluded.path <> '' THEN excluded.path ELSE path END,
+        status = CASE WHEN correspondence_attachments.status IN {FINAL_ATTACHMENT_STATUSES}
+                           AND excluded.status NOT IN {FINAL_ATTACHMENT_STATUSES}
+                      THEN correspondence_attachments.status ELSE excluded.status END,
+        size = CASE WHEN excluded.path <> '' THEN excluded.size ELSE correspondence_attachments.size END,
+        path = CASE WHEN excluded.path <> '' THEN excluded.path ELSE correspondence_attachments.path END,
         updated_at = excluded.updated_at
 """
 
@@ -160,7 +184,8 @@ class Store(BaseHandler):
             correspondence_id = event.resourceinstance if event.is_correspondence_event else ""
         time = normalised_time(event.time)
         if fetched is not None:
-            await ctx.store.execute(UPSERT_CORRESPONDENCE, correspondence_row(fetched, time or event.received_at))
+            upsert = UPSERT_CORRESPONDENCE[ctx.store.dialect]
+            await ctx.store.execute(upsert, correspondence_row(fetched, time or event.received_at))
             await ctx.store.execute_many(UPSERT_ATTACHMENT, attachment_rows(fetched, ctx.attachments or {}))
         if event.type == ATTACHMENT_EXPIRED:
             expired_in = await expire_attachment(ctx.store, event.resourceinstance)

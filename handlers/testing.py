@@ -10,7 +10,8 @@
 
 `run_handler` checks the options as `[handlers.NAME]` is checked at startup (a `ConfigError` naming the key), runs
 `start`, `handle` within `step_timeout` and `aclose` once each, over a real store (an SQLite file, `STORE_FILE` in
-`folder`, or in a temporary folder), and returns the `Context` the handler saw. What the handler raises comes out
+`folder`, or in a temporary folder; or the PostgreSQL store at `store_url`, for a handler's PostgreSQL SQL), and
+returns the `Context` the handler saw. What the handler raises comes out
 as it is (`RetryLater`, `Permanent`, ...); a step that runs over raises `StepTimeout`, a `RetryLater`.
 `handler_context` gives such a `Context` for a test that calls a handler (or anything else taking one) itself.
 """
@@ -29,11 +30,10 @@ from typing import Any
 
 from handlers.api import AttachmentFile, Context, Event, Handler, Store
 from receiver.altinn import AltinnClients, Correspondence
-from receiver.config import ConfigError, DispatchConfig
+from receiver.config import ConfigError, DispatchConfig, StoreConfig
 from receiver.observability.metrics import Metrics
-from receiver.store import db
+from receiver.store.backends import open_backend
 from receiver.store.handler_store import HandlerStore
-from receiver.store.migrate import migrate
 from receiver.validation import Source
 from receiver.worker.pipelines import create_handler, handler_options
 from receiver.worker.steps import StepTimeout, run_step, step_context, within
@@ -80,20 +80,22 @@ async def handler_context(
     attachments: Mapping[str, AttachmentFile] | None = None,
     results: Mapping[str, Any] | None = None,
     altinn: AltinnClients | None = None,
+    store_url: str = "",
 ) -> AsyncIterator[Context[Any]]:
-    """A `Context` over a real store (`STORE_FILE` in `folder`, else in a temporary folder removed afterwards;
-    created, or brought to this release's schema, as `serve` does at start), open for the `async with` block:
+    """A `Context` over a real store (`STORE_FILE` in `folder`, else in a temporary folder removed afterwards; or the
+    PostgreSQL store at `store_url`, a libpq URL; created, or brought to this release's schema, as `serve` does at
+    start), open for the `async with` block:
     `options` as given (an `Options` instance, or None), what earlier steps found (`correspondence`, `attachments`,
     other `results`), the log bound to `name` and `event` as the dispatcher binds them, fresh metrics, and
     `[dispatch] backoff_cap` at its default."""
     async with AsyncExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handler-test-")))
-        path = folder / STORE_FILE
-        await asyncio.to_thread(migrate, path)
-        conn = await db.connect(path)
-        stack.push_async_callback(conn.close)
-        yield _context(name, options, event, HandlerStore(conn), altinn, Metrics(),
+        backend = open_backend(StoreConfig(path=folder / STORE_FILE, url=store_url))
+        await asyncio.to_thread(backend.migrate)
+        database = await backend.connect()
+        stack.push_async_callback(database.close)
+        yield _context(name, options, event, HandlerStore(database), altinn, Metrics(),
                        correspondence=correspondence, attachments=attachments, results=results)  # fmt: skip
 
 
@@ -131,13 +133,15 @@ async def run_handler(
     altinn: AltinnClients | None = None,
     step_timeout: float = 300.0,
     environ: Mapping[str, str] | None = None,
+    store_url: str = "",
 ) -> Context[Any]:
     """Run `handler` (an instance) on `event` (default: `make_event()`) as the dispatcher would, and return the
     `Context` it saw (its store closed by then).
 
     `options`: a mapping, checked like the TOML section `[handlers.NAME]` (relative paths against `folder`, or the
     current folder; `${NAME}` forms and `*_file` secrets read from `environ`, default `os.environ`, and `folder`),
-    or an instance of the handler's `Options`, used as it is; None is an empty section. `name` is
+    or an instance of the handler's `Options`, used as it is; None is an empty section. `store_url`: run it over
+    that PostgreSQL store instead of an SQLite file. `name` is
     the section's NAME (default: the handler's `name`). `correspondence`, `attachments` and `results` stand for what
     earlier steps found. `start` (with a context of its own, without an event), `handle` (within `step_timeout`
     seconds, as `[handlers.NAME] step_timeout`) and `aclose` run once each; `aclose` also when `handle` raises.
@@ -148,7 +152,7 @@ async def run_handler(
         source = Source(dict(os.environ if environ is None else environ), folder if folder is not None else Path("."))
         options = handler_options(checked, dict(options or {}), f"handlers.{step}", step, source)
     event = event if event is not None else make_event()
-    async with handler_context(options, folder=folder, name=step, altinn=altinn) as started:
+    async with handler_context(options, folder=folder, name=step, altinn=altinn, store_url=store_url) as started:
         await within(checked.start(started), step_timeout, f"{step}:start")
         try:
             ctx = _context(step, options, event, started.store, altinn, started.metrics,

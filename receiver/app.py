@@ -28,7 +28,8 @@ from receiver.config import Config
 from receiver.observability.logs import emit_json_line, redact_query, utc_stamp
 from receiver.observability.metrics import CONTENT_TYPE
 from receiver.runtime import Runtime, Service
-from receiver.store.db import StoreError
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
 from receiver.store.inbox import count_by_status
 from receiver.sync.catchup import CatchupService
 from receiver.sync.subscriptions import SubscriptionService
@@ -213,7 +214,7 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
             runtime = await Runtime.open(config)
         except StoreError as exc:
             app.state.startup_error = str(exc)
-            log.error("cannot open the store", extra={"store": str(config.store.path), "error": str(exc)})
+            log.error("cannot open the store", extra={"store": open_backend(config.store).location, "error": str(exc)})
             raise
         app.state.runtime = runtime
         ingest.runtime = runtime
@@ -227,7 +228,7 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
             "accepting pushes",
             extra={
                 "path": config.receiver.path,
-                "store": str(config.store.path),
+                "store": runtime.backend.location,
                 "services": [service.name for service in chosen],
             },
         )

@@ -67,6 +67,38 @@ def check_url(key: str, value: str, *, schemes: tuple[str, ...] = ("https", "htt
     return value
 
 
+POSTGRESQL_EXTRA = "altinn-receiver[postgres]"
+
+
+def _postgresql_url(value: str) -> str:
+    """A libpq URL (its password may be in it, so the problem never shows the value)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.netloc:
+        raise ValueError("must be a postgresql:// URL such as postgresql://receiver@db.example:5432/receiver")
+    return value
+
+
+def check_store_url(key: str, value: str) -> str:
+    """`value` if it is a PostgreSQL URL the receiver can use (the driver installed); ConfigError naming `key`."""
+    try:
+        _postgresql_url(value)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    if problem := _postgresql_driver():
+        raise ConfigError(key, problem)
+    return value
+
+
+def _postgresql_driver() -> str:
+    """Why the PostgreSQL driver cannot be used ("" when it can)."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        return f"needs the PostgreSQL driver ({exc.name} is not installed): install {POSTGRESQL_EXTRA}"
+    return ""
+
+
 def _webhook_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"must start with '/', got {path!r}")
@@ -207,9 +239,12 @@ class ReceiverConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """Where the store is: the SQLite file at `path` (the default), or the PostgreSQL database at `url`."""
+
     path: Path = Path("receiver.db")
+    url: str = setting("", secret=True, check=_postgresql_url)
     file_mode: str = setting("0600", check=_file_mode)
-    """The mode the store, its WAL and its backups are created with, in octal."""
+    """The mode the store, its WAL and its backups are created with, in octal (SQLite)."""
     check_on_start: bool = True
 
     @property
@@ -425,6 +460,7 @@ def _finish(config: Config, data: Mapping[str, Any]) -> Config:
             + 'set it (secret = "${ALTINN_RECEIVER_SECRET}", or secret_file = "/run/secrets/...") or set '
             "allow_no_secret = true",
         )
+    _check_store(config.store, data.get("store"))
     altinn = config.altinn
     platform_url = altinn.platform_url or PLATFORM_URLS.get(altinn.environment, "")
     altinn = replace(altinn, platform_url=platform_url.rstrip("/"))
@@ -432,6 +468,15 @@ def _finish(config: Config, data: Mapping[str, Any]) -> Config:
     if config.maskinporten.configured:
         token_scope_sets(config)  # a role without the scopes it needs stops every command here, with exit status 2
     return config
+
+
+def _check_store(store: StoreConfig, written: Any) -> None:
+    if not store.url:
+        return
+    if isinstance(written, Mapping) and "path" in written:
+        raise ConfigError("store", "set path (an SQLite file) or url (a PostgreSQL database), not both")
+    if problem := _postgresql_driver():
+        raise ConfigError("store.url", problem)
 
 
 def _finish_maskinporten(mp: MaskinportenConfig, altinn: AltinnConfig) -> MaskinportenConfig:

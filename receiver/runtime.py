@@ -16,41 +16,37 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-import aiosqlite
-
 from receiver.altinn import AltinnClients
 from receiver.config import Config, ConfigError, StoreConfig
 from receiver.observability.metrics import Metrics
-from receiver.store import db
-from receiver.store.inbox import InboxWriter
-from receiver.store.integrity import empty_store
-from receiver.store.migrate import migrate
+from receiver.store.backends import open_backend
+from receiver.store.interface import Backend, Database, Writer
 
 log = logging.getLogger(__name__)
 
 
-def prepare_store(store: StoreConfig) -> None:
-    """What `serve` does to its store before it listens: check an existing store's integrity (unless `[store]
-    check_on_start` is false), then migrate it (created when missing). StoreError saying what is wrong and what to do
-    when the store is damaged, an empty file, or cannot be migrated."""
-    # A missing store is created by migrate, an empty file refused by it: nothing to check in either.
-    if store.check_on_start and store.path.is_file() and not empty_store(store.path):
-        seconds = db.check_integrity(store.path)
-        size = store.path.stat().st_size
-        log.info("store checked", extra={"store": str(store.path), "seconds": round(seconds, 3), "bytes": size})
-    migrate_store(store)
+def prepare_store(backend: Backend, store: StoreConfig) -> None:
+    """What `serve` does to its store before it listens: check an existing store's integrity where the backend has
+    such a check (SQLite's quick_check, unless `[store] check_on_start` is false), then migrate it (created when
+    missing). StoreError saying what is wrong and what to do when the store is damaged, an empty file, or cannot be
+    migrated."""
+    if store.check_on_start:
+        checked = backend.check_integrity()
+        if checked is not None:
+            log.info("store checked", extra={"store": backend.location, "seconds": round(checked.seconds, 3),
+                                             "bytes": checked.bytes})  # fmt: skip
+    migrate_store(backend)
 
 
-def migrate_store(store: StoreConfig) -> None:
+def migrate_store(backend: Backend) -> None:
     """Bring the store (created when missing) to this code's schema, with a log line when that changed it;
     StoreError when it cannot (StoreVersionError when it is newer than this code)."""
-    path = store.path
-    migrated = migrate(path, file_mode=store.mode)
+    migrated = backend.migrate()
     if migrated.applied:
         log.info(
             "store migrated",
             extra={
-                "store": str(path),
+                "store": backend.location,
                 "from_version": migrated.before.version,
                 "to_version": migrated.version,
                 "applied": [f"{m.version} {m.name}" for m in migrated.applied],
@@ -80,13 +76,15 @@ class Runtime:
     def __init__(
         self,
         config: Config,
-        store: aiosqlite.Connection,
-        writer: InboxWriter,
+        backend: Backend,
+        store: Database,
+        writer: Writer,
         metrics: Metrics,
         altinn: AltinnClients | ConfigError,
     ) -> None:
         """`altinn`: the shared clients, or the ConfigError that kept the config from making them."""
         self.config = config
+        self.backend = backend
         self.store = store
         self.writer = writer
         self.metrics = metrics
@@ -108,15 +106,16 @@ class Runtime:
         """Migrate the store (created when missing) to this code's schema, open it and the inbox writer, and make the
         Altinn clients when the config says how to call Altinn; raises `StoreError` when the store cannot be opened
         (StoreVersionError when it is newer than this code)."""
-        await asyncio.to_thread(migrate_store, config.store)
-        store = await db.connect(config.store.path)
+        backend = open_backend(config.store)
+        await asyncio.to_thread(migrate_store, backend)
+        store = await backend.connect()
         try:
-            writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+            writer = await backend.writer()
         except BaseException:
             await store.close()
             raise
         metrics = Metrics()
-        return cls(config, store, writer, metrics, _altinn_clients(config, metrics))
+        return cls(config, backend, store, writer, metrics, _altinn_clients(config, metrics))
 
     @property
     def altinn(self) -> AltinnClients | None:
@@ -220,7 +219,7 @@ class Runtime:
         """After `drain()`: close the Altinn clients, the writer (committing what is queued) and the store."""
         if self.altinn is not None:
             await self.altinn.aclose()
-        await asyncio.to_thread(self.writer.close)
+        await self.writer.aclose()
         await self.store.close()
 
 

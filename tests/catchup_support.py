@@ -10,6 +10,8 @@ from typing import Any
 
 from altinn_sim import RunningSimulator
 from altinn_sim.cloudevent import event_time
+from receiver.config import StoreConfig
+from tests.store_backends import rows as backend_rows
 
 RECIPIENT_ORG = "312345678"
 RECIPIENT = f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}"
@@ -42,6 +44,8 @@ def rows(db: Path, sql: str, *params: str) -> list[sqlite3.Row]:
         return conn.execute(sql, params).fetchall()
 
 
-def inbox(db: Path) -> dict[str, str]:
-    """Event id -> the channel it came through."""
-    return {r["id"]: r["channel"] for r in rows(db, "SELECT id, channel FROM inbox")}
+def inbox(db: Path | StoreConfig) -> dict[str, str]:
+    """Event id -> the channel it came through, in a store file or any backend's store."""
+    sql = "SELECT id, channel FROM inbox"
+    found = backend_rows(db, sql) if isinstance(db, StoreConfig) else rows(db, sql)
+    return {r["id"]: r["channel"] for r in found}

@@ -166,9 +166,9 @@ class Scribbler(BaseHandler):
         every: Duration = 0.2
 
     async def start(self, ctx: Context[Scribbler.Options]) -> None:
-        await ctx.store.execute(
-            "CREATE TABLE IF NOT EXISTS scribbler_rows (n INTEGER PRIMARY KEY, event_id TEXT, pid INTEGER)"
-        )
+        numbered = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+        key = numbered[ctx.store.dialect]
+        await ctx.store.execute(f"CREATE TABLE IF NOT EXISTS scribbler_rows (n {key}, event_id TEXT, pid INTEGER)")
 
     async def handle(self, event: Event, ctx: Context[Scribbler.Options]) -> None:
         while True:

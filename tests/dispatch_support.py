@@ -14,12 +14,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from altinn_sim import RunningSimulator
-from receiver.config import Config, SubscriptionConfig
+from receiver.config import Config, StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import SCOPES, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
 from receiver.server_thread import ServerThread
 from receiver.worker.dispatcher import Dispatcher
 from tests.ingest_support import running_app
+from tests.store_backends import statuses as backend_statuses
 from tests.support import wait_until
 
 RESOURCE = "urn:altinn:resource:dispatch-test"
@@ -38,9 +39,10 @@ def recipient_setup(
     extra: str = "",
     dispatch: dict[str, Any] | None = None,
     scopes: Sequence[str] = RECIPIENT_SCOPES,
+    store_url: str = "",
 ) -> ReceiverSetup:
     """A recipient organisation's receiver: its own Maskinporten key (holding `scopes`, in the config too),
-    subscribed with its subject filter."""
+    subscribed with its subject filter; its store a file in `tmp_path`, or the PostgreSQL one at `store_url`."""
     sim.set_resource_owner(RESOURCE, SENDER_ORG)
     identity = register_identity(sim, tmp_path, org=RECIPIENT_ORG, service_owner=None, scopes=scopes)
     return ReceiverSetup(
@@ -52,12 +54,16 @@ def recipient_setup(
         role="recipient",
         dispatch={**FAST_RETRIES, **(dispatch or {})},
         extra=extra,
+        store_url=store_url,
     )
 
 
-def service_owner_setup(sim: RunningSimulator, tmp_path: Path, *, store: Path | None = None) -> ReceiverSetup:
+def service_owner_setup(
+    sim: RunningSimulator, tmp_path: Path, *, store: Path | None = None, store_url: str = ""
+) -> ReceiverSetup:
     """The service owner's receiver with the default pipelines, subscribed to its resource without a subject
-    filter; `store` another receiver's store file to share (default: its own in `tmp_path`)."""
+    filter; `store` another receiver's store file to share (default: its own in `tmp_path`), or the PostgreSQL
+    store at `store_url`."""
     sim.set_resource_owner(RESOURCE, SENDER_ORG)
     identity = register_identity(sim, tmp_path, org=SENDER_ORG, scopes=SCOPES)
     return ReceiverSetup(
@@ -68,6 +74,7 @@ def service_owner_setup(sim: RunningSimulator, tmp_path: Path, *, store: Path | 
         catchup={"enabled": False},
         role="service-owner",
         dispatch=FAST_RETRIES,
+        store_url=store_url,
     )
 
 
@@ -101,15 +108,18 @@ def query(store: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
         return conn.execute(sql, params).fetchall()
 
 
-def statuses(store: Path) -> dict[str, str]:
+def statuses(store: Path | StoreConfig) -> dict[str, str]:
+    """Each event's status, in a store file or any backend's store."""
+    if isinstance(store, StoreConfig):
+        return backend_statuses(store)
     return {row["id"]: row["status"] for row in query(store, "SELECT id, status FROM inbox")}
 
 
-def wait_settled(store: Path, count: int, timeout: float = 20.0) -> dict[str, str]:
+def wait_settled(store: Path | StoreConfig, count: int, timeout: float = 20.0) -> dict[str, str]:
     """Until `count` events are in the inbox and every one is done, dead or skipped; their statuses."""
 
     def settled() -> dict[str, str] | None:
-        now = statuses(store) if store.exists() else {}
+        now = statuses(store) if isinstance(store, StoreConfig) or store.exists() else {}
         return now if len(now) >= count and all(s in FINAL for s in now.values()) else None
 
     result: dict[str, str] = wait_until(settled, timeout=timeout, message=f"{count} events to be processed")

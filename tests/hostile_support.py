@@ -11,8 +11,9 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from tests.ingest_support import PUBLISHED, new_event
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -28,7 +29,7 @@ def filled_store(path: Path, events: int = 300) -> list[str]:
     for _ in range(events):
         event = new_event()
         rows.append(
-            insert_params(
+            event_row(
                 NewEvent(event["id"], PUBLISHED, event["source"], event["subject"], event["resource"],
                          event["resourceinstance"], event["time"], json.dumps(event)),
                 "push",
@@ -37,7 +38,7 @@ def filled_store(path: Path, events: int = 300) -> list[str]:
         )  # fmt: skip
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.executemany(INSERT_EVENT, rows)
-    return [str(row[0]) for row in rows]
+    return [row["id"] for row in rows]
 
 
 def _geometry(path: Path) -> tuple[int, int, int]:

@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 
 from receiver.app import ServicesSpec, create_app, server_options
-from receiver.config import Config, load_config
+from receiver.config import Config, StoreConfig, load_config
 from receiver.server_thread import ServerThread, free_port
+from tests.store_backends import store_toml
 from tests.support import DATA, wait_until, write_config
 
 SECRET = "correct-horse-battery-staple-0123456789"
@@ -53,20 +54,21 @@ def compact(event: Any) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-def config_text(store: Path, port: int = 0, **receiver: Any) -> str:
+def config_text(store: Path | StoreConfig, port: int = 0, **receiver: Any) -> str:
     """A config file's text: `receiver` keys are written as TOML values (lists, strings, numbers); None leaves a key
-    out (`secret=None` with a `secret_file`)."""
+    out (`secret=None` with a `secret_file`). `store` is a file, or any backend's store."""
     settings: dict[str, Any] = {"secret": SECRET, "previous_secrets": [OLD_SECRET], **receiver}
     if port:
         settings["port"] = port
     lines = ["[receiver]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items() if value is not None]
-    lines += ["", "[store]", f"path = {json.dumps(str(store))}", ""]
-    return "\n".join(lines)
+    store_config = store if isinstance(store, StoreConfig) else StoreConfig(path=store)
+    return "\n".join(lines) + "\n\n" + store_toml(store_config)
 
 
-def make_config(tmp_path: Path, **receiver: Any) -> Config:
-    path = write_config(tmp_path / "receiver.toml", config_text(tmp_path / "receiver.db", **receiver))
-    return load_config(path)
+def make_config(tmp_path: Path, *, store: StoreConfig | None = None, **receiver: Any) -> Config:
+    """A config in `tmp_path` whose store is `store` (default: a file beside it)."""
+    text = config_text(store or tmp_path / "receiver.db", **receiver)
+    return load_config(write_config(tmp_path / "receiver.toml", text))
 
 
 @contextmanager

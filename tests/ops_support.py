@@ -1,24 +1,24 @@
-"""A real store file for the operator command tests (tail, replay, stats): a config pointing at it, events written
-with the inbox's own insert, and the command line run in-process through `receiver.cli.main.main`."""
+"""A real store for the operator command tests (tail, replay, stats), an SQLite file or a PostgreSQL schema: a config
+pointing at it, events written with the inbox's own insert, and the command line run in-process through
+`receiver.cli.main.main`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 from click.testing import CliRunner, Result
 
 from receiver.cli.main import main
-from receiver.config import Config
-from receiver.store.db import connect
-from receiver.store.inbox import InboxRecord, NewEvent, get_event, insert_event
-from receiver.store.migrate import migrate
+from receiver.config import Config, StoreConfig
+from receiver.store.inbox import get_event, insert_event
+from receiver.store.interface import Database
+from receiver.store.records import InboxRecord, NewEvent
 from receiver.timeutil import now, to_iso
+from tests.store_backends import run_on, store_toml
 from tests.support import write_config
 
 T = TypeVar("T")
@@ -30,29 +30,29 @@ OTHER_RESOURCE = "urn:altinn:resource:other-test"
 
 
 class OpsStore:
-    """A store file and the config that names it: a new one in `tmp_path`, or those of an existing `config`."""
+    """A store and the config that names it: `store` (default: an SQLite file in `tmp_path`), or those of an existing
+    `config`."""
 
-    def __init__(self, tmp_path: Path, config: Config | None = None) -> None:
+    def __init__(self, tmp_path: Path, config: Config | None = None, *, store: StoreConfig | None = None) -> None:
+        self._migrated = False
         if config is not None and config.source is not None:
-            self.path, self.config = config.store.path, config.source
+            self.store, self.config = config.store, config.source
             return
-        self.path = tmp_path / "data" / "receiver.db"
+        self.store = store or StoreConfig(path=tmp_path / "data" / "receiver.db")
         self.config = write_config(
-            tmp_path / "receiver.toml",
-            f'[receiver]\nallow_no_secret = true\n\n[store]\npath = "{self.path}"\n',
+            tmp_path / "receiver.toml", f"[receiver]\nallow_no_secret = true\n\n{store_toml(self.store)}"
         )
 
-    def run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        async def with_connection() -> T:
-            if not self.path.exists():
-                await asyncio.to_thread(migrate, self.path)  # as `serve` creates it
-            conn = await connect(self.path)
-            try:
-                return await work(conn)
-            finally:
-                await conn.close()
+    @property
+    def path(self) -> Path:
+        """The SQLite store's file."""
+        return self.store.path
 
-        return asyncio.run(with_connection())
+    def run(self, work: Callable[[Database], Awaitable[T]]) -> T:
+        """`work` on the store, created first (as `serve` creates it) unless it is there."""
+        migrate = not self._migrated and not (self.store.path.exists() and not self.store.url)
+        self._migrated = True
+        return run_on(self.store, work, migrate=migrate)
 
     def add(
         self,
@@ -71,9 +71,9 @@ class OpsStore:
     def set(self, event_id: str, **columns: Any) -> None:
         """Put an event in a state (status, attempts, last_error, received_at, ...), stamping `updated_at`."""
         columns.setdefault("updated_at", to_iso(now()))
-        assignments = ", ".join(f"{column} = ?" for column in columns)
-        sql = f"UPDATE inbox SET {assignments} WHERE id = ?"
-        self.run(lambda conn: conn.execute(sql, [*columns.values(), event_id]))
+        assignments = ", ".join(f"{column} = :{column}" for column in columns)
+        sql = f"UPDATE inbox SET {assignments} WHERE id = :event_id"
+        self.run(lambda conn: conn.execute(sql, {**columns, "event_id": event_id}))
 
     def received_ago(self, event_id: str, seconds: float) -> None:
         self.set(event_id, received_at=to_iso(now() - timedelta(seconds=seconds)))

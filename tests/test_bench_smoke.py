@@ -68,15 +68,22 @@ def assert_wrk_run(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-def test_ingest_measures_the_bare_endpoint_and_the_webhook(tmp_path: Path) -> None:
+def test_ingest_measures_the_bare_endpoint_and_the_webhook_on_both_stores(tmp_path: Path) -> None:
     require_wrk()
     output = run_bench("ingest.py", "--seconds", "1", "--warmup", "1", tmp_path=tmp_path)
-    bare, durable = output["results"]
-    assert bare["name"].startswith("(a)") and durable["name"].startswith("(b)"), output
+    bare, durable, postgresql = output["results"]
+    assert [r["name"][:3] for r in (bare, durable, postgresql)] == ["(a)", "(b)", "(c)"], output
     assert_wrk_run(bare)
     assert_wrk_run(durable)
-    assert_positive(output, "ratio", "load")
+    assert_wrk_run(postgresql)
+    assert_positive(output, "ratio", "ratio_postgresql", "load")
     assert_positive(output["fsync"], "p50_ms_before", "p90_ms_before", "p50_ms_after", "p90_ms_after")
+
+
+@pytest.mark.slow
+def test_drivers_measures_psycopg_on_a_database_of_its_own(tmp_path: Path, postgres_database: str) -> None:
+    output = run_bench("drivers.py", "--url", postgres_database, "--seconds", "0.5", tmp_path=tmp_path)
+    assert_positive(output["psycopg"], "commits_per_s", "events_per_s", "cpu_us_per_event", "claims_per_s")
 
 
 @pytest.mark.slow

@@ -40,8 +40,8 @@ def direct(group: list[str]) -> list[Requirement]:
 RUNTIME = direct(PYPROJECT["project"]["dependencies"])
 DEV = direct(PYPROJECT["project"]["optional-dependencies"]["dev"])
 OTEL = direct(PYPROJECT["project"]["optional-dependencies"]["otel"])
-BROKERS = [*direct(PYPROJECT["project"]["optional-dependencies"]["amqp"]),
-           *direct(PYPROJECT["project"]["optional-dependencies"]["nats"])]  # fmt: skip
+IMAGE_EXTRAS = [requirement for extra in ("postgres", "amqp", "nats")
+                for requirement in direct(PYPROJECT["project"]["optional-dependencies"][extra])]  # fmt: skip
 LOCK = pins("requirements.lock")
 DEV_LOCK = pins("requirements-dev.lock")
 
@@ -68,9 +68,9 @@ def test_the_image_has_no_opentelemetry() -> None:
     assert not {name for name in LOCK if name.startswith("opentelemetry")}
 
 
-def test_both_locks_pin_the_broker_extras_inside_their_ranges() -> None:
-    """The image can forward to RabbitMQ and NATS by config alone, and the tests use both."""
-    for requirement in BROKERS:
+def test_both_locks_pin_the_postgres_and_broker_extras_inside_their_ranges() -> None:
+    """The image runs on either store and can forward to RabbitMQ and NATS by config alone; the tests use all."""
+    for requirement in IMAGE_EXTRAS:
         for locked in (LOCK, DEV_LOCK):
             version, _ = locked[canonicalize_name(requirement.name)]
             assert requirement.specifier.contains(version, prereleases=True), f"{requirement} locked at {version}"

@@ -289,8 +289,7 @@ def test_compose_registration_and_example_config_get_a_validated_subscription(tm
             receiver=dataclasses.replace(parsed.receiver, host="127.0.0.1", port=port),
             store=dataclasses.replace(parsed.store, path=tmp_path / "receiver.db"),
         )
-        store = OpsStore(tmp_path)
-        store.path = config.store.path
+        store = OpsStore(tmp_path, store=config.store)
         with ReceiverServer(config) as server:
             server.wait_started()
             subscriptions = wait_until(

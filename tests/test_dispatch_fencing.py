@@ -1,18 +1,21 @@
 """Two `serve` processes on one store and a pause longer than the lease: the paused process's runs, taken over by
 the other, are cancelled when it resumes and fenced meanwhile: none of their `ctx.store` writes or outcomes lands
-after the new owner's, and its bookkeeping ends them without a traceback."""
+after the new owner's, and its bookkeeping ends them without a traceback. On each backend."""
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from receiver.config import StoreConfig
+from receiver.store.errors import StoreError
 from tests.dispatch_plugins import recorded
-from tests.ingest_support import PUBLISHED, ServeProcess, config_text, inbox_rows, new_event, push, webhook
+from tests.ingest_support import PUBLISHED, ServeProcess, config_text, new_event, push, webhook
+from tests.store_backends import rows as store_rows
 from tests.support import wait_until
 
 EVENTS = 6
@@ -34,28 +37,32 @@ path = {json.dumps(str(path))}
 """
 
 
-def rows(store: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(store) as conn:
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute("SELECT * FROM scribbler_rows ORDER BY n").fetchall()
-        except sqlite3.OperationalError:  # not created yet
-            return []
+def rows(store: StoreConfig) -> list[dict[str, Any]]:
+    try:
+        return store_rows(store, "SELECT * FROM scribbler_rows ORDER BY n")
+    except StoreError:  # not created yet
+        return []
+
+
+def inbox_rows(store: StoreConfig) -> list[dict[str, Any]]:
+    return store_rows(store, "SELECT * FROM inbox ORDER BY seq")
 
 
 def lost_lines(serve: ServeProcess) -> list[dict[str, object]]:
     return [line for line in serve.log_lines() if str(line["msg"]).startswith("lease lost")]
 
 
-def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_new_owner(tmp_path: Path) -> None:
+def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_new_owner(
+    tmp_path: Path, store_config: StoreConfig
+) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     errors = tmp_path / "errors.jsonl"
+    store = store_config
     a = ServeProcess(tmp_path / "a")
-    a.config.write_text(a.config.read_text() + pipelines(errors))
+    a.config.write_text(config_text(store, a.port) + pipelines(errors))
     b = ServeProcess(tmp_path / "b")
-    b.store = a.store
-    b.config.write_text(config_text(a.store, b.port) + pipelines(errors))
+    b.config.write_text(config_text(store, b.port) + pipelines(errors))
     events = [new_event(type=PUBLISHED) for _ in range(EVENTS)]
 
     with a, httpx.Client(timeout=10) as client:
@@ -63,7 +70,7 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
         for event in events:
             assert push(client, webhook(a.url), event).status_code == 200
         wait_until(
-            lambda: {row["event_id"] for row in rows(a.store)} == {event["id"] for event in events},
+            lambda: {row["event_id"] for row in rows(store)} == {event["id"] for event in events},
             message="every event running in process A",
         )
         a.signal(signal.SIGSTOP)  # longer than the lease: B takes every event over
@@ -71,12 +78,12 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
             with b:
                 assert b.process is not None
                 wait_until(
-                    lambda: {row["status"] for row in inbox_rows(a.store)} == {"done"},
+                    lambda: {row["status"] for row in inbox_rows(store)} == {"done"},
                     timeout=20,
                     message="process B to finish every event",
                 )
-                taken_over = max(row["n"] for row in rows(a.store) if row["pid"] == a.process.pid)
-                b_rows = {row["event_id"]: row["n"] for row in rows(a.store) if row["pid"] == b.process.pid}
+                taken_over = max(row["n"] for row in rows(store) if row["pid"] == a.process.pid)
+                b_rows = {row["event_id"]: row["n"] for row in rows(store) if row["pid"] == b.process.pid}
                 a.signal(signal.SIGCONT)
                 wait_until(lambda: len(lost_lines(a)) >= EVENTS, message="A to give up every run")
                 b.signal(signal.SIGTERM)
@@ -87,9 +94,9 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
         assert a.wait() == 0
 
     assert set(b_rows) == {event["id"] for event in events}, "B ran every event"
-    late = [dict(row) for row in rows(a.store) if row["pid"] == a.process.pid and row["n"] > taken_over]
+    late = [dict(row) for row in rows(store) if row["pid"] == a.process.pid and row["n"] > taken_over]
     assert late == [], "A wrote after B had taken its runs over"
-    for row in inbox_rows(a.store):
+    for row in inbox_rows(store):
         assert (row["status"], row["attempts"], row["lease_owner"]) == ("done", 2, ""), "B's outcome stands"
     lost = lost_lines(a)
     assert sorted(str(line["event_id"]) for line in lost) == sorted(event["id"] for event in events), "once per run"

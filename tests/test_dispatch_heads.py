@@ -24,9 +24,11 @@ from hypothesis import strategies as st
 
 from receiver.store import queue
 from receiver.store.db import connect_sync
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.inbox import INSERT_EVENT, event_row
+from receiver.store.interface import SQLITE
 from receiver.store.migrate import migrate
 from receiver.store.migrations import MIGRATIONS
+from receiver.store.records import NewEvent
 
 HOT = "0199c0de-0000-7000-8000-000000000001"
 BACKLOG = 8000
@@ -38,10 +40,10 @@ OPEN = ("pending", "retrying", "processing")
 BLOCKING = ("pending", "processing")
 
 
-def row(instance: str, time: str, received_at: str = NOW) -> tuple[str, ...]:
+def row(instance: str, time: str, received_at: str = NOW) -> dict[str, str]:
     event_id = str(uuid.uuid4())
     raw = json.dumps({"specversion": "1.0", "id": event_id, "type": "t", "source": "s"})
-    return insert_params(NewEvent(event_id, "t", "s", "", "r", instance, time, raw), "push", received_at)
+    return event_row(NewEvent(event_id, "t", "s", "", "r", instance, time, raw), "push", received_at)
 
 
 def steps(conn: sqlite3.Connection, sql: str, params: dict[str, Any] | tuple[Any, ...]) -> tuple[int, list[Any]]:
@@ -88,7 +90,7 @@ def measure(path: Path, backlog: int) -> Costs:
         insert_behind, _ = steps(conn, INSERT_EVENT, row(HOT, "2026-01-05T09:30:00Z"))
         finish = {"seq": head["seq"], "token": "worker", "status": "done", "error": "", "next_attempt_at": "",
                   "give_back": 0}  # fmt: skip
-        finish_head, _ = steps(conn, queue.FINISH, {**finish, "now": NOW})
+        finish_head, _ = steps(conn, queue.FINISH[SQLITE], {**finish, "now": NOW})
     return Costs(claim_head, claim_busy, insert_behind, finish_head, {r["resourceinstance"] for r in [head, *busy]})
 
 
@@ -201,9 +203,9 @@ def apply(conn: sqlite3.Connection, step: Step) -> None:
         owner = conn.execute("SELECT lease_owner FROM inbox WHERE seq = ?", (pick,)).fetchone()[0]
         params = {"seq": pick, "token": owner, "status": status, "error": "", "next_attempt_at": at, "now": NOW,
                   "give_back": 0}  # fmt: skip
-        conn.execute(queue.FINISH, params).fetchall()
+        conn.execute(queue.FINISH[SQLITE], params).fetchall()
     elif action == "release":
-        conn.execute(queue.RELEASE, {"prefix": f"worker-{b % 2}/", "now": NOW}).fetchall()
+        conn.execute(queue.RELEASE[SQLITE], {"prefix": f"worker-{b % 2}/", "now": NOW}).fetchall()
     elif action == "replay" and pick is not None:
         conn.execute("UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '',"
                      " lease_owner = '' WHERE seq = ? AND status != 'processing'", (pick,))  # fmt: skip

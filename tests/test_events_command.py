@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from receiver.cli.main import main
 from tests.ingest_support import make_config, new_event, push, running_app, sample, webhook
+from tests.store_backends import BACKENDS, new_store_config
 
 FIELDS = {
     "id", "type", "source", "subject", "resource", "resourceinstance", "time",
@@ -18,10 +19,14 @@ FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, object]]]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[dict[str, object]]]:
+    """A store on each backend, filled by pushes; its config file and the events."""
     tmp_path = tmp_path_factory.mktemp("events")
-    config = make_config(tmp_path)
+    database = request.getfixturevalue("postgres_database") if request.param == "postgresql" else ""
+    config = make_config(tmp_path, store=new_store_config(request.param, tmp_path, database))
     events = [
         new_event(),
         new_event(type="no.altinn.correspondence.correspondencereceiverread"),

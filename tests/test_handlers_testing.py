@@ -18,10 +18,11 @@ from handlers import AttachmentFile, RetryLater
 from handlers.store import Store
 from handlers.testing import STORE_FILE, ConfigError, StepTimeout, handler_context, make_event, run_handler
 from receiver.altinn import Correspondence
+from receiver.config import StoreConfig
 from receiver.store.migrations import LATEST
 from receiver.worker.steps import CANCEL_GRACE
 from tests.dispatch_plugins import Hang, Lifecycle, Pause, Recorder, Stubborn, recorded
-from tests.dispatch_support import query
+from tests.store_backends import rows
 
 
 def correspondence(correspondence_id: str, attachment_id: str) -> Correspondence:
@@ -40,7 +41,8 @@ def correspondence(correspondence_id: str, attachment_id: str) -> Correspondence
     )
 
 
-def test_the_store_handler_writes_its_rows_through_ctx_store(tmp_path: Path) -> None:
+def test_the_store_handler_writes_its_rows_through_ctx_store(tmp_path: Path, store_config: StoreConfig) -> None:
+    """On each backend: the handler's own statements for each dialect, through the plugin authors' harness."""
     event = make_event()
     attachment_id = str(uuid.uuid4())
     fetched = correspondence(event.resourceinstance, attachment_id)
@@ -49,16 +51,16 @@ def test_the_store_handler_writes_its_rows_through_ctx_store(tmp_path: Path) -> 
     async def twice() -> None:
         for _ in range(2):  # idempotent: the second run changes nothing
             await run_handler(Store(), event, folder=tmp_path, correspondence=fetched,
-                              attachments={attachment_id: on_disk})  # fmt: skip
+                              attachments={attachment_id: on_disk}, store_url=store_config.url)  # fmt: skip
 
     asyncio.run(twice())
-    store = tmp_path / STORE_FILE
-    [row] = query(store, "SELECT correspondence_id, message_title, status FROM correspondences")
-    assert tuple(row) == (event.resourceinstance, "Nabovarsel", "Published")
-    [row] = query(store, "SELECT attachment_id, path, size FROM correspondence_attachments")
-    assert tuple(row) == (attachment_id, str(tmp_path / "plan.pdf"), 3)
-    [row] = query(store, "SELECT event_id, correspondence_id FROM correspondence_events")
-    assert tuple(row) == (event.id, event.resourceinstance)
+    store = store_config if store_config.url else StoreConfig(path=tmp_path / STORE_FILE)
+    [row] = rows(store, "SELECT correspondence_id, message_title, status FROM correspondences")
+    assert tuple(row.values()) == (event.resourceinstance, "Nabovarsel", "Published")
+    [row] = rows(store, "SELECT attachment_id, path, size FROM correspondence_attachments")
+    assert tuple(row.values()) == (attachment_id, str(tmp_path / "plan.pdf"), 3)
+    [row] = rows(store, "SELECT event_id, correspondence_id FROM correspondence_events")
+    assert tuple(row.values()) == (event.id, event.resourceinstance)
 
 
 def test_start_handle_and_aclose_run_once_each_with_options_checked_as_the_config_is(tmp_path: Path) -> None:

@@ -12,11 +12,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiosqlite
 import httpx
 import pytest
 from hypothesis import given, settings
@@ -24,18 +22,21 @@ from hypothesis import strategies as st
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.altinn import AltinnClients, EventPage
-from receiver.config import Config, SubscriptionConfig
+from receiver.config import Config, StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import ReceiverSetup, register_identity
 from receiver.server_thread import ServerThread
 from receiver.store import db, inbox, state
-from receiver.store.inbox import InboxRecord, InboxWriter, NewEvent
-from receiver.store.migrate import create_if_missing
+from receiver.store.backends import open_backend
+from receiver.store.inbox import InboxWriter
+from receiver.store.interface import Database
+from receiver.store.records import InboxRecord, NewEvent
 from receiver.sync.catchup import RunResult, catch_up, read_page
 from receiver.text import unstorable
 from tests.catchup_support import event as altinn_event
 from tests.catchup_support import fresh_resource
 from tests.hostile_strategies import JSON_VALUES, TEXT, cloud_events, examples
 from tests.ingest_support import make_config, running_app, webhook
+from tests.store_backends import BACKENDS, new_store_config
 from tests.support import wait_until
 
 # --- the webhook ---
@@ -102,7 +103,7 @@ def test_the_webhook_never_answers_5xx_and_every_acknowledged_event_reads_back(
     assert push.event_id is not None
     with closing(db.connect_sync(config.store.path, read_only=True)) as conn:
         rows = conn.execute("SELECT * FROM inbox WHERE id = ?", (push.event_id,)).fetchall()
-    [record] = [InboxRecord.from_row(row) for row in rows]
+    [record] = [InboxRecord.from_row(dict(row)) for row in rows]
     assert record.event["id"] == push.event_id  # the event as it was received reads back
 
 
@@ -110,13 +111,14 @@ def test_the_webhook_never_answers_5xx_and_every_acknowledged_event_reads_back(
 
 
 class Store:
-    """A real store file and one connection to it on a loop of its own, for many examples."""
+    """A real store (an SQLite file or a PostgreSQL schema) open on a loop of its own, for many examples."""
 
-    def __init__(self, path: Path) -> None:
-        create_if_missing(path)
+    def __init__(self, config: StoreConfig) -> None:
+        backend = open_backend(config)
+        backend.create_if_missing()
         self.loop = asyncio.new_event_loop()
-        # NORMAL: no fsync per commit; durability is not what these properties are about.
-        self.conn: aiosqlite.Connection = self.loop.run_until_complete(db.connect(path, synchronous="NORMAL"))
+        # Background work's: no fsync per commit; durability is not what these properties are about.
+        self.conn: Database = self.loop.run_until_complete(backend.connect(background=True))
 
     def run(self, work: Any) -> Any:
         return self.loop.run_until_complete(work)
@@ -126,9 +128,11 @@ class Store:
         self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    opened = Store(tmp_path_factory.mktemp("fuzz-pages") / "receiver.db")
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """On each backend: what one store can hold, the other may not (SQLite no lone surrogate, PostgreSQL no NUL)."""
+    database = request.getfixturevalue("postgres_database") if request.param == "postgresql" else ""
+    opened = Store(new_store_config(request.param, tmp_path_factory.mktemp("fuzz-pages"), database))
     yield opened
     opened.close()
 
@@ -187,7 +191,7 @@ def pulled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catchup]:
         setup = ReceiverSetup(sim.url, identity, folder / "r.db", [SubscriptionConfig(resource)],
                               catchup={"start": "beginning"})  # fmt: skip
         config = setup.write(folder / "r.toml")
-        opened = Store(config.store.path)
+        opened = Store(config.store)
         clients = opened.run(AltinnClients.from_config(config).__aenter__())
         writer = InboxWriter(config.store.path, opened.loop)
         try:

@@ -20,9 +20,10 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from receiver.store.db import StoreError
-from receiver.store.inbox import InboxWriter, NewEvent
+from receiver.store.errors import StoreError
+from receiver.store.inbox import InboxWriter
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from tests.hostile_support import new_id
 from tests.ingest_support import SECRET, compact, count, inbox_rows, make_config, new_event, running_app
 

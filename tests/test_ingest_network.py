@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from tests.ingest_support import inbox_rows, make_config, new_event, push, running_app, webhook
 
 
-def answer(tmp_path: Path, forwarded_for: str | None = None, *, code: str | None = None, **receiver: object) -> int:
+def answer(tmp_path: Path, forwarded_for: str | None = None, *, code: str | None = None, **receiver: Any) -> int:
     config = make_config(tmp_path, **receiver)
     event = new_event()
     headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}

@@ -5,17 +5,19 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import aiosqlite
 import httpx
 import pytest
 
+from receiver.config import StoreConfig
+from receiver.store.interface import Database
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import READ, OpsStore, json_lines
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OpsStore:
-    return OpsStore(tmp_path)
+def store(tmp_path: Path, store_config: StoreConfig) -> OpsStore:
+    """An SQLite file or a PostgreSQL schema: each test runs on both."""
+    return OpsStore(tmp_path, store=store_config)
 
 
 def dead(store: OpsStore, event_id: str, error: str = "404 from the correspondence API", **kwargs: str) -> None:
@@ -130,12 +132,12 @@ def test_replay_explains_a_selection_it_cannot_use(store: OpsStore, args: tuple[
 
 
 def test_replaying_many_shows_progress_on_stderr_and_keeps_stdout_clean(store: OpsStore) -> None:
-    async def many_dead(conn: aiosqlite.Connection) -> None:
+    async def many_dead(conn: Database) -> None:
         await conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
             " INSERT INTO inbox (id, type, source, raw, received_at, channel, status, attempts, last_error, updated_at)"
             " SELECT 'bulk-' || i, 'no.altinn.correspondence.correspondencepublished', 's',"
-            " json_object('specversion', '1.0', 'id', 'bulk-' || i, 'type', 'published', 'source', 's'),"
+            """ '{"specversion":"1.0","id":"bulk-' || i || '","type":"published","source":"s"}',"""
             " '2026-01-01T00:00:00.000000Z', 'push', 'dead', 12, 'boom', '2026-01-01T00:00:00.000000Z' FROM n"
         )
 
@@ -148,11 +150,9 @@ def test_replaying_many_shows_progress_on_stderr_and_keeps_stdout_clean(store: O
     assert store.run(lambda conn: _count(conn, "dead")) == 0
 
 
-async def _count(conn: aiosqlite.Connection, status: str) -> int:
-    async with conn.execute("SELECT COUNT(*) FROM inbox WHERE status = ?", (status,)) as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+async def _count(conn: Database, status: str) -> int:
+    [row] = await conn.fetch("SELECT COUNT(*) AS n FROM inbox WHERE status = :status", {"status": status})
+    return int(row["n"])
 
 
 def test_events_dead_lists_dead_events_with_their_last_error(store: OpsStore) -> None:

@@ -5,21 +5,22 @@ counts in /metrics."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.config import StoreConfig
 from receiver.runtime import Runtime, Service
-from receiver.store.inbox import PRUNED_RAW
+from receiver.store.interface import Database
+from receiver.store.records import PRUNED_RAW
 from receiver.timeutil import iso_after
 from receiver.worker.retention import RetentionService
 from tests.dispatch_support import dispatching_app
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import OpsStore, json_lines
+from tests.store_backends import rows
 from tests.support import wait_until
 
 DAY = 86400
@@ -35,6 +36,22 @@ def finished_ago(store: OpsStore, event_id: str, status: str, days: float) -> No
     store.add(event_id)
     stamp = iso_after(-days * DAY)
     store.set(event_id, status=status, updated_at=stamp, received_at=stamp)
+
+
+async def agency_tables(db: Database) -> None:
+    await db.execute(
+        "INSERT INTO correspondences (correspondence_id, first_event_at, updated_at) VALUES ('c', 'x', 'x')"
+    )
+    await db.execute("INSERT INTO correspondence_events (event_id, type, received_at) VALUES ('old-done-0', 't', 'x')")
+    await db.execute(
+        "INSERT INTO correspondence_attachments (correspondence_id, attachment_id, updated_at) VALUES ('c', 'a', 'x')"
+    )
+
+
+async def traced(db: Database) -> None:
+    """Each event arrived while traces were on."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await db.execute("INSERT INTO inbox_traces (id, traceparent) SELECT id, :parent FROM inbox", {"parent": parent})
 
 
 def only_retention(runtime: Runtime) -> list[Service]:
@@ -56,13 +73,10 @@ def pruned_total(url: str) -> dict[str, float]:
     }
 
 
-def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return [tuple(row) for row in conn.execute(sql)]
-
-
-def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_events(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_events(
+    tmp_path: Path, store_config: StoreConfig
+) -> None:
+    config = make_config(tmp_path, store=store_config)
     store = OpsStore(tmp_path, config)
     for event_id, status in OLD_FINISHED.items():
         finished_ago(store, event_id, status, 91)
@@ -72,17 +86,8 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
         finished_ago(store, event_id, "dead", 181)
     finished_ago(store, "old-pending", "pending", 200)  # not finished: whatever its age, it stays whole
     finished_ago(store, "old-retrying", "retrying", 200)
-    with closing(sqlite3.connect(config.store.path)) as conn:  # the agency's tables: never retention's
-        conn.execute(
-            "INSERT INTO correspondences (correspondence_id, first_event_at, updated_at) VALUES ('c', 'x', 'x')"
-        )
-        conn.execute("INSERT INTO correspondence_events (event_id, type, received_at) VALUES ('old-done-0', 't', 'x')")
-        conn.execute("INSERT INTO correspondence_attachments (correspondence_id, attachment_id, updated_at)"
-                     " VALUES ('c', 'a', 'x')")  # fmt: skip
-        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # each arrived while traces were on
-        conn.executemany("INSERT INTO inbox_traces (id, traceparent) VALUES (?, ?)",
-                         [(event_id, traceparent) for (event_id,) in conn.execute("SELECT id FROM inbox")])  # fmt: skip
-        conn.commit()
+    store.run(agency_tables)  # never retention's
+    store.run(traced)
     raw_before = {record_id: store.get(record_id).raw for record_id in KEPT}
 
     with running_app(config, services=only_retention) as server, httpx.Client() as client:
@@ -98,12 +103,12 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
         record = store.get(event_id)
         assert (record.status, record.raw, record.pruned) == (status_, PRUNED_RAW, True)
     assert {event_id: store.get(event_id).raw for event_id in KEPT} == raw_before
-    assert not rows(config.store.path, "SELECT id FROM inbox WHERE id LIKE 'old-dead-%'")
-    assert {row[0] for row in rows(config.store.path, "SELECT id FROM inbox_traces")} == set(KEPT), (
+    assert not rows(config.store, "SELECT id FROM inbox WHERE id LIKE 'old-dead-%'")
+    assert {row["id"] for row in rows(config.store, "SELECT id FROM inbox_traces")} == set(KEPT), (
         "a trace context goes with its event's payload"
     )
     for table in ("correspondences", "correspondence_events", "correspondence_attachments"):
-        assert len(rows(config.store.path, f"SELECT * FROM {table}")) == 1, table
+        assert len(rows(config.store, f"SELECT * FROM {table}")) == 1, table
 
     shown = json_lines(store.cli("events", "show", "old-done-1", "--json").stdout)[0]
     assert (shown["pruned"], shown["event"]) == (True, None)

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
-from receiver.config import SubscriptionConfig
+from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
 from tests.ops_support import PUBLISHED, READ, OpsStore
 from tests.support import wait_until
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OpsStore:
-    return OpsStore(tmp_path)
+def store(tmp_path: Path, store_config: StoreConfig) -> OpsStore:
+    """An SQLite file or a PostgreSQL schema: each test runs on both."""
+    return OpsStore(tmp_path, store=store_config)
 
 
 def stats_json(store: OpsStore) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def test_stats_for_people_reads_as_sentences_and_tables(store: OpsStore) -> None
     assert any(line.startswith(PUBLISHED) for line in lines)
 
 
-def test_stats_without_a_store_says_where_it_looked(store: OpsStore) -> None:
+def test_stats_without_a_store_says_where_it_looked(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)
     result = store.cli("stats")
     assert result.exit_code == 1
     assert str(store.path) in result.stderr

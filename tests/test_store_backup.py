@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx
 
-from receiver.store.inbox import INSERT_EVENT, NewEvent, insert_params
+from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
 from receiver.store.migrations import LATEST
+from receiver.store.records import NewEvent
 from tests.ingest_support import make_config, new_event, push, running_app, webhook
 from tests.ops_support import OpsStore
 from tests.store_support import LEGACY_EVENTS, legacy_store
@@ -55,9 +56,7 @@ def ids_in(path: Path) -> set[str]:
 def test_a_backup_taken_under_load_opens_and_holds_every_acknowledged_event(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     migrate(config.store.path)
-    bulk = [
-        insert_params(NewEvent(str(uuid.uuid4()), "t", "s", "", "r", "i", "", "{}"), "push", "x") for _ in range(BULK)
-    ]
+    bulk = [event_row(NewEvent(str(uuid.uuid4()), "t", "s", "", "r", "i", "", "{}"), "push", "x") for _ in range(BULK)]
     with closing(sqlite3.connect(config.store.path)) as conn, conn:
         conn.executemany(INSERT_EVENT, bulk)
     store = OpsStore(tmp_path, config)
@@ -77,7 +76,7 @@ def test_a_backup_taken_under_load_opens_and_holds_every_acknowledged_event(tmp_
     assert not pusher.failures, "the webhook answered other than 200 while the backup ran"
     copied = ids_in(target)
     assert set(acked_before) <= copied
-    assert copied <= set(pusher.acked) | {row[0] for row in bulk}, "the copy holds only what the store held"
+    assert copied <= set(pusher.acked) | {row["id"] for row in bulk}, "the copy holds only what the store held"
     assert len(copied) < BULK + len(pusher.acked), "the copy is of one moment, not of the store at the end"
     summary = json.loads(result.stdout)
     assert (summary["backup"], summary["events"], summary["schema_version"]) == (str(target), len(copied), LATEST)

@@ -14,18 +14,21 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
-from receiver.store.operations import ChangeFeed, EventFilter
+from receiver.config import StoreConfig
+from receiver.store.inbox import EventFilter
+from receiver.store.interface import Database
+from receiver.store.operations import ChangeFeed
 from receiver.timeutil import parse_iso, to_iso
 from tests.ops_support import OTHER_RESOURCE, PUBLISHED, READ, OpsStore, json_lines
 from tests.support import REPO
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OpsStore:
-    return OpsStore(tmp_path)
+def store(tmp_path: Path, store_config: StoreConfig) -> OpsStore:
+    """An SQLite file or a PostgreSQL schema: each test runs on both."""
+    return OpsStore(tmp_path, store=store_config)
 
 
 def test_tail_lists_the_latest_twenty_oldest_first_as_json_lines_when_piped(store: OpsStore) -> None:
@@ -68,7 +71,8 @@ def test_tail_rejects_a_bad_duration_and_an_unknown_status(store: OpsStore) -> N
     assert "dead" in result.stderr
 
 
-def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(store: OpsStore) -> None:
+def test_tail_without_a_store_says_where_it_looked_and_creates_nothing(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)
     result = store.cli("tail")
     assert result.exit_code == 1
     assert str(store.path) in result.stderr and "store.path" in result.stderr
@@ -94,7 +98,8 @@ def on_a_terminal(store: OpsStore, *args: str, env: dict[str, str] | None = None
     return output.splitlines()
 
 
-def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(store: OpsStore) -> None:
+def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)  # how it is shown, on one backend
     store.add("fine")
     store.set("fine", status="done", attempts=1)
     store.add("broken")
@@ -110,7 +115,8 @@ def test_tail_on_a_terminal_is_a_table_with_a_header_coloured_by_status(store: O
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def test_tail_on_a_terminal_fits_120_columns_keeps_its_columns_aligned_and_honours_no_color(store: OpsStore) -> None:
+def test_tail_on_a_terminal_fits_120_columns_keeps_its_columns_aligned_and_honours_no_color(tmp_path: Path) -> None:
+    store = OpsStore(tmp_path)  # how it is shown, on one backend
     long_type = "no.altinn.correspondence.correspondencereceiverneverconfirmed"
     store.add("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", type_=long_type)
     store.set("0f8f1b7e-0d6c-4c48-9a7f-6f2a9d1c2b11", status="retrying", attempts=11, last_error="x" * 300)
@@ -207,12 +213,14 @@ def test_feed_shows_a_change_committed_late_with_an_older_stamp_once(store: OpsS
     store.set("late", updated_at=to_iso(newest - timedelta(seconds=2)))
     committed_late = to_iso(newest - timedelta(seconds=1))
 
-    async def scenario(conn: aiosqlite.Connection) -> list[list[str]]:
+    async def scenario(conn: Database) -> list[list[str]]:
         feed = ChangeFeed(conn, EventFilter())
         await feed.start()
         polls = [[r.id for r in await feed.poll()]]
         # Another writer took its timestamp a second before the newest change, but commits only now.
-        await conn.execute("UPDATE inbox SET status = 'dead', updated_at = ? WHERE id = 'late'", (committed_late,))
+        await conn.execute(
+            "UPDATE inbox SET status = 'dead', updated_at = :at WHERE id = 'late'", {"at": committed_late}
+        )
         polls.append([r.id for r in await feed.poll()])
         polls.append([r.id for r in await feed.poll()])
         return polls
@@ -223,7 +231,7 @@ def test_feed_shows_a_change_committed_late_with_an_older_stamp_once(store: OpsS
 def test_feed_starts_after_what_is_already_stored(store: OpsStore) -> None:
     store.add("old")
 
-    async def scenario(conn: aiosqlite.Connection) -> list[str]:
+    async def scenario(conn: Database) -> list[str]:
         feed = ChangeFeed(conn, EventFilter())
         await feed.start()
         return [r.id for r in await feed.poll()]

@@ -29,9 +29,10 @@ from receiver.config import SubscriptionConfig
 from receiver.observability import tracing
 from receiver.observability.logs import JsonFormatter
 from receiver.onboarding.demo import SCOPES, ReceiverServer, ReceiverSetup, register_identity
-from receiver.store.db import StoreError
-from receiver.store.inbox import InboxWriter, NewEvent
+from receiver.store.errors import StoreError
+from receiver.store.inbox import InboxWriter
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from tests.catchup_support import event
 from tests.dispatch_support import FAST_RETRIES, RECIPIENT_ORG, RESOURCE, SENDER_ORG
 from tests.ingest_support import make_config, new_event, push, running_app, webhook

@@ -10,9 +10,8 @@ import click
 from receiver.altinn import AltinnClients
 from receiver.cli.common import config_option, echo_listing, fail_config, json_option, load, using_store
 from receiver.config import Config, ConfigError
-from receiver.store import db
-from receiver.store.inbox import InboxWriter, NewEvent
-from receiver.store.migrate import create_if_missing
+from receiver.store.backends import open_backend
+from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
 from receiver.text import printable
 
@@ -39,9 +38,10 @@ class Counter:
 
 async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
     async with AltinnClients.from_config(config) as clients:
-        await asyncio.to_thread(create_if_missing, config.store.path, config.store.mode)
-        conn = await db.connect(config.store.path)
-        writer = InboxWriter(config.store.path, asyncio.get_running_loop())
+        backend = open_backend(config.store)
+        await asyncio.to_thread(backend.create_if_missing)
+        conn = await backend.connect()
+        writer = await backend.writer()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             return list(await asyncio.gather(*(writer.insert_event(e, "catchup") for e in events)))
@@ -49,7 +49,7 @@ async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
         try:
             return await run_all(config, conn, clients, insert, on_page=progress)
         finally:
-            await asyncio.to_thread(writer.close)
+            await writer.aclose()
             await conn.close()
 
 

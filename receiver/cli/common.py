@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TextIO, TypeVar
 
-import aiosqlite
 import click
 
 from receiver.config import CONFIG_ENV, Config, ConfigError, load_config
 from receiver.durations import parse_duration
 from receiver.observability.logs import add_secrets, redact
-from receiver.store.db import StoreError, connect, describe
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
 from receiver.store.schema import StoreVersionError
 from receiver.text import escape_unstorable, printable
 from receiver.timeutil import iso_after
@@ -173,22 +173,20 @@ def fail_store(error: StoreError, config: Config) -> NoReturn:
 
 def using_store(config: Config, action: Callable[[], T]) -> T:
     """`action()`, a failure of the store ending the command with one line and exit status 1: what the store said
-    (at another schema version: the command that fixes it), or SQLite's own error met while reading or writing (a
-    damaged file says "damaged" and how to recover), never a traceback."""
+    (at another schema version: the command that fixes it; a damaged file says "damaged" and how to recover; an
+    unreachable database why), never a traceback. Each backend turns its driver's errors into `StoreError`."""
     try:
         return action()
     except StoreError as error:
         fail_store(error, config)
-    except sqlite3.Error as error:
-        fail(f"cannot use store {config.store.path}: {describe(error)}")
 
 
-def with_store(config: Config, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = False) -> T:
+def with_store(config: Config, work: Callable[[Database], Awaitable[T]], *, write: bool = False) -> T:
     """`work` on the config's existing store, safe beside a running server: read-only unless `write` (which never
     migrates: a store at another schema version ends the command with the line that says what to run)."""
 
     async def main() -> T:
-        conn = await connect(config.store.path, read_only=not write)
+        conn = await open_backend(config.store).connect(read_only=not write)
         try:
             return await work(conn)
         finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import aiosqlite
 import click
 
 from receiver.cli.common import (
@@ -22,8 +21,10 @@ from receiver.cli.common import (
     with_store,
 )
 from receiver.observability.logs import redact
-from receiver.store.inbox import InboxRecord, count_by_status, list_events
-from receiver.store.operations import REPLAY_BATCH, REPLAYABLE, EventFilter, events_by_id, replay_events, select_events
+from receiver.store.inbox import EventFilter, count_by_status, list_events
+from receiver.store.interface import Database
+from receiver.store.operations import REPLAY_BATCH, REPLAYABLE, events_by_id, replay_events, select_events
+from receiver.store.records import InboxRecord
 from receiver.web.cloudevent import refusal
 
 # From this many events on, replay shows a progress bar on stderr.
@@ -44,7 +45,7 @@ class ReplayPlan:
     unknown: list[str] = field(default_factory=list)
 
 
-async def plan_replay(conn: aiosqlite.Connection, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
+async def plan_replay(conn: Database, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
     if ids:
         records, unknown = await events_by_id(conn, ids)
     else:
@@ -67,7 +68,7 @@ def listed(ids: list[str]) -> str:
     return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
-async def run_replay(conn: aiosqlite.Connection, ids: list[str], progress: bool) -> int:
+async def run_replay(conn: Database, ids: list[str], progress: bool) -> int:
     """Replay in batches, so the server's writers never wait long on this process; returns how many changed."""
     replayed = 0
     with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, hidden=not progress) as bar:
@@ -177,8 +178,9 @@ def describe_plan(plan: ReplayPlan, dry_run: bool) -> None:
         click.echo("dry run: nothing changed")
 
 
-async def read_dead(conn: aiosqlite.Connection, limit: int) -> tuple[list[InboxRecord], int]:
-    return await list_events(conn, status="dead", limit=limit), (await count_by_status(conn)).get("dead", 0)
+async def read_dead(conn: Database, limit: int) -> tuple[list[InboxRecord], int]:
+    dead = await list_events(conn, EventFilter(status="dead"), limit=limit)
+    return dead, (await count_by_status(conn)).get("dead", 0)
 
 
 @click.command("dead")

@@ -8,7 +8,8 @@ import click
 
 from receiver.cli.common import Group, config_option, echo_json, echo_listing, fail, json_option, load, with_store
 from receiver.cli.dead_letters import dead_command, replay_command
-from receiver.store.inbox import get_event, list_events
+from receiver.store.backends import open_backend
+from receiver.store.inbox import EventFilter, get_event, list_events
 from receiver.store.schema import INBOX_STATUSES
 from receiver.text import printable
 
@@ -38,7 +39,7 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
     With --json, one JSON object per event per line (JSON lines).
     """
     config = load(config_path)
-    records = with_store(config, lambda conn: list_events(conn, status=status, type_glob=type_glob, limit=limit))
+    records = with_store(config, lambda conn: list_events(conn, EventFilter(status, type_glob), limit=limit))
     echo_listing([record.to_json() for record in records], LIST_COLUMNS, as_json=as_json, empty="no events match")
 
 
@@ -51,7 +52,8 @@ def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
     config = load(config_path)
     record = with_store(config, lambda conn: get_event(conn, event_id))
     if record is None:
-        fail(f"no event with id {event_id!r} in the inbox ({config.store.path}); `events list` shows the ids")
+        where = open_backend(config.store).location
+        fail(f"no event with id {event_id!r} in the inbox ({where}); `events list` shows the ids")
     data = record.to_json(with_event=True)
     if as_json:
         echo_json(data)

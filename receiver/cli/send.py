@@ -109,9 +109,9 @@ def send_command(
     A bare 9-digit recipient is an organisation, 11 digits a person.
 
     With --follow it then watches the store of the receiver running with the same config ([store] path, read
-    only) and prints each event as Altinn pushes it: published, notification created, read, confirmed. It ends
-    when the recipient has read it (or confirmed it, with --confirmation-needed), or when publishing failed or
-    it was purged: as the events say, or the stored status history (Altinn's status itself stays
+    only; not a PostgreSQL store) and prints each event as Altinn pushes it: published, notification created,
+    read, confirmed. It ends when the recipient has read it (or confirmed it, with --confirmation-needed), or when
+    publishing failed or it was purged: as the events say, or the stored status history (Altinn's status itself stays
     AttachmentsDownloaded once an attachment was downloaded, ranking it above Read and Confirmed).
 
     \b
@@ -124,6 +124,12 @@ def send_command(
     _converted(list(attachments), "--attach", check_attachments)
     due_in = due or (DEFAULT_DUE if confirmation_needed else None)
     config = load(config_path)
+    if follow and config.store.url:
+        raise click.BadParameter(
+            "follows an SQLite store ([store] path) only: with a PostgreSQL store, send without it and follow the"
+            " events with `altinn-receiver tail -f`",
+            param_hint="--follow",
+        )
     if WRITE_SCOPE not in config.maskinporten.scopes:
         fail_config(
             ConfigError("maskinporten.scopes", f"lacks {WRITE_SCOPE}: sending needs the service owner's scopes")

@@ -21,7 +21,8 @@ from receiver.config import Config, ConfigError
 from receiver.observability import tracing
 from receiver.observability.logs import BufferedLineHandler, add_secrets, setup_logging
 from receiver.runtime import prepare_store
-from receiver.store.db import StoreError
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
 from receiver.web.connections import fit_to_file_limit
 
 log = logging.getLogger("receiver.serve")
@@ -83,7 +84,7 @@ class DrainingServer(uvicorn.Server):
 def serve_command(config_path: str | None) -> None:
     """Receive Altinn Events pushes on POST [receiver] path and store them durably.
 
-    Answers 200 only after the event is committed to the SQLite inbox ([store] path). Also serves GET /healthz,
+    Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
     GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
 
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
@@ -116,7 +117,7 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     # Both checked before uvicorn starts: from inside it each failure is a traceback in the log, and the services
     # would already have started when the port turned out to be taken.
     try:
-        prepare_store(config.store)
+        prepare_store(open_backend(config.store), config.store)
     except StoreError as error:
         fail(error)
     held, warning = fit_to_file_limit(config.receiver.max_connections)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
 import click
 
 from receiver.cli.common import config_option, echo_json, echo_table, json_option, load, with_store
 from receiver.durations import format_duration
+from receiver.store.backends import open_backend
 from receiver.store.inbox import count_by_status
+from receiver.store.interface import Database
 from receiver.store.operations import WAITING, count_by_type, last_push_at, oldest_event
 from receiver.store.schema import INBOX_STATUSES
 from receiver.store.state import LAST_CATCHUP_AT, get_fact, list_subscriptions
@@ -26,7 +27,7 @@ def _moment(stamp: str | None) -> dict[str, Any]:
     return {"at": stamp, "age_seconds": round(age_seconds(stamp, now()), 3)}
 
 
-async def gather(conn: aiosqlite.Connection) -> dict[str, Any]:
+async def gather(conn: Database) -> dict[str, Any]:
     """Everything `stats` shows, as the JSON document `stats --json` prints."""
     by_status = await count_by_status(conn)
     oldest = await oldest_event(conn, WAITING)
@@ -114,4 +115,4 @@ def stats_command(as_json: bool, config_path: str | None) -> None:
     if as_json:
         echo_json(stats)
     else:
-        show(stats, str(config.store.path))
+        show(stats, open_backend(config.store).location)

@@ -1,32 +1,52 @@
-"""`altinn-receiver store migrate|backup`: the store file's schema and its backups."""
+"""`altinn-receiver store migrate|backup|copy`: the store's schema, its backups, and moving it to PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import click
 
-from receiver.cli.common import Group, config_option, echo_json, fail, json_option, load, using_store
-from receiver.config import Config
-from receiver.store.backup import backup
-from receiver.store.db import check_integrity, missing_store
-from receiver.store.migrate import migrate, pending
+from receiver.cli.common import (
+    Group,
+    config_option,
+    echo_json,
+    fail,
+    fail_config,
+    json_option,
+    load,
+    using_store,
+)
+from receiver.config import Config, ConfigError, StoreConfig, check_store_url
+from receiver.store.backends import open_backend
+from receiver.store.copy import Copied, copy_store, count_rows
+from receiver.store.errors import StoreError
+from receiver.store.interface import Backend
 from receiver.store.migrations import LATEST, Migration
 
 
 @click.group("store", cls=Group)
 def store_group() -> None:
-    """Look after the store file: bring its schema up to this release, back it up.
+    """Look after the store: bring its schema up to this release, back it up, copy it to PostgreSQL.
 
     Restoring a backup is a file copy while `serve` is stopped: see docs/operations.md.
     """
 
 
-def existing_store(config: Config) -> Path:
-    path = config.store.path
-    if not path.is_file():
-        fail(missing_store(path))
-    return path
+def existing_store(config: Config) -> Backend:
+    return present(open_backend(config.store))
+
+
+def present(backend: Backend) -> Backend:
+    """The backend, if its store is there to open; otherwise exit 1 saying why."""
+    try:
+        there = backend.exists()
+    except StoreError as error:
+        fail(error)
+    if not there:
+        fail(backend.missing())
+    return backend
 
 
 @store_group.command("migrate")
@@ -42,18 +62,19 @@ def migrate_command(dry_run: bool, as_json: bool, config_path: str | None) -> No
     (`altinn-receiver store backup`). A store migrated by a newer release is refused.
     """
     config = load(config_path)
-    path = existing_store(config)
+    backend = existing_store(config)
+    path = backend.location
     if config.store.check_on_start:
-        using_store(config, lambda: check_integrity(path))
+        using_store(config, backend.check_integrity)
     if dry_run:
-        state, todo = using_store(config, lambda: pending(path))
+        state, todo = using_store(config, backend.pending)
         before = state.version
     else:
-        result = using_store(config, lambda: migrate(path, file_mode=config.store.mode))
+        result = using_store(config, backend.migrate)
         before, todo = result.before.version, result.applied
     if as_json:
         listed = [{"version": m.version, "name": m.name} for m in todo]
-        echo_json({"store": str(path), "dry_run": dry_run, "from_version": before, "to_version": LATEST,
+        echo_json({"store": path, "dry_run": dry_run, "from_version": before, "to_version": LATEST,
                    "pending" if dry_run else "applied": listed})  # fmt: skip
         return
     if not todo:
@@ -81,13 +102,74 @@ def backup_command(target: Path, as_json: bool, config_path: str | None) -> None
     (take one before `store migrate`). Restore: docs/operations.md.
     """
     config = load(config_path)
-    path = existing_store(config)
-    made = using_store(config, lambda: backup(path, target, mode=config.store.mode))
+    backend = existing_store(config)
+    path = backend.location
+    made = using_store(config, lambda: backend.backup(target))
     if as_json:
-        echo_json({"store": str(path), "backup": str(made.path), "bytes": made.bytes,
+        echo_json({"store": path, "backup": str(made.path), "bytes": made.bytes,
                    "schema_version": made.schema_version, "events": made.events})  # fmt: skip
         return
     click.echo(
         f"backed up {path} to {made.path}: {made.bytes} bytes, {made.events} events, schema version"
         f" {made.schema_version}"
     )
+
+
+def store_at(where: str, option: str) -> StoreConfig:
+    """A PATH (an SQLite file) or a postgresql:// URL given on the command line; exit 2 for a URL it cannot use."""
+    if not where.startswith(("postgresql:", "postgres:")):
+        return StoreConfig(path=Path(where))
+    try:
+        return StoreConfig(url=check_store_url(option, where))
+    except ConfigError as error:
+        fail_config(error)
+
+
+@store_group.command("copy")
+@click.option("--from", "source", metavar="PATH_OR_URL", help="The store to copy (default: the config's store).")
+@click.option("--to", "target", metavar="URL", required=True, help="The PostgreSQL database to copy it into.")
+@json_option
+@config_option
+def copy_command(source: str | None, target: str, as_json: bool, config_path: str | None) -> None:
+    """Copy a store into a PostgreSQL database: from SQLite when moving up, or from another database.
+
+    Every table's rows are copied as they are (every status, attempt count, cursor, subscription and correspondence
+    row), with the leases reset. The source must not be in use: stop the receiver first. The target is brought to
+    this release's schema and must be empty, or hold an interrupted copy, which this carries on. The rows of each
+    table are counted on both sides at the end. Then point `[store] url` at the target. docs/operations.md: moving
+    up.
+    """
+    frm = store_at(source, "--from") if source else load(config_path).store
+    to = store_at(target, "--to")
+    if not to.url:
+        raise click.BadParameter("must be a postgresql:// URL (a PostgreSQL database)", param_hint="--to")
+    source_backend, target_backend = present(open_backend(frm)), open_backend(to)
+    if busy := source_backend.in_use():
+        fail(f"cannot copy: {busy}")
+    try:
+        target_backend.migrate()
+        result = asyncio.run(_copy(source_backend, target_backend))
+    except StoreError as error:
+        fail(error)
+    if as_json:
+        echo_json({"from": source_backend.location, "to": target_backend.location, "resumed": result.resumed,
+                   "rows": result.rows})  # fmt: skip
+        return
+    total = sum(result.rows.values())
+    click.echo(f"copied {source_backend.location} to {target_backend.location}: {total} rows, counts checked")
+    for table, count in result.rows.items():
+        click.echo(f"  {table:<28}{count:>10}")
+
+
+async def _copy(source_backend: Backend, target_backend: Backend) -> Copied:
+    source = await source_backend.connect(read_only=True)
+    try:
+        target = await target_backend.connect()
+        try:
+            total = sum((await count_rows(source)).values())
+            with click.progressbar(length=total, label="copying", file=sys.stderr) as bar:
+                return await copy_store(source, target, bar.update)
+        finally:
+            await target.close()
+    finally:
+        await source.close()

@@ -23,8 +23,7 @@ from receiver.cli.common import (
     using_store,
 )
 from receiver.config import Config, ConfigError
-from receiver.store import db
-from receiver.store.migrate import create_if_missing
+from receiver.store.backends import open_backend
 from receiver.sync.subscriptions import SubscriptionManager, SubscriptionView
 
 T = TypeVar("T")
@@ -37,8 +36,9 @@ def run(config: Config, job: Callable[[SubscriptionManager], Awaitable[T]]) -> T
 
     async def main() -> T:
         async with AltinnClients.from_config(config) as clients:
-            await asyncio.to_thread(create_if_missing, config.store.path, config.store.mode)
-            conn = await db.connect(config.store.path)
+            backend = open_backend(config.store)
+            await asyncio.to_thread(backend.create_if_missing)
+            conn = await backend.connect()
             try:
                 return await job(SubscriptionManager(config, conn, clients))
             finally:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 
-import aiosqlite
 import click
 
 from receiver.cli.common import (
@@ -19,8 +18,10 @@ from receiver.cli.common import (
     use_colour,
     with_store,
 )
-from receiver.store.inbox import InboxRecord
-from receiver.store.operations import ChangeFeed, EventFilter, select_events
+from receiver.store.inbox import EventFilter
+from receiver.store.interface import Database
+from receiver.store.operations import ChangeFeed, select_events
+from receiver.store.records import InboxRecord
 from receiver.store.schema import INBOX_STATUSES
 from receiver.text import printable
 
@@ -77,9 +78,7 @@ def stop_on_closed_pipe() -> None:
     sys.exit(0)
 
 
-async def run_tail(
-    conn: aiosqlite.Connection, selection: EventFilter, lines: int | None, follow: bool, as_json: bool
-) -> None:
+async def run_tail(conn: Database, selection: EventFilter, lines: int | None, follow: bool, as_json: bool) -> None:
     human = not as_json and sys.stdout.isatty()
     colour = use_colour(sys.stdout)
 

@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 from receiver import __version__
 from receiver.observability.store_gauges import OpsMetrics
-from receiver.store.inbox import CHANNELS
+from receiver.store.records import CHANNELS
 from receiver.store.schema import INBOX_STATUSES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

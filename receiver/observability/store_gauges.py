@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from receiver.store.interface import Database
 from receiver.store.operations import UNPROCESSED, last_push_at, oldest_event
 from receiver.store.state import LAST_CATCHUP_AT, get_fact
 from receiver.timeutil import now, parse_iso
@@ -36,7 +36,7 @@ class Moments:
     last_catchup: datetime | None = None
 
 
-async def read_moments(conn: aiosqlite.Connection) -> Moments:
+async def read_moments(conn: Database) -> Moments:
     oldest = await oldest_event(conn, UNPROCESSED)
     push = await last_push_at(conn)
     catchup = await get_fact(conn, LAST_CATCHUP_AT)
@@ -55,7 +55,7 @@ class OpsMetrics:
         self.moments = Moments()
         registry.register(self)
 
-    async def refresh(self, conn: aiosqlite.Connection) -> None:
+    async def refresh(self, conn: Database) -> None:
         self.moments = await read_moments(conn)
 
     def describe(self) -> Iterator[Metric]:

@@ -99,6 +99,8 @@ class ReceiverSetup:
     dispatch: dict[str, Any] = field(default_factory=dict)
     role: str = "service-owner"
     extra: str = ""
+    store_url: str = ""
+    """A PostgreSQL store's URL, written instead of `store` (the SQLite file) when given."""
 
     @property
     def public_url(self) -> str:
@@ -114,7 +116,7 @@ class ReceiverSetup:
             f"public_url = {_toml(self.public_url)}",
             "shutdown_timeout = 5",
             "[store]",
-            f"path = {_toml(str(self.store))}",
+            f"url = {_toml(self.store_url)}" if self.store_url else f"path = {_toml(str(self.store))}",
             "[altinn]",
             f"platform_url = {_toml(self.sim_url)}",
             f"role = {_toml(self.role)}",

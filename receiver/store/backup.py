@@ -12,22 +12,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.store.db import connect_sync
 from receiver.store.errors import StoreError, describe
 from receiver.store.files import DEFAULT_FILE_MODE, create_with_mode, flush, publish
 from receiver.store.integrity import damaged, quick_check_on
+from receiver.store.interface import Backup
 from receiver.store.schema import read_state
-
-
-@dataclass(frozen=True)
-class Backup:
-    path: Path
-    bytes: int
-    schema_version: int
-    events: int
 
 
 def backup(store: Path, target: Path, *, mode: int = DEFAULT_FILE_MODE) -> Backup:

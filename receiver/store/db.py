@@ -1,4 +1,5 @@
-"""Opening the SQLite file: pragmas for durability, the schema version check, read-only connections for readers.
+"""Opening the SQLite file: pragmas for durability, the schema version check, read-only connections for readers,
+and `SqliteDatabase`, the store's `Database` (receiver/store/interface.py) over one aiosqlite connection.
 
 Opening never changes the schema: only `serve` and `altinn-receiver store migrate` do (receiver/store/migrate.py).
 A connection opens an existing store and refuses one whose schema is older or newer than this code
@@ -10,10 +11,11 @@ write lock, so it opens and reads while `serve` writes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -21,17 +23,18 @@ import aiosqlite
 
 from receiver.store.errors import StoreError, describe
 from receiver.store.integrity import damaged, empty, empty_store, quick_check
+from receiver.store.interface import SQLITE, Call, Database, Params, Row
 from receiver.store.schema import require_current
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "SqliteDatabase",
     "StoreError",
     "Synchronous",
     "check_integrity",
     "connect",
     "connect_sync",
     "describe",
-    "fetch_rows",
     "in_connection_thread",
     "make_folder",
 ]
@@ -78,6 +81,27 @@ def pragmas(busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: Synchronous = "
 def _settings(read_only: bool, busy_timeout_ms: int, synchronous: Synchronous) -> tuple[str, ...]:
     # A read-only connection cannot set the journal mode (the store is in WAL mode since it was created).
     return (f"PRAGMA busy_timeout={int(busy_timeout_ms)}",) if read_only else pragmas(busy_timeout_ms, synchronous)
+
+
+WAL_DMS_BYTE = 128
+"""The byte of the `-shm` file on which every SQLite connection to a WAL database holds a shared lock while it is open
+(SQLite's unix VFS: UNIX_SHM_DMS)."""
+
+
+def held_by_another(path: Path) -> str:
+    """Why the store at `path` is in use, "" when no other process has it open: SQLite's own lock on the `-shm`
+    file, which every connection holds while open (it is gone with a process that died)."""
+    shm = path.with_name(path.name + "-shm")
+    try:
+        with shm.open("rb+") as index:
+            try:
+                fcntl.lockf(index, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WAL_DMS_BYTE)
+            except OSError:
+                return f"another process has the store {path} open (a running receiver?): stop it first"
+            fcntl.lockf(index, fcntl.LOCK_UN, 1, WAL_DMS_BYTE)
+    except FileNotFoundError:
+        pass
+    return ""
 
 
 def missing_store(path: Path) -> str:
@@ -153,9 +177,9 @@ async def connect(
     read_only: bool = False,
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     synchronous: Synchronous = "FULL",
-) -> aiosqlite.Connection:
-    """An aiosqlite connection to the existing store at `path`, at this code's schema version (checked first, on a
-    read-only connection of its own)."""
+) -> SqliteDatabase:
+    """The existing store at `path` as a `Database`, at this code's schema version (checked first, on a read-only
+    connection of its own)."""
     await asyncio.to_thread(check_version, path)
     target, uri = _target(path, read_only)
     try:
@@ -172,14 +196,7 @@ async def connect(
     except BaseException:
         conn.stop()  # cancelled: end the connection's thread without waiting, or the process could not exit
         raise
-    return conn
-
-
-async def fetch_rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-    """A query run to its end in one step of the connection's thread. Coroutines share connections: a read left
-    open across an await would pin an old snapshot, and a write by another coroutine in that window would fail at
-    once with "database is locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it)."""
-    return list(await conn.execute_fetchall(sql, params))
+    return SqliteDatabase(conn)
 
 
 async def in_connection_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -190,6 +207,120 @@ async def in_connection_thread(conn: aiosqlite.Connection, work: Callable[[sqlit
     return cast(T, await conn._execute(lambda: work(conn._conn)))
 
 
-def row_fields(row: sqlite3.Row) -> dict[str, Any]:
-    """A row as {column: value}, to build a record dataclass by keyword."""
+def _dict(row: sqlite3.Row) -> Row:
     return {key: row[key] for key in row.keys()}  # noqa: SIM118 (sqlite3.Row iterates values, not keys)
+
+
+def _call(conn: sqlite3.Connection, call: Call, sql: str, params: Any) -> Any:
+    """`Database.guarded`'s statement, on the connection's own thread."""
+    if call == "execute_many":
+        conn.executemany(sql, [dict(row) for row in params])
+        return None
+    cursor = conn.execute(sql, dict(params or {}))
+    return cursor.rowcount if call == "execute" else [_dict(row) for row in cursor]
+
+
+class SqliteDatabase:
+    """`Database` on one aiosqlite connection, shared by the coroutines of a process part (the dispatcher, a command).
+
+    Every statement runs to its end in one step of the connection's thread: a read left open across an await would
+    pin an old snapshot, and a write by another coroutine in that window would fail at once with "database is
+    locked" (SQLite cannot upgrade a stale snapshot, and does not wait for it). A transaction holds the connection
+    (a lock the other callers wait on) from BEGIN IMMEDIATE to COMMIT.
+    """
+
+    backend = SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        """The aiosqlite connection: for `ctx.store.conn`'s deprecated users only."""
+        self._turn = asyncio.Lock()
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        async with self._turn:
+            return await self._execute(sql, params)
+
+    async def _execute(self, sql: str, params: Params | None) -> int:
+        try:
+            async with self.conn.execute(sql, dict(params or {})) as cursor:
+                return cursor.rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(describe(exc)) from exc
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        async with self._turn:
+            try:
+                await self.conn.executemany(sql, [dict(row) for row in rows])
+            except sqlite3.Error as exc:
+                raise StoreError(describe(exc)) from exc
+
+    async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
+        async with self._turn:
+            return await self._fetch(sql, params)
+
+    async def _fetch(self, sql: str, params: Params | None) -> list[Row]:
+        try:
+            rows: Iterable[sqlite3.Row] = await self.conn.execute_fetchall(sql, dict(params or {}))
+        except sqlite3.Error as exc:
+            raise StoreError(describe(exc)) from exc
+        return [_dict(row) for row in rows]
+
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        def work(conn: sqlite3.Connection) -> tuple[bool, Any]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                held = conn.execute(guard, dict(guard_params)).fetchone() is not None
+                result = _call(conn, call, sql, params) if held else None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return held, result
+
+        async with self._turn:
+            try:
+                return await in_connection_thread(self.conn, work)
+            except sqlite3.Error as exc:
+                raise StoreError(describe(exc)) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        async with self._turn:
+            await self._execute("BEGIN IMMEDIATE", None)
+            try:
+                yield _InTransaction(self)
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await self._execute("COMMIT", None)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+class _InTransaction:
+    """The statements of a `SqliteDatabase.transaction()`: on its connection, without waiting for its own turn."""
+
+    backend = SQLITE
+
+    def __init__(self, outer: SqliteDatabase) -> None:
+        self._outer = outer
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        return await self._outer._execute(sql, params)
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        for row in rows:
+            await self._outer._execute(sql, row)
+
+    async def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
+        return await self._outer._fetch(sql, params)
+
+    async def guarded(self, guard: str, guard_params: Params, call: Call, sql: str, params: Any) -> tuple[bool, Any]:
+        raise StoreError("transactions do not nest", transient=False)
+
+    def transaction(self) -> Any:
+        raise StoreError("transactions do not nest", transient=False)
+
+    async def close(self) -> None:
+        raise StoreError("close the database, not its transaction", transient=False)

@@ -1,4 +1,5 @@
-"""The store's own error type, and a short operator-facing reason for a failed SQLite operation."""
+"""The store's own error types (both backends), and SQLite's failures: a short operator-facing reason, and whether
+one is the whole store's or one row's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ class StoreError(Exception):
     def __init__(self, message: str, *, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class EventRefused(StoreError):
+    """The store refused this one event for its own values (text the database cannot encode, say): sending it again
+    will not help, and the events committed beside it are not affected."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"this event cannot be stored ({reason})", transient=False)
 
 
 def describe(error: BaseException) -> str:

@@ -1,4 +1,8 @@
-"""The inbox table: every received event, keyed on its CloudEvent id, and the validation handshakes beside it."""
+"""The inbox table: every received event, keyed on its CloudEvent id, and the validation handshakes beside it.
+
+Reads and single inserts work on any backend's `Database`; `InboxWriter` is SQLite's group-commit writer (the
+`Writer` of receiver/store/interface.py for a store file).
+"""
 
 from __future__ import annotations
 
@@ -10,110 +14,43 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe, fetch_rows, row_fields
-from receiver.store.errors import store_wide
+from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describe
+from receiver.store.errors import EventRefused, store_wide
 from receiver.store.files import OpenFiles
 from receiver.store.integrity import is_damage
-from receiver.store.traces import INSERT_TRACE
+from receiver.store.interface import Database
+from receiver.store.records import CHANNELS, InboxRecord, NewEvent, RefusedEvent
+from receiver.store.traces import INSERT_TRACE, trace_row
 from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("push", "catchup")
-PRUNED_RAW = '{"pruned":true}'
-"""`raw` of an event whose payload retention has pruned (receiver/store/retention.py); its row and id stay. Valid
-JSON, so that a release that does not know about retention still reads the row."""
+INSERT_COLUMNS = ("id", "type", "source", "subject", "resource", "resourceinstance", "time", "raw", "received_at",
+                  "channel", "updated_at")  # fmt: skip
+"""The columns an insert sets besides `status` ('pending'), in the order of `insert_params`."""
 
+_NAMED = ", ".join(f":{column}" for column in INSERT_COLUMNS)
 
-@dataclass(frozen=True)
-class NewEvent:
-    """An event that passed validation at a door (push or catch-up), ready to be stored as sent."""
-
-    id: str
-    type: str
-    source: str
-    subject: str
-    resource: str
-    resourceinstance: str
-    time: str
-    raw: str
-
-
-@dataclass(frozen=True)
-class RefusedEvent(NewEvent):
-    """An event from the pull API that the door refuses, kept as a `dead` row so that it is seen and catch-up moves
-    past it: its columns and `raw` hold only storable text (receiver/sync/catchup.py builds it), `reason` says why
-    it was refused."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class InboxRecord(NewEvent):
-    """A stored event: what arrived, plus where it is in its life (status, attempts, lease)."""
-
-    seq: int
-    received_at: str
-    channel: str
-    status: str
-    attempts: int
-    last_error: str
-    next_attempt_at: str
-    lease_until: str
-    lease_owner: str
-    updated_at: str
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> InboxRecord:
-        return cls(**row_fields(row))
-
-    @property
-    def event(self) -> dict[str, Any]:
-        """The CloudEvent as it was received (`PRUNED_RAW` once pruned)."""
-        value = json.loads(self.raw)
-        assert isinstance(value, dict)
-        return value
-
-    @property
-    def pruned(self) -> bool:
-        """Retention has dropped the event's payload: it can no longer run."""
-        return self.raw == PRUNED_RAW
-
-    def to_json(self, *, with_event: bool = False) -> dict[str, Any]:
-        """The public JSON shape of `events list/show --json` (the raw event only when asked: null once pruned)."""
-        data = asdict(self)
-        raw = data.pop("raw")
-        for internal in ("seq", "lease_owner"):
-            data.pop(internal)
-        data["pruned"] = self.pruned
-        if with_event:
-            data["event"] = None if self.pruned else json.loads(raw)
-        return data
-
-
-INSERT_EVENT = """
-    INSERT INTO inbox (id, type, source, subject, resource, resourceinstance, time, raw,
-                       received_at, channel, status, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+INSERT_EVENT = f"""
+    INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status)
+    VALUES ({_NAMED}, 'pending')
     ON CONFLICT(id) DO NOTHING
 """
 
-INSERT_REFUSED = """
-    INSERT INTO inbox (id, type, source, subject, resource, resourceinstance, time, raw,
-                       received_at, channel, status, last_error, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'dead', ?, ?)
+INSERT_REFUSED = f"""
+    INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status, last_error)
+    VALUES ({_NAMED}, 'dead', :last_error)
     ON CONFLICT(id) DO NOTHING
 """
 
 INSERT_VALIDATION = """
-    INSERT INTO validations (event_id, subscription_id, source, received_at) VALUES (?, ?, ?, ?)
+    INSERT INTO validations (event_id, subscription_id, source, received_at)
+    VALUES (:event_id, :subscription_id, :source, :received_at)
     ON CONFLICT(event_id) DO NOTHING
 """
 
@@ -134,17 +71,41 @@ def insert_params(event: NewEvent, channel: str, received_at: str) -> tuple[str,
     )
 
 
-async def insert_event(conn: aiosqlite.Connection, event: NewEvent, channel: str) -> bool:
-    """Store one event and commit; False when its id was already there (nothing changes then)."""
+def event_row(event: NewEvent, channel: str, received_at: str) -> dict[str, str]:
+    """`INSERT_EVENT`'s parameters."""
+    return dict(zip(INSERT_COLUMNS, insert_params(event, channel, received_at), strict=True))
+
+
+def validation_row(event_id: str, subscription_id: str, source: str, received_at: str) -> dict[str, str]:
+    """`INSERT_VALIDATION`'s parameters."""
+    return {"event_id": event_id, "subscription_id": subscription_id, "source": source, "received_at": received_at}
+
+
+Outcome = tuple["asyncio.Future[bool]", Any]
+"""A job's future and what to answer it with: True/False, or the exception it raises."""
+EventJob = tuple[NewEvent, str, str]
+"""A writer's job for an event: the event, its channel, and the traceparent it arrived with ("" for none)."""
+
+
+def event_job(event: NewEvent, channel: str, traceparent: str = "") -> EventJob:
+    """A writer's job for an event (`Writer.insert_event`); ValueError for an unknown channel."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
-    stamp = now_iso()
-    cursor = await conn.execute(INSERT_EVENT, insert_params(event, channel, stamp))
-    await conn.commit()
-    return cursor.rowcount == 1
+    return event, channel, traceparent
 
 
-async def insert_refused(conn: aiosqlite.Connection, events: list[RefusedEvent], channel: str) -> int:
+def validation_job(event_id: str, subscription_id: str, source: str) -> Callable[[str], tuple[str, dict[str, str]]]:
+    """A writer's job for a validation handshake (`Writer.record_validation`): the statement for a commit stamp."""
+    return lambda stamp: (INSERT_VALIDATION, validation_row(event_id, subscription_id, source, stamp))
+
+
+async def insert_event(db: Database, event: NewEvent, channel: str) -> bool:
+    """Store one event and commit; False when its id was already there (nothing changes then)."""
+    event, channel, _ = event_job(event, channel)
+    return await db.execute(INSERT_EVENT, event_row(event, channel, now_iso())) == 1
+
+
+async def insert_refused(db: Database, events: list[RefusedEvent], channel: str) -> int:
     """Store refused events as `dead` rows (attempts 0, the reason in `last_error`), each in its own statement;
     returns how many were new. A dead row is never claimed and holds back no event of its instance."""
     if channel not in CHANNELS:
@@ -152,17 +113,8 @@ async def insert_refused(conn: aiosqlite.Connection, events: list[RefusedEvent],
     stamp = now_iso()
     added = 0
     for event in events:
-        params = (*insert_params(event, channel, stamp)[:-1], event.reason, stamp)
-        cursor = await conn.execute(INSERT_REFUSED, params)
-        added += cursor.rowcount
+        added += await db.execute(INSERT_REFUSED, {**event_row(event, channel, stamp), "last_error": event.reason})
     return added
-
-
-async def record_validation(conn: aiosqlite.Connection, event_id: str, subscription_id: str, source: str) -> bool:
-    """Record Altinn's validation handshake and commit; False for a repeated event id."""
-    cursor = await conn.execute(INSERT_VALIDATION, (event_id, subscription_id, source, now_iso()))
-    await conn.commit()
-    return cursor.rowcount == 1
 
 
 PROBE_TYPE = "altinn-receiver.readiness-probe"
@@ -188,22 +140,33 @@ INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 # Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
 # or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
 _Statements = Callable[[sqlite3.Connection, str], bool]
-_Insert = tuple[NewEvent, str, str]
-_Work = _Insert | _Statements
+_Work = EventJob | _Statements
 _Job = tuple[_Work, "asyncio.Future[bool]"]
-_Outcome = tuple["asyncio.Future[bool]", Any]
 _T = TypeVar("_T")
 
 
-class EventRefused(StoreError):
-    """The store refused this one event for its own values (text SQLite cannot encode, say): sending it again will
-    not help, and the events committed beside it are not affected."""
+class CommitRecord:
+    """What a group-commit writer remembers of its commits: why the last one failed (`last_error`, "" once one works
+    again), and when one last wrote, so that `ready` can take a recent write's word for it."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"this event cannot be stored ({reason})", transient=False)
+    last_error = ""
+    _wrote_at: float | None = None
+
+    def _committed(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """A batch committed with these outcomes."""
+        if self.last_error:
+            log.info("inbox commits work again", extra={"after": self.last_error})
+            self.last_error = ""
+        if any(outcome is True for _, outcome in outcomes):
+            self._wrote_at = time.monotonic()
+        return outcomes
+
+    def _wrote_lately(self, fresh_for: float) -> bool:
+        """A commit wrote within `fresh_for` seconds, with no failure since."""
+        return not self.last_error and self._wrote_at is not None and time.monotonic() - self._wrote_at < fresh_for
 
 
-class InboxWriter:
+class InboxWriter(CommitRecord):
     """Durable inserts for the webhook: one thread with its own sqlite3 connection, committing in groups.
 
     Callers on the event loop get an asyncio future per insert. The thread takes everything queued, stores it in one
@@ -240,11 +203,8 @@ class InboxWriter:
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._insert_sql: dict[int, str] = {}
-        self.last_error = ""
-        """Why the last commit failed ("" once one succeeds again)."""
         self.broken = ""
         """Why the store can no longer be written at all (deleted, replaced or damaged); never cleared."""
-        self._wrote_at: float | None = None
         self._running = True
         self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
         self._thread.start()
@@ -264,31 +224,24 @@ class InboxWriter:
     def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
         """Store one event; the future says True when it is new and committed, False for a repeated id. A new event's
         `traceparent` (the span it arrived in) is stored with it, in the same commit."""
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}")
-        return self._submit((event, channel, traceparent))
+        return self._submit(event_job(event, channel, traceparent))
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
-        return self._submit(
-            lambda conn, stamp: (
-                conn.execute(INSERT_VALIDATION, (event_id, subscription_id, source, stamp)).rowcount == 1
-            )
-        )
+        statement = validation_job(event_id, subscription_id, source)
+        return self._submit(lambda conn, stamp: conn.execute(*statement(stamp)).rowcount == 1)
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now: True, or the StoreError it would get. A commit that wrote within
         `fresh_for` seconds, with no failure since, answers for itself; otherwise the writer makes a probe write."""
         if self.broken:
-            refused: asyncio.Future[bool] = self._loop.create_future()
-            refused.set_exception(StoreError(self.broken))
-            return refused
-        wrote_at = self._wrote_at
-        if not self.last_error and wrote_at is not None and time.monotonic() - wrote_at < fresh_for:
-            fresh: asyncio.Future[bool] = self._loop.create_future()
-            fresh.set_result(True)
-            return fresh
+            return answered(self._loop, StoreError(self.broken))
+        if self._wrote_lately(fresh_for):
+            return answered(self._loop, True)
         return self._submit(_probe)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         """Commit what is queued, stop the thread and close the connection."""
@@ -320,13 +273,13 @@ class InboxWriter:
                     break
                 batch.append(job)
             try:
-                self._loop.call_soon_threadsafe(_settle, self._commit(batch))
+                self._loop.call_soon_threadsafe(settle, self._commit(batch))
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
-    def _commit(self, batch: list[_Job]) -> list[_Outcome]:
+    def _commit(self, batch: list[_Job]) -> list[Outcome]:
         if self.broken:
-            return _failing(batch, StoreError(self.broken))
+            return failing(batch, StoreError(self.broken))
         stamp = now_iso()
         try:
             try:
@@ -340,21 +293,16 @@ class InboxWriter:
                 raise StoreError(self.broken)
         except Exception as exc:  # every failure of the store: no future of this batch may say "stored"
             return self._failed(batch, exc)
-        if self.last_error:
-            log.info("inbox commits work again", extra={"after": self.last_error})
-            self.last_error = ""
-        if any(outcome is True for _, outcome in outcomes):
-            self._wrote_at = time.monotonic()
-        return outcomes
+        return self._committed(outcomes)
 
-    def _failed(self, batch: list[_Job], exc: Exception) -> list[_Outcome]:
+    def _failed(self, batch: list[_Job], exc: Exception) -> list[Outcome]:
         reason = str(exc) if isinstance(exc, StoreError) else describe(exc)
         if is_damage(exc):
             self._break(reason)
         elif not self.broken and reason != self.last_error:
             log.error("inbox commit failed", extra={"reason": reason, "batch": len(batch)})
         self.last_error = reason
-        return _failing(batch, StoreError(reason))
+        return failing(batch, StoreError(reason))
 
     def _break(self, reason: str) -> None:
         """From now on refuse every write, saying `reason` (logged once)."""
@@ -369,26 +317,26 @@ class InboxWriter:
             " and restart `serve` (docs/operations.md#backup-and-restore)"
         )
 
-    def _write_together(self, batch: list[_Job], stamp: str) -> list[_Outcome]:
+    def _write_together(self, batch: list[_Job], stamp: str) -> list[Outcome]:
         """The batch in one transaction: its events in one statement (which commits itself when they are all, and
         none carries a trace context), then the new events' trace contexts and the other jobs' statements."""
         events = [work for work, _ in batch if isinstance(work, tuple)]
         if len(events) == len(batch) and not any(traceparent for _, _, traceparent in events):
-            return _event_outcomes(batch, self._insert_events(events, stamp))
+            return event_outcomes(batch, self._insert_events(events, stamp))
 
-        def write() -> list[_Outcome]:
+        def write() -> list[Outcome]:
             inserted = self._insert_events(events, stamp) if events else set()
             traces = [(event.id, parent) for event, _, parent in events if parent and event.id in inserted]
             if traces:
-                self._conn.executemany(INSERT_TRACE, traces)
-            outcomes = _event_outcomes(batch, inserted)
+                self._conn.executemany(INSERT_TRACE, [trace_row(*trace) for trace in traces])
+            outcomes = event_outcomes(batch, inserted)
             return outcomes + [
                 (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
             ]
 
         return self._in_transaction(write)
 
-    def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[_Outcome]:
+    def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[Outcome]:
         """The batch again in one transaction, a statement per job: a job whose own values fail gets its error and
         leaves the others alone; an error of the whole store fails them all."""
         return self._in_transaction(lambda: [(future, self._write_one(work, stamp)) for work, future in batch])
@@ -399,9 +347,9 @@ class InboxWriter:
         try:
             if isinstance(work, tuple):
                 event, channel, traceparent = work
-                new = self._conn.execute(INSERT_EVENT, insert_params(event, channel, stamp)).rowcount == 1
+                new = self._conn.execute(INSERT_EVENT, event_row(event, channel, stamp)).rowcount == 1
                 if new and traceparent:
-                    self._conn.execute(INSERT_TRACE, (event.id, traceparent))
+                    self._conn.execute(INSERT_TRACE, trace_row(event.id, traceparent))
                 return new
             return work(self._conn, stamp)
         except Exception as exc:
@@ -409,7 +357,7 @@ class InboxWriter:
                 raise
             return EventRefused(describe(exc) if isinstance(exc, sqlite3.Error) else _named(exc))
 
-    def _in_transaction(self, write: Callable[[], list[_Outcome]]) -> list[_Outcome]:
+    def _in_transaction(self, write: Callable[[], list[Outcome]]) -> list[Outcome]:
         """`write()` in one write transaction, committed; rolled back when it raises."""
         conn = self._conn
         self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
@@ -436,7 +384,7 @@ class InboxWriter:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _insert_events(self, events: list[_Insert], stamp: str) -> set[str]:
+    def _insert_events(self, events: list[EventJob], stamp: str) -> set[str]:
         """All events in one multi-row INSERT; returns the ids that were not there before.
 
         Outside a transaction the statement commits itself (a refusal for the lock is retried: it changed nothing).
@@ -462,9 +410,10 @@ class InboxWriter:
         return {row[0] for row in self._conn.execute(newest_first, [*ids, cursor.lastrowid, added])}
 
 
-def _event_outcomes(batch: list[_Job], inserted: set[str]) -> list[_Outcome]:
-    """True for the first of each new id in the batch, False for repeated ids."""
-    outcomes: list[_Outcome] = []
+def event_outcomes(batch: Sequence[tuple[object, asyncio.Future[bool]]], inserted: set[str]) -> list[Outcome]:
+    """The outcomes of a batch's events (its jobs that are `EventJob`s): True for the first of each new id, False for
+    repeated ids."""
+    outcomes: list[Outcome] = []
     for work, future in batch:
         if isinstance(work, tuple):
             event_id = work[0].id
@@ -484,11 +433,19 @@ def _named(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _failing(batch: list[_Job], error: StoreError) -> list[_Outcome]:
+def answered(loop: asyncio.AbstractEventLoop, outcome: bool | BaseException) -> asyncio.Future[bool]:
+    """A future that already holds `outcome`."""
+    future: asyncio.Future[bool] = loop.create_future()
+    settle([(future, outcome)])
+    return future
+
+
+def failing(batch: Sequence[tuple[object, asyncio.Future[bool]]], error: StoreError) -> list[Outcome]:
     return [(future, error) for _, future in batch]
 
 
-def _settle(outcomes: list[_Outcome]) -> None:
+def settle(outcomes: list[Outcome]) -> None:
+    """Answer each job's future with its outcome: a value, or an exception to raise (both writers' batches end so)."""
     for future, outcome in outcomes:
         if future.done():
             continue
@@ -498,8 +455,8 @@ def _settle(outcomes: list[_Outcome]) -> None:
             future.set_result(outcome)
 
 
-async def get_event(conn: aiosqlite.Connection, event_id: str) -> InboxRecord | None:
-    rows = await fetch_rows(conn, "SELECT * FROM inbox WHERE id = ?", (event_id,))
+async def get_event(db: Database, event_id: str) -> InboxRecord | None:
+    rows = await db.fetch("SELECT * FROM inbox WHERE id = :id", {"id": event_id})
     return InboxRecord.from_row(rows[0]) if rows else None
 
 
@@ -509,39 +466,47 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+@dataclass(frozen=True)
+class EventFilter:
+    """The selection the operator commands share: status, type glob, resource, received at or after `since`."""
+
+    status: str | None = None
+    type_glob: str | None = None
+    resource: str | None = None
+    since: str | None = None
+
+    def sql(self) -> tuple[list[str], dict[str, Any]]:
+        """The conditions (to join with AND) and their parameters."""
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if self.status:
+            where.append("status = :status")
+            params["status"] = self.status
+        if self.type_glob:
+            where.append("type LIKE :type_like ESCAPE '\\'")
+            params["type_like"] = glob_to_like(self.type_glob)
+        if self.resource:
+            where.append("resource = :resource")
+            params["resource"] = self.resource
+        if self.since:
+            where.append("received_at >= :since")
+            params["since"] = self.since
+        return where, params
+
+
 async def list_events(
-    conn: aiosqlite.Connection,
-    *,
-    status: str | None = None,
-    type_glob: str | None = None,
-    resource: str | None = None,
-    since: str | None = None,
-    limit: int = 100,
-    newest_first: bool = True,
+    db: Database, selection: EventFilter = EventFilter(), *, limit: int = 100, newest_first: bool = True
 ) -> list[InboxRecord]:
-    """Events filtered by status, type (glob), resource and `received_at >= since`."""
-    where, params = [], []
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if type_glob:
-        where.append("type LIKE ? ESCAPE '\\'")
-        params.append(glob_to_like(type_glob))
-    if resource:
-        where.append("resource = ?")
-        params.append(resource)
-    if since:
-        where.append("received_at >= ?")
-        params.append(since)
+    """The first `limit` events of `selection`, newest first unless `newest_first` is False."""
+    where, params = selection.sql()
     sql = "SELECT * FROM inbox"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
-    params.append(str(int(limit)))
-    rows = await fetch_rows(conn, sql, params)
+    sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT :limit"
+    rows = await db.fetch(sql, {**params, "limit": int(limit)})
     return [InboxRecord.from_row(row) for row in rows]
 
 
-async def count_by_status(conn: aiosqlite.Connection) -> dict[str, int]:
-    rows = await fetch_rows(conn, "SELECT status, COUNT(*) FROM inbox GROUP BY status")
-    return {str(row[0]): int(row[1]) for row in rows}
+async def count_by_status(db: Database) -> dict[str, int]:
+    rows = await db.fetch("SELECT status, COUNT(*) AS n FROM inbox GROUP BY status")
+    return {str(row["status"]): int(row["n"]) for row in rows}

@@ -19,7 +19,6 @@ import os
 import sqlite3
 import uuid
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 from receiver import __version__
@@ -27,36 +26,16 @@ from receiver.store.db import connect_sync, make_folder, pragmas
 from receiver.store.errors import StoreError, describe
 from receiver.store.files import DEFAULT_FILE_MODE, create_with_mode, flush, publish
 from receiver.store.integrity import empty, empty_store
+from receiver.store.interface import SQLITE, Migrated
 from receiver.store.migrations import LATEST, MIGRATIONS, Migration
-from receiver.store.schema import SchemaState, StoreVersionError, read_state
+from receiver.store.schema import SCHEMA_MIGRATIONS, SchemaState, StoreVersionError, read_state
 from receiver.timeutil import now_iso
 
-BACKEND = "sqlite"
 MIGRATE_BUSY_TIMEOUT_MS = 60_000
 """How long a migration waits for the write lock: other writers hold it for milliseconds, another migration for as
 long as it takes."""
 
-SCHEMA_MIGRATIONS = """
-    CREATE TABLE IF NOT EXISTS schema_migrations (
-        version          INTEGER PRIMARY KEY,
-        name             TEXT NOT NULL,
-        applied_at       TEXT NOT NULL,
-        receiver_version TEXT NOT NULL DEFAULT ''
-    )
-"""
 RECORD = "INSERT INTO schema_migrations (version, name, applied_at, receiver_version) VALUES (?, ?, ?, ?)"
-
-
-@dataclass(frozen=True)
-class Migrated:
-    """What a migration run found (`before`) and what it applied, in order (nothing when the store was current)."""
-
-    before: SchemaState
-    applied: tuple[Migration, ...]
-
-    @property
-    def version(self) -> int:
-        return self.applied[-1].version if self.applied else self.before.version
 
 
 def pending(path: Path) -> tuple[SchemaState, tuple[Migration, ...]]:
@@ -146,14 +125,7 @@ def _apply(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, ..
     # A store from before migrations has the tables of its version without the record of them: their statements (all
     # IF NOT EXISTS) add nothing, and are run to record them the same way as for a new store.
     for migration in (*migrations[: state.version], *todo) if not state.recorded else todo:
-        for statement in migration.statements(BACKEND):
+        for statement in migration.statements(SQLITE):
             conn.execute(statement)
         conn.execute(RECORD, (migration.version, migration.name, stamp, __version__))
     return Migrated(state, todo)
-
-
-def create_if_missing(path: Path, file_mode: int = DEFAULT_FILE_MODE) -> None:
-    """A new store at this code's schema where there is none, as `serve`'s first start makes it; an existing store
-    is left as it is (commands that write refuse it when it is at another version, they never migrate it)."""
-    if not path.exists():
-        migrate(path, file_mode=file_mode)

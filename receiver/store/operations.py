@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-import aiosqlite
-
-from receiver.store.db import StoreError, describe, fetch_rows
-from receiver.store.inbox import PRUNED_RAW, InboxRecord, glob_to_like
+from receiver.store.inbox import EventFilter
+from receiver.store.interface import SQLITE, Database
+from receiver.store.records import PRUNED_RAW, InboxRecord
 from receiver.timeutil import now_iso, parse_iso, to_iso
 
 UNPROCESSED = ("pending", "retrying", "processing")
@@ -26,40 +24,14 @@ FOLLOW_OVERLAP_SECONDS = 3.0
 REPLAY_BATCH = 200
 
 
-@dataclass(frozen=True)
-class EventFilter:
-    """The selection the operator commands share: status, type glob, resource, received at or after `since`."""
-
-    status: str | None = None
-    type_glob: str | None = None
-    resource: str | None = None
-    since: str | None = None
-
-    def sql(self) -> tuple[list[str], list[str]]:
-        where, params = [], []
-        if self.status:
-            where.append("status = ?")
-            params.append(self.status)
-        if self.type_glob:
-            where.append("type LIKE ? ESCAPE '\\'")
-            params.append(glob_to_like(self.type_glob))
-        if self.resource:
-            where.append("resource = ?")
-            params.append(self.resource)
-        if self.since:
-            where.append("received_at >= ?")
-            params.append(self.since)
-        return where, params
-
-
 class ChangeFeed:
     """New events and status changes, in `updated_at` order, through the `inbox_updated` index.
 
     Starts at the newest change in the store when created (see `start`); each `poll` returns what changed since.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, selection: EventFilter) -> None:
-        self.conn = conn
+    def __init__(self, db: Database, selection: EventFilter) -> None:
+        self.db = db
         self.selection = selection
         self.cursor = ""
         self._printed: dict[tuple[int, str], str] = {}
@@ -67,8 +39,8 @@ class ChangeFeed:
     async def start(self, after: str | None = None) -> None:
         """Begin after `after`, or after the newest change now in the store."""
         if after is None:
-            rows = await fetch_rows(self.conn, "SELECT MAX(updated_at) FROM inbox")
-            after = str(rows[0][0]) if rows and rows[0][0] else ""
+            rows = await self.db.fetch("SELECT MAX(updated_at) AS newest FROM inbox")
+            after = str(rows[0]["newest"]) if rows and rows[0]["newest"] else ""
         self.cursor = after
         self._printed = {}
         if after:
@@ -83,11 +55,12 @@ class ChangeFeed:
 
     async def _changed_from(self, floor: str) -> list[InboxRecord]:
         where, params = self.selection.sql()
-        where.insert(0, "updated_at >= ?")
-        params.insert(0, floor)
-        # Pinned to the time index: a status or type filter must not turn this into a scan of every dead event.
-        sql = f"SELECT * FROM inbox INDEXED BY inbox_updated WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
-        rows = await fetch_rows(self.conn, sql, params)
+        where.insert(0, "updated_at >= :floor")
+        # Pinned to the time index on SQLite: a status or type filter must not turn this into a scan of every dead
+        # event.
+        table = "inbox INDEXED BY inbox_updated" if self.db.backend == SQLITE else "inbox"
+        sql = f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY updated_at, seq"
+        rows = await self.db.fetch(sql, {**params, "floor": floor})
         return [InboxRecord.from_row(row) for row in rows]
 
     async def poll(self) -> list[InboxRecord]:
@@ -106,77 +79,76 @@ class ChangeFeed:
         return fresh
 
 
-async def select_events(
-    conn: aiosqlite.Connection, selection: EventFilter, *, last: int | None = None
-) -> list[InboxRecord]:
+async def select_events(db: Database, selection: EventFilter, *, last: int | None = None) -> list[InboxRecord]:
     """The events matching `selection` in arrival order: all of them, or only the `last` N."""
     where, params = selection.sql()
     sql = "SELECT * FROM inbox" + (" WHERE " + " AND ".join(where) if where else "")
     if last is not None:
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(str(int(last)))
+        sql += " ORDER BY seq DESC LIMIT :last"
+        params["last"] = int(last)
     else:
         sql += " ORDER BY seq"
-    rows = await fetch_rows(conn, sql, params)
-    records = [InboxRecord.from_row(row) for row in rows]
+    records = [InboxRecord.from_row(row) for row in await db.fetch(sql, params)]
     return records[::-1] if last is not None else records
 
 
-async def events_by_id(conn: aiosqlite.Connection, ids: Sequence[str]) -> tuple[list[InboxRecord], list[str]]:
+def _in_list(name: str, values: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """`(:name0, :name1, …)` for an IN, and its parameters."""
+    params = {f"{name}{n}": value for n, value in enumerate(values)}
+    return "(" + ", ".join(f":{key}" for key in params) + ")", params
+
+
+async def events_by_id(db: Database, ids: Sequence[str]) -> tuple[list[InboxRecord], list[str]]:
     """The events with these ids (in the order given) and the ids that are not in the store."""
     found: dict[str, InboxRecord] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), REPLAY_BATCH):
-        chunk = unique[start : start + REPLAY_BATCH]
-        sql = f"SELECT * FROM inbox WHERE id IN ({', '.join('?' * len(chunk))})"
-        for row in await fetch_rows(conn, sql, chunk):
+        listed, params = _in_list("id", unique[start : start + REPLAY_BATCH])
+        for row in await db.fetch(f"SELECT * FROM inbox WHERE id IN {listed}", params):
             record = InboxRecord.from_row(row)
             found[record.id] = record
     return [found[i] for i in unique if i in found], [i for i in unique if i not in found]
 
 
-async def replay_events(conn: aiosqlite.Connection, ids: Sequence[str]) -> int:
+async def replay_events(db: Database, ids: Sequence[str]) -> int:
     """Put these events back in the queue: `pending`, attempts 0, due now, no lease; `last_error` stays until they
     run again. An event a worker holds right now (`processing`), or one whose payload retention pruned, is left
     alone. Returns how many changed; commits."""
     if not ids:
         return 0
+    listed, params = _in_list("id", ids)
     sql = (
         "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '', lease_owner = '',"
-        f" updated_at = ? WHERE status != 'processing' AND raw <> '{PRUNED_RAW}'"
-        f" AND id IN ({', '.join('?' * len(ids))})"
+        f" updated_at = :now WHERE status != 'processing' AND raw <> '{PRUNED_RAW}' AND id IN {listed}"
     )
-    try:
-        cursor = await conn.execute(sql, [now_iso(), *ids])
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot replay events: {describe(exc)}") from exc
-    return cursor.rowcount
+    return await db.execute(sql, {**params, "now": now_iso()})
 
 
 # --- the numbers behind `stats` and the metrics ---
 
 
-async def count_by_type(conn: aiosqlite.Connection) -> dict[str, dict[str, int]]:
+async def count_by_type(db: Database) -> dict[str, dict[str, int]]:
     """Event type -> status -> count."""
     counts: dict[str, dict[str, int]] = {}
-    for row in await fetch_rows(conn, "SELECT type, status, COUNT(*) FROM inbox GROUP BY type, status ORDER BY type"):
-        counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+    sql = "SELECT type, status, COUNT(*) AS n FROM inbox GROUP BY type, status ORDER BY type"
+    for row in await db.fetch(sql):
+        counts.setdefault(str(row["type"]), {})[str(row["status"])] = int(row["n"])
     return counts
 
 
-async def oldest_event(conn: aiosqlite.Connection, statuses: Sequence[str]) -> InboxRecord | None:
+async def oldest_event(db: Database, statuses: Sequence[str]) -> InboxRecord | None:
     """The earliest received event in one of `statuses` (a search of the `inbox_status` index)."""
-    marks = ", ".join("?" * len(statuses))
-    sql = f"SELECT * FROM inbox WHERE status IN ({marks}) ORDER BY received_at, seq LIMIT 1"
-    rows = await fetch_rows(conn, sql, list(statuses))
+    listed, params = _in_list("status", statuses)
+    sql = f"SELECT * FROM inbox WHERE status IN {listed} ORDER BY received_at, seq LIMIT 1"
+    rows = await db.fetch(sql, params)
     return InboxRecord.from_row(rows[0]) if rows else None
 
 
-async def last_push_at(conn: aiosqlite.Connection) -> str | None:
+async def last_push_at(db: Database) -> str | None:
     """When Altinn last pushed to us: the newest pushed event or subscription validation handshake."""
     sql = (
-        "SELECT MAX(stamp) FROM (SELECT MAX(received_at) AS stamp FROM inbox WHERE channel = 'push'"
-        " UNION ALL SELECT MAX(received_at) FROM validations)"
+        "SELECT MAX(stamp) AS newest FROM (SELECT MAX(received_at) AS stamp FROM inbox WHERE channel = 'push'"
+        " UNION ALL SELECT MAX(received_at) FROM validations) AS pushes"
     )
-    rows = await fetch_rows(conn, sql)
-    return str(rows[0][0]) if rows and rows[0][0] else None
+    rows = await db.fetch(sql)
+    return str(rows[0]["newest"]) if rows and rows[0]["newest"] else None

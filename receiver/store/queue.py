@@ -15,13 +15,26 @@ number the worker never uses twice), and a run's outcome and writes are fenced b
 writes (`FENCE`, checked in the same transaction, store/handler_store.py) change nothing unless the event is still
 `processing` under that very token. A worker whose lease ran out and was taken over, even by itself later, so
 cannot overwrite the new owner's outcome or rows. Renewing and releasing cover every token of the worker.
+
+On PostgreSQL several processes claim at once without SQLite's one writer at a time, and row locks alone cannot keep
+an instance's order: two claimers whose snapshots both predate the other's claim could each take a different event
+of one instance (say one sees a retry as due and the other, a moment earlier, does not). So a claim is one
+transaction of two statements. The first walks the heads as above, locks the due candidates' rows `FOR UPDATE SKIP
+LOCKED` (another claimer's are skipped, not waited for) and takes a transaction-level advisory lock on each
+candidate's instance with `pg_try_advisory_xact_lock` (an instance another claimer holds is skipped). The second
+starts after those locks are held, so its snapshot sees every claim committed before, and claims what of them may
+run, with the same rules as on SQLite. An instance's claims are thus one after another, each seeing the last. The
+fences hold there too: `finish` is one UPDATE whose condition PostgreSQL checks again on the row it locks, and
+`FENCE` locks the event's row (`FOR SHARE`) until the handler's statement commits, so a claim that would take the
+event over waits for it (or skips it).
 """
 
 from __future__ import annotations
 
-import aiosqlite
+from collections.abc import Callable
 
-from receiver.store.inbox import InboxRecord
+from receiver.store.interface import POSTGRESQL, SQLITE, Database
+from receiver.store.records import InboxRecord
 from receiver.timeutil import iso_after, now_iso
 
 OPEN = "status IN ('pending', 'retrying', 'processing')"
@@ -56,57 +69,116 @@ def _none_before(index: str, alias: str, condition: str) -> str:
     )
 
 
+def _may_start(before: Callable[[str, str, str], str]) -> str:
+    """The due event `c` may start: no event of its instance is running, and no blocker and no due retrying event
+    of its instance comes before it (`before(index, alias, condition)` says so for one kind)."""
+    return f"""(c.resourceinstance = '' OR (
+                NOT EXISTS (
+                    SELECT 1 FROM inbox AS running
+                    WHERE running.resourceinstance = c.resourceinstance
+                      AND running.status = 'processing' AND running.lease_until > :now)
+            AND {before("inbox_blocking", "b", "b.status IN ('pending', 'processing')")}
+            AND {before("inbox_retrying", "r", "r.status = 'retrying' AND r.next_attempt_at <= :now")}))"""
+
+
+def _pg_none_before(index: str, alias: str, condition: str) -> str:
+    """`_none_before` on PostgreSQL: one look-up, a row comparison the `index` ranges over (the planner picks it)."""
+    order = "receiver_event_order({0}.time, {0}.received_at)"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM inbox AS {alias} WHERE {alias}.resourceinstance = c.resourceinstance"
+        f" AND {condition} AND ({order.format(alias)}, {alias}.seq) < ({order.format('c')}, c.seq))"
+    )
+
+
+_CLAIMED = """
+    UPDATE inbox
+    SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
+        updated_at = :now"""
+
 # Candidates are the heads (receiver/store/migrations/m0003_inbox_heads.py), in the order they may run: an instance's
 # first blocker (pending or processing) and the retrying events before it. A head may start when it is due, no event
 # of its instance is running, and no blocker and no due retrying event of its instance comes before it (a former
 # head left behind a newer blocker fails the second look-up).
 CLAIM = f"""
-    UPDATE inbox
-    SET status = 'processing', attempts = attempts + 1, lease_until = :lease_until, lease_owner = :owner,
-        updated_at = :now
+{_CLAIMED}
     WHERE seq IN (
         SELECT h.seq FROM inbox_heads AS h CROSS JOIN inbox AS c ON c.seq = h.seq
         WHERE {_due("c")}
-          AND (c.resourceinstance = '' OR (
-                NOT EXISTS (
-                    SELECT 1 FROM inbox AS running
-                    WHERE running.resourceinstance = c.resourceinstance
-                      AND running.status = 'processing' AND running.lease_until > :now)
-            AND {_none_before("inbox_blocking", "b", "b.status IN ('pending', 'processing')")}
-            AND {_none_before("inbox_retrying", "r", "r.status = 'retrying' AND r.next_attempt_at <= :now")}))
+          AND {_may_start(_none_before)}
         ORDER BY h.order_key, h.seq
         LIMIT :limit
     )
     RETURNING *
 """
 
+INSTANCE_LOCKS = 0x41525357
+"""The first key of the advisory locks on instances (receiver/store/postgres/migrate.py's is the one before)."""
+
+# PostgreSQL's first statement: due heads in order, their rows locked, each with its instance locked (the lock's
+# key is the schema's name and the instance's, so stores in two schemas of one database never meet).
+PG_CANDIDATES = f"""
+    WITH candidates AS MATERIALIZED (
+        SELECT c.seq, c.resourceinstance FROM inbox_heads AS h JOIN inbox AS c ON c.seq = h.seq
+        WHERE {_due("c")}
+        ORDER BY h.order_key, h.seq
+        LIMIT :scan
+        FOR UPDATE OF c SKIP LOCKED
+    )
+    SELECT seq FROM candidates
+    WHERE resourceinstance = ''
+       OR pg_try_advisory_xact_lock({INSTANCE_LOCKS}, hashtext(current_schema() || '/' || resourceinstance))
+"""
+
+# And its second, in a new snapshot: those of the candidates that may start.
+PG_CLAIM = f"""{_CLAIMED}
+    WHERE seq IN (
+        SELECT c.seq FROM inbox AS c
+        WHERE c.seq = ANY(:candidates) AND {_due("c")} AND {_may_start(_pg_none_before)}
+        ORDER BY receiver_event_order(c.time, c.received_at), c.seq
+        LIMIT :limit
+    )
+    RETURNING *
+"""
+PG_SCAN = (4, 32)
+"""The first statement looks at up to 4 * limit + 32 heads: some due heads cannot start (their instance runs)."""
+
 _OURS = "seq = :seq AND status = 'processing' AND lease_owner = :token"
 
-FENCE = f"SELECT 1 FROM inbox WHERE {_OURS}"
-"""A row while the claim `:token` on event `:seq` still holds (its lease may have run out, but nobody took it)."""
+FENCE = {SQLITE: f"SELECT 1 FROM inbox WHERE {_OURS}", POSTGRESQL: f"SELECT 1 FROM inbox WHERE {_OURS} FOR SHARE"}
+"""A row while the claim `:token` on event `:seq` still holds (its lease may have run out, but nobody took it); on
+PostgreSQL the row stays locked until the transaction ends, so that nobody takes it meanwhile."""
 
 _WORKERS = "status = 'processing' AND substr(lease_owner, 1, length(:prefix)) = :prefix"
 """The claims of every token of one worker (`:prefix` is its id and a slash)."""
 
 EXTEND = f"UPDATE inbox SET lease_until = :lease_until WHERE {_WORKERS} RETURNING seq, lease_owner"
 
+GREATEST = {SQLITE: "MAX", POSTGRESQL: "GREATEST"}
+"""The larger of two values in each dialect."""
+
 # Attempts are counted when claimed; :give_back 1 takes this run's back (a handler's pause, RetryLater(attempt=False)).
-FINISH = f"""
+FINISH = {
+    backend: f"""
     UPDATE inbox
     SET status = :status, last_error = :error, next_attempt_at = :next_attempt_at, lease_until = '', lease_owner = '',
-        attempts = MAX(attempts - :give_back, 0), updated_at = :now
+        attempts = {greatest}(attempts - :give_back, 0), updated_at = :now
     WHERE {_OURS}
     RETURNING seq
 """
+    for backend, greatest in GREATEST.items()
+}
 
 # A run cut short by our own shutdown is not the event's fault: its attempt is given back.
-RELEASE = f"""
+RELEASE = {
+    backend: f"""
     UPDATE inbox
-    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = MAX(attempts - 1, 0),
+    SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, attempts = {greatest}(attempts - 1, 0),
         next_attempt_at = :now, lease_until = '', lease_owner = '', updated_at = :now
     WHERE {_WORKERS}
     RETURNING seq
 """
+    for backend, greatest in GREATEST.items()
+}
 
 
 class LeaseLost(Exception):
@@ -131,27 +203,36 @@ def _prefix(worker: str) -> str:
     return claim_token(worker, 0)[:-1]
 
 
-async def claim(conn: aiosqlite.Connection, token: str, lease: float, limit: int = 1) -> list[InboxRecord]:
+async def claim(db: Database, token: str, lease: float, limit: int = 1) -> list[InboxRecord]:
     """Claim up to `limit` events that may run now (each of another instance) for `lease` seconds, under `token`
     (`claim_token`; each record's `lease_owner`); [] if none is."""
-    params = {"now": now_iso(), "lease_until": iso_after(lease), "owner": token, "limit": limit}
-    return [InboxRecord.from_row(row) for row in await conn.execute_fetchall(CLAIM, params)]
+    params: dict[str, object] = {"now": now_iso(), "lease_until": iso_after(lease), "owner": token, "limit": limit}
+    if db.backend == POSTGRESQL:
+        async with db.transaction() as claiming:
+            scan = PG_SCAN[0] * limit + PG_SCAN[1]
+            candidates = [
+                row["seq"] for row in await claiming.fetch(PG_CANDIDATES, {"now": params["now"], "scan": scan})
+            ]
+            rows = await claiming.fetch(PG_CLAIM, {**params, "candidates": candidates}) if candidates else []
+    else:
+        rows = await db.fetch(CLAIM, params)
+    return [InboxRecord.from_row(row) for row in rows]
 
 
-async def _update(conn: aiosqlite.Connection, sql: str, params: dict[str, object]) -> int:
+async def _update(db: Database, sql: str, params: dict[str, object]) -> int:
     """Run one UPDATE ... RETURNING seq; how many rows it changed."""
-    return len(list(await conn.execute_fetchall(sql, {"now": now_iso(), **params})))
+    return len(await db.fetch(sql, {"now": now_iso(), **params}))
 
 
-async def extend_leases(conn: aiosqlite.Connection, worker: str, lease: float) -> set[tuple[int, str]]:
+async def extend_leases(db: Database, worker: str, lease: float) -> set[tuple[int, str]]:
     """Keep every claim of `worker` for `lease` seconds more; the claims still its own, as (seq, token) (the others
     were taken over by another worker after their lease ran out)."""
-    rows = await conn.execute_fetchall(EXTEND, {"prefix": _prefix(worker), "lease_until": iso_after(lease)})
-    return {(int(row[0]), str(row[1])) for row in rows}
+    rows = await db.fetch(EXTEND, {"prefix": _prefix(worker), "lease_until": iso_after(lease)})
+    return {(int(row["seq"]), str(row["lease_owner"])) for row in rows}
 
 
 async def finish(
-    conn: aiosqlite.Connection,
+    db: Database,
     seq: int,
     token: str,
     status: str,
@@ -171,9 +252,9 @@ async def finish(
         raise ValueError("only a retry can leave its attempt uncounted")
     params = {"seq": seq, "token": token, "status": status, "error": error, "next_attempt_at": next_attempt_at,
               "give_back": 0 if count_attempt else 1}  # fmt: skip
-    return await _update(conn, FINISH, params) == 1
+    return await _update(db, FINISH[db.backend], params) == 1
 
 
-async def release_claims(conn: aiosqlite.Connection, worker: str) -> int:
+async def release_claims(db: Database, worker: str) -> int:
     """Give back every unfinished claim of `worker` (pending, or retrying if it had failed before), due at once."""
-    return await _update(conn, RELEASE, {"prefix": _prefix(worker)})
+    return await _update(db, RELEASE[db.backend], {"prefix": _prefix(worker)})

@@ -14,10 +14,11 @@ prunes, oldest first.
 
 from __future__ import annotations
 
-import aiosqlite
+import re
 
-from receiver.store.inbox import PRUNED_RAW
-from receiver.store.traces import delete_traces_sql
+from receiver.store.interface import POSTGRESQL, SQLITE, Database
+from receiver.store.records import PRUNED_RAW
+from receiver.store.traces import delete_traces
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
 PRUNE_PAYLOADS = f"""
@@ -41,19 +42,27 @@ DELETE_DEAD = """
 """
 
 
-async def prune_payloads(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+def _per_backend(sql: str) -> dict[str, str]:
+    """SQLite's statement, and PostgreSQL's without `INDEXED BY` (its planner picks the partial index itself)."""
+    return {SQLITE: sql, POSTGRESQL: re.sub(r" INDEXED BY \w+", "", sql)}
+
+
+STATEMENTS = {"payload": _per_backend(PRUNE_PAYLOADS), "dead": _per_backend(DELETE_DEAD)}
+
+
+async def prune_payloads(db: Database, before: str, limit: int) -> int:
     """Drop the payload of up to `limit` done or skipped events that finished before `before`; how many."""
-    return await _pruning(conn, PRUNE_PAYLOADS, before, limit)
+    return await _pruning(db, STATEMENTS["payload"][db.backend], before, limit)
 
 
-async def delete_dead(conn: aiosqlite.Connection, before: str, limit: int) -> int:
+async def delete_dead(db: Database, before: str, limit: int) -> int:
     """Delete up to `limit` dead events that died before `before`; how many."""
-    return await _pruning(conn, DELETE_DEAD, before, limit)
+    return await _pruning(db, STATEMENTS["dead"][db.backend], before, limit)
 
 
-async def _pruning(conn: aiosqlite.Connection, sql: str, before: str, limit: int) -> int:
+async def _pruning(db: Database, sql: str, before: str, limit: int) -> int:
     """Run a pruning statement, then delete the trace contexts of the events it pruned; how many it pruned."""
-    ids = [row[0] for row in await conn.execute_fetchall(sql, {"before": before, "limit": limit})]
+    ids = [str(row["id"]) for row in await db.fetch(sql, {"before": before, "limit": limit})]
     if ids:
-        await conn.execute(delete_traces_sql(len(ids)), ids)
+        await db.execute(*delete_traces(ids))
     return len(ids)

@@ -25,6 +25,18 @@ BEFORE_MIGRATIONS = {1: "0.1.0", 2: "0.1.0"}
 """`PRAGMA user_version` of a store from before migrations -> the release that wrote it (2: a build after 0.1.0)."""
 
 
+SCHEMA_MIGRATIONS = """
+    CREATE TABLE IF NOT EXISTS schema_migrations (
+        version          INTEGER PRIMARY KEY,
+        name             TEXT NOT NULL,
+        applied_at       TEXT NOT NULL,
+        receiver_version TEXT NOT NULL DEFAULT ''
+    )
+"""
+"""The record of the migrations applied, the same on every backend."""
+NEWEST_MIGRATION = "SELECT version, receiver_version FROM schema_migrations ORDER BY version DESC LIMIT 1"
+
+
 @dataclass(frozen=True)
 class SchemaState:
     """Where a store's schema is: `version` 0 for an empty file; `by`, the release that applied the newest
@@ -39,9 +51,7 @@ def read_state(conn: sqlite3.Connection, path: Path | str) -> SchemaState:
     """The schema state of the store open on `conn` (reads only)."""
     tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_migrations" in tables:
-        newest = conn.execute(
-            "SELECT version, receiver_version FROM schema_migrations ORDER BY version DESC LIMIT 1"
-        ).fetchone()
+        newest = conn.execute(NEWEST_MIGRATION).fetchone()
         if newest is not None:
             return SchemaState(int(newest[0]), str(newest[1]), True)
     user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])

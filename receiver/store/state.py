@@ -7,13 +7,12 @@ Every write is one statement, so it is safe on a connection other coroutines sha
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-import aiosqlite
+from typing import Any
 
 from receiver.config import SubscriptionConfig
-from receiver.store.db import fetch_rows, row_fields
+from receiver.store.interface import Database
 from receiver.timeutil import now_iso
 
 LAST_CATCHUP_AT = "last_catchup_at"
@@ -41,8 +40,8 @@ class SubscriptionRecord:
         return SubscriptionConfig(resource=self.resource, subject=self.subject, type=self.type)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> SubscriptionRecord:
-        return cls(**row_fields(row))
+    def from_row(cls, row: Mapping[str, Any]) -> SubscriptionRecord:
+        return cls(**row)
 
 
 @dataclass(frozen=True)
@@ -67,15 +66,15 @@ class Cursor:
         return SubscriptionConfig(resource=self.resource, subject=self.subject, type=self.type)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Cursor:
-        return cls(**row_fields(row))
+    def from_row(cls, row: Mapping[str, Any]) -> Cursor:
+        return cls(**row)
 
 
 # --- subscriptions ---
 
 
 async def save_subscription(
-    conn: aiosqlite.Connection,
+    db: Database,
     altinn_id: int,
     key: SubscriptionConfig,
     endpoint: str,
@@ -91,11 +90,12 @@ async def save_subscription(
     """
     stamp = now_iso()
     state = "superseded" if superseded else "validated" if validated else "unvalidated"
-    await conn.execute(
+    await db.execute(
         """
         INSERT INTO subscriptions (altinn_id, resource, subject, type, endpoint, code_fingerprint, state,
                                    created_at, validated_at, superseded_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (:altinn_id, :resource, :subject, :type, :endpoint, :code_fingerprint, :state,
+                :stamp, :validated_at, :superseded_at, :stamp)
         ON CONFLICT(altinn_id) DO UPDATE SET
             resource = excluded.resource, subject = excluded.subject, type = excluded.type,
             endpoint = excluded.endpoint, code_fingerprint = excluded.code_fingerprint, state = excluded.state,
@@ -107,107 +107,100 @@ async def save_subscription(
                                  ELSE excluded.superseded_at END,
             updated_at = excluded.updated_at
         """,
-        (
-            altinn_id,
-            key.resource,
-            key.subject,
-            key.type,
-            endpoint,
-            code_fingerprint,
-            state,
-            stamp,
-            stamp if validated else "",
-            stamp if superseded else "",
-            stamp,
-        ),
+        {
+            "altinn_id": altinn_id,
+            **_key(key),
+            "endpoint": endpoint,
+            "code_fingerprint": code_fingerprint,
+            "state": state,
+            "stamp": stamp,
+            "validated_at": stamp if validated else "",
+            "superseded_at": stamp if superseded else "",
+        },
     )
-    await conn.commit()
-    record = await get_subscription(conn, altinn_id)
+    record = await get_subscription(db, altinn_id)
     assert record is not None
     return record
 
 
-async def forget_subscription(conn: aiosqlite.Connection, altinn_id: int) -> None:
+def _key(key: SubscriptionConfig) -> dict[str, str]:
+    return {"resource": key.resource, "subject": key.subject, "type": key.type}
+
+
+async def forget_subscription(db: Database, altinn_id: int) -> None:
     """Drop the record of a subscription that no longer exists at Altinn."""
-    await conn.execute("DELETE FROM subscriptions WHERE altinn_id = ?", (altinn_id,))
-    await conn.commit()
+    await db.execute("DELETE FROM subscriptions WHERE altinn_id = :altinn_id", {"altinn_id": altinn_id})
 
 
-async def get_subscription(conn: aiosqlite.Connection, altinn_id: int) -> SubscriptionRecord | None:
-    rows = await fetch_rows(conn, "SELECT * FROM subscriptions WHERE altinn_id = ?", (altinn_id,))
+async def get_subscription(db: Database, altinn_id: int) -> SubscriptionRecord | None:
+    rows = await db.fetch("SELECT * FROM subscriptions WHERE altinn_id = :altinn_id", {"altinn_id": altinn_id})
     return SubscriptionRecord.from_row(rows[0]) if rows else None
 
 
-async def list_subscriptions(conn: aiosqlite.Connection) -> list[SubscriptionRecord]:
-    rows = await fetch_rows(conn, "SELECT * FROM subscriptions ORDER BY altinn_id")
+async def list_subscriptions(db: Database) -> list[SubscriptionRecord]:
+    rows = await db.fetch("SELECT * FROM subscriptions ORDER BY altinn_id")
     return [SubscriptionRecord.from_row(row) for row in rows]
 
 
 # --- catch-up cursors ---
 
+_THE_KEY = "resource = :resource AND subject = :subject AND type = :type"
 
-async def get_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig) -> Cursor | None:
-    rows = await fetch_rows(
-        conn,
-        "SELECT * FROM catchup_cursors WHERE resource = ? AND subject = ? AND type = ?",
-        (key.resource, key.subject, key.type),
-    )
+
+async def get_cursor(db: Database, key: SubscriptionConfig) -> Cursor | None:
+    rows = await db.fetch(f"SELECT * FROM catchup_cursors WHERE {_THE_KEY}", _key(key))
     return Cursor.from_row(rows[0]) if rows else None
 
 
-async def move_cursor(conn: aiosqlite.Connection, key: SubscriptionConfig, after: str) -> None:
+async def move_cursor(db: Database, key: SubscriptionConfig, after: str) -> None:
     """Record that every event up to and including `after` has been read; a moving cursor is not stuck."""
-    stamp = now_iso()
-    await conn.execute(
+    await db.execute(
         """
-        INSERT INTO catchup_cursors (resource, subject, type, after, updated_at) VALUES (?, ?, ?, ?, ?)
+        INSERT INTO catchup_cursors (resource, subject, type, after, updated_at)
+        VALUES (:resource, :subject, :type, :after, :stamp)
         ON CONFLICT(resource, subject, type) DO UPDATE SET
             after = excluded.after, updated_at = excluded.updated_at, stuck_since = '', stuck_pushes = 0
         """,
-        (key.resource, key.subject, key.type, after, stamp),
+        {**_key(key), "after": after, "stamp": now_iso()},
     )
-    await conn.commit()
 
 
-async def finish_run(conn: aiosqlite.Connection, key: SubscriptionConfig, *, stuck_pushes: int) -> None:
+async def finish_run(db: Database, key: SubscriptionConfig, *, stuck_pushes: int) -> None:
     """A run reached the end of the pull API: note the success, and whether the cursor looks stuck."""
-    stamp = now_iso()
-    await conn.execute(
-        """
-        UPDATE catchup_cursors SET last_success_at = ?, stuck_pushes = ?,
-            stuck_since = CASE WHEN ? = 0 THEN '' WHEN stuck_since != '' THEN stuck_since ELSE ? END
-        WHERE resource = ? AND subject = ? AND type = ?
+    await db.execute(
+        f"""
+        UPDATE catchup_cursors SET last_success_at = :stamp, stuck_pushes = :stuck_pushes,
+            stuck_since = CASE WHEN :stuck_pushes = 0 THEN '' WHEN stuck_since != '' THEN stuck_since ELSE :stamp END
+        WHERE {_THE_KEY}
         """,
-        (stamp, stuck_pushes, stuck_pushes, stamp, key.resource, key.subject, key.type),
+        {**_key(key), "stamp": now_iso(), "stuck_pushes": stuck_pushes},
     )
-    await conn.commit()
 
 
-async def pushes_since(conn: aiosqlite.Connection, key: SubscriptionConfig, since: str, until: str) -> int:
+async def pushes_since(db: Database, key: SubscriptionConfig, since: str, until: str) -> int:
     """Events for the key that arrived by push with `since < received_at <= until`."""
-    sql = "SELECT COUNT(*) FROM inbox WHERE channel = 'push' AND resource = ? AND received_at > ? AND received_at <= ?"
-    params = [key.resource, since, until]
-    for column, value in (("subject", key.subject), ("type", key.type)):
-        if value:
-            sql += f" AND {column} = ?"
-            params.append(value)
-    [(count,)] = await fetch_rows(conn, sql, params)
-    return int(count)
+    sql = (
+        "SELECT COUNT(*) AS n FROM inbox WHERE channel = 'push' AND resource = :resource"
+        " AND received_at > :since AND received_at <= :until"
+    )
+    for column in ("subject", "type"):
+        if getattr(key, column):
+            sql += f" AND {column} = :{column}"
+    [row] = await db.fetch(sql, {**_key(key), "since": since, "until": until})
+    return int(row["n"])
 
 
 # --- receiver_state ---
 
 
-async def set_fact(conn: aiosqlite.Connection, key: str, value: str) -> None:
-    stamp = now_iso()
-    await conn.execute(
-        "INSERT INTO receiver_state (key, value, updated_at) VALUES (?, ?, ?)"
+async def set_fact(db: Database, key: str, value: str) -> None:
+    await db.execute(
+        "INSERT INTO receiver_state (key, value, updated_at) VALUES (:key, :value, :stamp)"
         " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        (key, value, stamp),
+        {"key": key, "value": value, "stamp": now_iso()},
     )
-    await conn.commit()
 
 
-async def get_fact(conn: aiosqlite.Connection, key: str) -> str | None:
-    rows = await fetch_rows(conn, "SELECT value FROM receiver_state WHERE key = ?", (key,))
-    return str(rows[0][0]) if rows else None
+async def get_fact(db: Database, key: str) -> str | None:
+    rows = await db.fetch("SELECT value FROM receiver_state WHERE key = :key", {"key": key})
+    return str(rows[0]["value"]) if rows else None

@@ -3,25 +3,30 @@ own commit, read by the dispatcher to link each run of the event to the span it 
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Sequence
 
-import aiosqlite
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
 
-from receiver.store.db import fetch_rows
-
-INSERT_TRACE = "INSERT INTO inbox_traces (id, traceparent) VALUES (?, ?) ON CONFLICT(id) DO NOTHING"
+INSERT_TRACE = "INSERT INTO inbox_traces (id, traceparent) VALUES (:id, :traceparent) ON CONFLICT(id) DO NOTHING"
 
 
-async def traceparent_of(conn: aiosqlite.Connection, event_id: str) -> str:
+def trace_row(event_id: str, traceparent: str) -> dict[str, str]:
+    """`INSERT_TRACE`'s parameters."""
+    return {"id": event_id, "traceparent": traceparent}
+
+
+async def traceparent_of(db: Database, event_id: str) -> str:
     """The `traceparent` the event arrived with; "" when it came while traces were off (or cannot be read: a link is
     not worth failing a run for)."""
     try:
-        rows = await fetch_rows(conn, "SELECT traceparent FROM inbox_traces WHERE id = ?", (event_id,))
-    except sqlite3.Error:
+        rows = await db.fetch("SELECT traceparent FROM inbox_traces WHERE id = :id", {"id": event_id})
+    except StoreError:
         return ""
-    return str(rows[0][0]) if rows else ""
+    return str(rows[0]["traceparent"]) if rows else ""
 
 
-def delete_traces_sql(count: int) -> str:
-    """Delete the trace contexts of `count` events (their ids as parameters)."""
-    return f"DELETE FROM inbox_traces WHERE id IN ({', '.join('?' * count)})"
+def delete_traces(ids: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """The statement that deletes the trace contexts of the events `ids` (at least one), and its parameters."""
+    params = {f"id{index}": event_id for index, event_id in enumerate(ids)}
+    return f"DELETE FROM inbox_traces WHERE id IN ({', '.join(f':{name}' for name in params)})", params

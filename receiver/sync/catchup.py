@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -39,16 +38,16 @@ from receiver.config import Config, SubscriptionConfig
 from receiver.observability import tracing
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
-from receiver.store import db, state
-from receiver.store.db import StoreError
-from receiver.store.inbox import NewEvent, RefusedEvent, insert_refused
+from receiver.store import state
+from receiver.store.errors import StoreError
+from receiver.store.inbox import insert_refused
+from receiver.store.interface import Database
+from receiver.store.records import NewEvent, RefusedEvent
 from receiver.text import escape_unstorable, unstorable
 from receiver.timeutil import now, now_iso, parse_event_time, to_iso
 from receiver.web.cloudevent import InvalidEvent, to_new_event
 
 if TYPE_CHECKING:
-    import aiosqlite
-
     from receiver.altinn.events_api import EventsApi
     from receiver.runtime import Runtime
 
@@ -227,7 +226,7 @@ def read_page(page: EventPage, after: str) -> PageRead:
 
 
 async def catch_up(
-    conn: aiosqlite.Connection,
+    conn: Database,
     events: EventsApi,
     key: SubscriptionConfig,
     insert: Insert,
@@ -273,7 +272,7 @@ async def catch_up(
     return result
 
 
-async def _enqueue(conn: aiosqlite.Connection, read: PageRead, result: RunResult, insert: Insert) -> None:
+async def _enqueue(conn: Database, read: PageRead, result: RunResult, insert: Insert) -> None:
     added = await insert(read.events) if read.events else []
     result.enqueued += sum(added)
     result.duplicates += len(added) - sum(added)
@@ -318,7 +317,7 @@ class Progress:
 
 async def run_all(
     config: Config,
-    conn: aiosqlite.Connection,
+    conn: Database,
     clients: AltinnClients,
     insert: Insert,
     *,
@@ -426,7 +425,7 @@ class CatchupService:
                         page_size=self.page_size,
                         on_page=on_page,
                     )
-                except (StoreError, sqlite3.Error) as exc:
+                except StoreError as exc:
                     self._store_failed(exc)
                 else:
                     self._finished(results, metrics)
@@ -448,8 +447,8 @@ class CatchupService:
         stuck = any(r.stuck_pushes for r in results)
         self._state = "error" if any(r.error for r in results) else "stuck" if stuck else "idle"
 
-    def _store_failed(self, exc: Exception) -> None:
+    def _store_failed(self, exc: StoreError) -> None:
         """The store refused a cursor or an event: the cursors keep their place and the next run tries again."""
-        self._store_error = str(exc) if isinstance(exc, StoreError) else db.describe(exc)
+        self._store_error = str(exc)
         self._state = "error"
         log.warning("catch-up could not use the store; trying again next run", extra={"error": self._store_error})

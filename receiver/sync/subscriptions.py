@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,12 +35,12 @@ from receiver.durations import format_duration
 from receiver.observability import tracing
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
-from receiver.store import db, state
+from receiver.store import state
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
 from receiver.timeutil import now, parse_iso, to_iso
 
 if TYPE_CHECKING:
-    import aiosqlite
-
     from receiver.altinn import Subscription
     from receiver.runtime import Runtime
 
@@ -241,7 +240,7 @@ class SubscriptionManager:
     def __init__(
         self,
         config: Config,
-        conn: aiosqlite.Connection,
+        conn: Database,
         clients: AltinnClients,
         *,
         cache_lifetime: float = CACHE_LIFETIME,
@@ -404,7 +403,7 @@ class SubscriptionService:
             body["warning"] = self._warning
         return body
 
-    async def _run(self, config: Config, conn: aiosqlite.Connection) -> None:
+    async def _run(self, config: Config, conn: Database) -> None:
         self._warning = (public_url_warning(config.receiver.public_url) if config.receiver.public_url else "") or ""
         if self._warning:
             log.warning(self._warning)
@@ -419,9 +418,9 @@ class SubscriptionService:
                 await self._round(manager, everything=first)
                 first, failures, self._error = False, 0, ""
                 wait = self._next_round()
-            except (AltinnError, sqlite3.Error) as exc:
+            except (AltinnError, StoreError) as exc:
                 failures += 1
-                self._error = db.describe(exc) if isinstance(exc, sqlite3.Error) else redact(str(exc))
+                self._error = redact(str(exc))
                 log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
                 wait = min(self.poll_initial * 2**failures, self._interval)
             finally:

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
-from receiver.store.inbox import NewEvent
+from receiver.store.records import NewEvent
 from receiver.text import escape_unstorable, unstorable
 from receiver.timeutil import parse_event_time
 

@@ -23,8 +23,7 @@ from receiver.config import ReceiverConfig
 from receiver.observability import tracing
 from receiver.observability.logs import query_fields
 from receiver.runtime import Runtime
-from receiver.store.db import StoreError
-from receiver.store.inbox import EventRefused
+from receiver.store.errors import EventRefused, StoreError
 from receiver.web.cloudevent import VALIDATION_TYPE, InvalidEvent, from_binary, from_structured, subscription_id
 
 Scope = MutableMapping[str, Any]

@@ -17,10 +17,12 @@ kept by task, never by event: a run that lingers after its claim was lost can sh
 While traces are on, each run is a `dispatch` span linked to the span the event arrived in (its traceparent is stored
 with it), with a child span per handler step; the Altinn calls a handler makes are children of its step's span.
 
-The connection is the dispatcher's own, with `synchronous=NORMAL` (store/db.py says what that keeps): its claims,
-the `store` handler's rows and the outcomes are single short statements that do not wait for an fsync each, so they
-hold SQLite's write lock, which the webhook's writer needs for every acknowledgement, only for as long as the
-statement runs. An outcome lost to a power cut means the event runs again.
+The database is the dispatcher's own, opened for background work (on SQLite `synchronous=NORMAL`, store/db.py says
+what that keeps): its claims, the `store` handler's rows and the outcomes are single short statements that do not
+wait for an fsync each, so they hold SQLite's write lock, which the webhook's writer needs for every
+acknowledgement, only for as long as the statement runs. An outcome lost to a power cut means the event runs again.
+Besides its own wake-ups (a commit of this process, a finished run) it listens for other processes' commits where
+the backend can tell (`Backend.listen`), and otherwise polls.
 """
 
 from __future__ import annotations
@@ -32,23 +34,24 @@ import logging
 import os
 import random
 import socket
-import sqlite3
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from handlers.api import Context, Event
 from receiver.config import Config, DispatchConfig
 from receiver.observability import tracing
 from receiver.observability.logs import log_context
-from receiver.store import db, queue
+from receiver.store import queue
+from receiver.store.errors import StoreError
 from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore
-from receiver.store.inbox import InboxRecord
+from receiver.store.interface import Database
+from receiver.store.records import InboxRecord
 from receiver.store.traces import traceparent_of
 from receiver.worker.outcomes import OUTCOMES, STEP_OUTCOMES, Outcome, decide, failure, short, step_outcome
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
@@ -183,6 +186,7 @@ class Dispatcher:
         self._stopping = False
         self._tasks: tuple[asyncio.Task[None], ...] = ()
         """The claim loop and the lease keeper, once started."""
+        self._stop_listening: Callable[[], Awaitable[None]] | None = None
         self._started_steps: list[Step] = []
         """The steps whose handler's `start` has run: their `aclose` runs when the dispatcher stops."""
 
@@ -197,16 +201,16 @@ class Dispatcher:
         self._metrics = DispatchMetrics(runtime.metrics.registry, self._busy, self.pipelines)
         # Set by the webhook and catch-up when they commit events, and by `_finished` when a run ends.
         self._wake = runtime.new_events
-        # The connection and the handlers' `start` are the only waits, and the last: a start that fails or is
-        # cancelled by an early shutdown closes what it opened (db.connect closes its own when cancelled), for stop()
-        # has nothing to close until the tasks exist. Every statement of the dispatcher and the handlers stands
-        # alone: pipelines share the connection.
-        self._conn: aiosqlite.Connection = await db.connect(runtime.config.store.path, synchronous="NORMAL")
+        # The database, the listener and the handlers' `start` are the only waits, and the last: a start that fails
+        # or is cancelled by an early shutdown closes what it opened (connect closes its own when cancelled), for
+        # stop() has nothing to close until the tasks exist. Every statement of the dispatcher and the handlers
+        # stands alone: pipelines share the database.
+        self._db: Database = await runtime.backend.connect(background=True)
         try:
+            self._stop_listening = await runtime.backend.listen(self._wake.set)
             await self._start_handlers()
         except BaseException:
-            await self._close_handlers()
-            await self._conn.close()
+            await self._close()
             raise
         self._tasks = (
             asyncio.create_task(self._claim_loop(), name="dispatcher"),
@@ -220,7 +224,7 @@ class Dispatcher:
     async def _start_handlers(self) -> None:
         """Each handler's `start`, once, in the order the pipelines name them, each within its `step_timeout`."""
         for step in self.pipelines.steps.values():
-            ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._conn), results={},
+            ctx = step_context(step.name, step.options, event=None, store=HandlerStore(self._db), results={},
                                altinn=self._altinn, metrics=self._receiver_metrics,
                                backoff_cap=self.settings.backoff_cap)  # fmt: skip
             try:
@@ -228,6 +232,13 @@ class Dispatcher:
             except Exception as exc:
                 raise HandlerStartError(f"handler {step.name!r} did not start: {type(exc).__name__}: {exc}") from exc
             self._started_steps.append(step)
+
+    async def _close(self) -> None:
+        """Stop listening, close the handlers and the database (what `start` opened)."""
+        if self._stop_listening is not None:
+            await self._stop_listening()
+        await self._close_handlers()
+        await self._db.close()
 
     async def _close_handlers(self) -> None:
         """`aclose` of each handler whose `start` ran, once; a failure is logged and the others still close."""
@@ -254,9 +265,9 @@ class Dispatcher:
     async def _claim(self, limit: int) -> list[InboxRecord]:
         try:
             token = queue.claim_token(self.owner, next(self._claim_numbers))
-            return await queue.claim(self._conn, token, self.settings.lease, limit)
-        except sqlite3.Error as exc:
-            log.warning("cannot claim events; trying again", extra={"error": db.describe(exc)})
+            return await queue.claim(self._db, token, self.settings.lease, limit)
+        except StoreError as exc:
+            log.warning("cannot claim events; trying again", extra={"error": str(exc)})
             return []
 
     def _busy(self) -> int:
@@ -280,7 +291,7 @@ class Dispatcher:
 
     async def _run(self, run: Run) -> None:
         record = run.record
-        links = [await traceparent_of(self._conn, record.id)] if tracing.on() else []
+        links = [await traceparent_of(self._db, record.id)] if tracing.on() else []
         attributes: tracing.Attributes = {
             "cloudevents.event_id": record.id,
             "cloudevents.event_type": record.type,
@@ -295,7 +306,7 @@ class Dispatcher:
         pipeline = self.pipelines.for_type(record.type)
         pattern = (pipeline.pattern(record.type) or "") if pipeline is not None else ""
         claim = Claim(record.seq, record.lease_owner, record.id)
-        store = FencedHandlerStore(self._conn, claim, lambda: self._lose(run, "a write was refused"))
+        store = FencedHandlerStore(self._db, claim, lambda: self._lose(run, "a write was refused"))
         try:
             with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
                 outcome = await self._outcome(record, pipeline, store)
@@ -317,12 +328,12 @@ class Dispatcher:
             span.fail(reason)
         try:
             ours = await queue.finish(
-                self._conn, record.seq, record.lease_owner, status, reason, next_attempt_at,
+                self._db, record.seq, record.lease_owner, status, reason, next_attempt_at,
                 count_attempt=decision.counts,
             )  # fmt: skip
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("cannot record the outcome; the event runs again when its lease expires",
-                      extra={"event_id": record.id, "error": db.describe(exc)})  # fmt: skip
+                      extra={"event_id": record.id, "error": str(exc)})  # fmt: skip
             return
         if not ours:
             span.fail(LEASE_LOST)
@@ -406,9 +417,9 @@ class Dispatcher:
             if not held:
                 continue
             try:
-                kept = await queue.extend_leases(self._conn, self.owner, self.settings.lease)
-            except sqlite3.Error as exc:
-                log.warning("cannot renew leases", extra={"claims": len(held), "error": db.describe(exc)})
+                kept = await queue.extend_leases(self._db, self.owner, self.settings.lease)
+            except StoreError as exc:
+                log.warning("cannot renew leases", extra={"claims": len(held), "error": str(exc)})
                 continue
             lost = held - kept
             for record in [record for record in self._ready if (record.seq, record.lease_owner) in lost]:
@@ -438,13 +449,12 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
         try:
-            released = await queue.release_claims(self._conn, self.owner)
-        except sqlite3.Error as exc:
+            released = await queue.release_claims(self._db, self.owner)
+        except StoreError as exc:
             released = 0
             log.error("cannot give claims back; they run again when their leases expire",
-                      extra={"error": db.describe(exc)})  # fmt: skip
-        await self._close_handlers()
-        await self._conn.close()
+                      extra={"error": str(exc)})  # fmt: skip
+        await self._close()
         self._state = "stopped"
         self._ready.clear()
         log.info("dispatcher stopped", extra={"finished": len(finished), "released": released})

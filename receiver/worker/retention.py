@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 from prometheus_client import Counter
 
 from receiver.config import RetentionConfig
 from receiver.durations import format_duration
 from receiver.runtime import stop_task
-from receiver.store import db
+from receiver.store.errors import StoreError
+from receiver.store.interface import Database
 from receiver.store.retention import delete_dead, prune_payloads
 from receiver.timeutil import iso_after, now_iso
 
@@ -34,7 +33,7 @@ BATCH = 500
 PAUSE = 0.05
 """Seconds between two full batches: the webhook's writer takes the write lock meanwhile."""
 
-Step = Callable[[aiosqlite.Connection, str, int], Awaitable[int]]
+Step = Callable[[Database, str, int], Awaitable[int]]
 
 
 class RetentionService:
@@ -48,7 +47,7 @@ class RetentionService:
         self.pause = pause
         self._settings = RetentionConfig()
         self._task: asyncio.Task[None] | None = None
-        self._conn: aiosqlite.Connection | None = None
+        self._db: Database | None = None
         self._state = "not started"
         self._runs = 0
         self._last_run_at = ""
@@ -65,14 +64,14 @@ class RetentionService:
         )
         self._counters = {what: pruned.labels(what) for what in self._totals}
         # An outcome lost to a power cut only means the rows are pruned again: no fsync per batch.
-        self._conn = await db.connect(runtime.config.store.path, synchronous="NORMAL")
-        self._task = asyncio.create_task(self._every_interval(self._conn), name="retention")
+        self._db = await runtime.backend.connect(background=True)
+        self._task = asyncio.create_task(self._every_interval(self._db), name="retention")
         self._state = "running"
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
-        if self._conn is not None:
-            await self._conn.close()
+        if self._db is not None:
+            await self._db.close()
         self._state = "stopped"
 
     def status(self) -> dict[str, Any]:
@@ -89,17 +88,17 @@ class RetentionService:
             body["error"] = self._error
         return body
 
-    async def _every_interval(self, conn: aiosqlite.Connection) -> None:
+    async def _every_interval(self, db: Database) -> None:
         while True:
-            await self.run_once(conn)
+            await self.run_once(db)
             await asyncio.sleep(self.interval)
 
-    async def run_once(self, conn: aiosqlite.Connection) -> None:
+    async def run_once(self, db: Database) -> None:
         try:
-            payloads = await self._drain(conn, prune_payloads, self._settings.done, "payload")
-            dead = await self._drain(conn, delete_dead, self._settings.dead, "dead")
-        except sqlite3.Error as exc:
-            self._error = db.describe(exc)
+            payloads = await self._drain(db, prune_payloads, self._settings.done, "payload")
+            dead = await self._drain(db, delete_dead, self._settings.dead, "dead")
+        except StoreError as exc:
+            self._error = str(exc)
             log.warning("retention run failed; the next one takes up what is left", extra={"error": self._error})
             return
         self._error = ""
@@ -108,11 +107,11 @@ class RetentionService:
         if payloads or dead:
             log.info("retention pruned the inbox", extra={"payloads": payloads, "dead_deleted": dead})
 
-    async def _drain(self, conn: aiosqlite.Connection, step: Step, keep: float, what: str) -> int:
+    async def _drain(self, db: Database, step: Step, keep: float, what: str) -> int:
         """Run `step` in batches until a batch comes back short; how many rows it changed."""
         total = 0
         while True:
-            count = await step(conn, iso_after(-keep), self.batch)
+            count = await step(db, iso_after(-keep), self.batch)
             total += count
             self._totals[what] += count
             self._counters[what].inc(count)

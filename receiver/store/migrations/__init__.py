@@ -1,8 +1,10 @@
-"""The store's schema as an ordered list of numbered migrations; `receiver/store/migrate.py` applies them.
+"""The store's schema as an ordered list of numbered migrations; `receiver/store/migrate.py` (SQLite) and
+`receiver/store/postgres/migrate.py` apply them.
 
 Each migration is a module here, `mNNNN_name.py`, with one `MIGRATION`, listed in `MIGRATIONS`. A migration holds its
-SQL per backend: `"sqlite"` today, `"postgresql"` when that backend comes, `ANY_BACKEND` for SQL every backend runs as
-written. Once released a migration never changes: a later schema change is a new migration.
+SQL per backend: `"sqlite"`, `"postgresql"`, or `ANY_BACKEND` for SQL every backend runs as written. Once released a
+migration never changes: a later schema change is a new migration, with the same tables, columns and meaning on
+every backend.
 
 Migrations only add (tables, indexes, triggers; columns on tables of our own): nothing is dropped or renamed in the
 release that stops using it, so the release before keeps running on a migrated store during a rolling deploy. No

@@ -12,7 +12,7 @@ ANY_BACKEND = "*"
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: `version` (1, 2, …), a short `name`, and its statements per backend (`"sqlite"`,
-    later `"postgresql"`, or `ANY_BACKEND`)."""
+    `"postgresql"`, or `ANY_BACKEND`)."""
 
     version: int
     name: str

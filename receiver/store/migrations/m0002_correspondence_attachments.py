@@ -3,11 +3,12 @@
 `path` is where `download_attachments` put the file, empty when it is not on disk; `size` is the file's size, NULL
 when it is not on disk. The table as the builds between release 0.1.0 and migrations created it on every open
 (`PRAGMA user_version` 2), statement for statement, so that a store of such a build and a migrated one are alike.
+PostgreSQL's `size` is a `BIGINT` (SQLite's INTEGER is 64 bits already).
 """
 
 from __future__ import annotations
 
-from receiver.store.migrations.base import ANY_BACKEND, Migration
+from receiver.store.migrations.base import Migration
 
 STATEMENTS: tuple[str, ...] = (
     """
@@ -28,4 +29,9 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS correspondence_attachments_by_attachment ON correspondence_attachments (attachment_id)",
 )
 
-MIGRATION = Migration(2, "correspondence_attachments", {ANY_BACKEND: STATEMENTS})
+POSTGRESQL_STATEMENTS = (
+    STATEMENTS[0].replace("size              INTEGER,", "size              BIGINT,"),
+    *STATEMENTS[1:],
+)
+
+MIGRATION = Migration(2, "correspondence_attachments", {"sqlite": STATEMENTS, "postgresql": POSTGRESQL_STATEMENTS})

@@ -149,4 +149,143 @@ STATEMENTS: tuple[str, ...] = (
     """,
 )
 
-MIGRATION = Migration(3, "inbox_heads", {"sqlite": STATEMENTS})
+# PostgreSQL: the same table with the same rows, kept by two trigger functions that do what the triggers above do:
+# one per INSERT statement, set-based over its rows (the webhook inserts many at once), one per updated or deleted row.
+# The order key is `receiver_event_order(time, received_at)`, seconds since 1970 (SQLite's is in days: the table is
+# the claim's own, and only its order matters); both columns always carry an offset, so the function is as immutable
+# as an index needs. A row comparison `(key, seq) < (…)` is one range of the `(resourceinstance, key, seq)` indexes.
+PG_ORDER = "receiver_event_order(time, received_at)"
+
+
+def _pg_blocker_before(instance: str, key: str, seq: str) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM inbox AS p WHERE p.resourceinstance = {instance} AND p.status IN {BLOCKING}"
+        f" AND (receiver_event_order(p.time, p.received_at), p.seq) < ({key}, {seq}))"
+    )
+
+
+POSTGRESQL_STATEMENTS: tuple[str, ...] = (
+    """
+    CREATE OR REPLACE FUNCTION receiver_event_order(event_time text, received_at text) RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN extract(epoch FROM CAST(COALESCE(NULLIF(event_time, ''), received_at) AS timestamptz))
+    """,
+    f"CREATE INDEX IF NOT EXISTS inbox_blocking ON inbox (resourceinstance, {PG_ORDER}, seq)"
+    f" WHERE status IN {BLOCKING}",
+    f"CREATE INDEX IF NOT EXISTS inbox_retrying ON inbox (resourceinstance, {PG_ORDER}, seq) WHERE status = 'retrying'",
+    """
+    CREATE TABLE IF NOT EXISTS inbox_heads (
+        order_key DOUBLE PRECISION NOT NULL,
+        seq       BIGINT NOT NULL,
+        PRIMARY KEY (order_key, seq)
+    )
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION receiver_blocker_before(instance text, key double precision, event_seq bigint)
+    RETURNS boolean LANGUAGE sql STABLE
+    RETURN {_pg_blocker_before("instance", "key", "event_seq")}
+    """,
+    """
+    CREATE OR REPLACE FUNCTION receiver_add_if_head(instance text, key double precision, event_seq bigint)
+    RETURNS void LANGUAGE sql AS $$
+        INSERT INTO inbox_heads (order_key, seq) SELECT key, event_seq
+        WHERE instance = '' OR NOT receiver_blocker_before(instance, key, event_seq)
+        ON CONFLICT DO NOTHING
+    $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION receiver_heads_after(instance text, key double precision, event_seq bigint)
+    RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        first_key double precision;
+        first_seq bigint;
+    BEGIN
+        IF receiver_blocker_before(instance, key, event_seq) THEN
+            RETURN;
+        END IF;
+        SELECT receiver_event_order(b.time, b.received_at), b.seq INTO first_key, first_seq FROM inbox AS b
+        WHERE b.resourceinstance = instance AND b.status IN {BLOCKING}
+        ORDER BY receiver_event_order(b.time, b.received_at), b.seq LIMIT 1;
+        IF first_seq IS NOT NULL THEN
+            INSERT INTO inbox_heads (order_key, seq) VALUES (first_key, first_seq) ON CONFLICT DO NOTHING;
+        END IF;
+        INSERT INTO inbox_heads (order_key, seq)
+        SELECT receiver_event_order(r.time, r.received_at), r.seq FROM inbox AS r
+        WHERE r.resourceinstance = instance AND r.status = 'retrying'
+          AND (receiver_event_order(r.time, r.received_at), r.seq) > (key, event_seq)
+          AND (first_seq IS NULL OR (receiver_event_order(r.time, r.received_at), r.seq) < (first_key, first_seq))
+        ON CONFLICT DO NOTHING;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION receiver_rebuild_heads(instance text) RETURNS void LANGUAGE sql AS $$
+        DELETE FROM inbox_heads WHERE seq IN (SELECT seq FROM inbox WHERE resourceinstance = instance);
+        INSERT INTO inbox_heads (order_key, seq) SELECT receiver_event_order(e.time, e.received_at), e.seq
+        FROM inbox AS e WHERE e.resourceinstance = instance AND e.status IN {OPEN}
+          AND (e.resourceinstance = ''
+               OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
+        ON CONFLICT DO NOTHING;
+    $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION receiver_inbox_heads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO inbox_heads (order_key, seq)
+        SELECT receiver_event_order(n.time, n.received_at), n.seq FROM inserted AS n
+        WHERE n.status IN {OPEN}
+          AND (n.resourceinstance = ''
+               OR NOT receiver_blocker_before(n.resourceinstance, receiver_event_order(n.time, n.received_at), n.seq))
+        ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$
+    """,
+    f"""
+    CREATE OR REPLACE FUNCTION receiver_inbox_heads() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            IF OLD.status IN {OPEN} THEN
+                DELETE FROM inbox_heads WHERE order_key = receiver_event_order(OLD.time, OLD.received_at)
+                                          AND seq = OLD.seq;
+                IF OLD.resourceinstance <> '' THEN
+                    PERFORM receiver_heads_after(OLD.resourceinstance,
+                                                 receiver_event_order(OLD.time, OLD.received_at), OLD.seq);
+                END IF;
+            END IF;
+        ELSIF (OLD.status IN {OPEN} OR NEW.status IN {OPEN})
+              AND (OLD.resourceinstance, OLD.time, OLD.received_at)
+                  IS DISTINCT FROM (NEW.resourceinstance, NEW.time, NEW.received_at) THEN
+            PERFORM receiver_rebuild_heads(OLD.resourceinstance);
+            PERFORM receiver_rebuild_heads(NEW.resourceinstance);
+        ELSIF OLD.status IS DISTINCT FROM NEW.status THEN
+            IF OLD.status NOT IN {OPEN} AND NEW.status IN {OPEN} THEN
+                PERFORM receiver_add_if_head(NEW.resourceinstance, receiver_event_order(NEW.time, NEW.received_at),
+                                             NEW.seq);
+            END IF;
+            IF OLD.status IN {OPEN} AND NEW.status NOT IN {OPEN} THEN
+                DELETE FROM inbox_heads WHERE order_key = receiver_event_order(NEW.time, NEW.received_at)
+                                          AND seq = NEW.seq;
+            END IF;
+            IF OLD.status IN {BLOCKING} AND NEW.status NOT IN {BLOCKING} AND NEW.resourceinstance <> '' THEN
+                PERFORM receiver_heads_after(NEW.resourceinstance, receiver_event_order(NEW.time, NEW.received_at),
+                                             NEW.seq);
+            END IF;
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    # The heads of the events already in the store.
+    f"""
+    INSERT INTO inbox_heads (order_key, seq) SELECT receiver_event_order(e.time, e.received_at), e.seq FROM inbox AS e
+    WHERE e.status IN {OPEN}
+      AND (e.resourceinstance = ''
+           OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
+    ON CONFLICT DO NOTHING
+    """,
+    # The webhook's inserts many rows a statement: one set-based statement for them all, not a function call a row.
+    "CREATE OR REPLACE TRIGGER inbox_heads_inserted AFTER INSERT ON inbox REFERENCING NEW TABLE AS inserted"
+    " FOR EACH STATEMENT EXECUTE FUNCTION receiver_inbox_heads_inserted()",
+    "CREATE OR REPLACE TRIGGER inbox_heads AFTER DELETE OR UPDATE OF status, time, received_at, resourceinstance"
+    " ON inbox FOR EACH ROW EXECUTE FUNCTION receiver_inbox_heads()",
+)
+
+MIGRATION = Migration(3, "inbox_heads", {"sqlite": STATEMENTS, "postgresql": POSTGRESQL_STATEMENTS})
