@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import socket
@@ -272,7 +271,9 @@ def test_a_body_over_the_limit_by_content_length_gets_413(receiver: Receiver) ->
     assert receiver.row(event["id"]) is None
 
 
-def test_a_huge_chunked_body_gets_413_promptly_without_being_read(receiver: Receiver) -> None:
+def send_huge_chunked_body(receiver: Receiver) -> tuple[bytes, int, float, bool]:
+    """POST a chunked body of up to 64 MiB, reading while sending: what came back, the bytes sent, how long it took,
+    and whether the connection was reset before the answer was read."""
     host, port = receiver.server.host, receiver.server.port
     query = receiver.url.split("?", 1)[1]
     chunk = b"x" * 1024
@@ -290,14 +291,29 @@ def test_a_huge_chunked_body_gets_413_promptly_without_being_read(receiver: Rece
             try:
                 sock.sendall(b"400\r\n" + chunk + b"\r\n")
                 sent += len(chunk)
-            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            except (BlockingIOError, BrokenPipeError):
                 pass
-            with contextlib.suppress(BlockingIOError):
+            except ConnectionResetError:
+                return response, sent, time.monotonic() - started, True
+            try:
                 response += sock.recv(65536)
-        elapsed = time.monotonic() - started
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                return response, sent, time.monotonic() - started, True
+        return response, sent, time.monotonic() - started, False
+
+
+def test_a_huge_chunked_body_gets_413_promptly_without_being_read(receiver: Receiver) -> None:
+    # The server closes with body bytes unread, so its kernel may answer our next bytes with a reset, and a reset
+    # drops the 413 from our receive buffer unread. That is TCP, not the receiver: try again, a few times at most.
+    for _ in range(5):
+        response, sent, elapsed, reset = send_huge_chunked_body(receiver)
+        assert sent < 1024 * 1024
+        assert elapsed < 5
+        if not (reset and not response):
+            break
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
-    assert sent < 1024 * 1024
-    assert elapsed < 5
 
 
 # --- health, readiness, metrics ---
