@@ -50,6 +50,7 @@ from receiver.web.cloudevent import InvalidEvent, to_new_event
 if TYPE_CHECKING:
     from receiver.altinn.events_api import EventsApi
     from receiver.runtime import Runtime
+    from receiver.sync.lease import SyncLease
 
 log = logging.getLogger("receiver.catchup")
 
@@ -357,9 +358,13 @@ class CatchupService:
 
     name = "catchup"
 
-    def __init__(self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE, lease: SyncLease | None = None
+    ) -> None:
+        """`lease`: run only while this process holds it (shared with `SubscriptionService`); None runs always."""
         self.pull_lag = pull_lag
         self.page_size = page_size
+        self._lease = lease
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
         self._state = "starting"
@@ -375,15 +380,24 @@ class CatchupService:
         if not config.catchup.enabled or not config.subscriptions:
             self._state = "disabled" if not config.catchup.enabled else "none configured"
             return
-        self._task = asyncio.create_task(self._run(runtime, runtime.require_altinn()), name="catchup")
-        await self._first.wait()
+        clients = runtime.require_altinn()
+        metrics = CatchupMetrics(runtime.metrics.registry, config.subscriptions)
+        if self._lease is None:
+            self._task = asyncio.create_task(self._run(runtime, clients, metrics), name="catchup")
+            await self._first.wait()
+            return
+        lease = self._lease
+        self._task = asyncio.create_task(lease.while_held(lambda: self._run(runtime, clients, metrics)), name="catchup")
+        await lease.decided.wait()
+        await lease.first_turn(self._first)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
+        standby = self._task is not None and self._lease is not None and not self._lease.held.is_set()
         body: dict[str, Any] = {
-            "state": self._state,
+            "state": "standby" if standby else self._state,
             "runs": self._runs,
             "enqueued": self._enqueued,
             "duplicates": self._duplicates,
@@ -395,8 +409,7 @@ class CatchupService:
             body["error"] = self._store_error
         return body
 
-    async def _run(self, runtime: Runtime, clients: AltinnClients) -> None:
-        metrics = CatchupMetrics(runtime.metrics.registry, runtime.config.subscriptions)
+    async def _run(self, runtime: Runtime, clients: AltinnClients, metrics: CatchupMetrics) -> None:
         progress = Progress()
 
         async def insert(events: list[NewEvent]) -> list[bool]:

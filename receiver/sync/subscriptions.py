@@ -43,6 +43,7 @@ from receiver.timeutil import now, parse_iso, to_iso
 if TYPE_CHECKING:
     from receiver.altinn import Subscription
     from receiver.runtime import Runtime
+    from receiver.sync.lease import SyncLease
 
 log = logging.getLogger("receiver.subscriptions")
 
@@ -362,8 +363,11 @@ class SubscriptionService:
         cache_lifetime: float = CACHE_LIFETIME,
         poll_initial: float = 1.0,
         poll_cap: float = 60.0,
+        lease: SyncLease | None = None,
     ) -> None:
+        """`lease`: reconcile only while this process holds it (shared with `CatchupService`); None: always."""
         self.cache_lifetime = cache_lifetime
+        self._lease = lease
         self.poll_initial = poll_initial
         self.poll_cap = poll_cap
         self.reconciled = asyncio.Event()
@@ -386,15 +390,24 @@ class SubscriptionService:
             ["resource", "subject", "type"],
             registry=runtime.metrics.registry,
         )
-        self._task = asyncio.create_task(self._run(runtime.config, runtime.store), name="subscriptions")
-        await self.reconciled.wait()
+        if self._lease is None or self._clients is None:
+            self._task = asyncio.create_task(self._run(runtime.config, runtime.store), name="subscriptions")
+            await self.reconciled.wait()
+            return
+        lease = self._lease
+        self._task = asyncio.create_task(
+            lease.while_held(lambda: self._run(runtime.config, runtime.store)), name="subscriptions"
+        )
+        await lease.decided.wait()
+        await lease.first_turn(self.reconciled)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
+        standby = self._clients is not None and self._lease is not None and not self._lease.held.is_set()
         body: dict[str, Any] = {
-            "state": self._state,
+            "state": "standby" if standby else self._state,
             "subscriptions": [v.to_json() for v in self._views if v.role in ("current", "missing", "superseded")],
         }
         if self._error:
