@@ -1,0 +1,202 @@
+"""Several `serve` processes on one store, as a deployment runs them (issue 19): on PostgreSQL three replicas behind
+a round-robin balancer while one is SIGKILLed and started again, and a rolling restart while pushes arrive; on
+SQLite two processes handing the sync lease over when its holder dies."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from receiver.config import StoreConfig, SubscriptionConfig
+from receiver.onboarding.demo import SCOPES, ReceiverSetup, register_identity
+from receiver.server_thread import free_port
+from receiver.timeutil import now, parse_iso
+from tests.dispatch_support import FAST_RETRIES, RESOURCE, SENDER_ORG
+from tests.ingest_support import SECRET, new_event
+from tests.replicas_support import Replica, RoundRobin, overlapping, replicas
+from tests.store_backends import rows, store_toml
+from tests.support import wait_until
+
+RECIPIENTS = ("312345678", "313367002", "310654321")
+
+
+def owner_setup(sim: RunningSimulator, tmp_path: Path, store_url: str, port: int, interval: str) -> ReceiverSetup:
+    """The service owner's receiver, subscribed to its resource at `port` (where the balancer listens), catching up
+    every `interval`, its claims given up 3 s after a worker dies."""
+    sim.set_resource_owner(RESOURCE, SENDER_ORG)
+    identity = register_identity(sim, tmp_path, org=SENDER_ORG, scopes=SCOPES)
+    return ReceiverSetup(
+        sim.url,
+        identity,
+        tmp_path / "receiver.db",
+        [SubscriptionConfig(RESOURCE)],
+        port=port,
+        catchup={"interval": interval, "start": "now"},
+        dispatch={**FAST_RETRIES, "lease": "3s"},
+        store_url=store_url,
+    )
+
+
+def resource_events(sim: RunningSimulator) -> list[dict[str, Any]]:
+    return [e for e in sim.state_snapshot()["events"] if e.get("resource") == RESOURCE]
+
+
+def acknowledged(sim: RunningSimulator) -> set[str]:
+    """The events a replica answered 2xx to the simulator's push."""
+    deliveries = sim.state_snapshot()["deliveries"]
+    return {d["event_id"] for d in deliveries if d["kind"] == "event" and d["status"] == "delivered"}
+
+
+def test_three_replicas_on_postgresql_one_killed_and_restarted_lose_nothing_and_sync_on_one_at_a_time(
+    tmp_path: Path, store_url: str
+) -> None:
+    store = StoreConfig(url=store_url)
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        balancer_port = free_port()
+        setup = owner_setup(sim, tmp_path, store_url, balancer_port, "2s")
+        config = setup.toml()
+        with replicas(tmp_path, config, ["a", "b", "c"]) as started, RoundRobin(started, balancer_port):
+            holders = wait_until(lambda: {r.lease().get("holder") for r in started} - {"", None},
+                                 message="one holder of the sync lease")  # fmt: skip
+            assert len(holders) == 1
+            [holder] = [r for r in started if r.lease()["held_here"]]
+            wait_until(lambda: holder.readyz()["services"]["subscriptions"]["state"] == "validated",  # type: ignore[index]
+                       timeout=20, message="the subscription validated")  # fmt: skip
+            sent = [sim.send_correspondence(RESOURCE, RECIPIENTS[n % 3], attachments=n % 2) for n in range(15)]
+            wait_until(lambda: len(acknowledged(sim)) >= 10, timeout=20, message="pushes acknowledged")
+            holder.kill()  # mid-stream, with claims and the sync lease held
+            sent += [sim.send_correspondence(RESOURCE, RECIPIENTS[n % 3], attachments=n % 2) for n in range(15)]
+            others = [r for r in started if r is not holder]
+            took_over = wait_until(lambda: [r for r in others if r.lease()["held_here"]], timeout=15,
+                                   message="another replica to take the sync lease over")  # fmt: skip
+            new_holder = took_over[0].lease()["this_process"]
+            holder.start()
+            sent += [sim.send_correspondence(RESOURCE, RECIPIENTS[n % 3]) for n in range(6)]
+
+            events = resource_events(sim)
+            ids = {e["id"] for e in events}
+            wait_until(lambda: {r["id"] for r in rows(store, "SELECT id FROM inbox WHERE status = 'done'")} >= ids,
+                       timeout=60, interval=0.2, message="every event done")  # fmt: skip
+            runs = {r.name: r.held() for r in started}
+            catchups = {r.name: r.logged("catch-up done") for r in started}
+            leases = [r.lease() for r in started]
+            pushed = acknowledged(sim)
+            subscriptions = sim.state_snapshot()["subscriptions"]
+
+    assert len(sent) == 36 and len(ids) >= 3 * 36
+    assert pushed <= ids and len(pushed) >= len(ids) // 2, "most came by push, through all replicas"
+    inbox = rows(store, "SELECT id, status, resourceinstance, time, received_at, updated_at FROM inbox")
+    assert sorted(r["id"] for r in inbox) == sorted(ids) and {r["status"] for r in inbox} == {"done"}
+    stored = [r["event_id"] for r in rows(store, "SELECT event_id FROM correspondence_events")]
+    assert sorted(stored) == sorted(ids), "one correspondence_events row per event"
+
+    by_instance: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in inbox:
+        by_instance[row["resourceinstance"]].append(row)
+    for instance, its in by_instance.items():  # of the events in the inbox when a later one arrived, in `time` order
+        for earlier, later in itertools.permutations(its, 2):
+            if parse_iso(earlier["time"]) < parse_iso(later["time"]) and earlier["received_at"] < later["received_at"]:
+                assert earlier["updated_at"] <= later["updated_at"], f"{instance} out of order: {earlier}, {later}"
+
+    [subscription] = [s for s in subscriptions if s["resourceFilter"] == RESOURCE]
+    assert subscription["validated"]
+
+    assert len([name for name, spans in runs.items() if spans]) >= 2, f"the lease changed hands: {runs}"
+    assert not overlapping(runs), f"two holders at once: {runs}"
+    for name, moments in catchups.items():
+        for moment in moments:
+            assert any(start <= moment <= end for start, end in runs[name]), f"{name} caught up without the lease"
+    assert {lease["holder"] for lease in leases} == {new_holder}, "the restarted one waits"
+    assert sum(lease["held_here"] for lease in leases) == 1
+
+
+class Pusher:
+    """Pushes new events through the balancer from a thread, as Altinn does: each until it is answered 200 (a
+    draining replica's 503 is tried again), keeping the ids that were acknowledged."""
+
+    def __init__(self, url: str) -> None:
+        self.url = f"{url}/events?code={SECRET}"
+        self.acknowledged: list[str] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                event = new_event(resourceinstance=f"instance-{len(self.acknowledged) % 7}")
+                while not self._stop.is_set():
+                    try:
+                        if client.post(self.url, json=event).status_code == 200:
+                            self.acknowledged.append(event["id"])
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    self.refused += 1
+                    time.sleep(0.01)  # Altinn's retry, made short
+
+    def past(self, count: int) -> bool:
+        return len(self.acknowledged) >= count
+
+    def __enter__(self) -> Pusher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_a_rolling_restart_of_the_webhooks_loses_nothing_it_acknowledged(tmp_path: Path, store_url: str) -> None:
+    store = StoreConfig(url=store_url)
+    config = (
+        f'[receiver]\nsecret = "{SECRET}"\nshutdown_timeout = 5\n\n{store_toml(store)}\n'
+        '[dispatch]\npoll_interval = "50ms"\n\n[catchup]\nenabled = false\n\n'
+        '[[pipelines]]\ntypes = ["*"]\nhandlers = ["log"]\n'
+    )
+    with replicas(tmp_path, config, ["a", "b"]) as started, RoundRobin(started) as balancer, Pusher(balancer.url) as p:
+        wait_until(functools.partial(p.past, 50), timeout=20, message="pushes before the deploy")
+        for replica in started:  # one at a time, as a RollingUpdate with maxUnavailable 0 of 2
+            before = len(p.acknowledged)
+            assert replica.stop() == 0
+            replica.start()
+            wait_until(functools.partial(p.past, before + 30), timeout=20, message="pushes after a restart")
+    ids = set(p.acknowledged)
+    wait_until(lambda: {r["id"] for r in rows(store, "SELECT id FROM inbox WHERE status = 'done'")} >= ids,
+               timeout=30, interval=0.2, message="every acknowledged event done")  # fmt: skip
+    assert len(ids) == len(p.acknowledged) >= 110
+
+
+def test_on_sqlite_a_second_process_takes_the_sync_lease_over_when_its_holder_dies(tmp_path: Path) -> None:
+    interval = 10.0
+    with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
+        setup = owner_setup(sim, tmp_path, "", free_port(), f"{interval:g}s")
+        first = Replica(tmp_path, "first", setup.toml()).start()
+        try:
+            wait_until(lambda: first.lease()["held_here"], message="the first process to take the lease")
+            second = Replica(tmp_path, "second", setup.toml()).start()
+            try:
+                lease = second.lease()
+                assert not lease["held_here"] and lease["holder"] == first.lease()["this_process"]
+                assert second.readyz()["services"]["catchup"]["state"] == "standby"  # type: ignore[index]
+                first.kill()
+                wait_until(lambda: second.lease()["held_here"], timeout=interval + 5, interval=0.1,
+                           message="the second process to take the lease over")  # fmt: skip
+                waited = (now() - first.killed_at[0]).total_seconds()
+                wait_until(lambda: second.readyz()["services"]["catchup"]["runs"] >= 1,  # type: ignore[index]
+                           message="the second process to catch up")  # fmt: skip
+                assert second.lease()["holder"] == second.lease()["this_process"]
+            finally:
+                second.stop()
+        finally:
+            first.stop()
+    assert waited < interval, f"took {waited:.1f}s, more than one [catchup] interval"
+    assert not overlapping({"first": first.held(), "second": second.held()})
