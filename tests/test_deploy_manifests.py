@@ -28,7 +28,8 @@ from tests.ops_support import OpsStore
 from tests.support import REPO, wait_until
 
 DEPLOY = REPO / "deploy"
-KUBERNETES = DEPLOY / "kubernetes"
+KUBERNETES = DEPLOY / "kubernetes" / "base"
+"""The receiver on SQLite, as a sidecar (`deploy/kubernetes/` applies it; `postgres/` is an overlay of it)."""
 EXAMPLE_CONFIG = DEPLOY / "receiver.toml"
 ALTINN_PUSH_ADDRESSES = {"20.100.24.41/32", "20.100.46.139/32"}
 
@@ -122,6 +123,7 @@ def test_every_yaml_file_parses_and_names_its_kind() -> None:
     }
     listed = documents(KUBERNETES / "kustomization.yaml")[0]["resources"]
     assert sorted(listed) == sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert documents(KUBERNETES.parent / "kustomization.yaml")[0]["resources"] == [KUBERNETES.name]
 
 
 def test_the_configmap_holds_the_example_config_verbatim() -> None:

@@ -39,6 +39,7 @@ STORE_LEVEL = (
     "altinn_receiver_last_push_age_seconds",
     "altinn_receiver_last_catchup_age_seconds",
     "altinn_receiver_subscription_validated",
+    "altinn_receiver_sync_lease_held",
 )
 # What Grafana puts in for its variables when it runs a query: any job, a rate window.
 DASHBOARD_VARIABLES = {"$__rate_interval": "5m", "$job": ".+"}

@@ -447,6 +447,7 @@ class CatchupService:
                 await asyncio.sleep(runtime.config.catchup.interval)
         finally:
             self._first.set()
+            metrics.lag.behind = dict.fromkeys(metrics.lag.behind)  # the next holder of the sync lease reports it
 
     def _finished(self, results: list[RunResult], metrics: CatchupMetrics) -> None:
         for result in results:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Gauge
+
 from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import leases
@@ -73,6 +75,7 @@ class SyncLease:
         self._error = ""
         self._task: asyncio.Task[None] | None = None
         self._db: Database | None = None
+        self._gauge: Gauge | None = None
 
     @property
     def every(self) -> float:
@@ -84,6 +87,11 @@ class SyncLease:
         if self.ttl is None:
             self.ttl = ttl_for(runtime.config.catchup.interval)
         self._db = runtime.store
+        self._gauge = Gauge(
+            "altinn_receiver_sync_lease_held",
+            "1 while this process holds the sync lease (reconciles subscriptions and catches up), else 0",
+            registry=runtime.metrics.registry,
+        )
         self._task = asyncio.create_task(self._hold(runtime.store), name="sync-lease")
         await self.decided.wait()
 
@@ -170,14 +178,20 @@ class SyncLease:
             if not self.held.is_set():
                 self.free.clear()
                 self.held.set()
+                self._show()
                 log.info("took the sync lease: this process reconciles subscriptions and catches up",
                          extra={"holder": self.holder, "term": lease.term, "since": lease.since})  # fmt: skip
         elif self.held.is_set():
             self._lose(f"{lease.holder if lease else 'nobody'} holds it now")
 
+    def _show(self) -> None:
+        if self._gauge is not None:
+            self._gauge.set(1 if self.held.is_set() else 0)
+
     def _lose(self, why: str) -> None:
         self.held.clear()
         self.free.set()
+        self._show()
         level = logging.INFO if why == RELEASED else logging.WARNING
         log.log(level, "gave up the sync lease" if why == RELEASED else "lost the sync lease",
                 extra={"holder": self.holder, "reason": why})  # fmt: skip

@@ -426,19 +426,23 @@ class SubscriptionService:
             return
         manager = SubscriptionManager(config, conn, self._clients, cache_lifetime=self.cache_lifetime)
         first, failures = True, 0
-        while True:
-            try:
-                await self._round(manager, everything=first)
-                first, failures, self._error = False, 0, ""
-                wait = self._next_round()
-            except (AltinnError, StoreError) as exc:
-                failures += 1
-                self._error = redact(str(exc))
-                log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
-                wait = min(self.poll_initial * 2**failures, self._interval)
-            finally:
-                self.reconciled.set()
-            await asyncio.sleep(wait)
+        try:
+            while True:
+                try:
+                    await self._round(manager, everything=first)
+                    first, failures, self._error = False, 0, ""
+                    wait = self._next_round()
+                except (AltinnError, StoreError) as exc:
+                    failures += 1
+                    self._error = redact(str(exc))
+                    log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
+                    wait = min(self.poll_initial * 2**failures, self._interval)
+                finally:
+                    self.reconciled.set()
+                await asyncio.sleep(wait)
+        finally:
+            if self._gauge is not None:  # the holder of the sync lease reports it; a process that lost it, nothing
+                self._gauge.clear()
 
     async def _round(self, manager: SubscriptionManager, *, everything: bool) -> None:
         views = await manager.survey()
