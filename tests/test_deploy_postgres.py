@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from receiver.config import Config, parse_config
-from tests.test_deploy_manifests import COMPOSE, DEPLOY, EXAMPLE_CONFIG, KUBERNETES, documents
+from tests.deploy_support import COMPOSE, DEPLOY, EXAMPLE_CONFIG, KUBERNETES, documents
 
 OVERLAY = DEPLOY / "kubernetes" / "postgres"
 KUSTOMIZATION = documents(OVERLAY / "kustomization.yaml")[0]
