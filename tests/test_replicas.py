@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import threading
 import time
 from collections import defaultdict
@@ -20,7 +21,7 @@ from receiver.onboarding.demo import SCOPES, ReceiverSetup, register_identity
 from receiver.server_thread import free_port
 from receiver.timeutil import now, parse_iso
 from tests.dispatch_support import FAST_RETRIES, RESOURCE, SENDER_ORG
-from tests.ingest_support import SECRET, new_event
+from tests.ingest_support import SECRET, new_event, run_cli
 from tests.replicas_support import Replica, RoundRobin, overlapping, replicas
 from tests.store_backends import rows, store_toml
 from tests.support import wait_until
@@ -194,6 +195,8 @@ def test_on_sqlite_a_second_process_takes_the_sync_lease_over_when_its_holder_di
                 wait_until(lambda: second.readyz()["services"]["catchup"]["runs"] >= 1,  # type: ignore[index]
                            message="the second process to catch up")  # fmt: skip
                 assert second.lease()["holder"] == second.lease()["this_process"]
+                shown = json.loads(run_cli("stats", "--json", "--config", str(second.config)).stdout)["sync_lease"]
+                assert (shown["holder"], shown["expired"]) == (second.lease()["this_process"], False)
             finally:
                 second.stop()
         finally:
