@@ -162,6 +162,8 @@ class SyncLease:
     async def _try(self, db: Database) -> None:
         ttl = self.ttl or LONGEST_TTL
         asked = time.monotonic()
+        if self.held.is_set() and asked >= self._valid_until:  # this process stalled: another may hold it by now
+            self._lose("it ran out before this process could renew it")
         try:
             lease = await leases.take(db, NAME, self.holder, ttl)
             if lease is None:
