@@ -132,7 +132,7 @@ def test_the_prometheusrule_is_generated_from_the_rules_file_and_a_stale_one_is_
 
 def test_the_servicemonitor_scrapes_the_receivers_service_on_its_port() -> None:
     monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text())
-    service = yaml.safe_load((REPO / "deploy" / "kubernetes" / "service.yaml").read_text())
+    service = yaml.safe_load((REPO / "deploy" / "kubernetes" / "base" / "service.yaml").read_text())
     assert monitor["kind"] == "ServiceMonitor"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     [endpoint] = monitor["spec"]["endpoints"]
