@@ -4,9 +4,10 @@ What it does for users — order per `resourceinstance`, claiming ahead, retries
 docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
 dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
 ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
-`worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
+`worker/outcomes.py` decides, with the run's row of the event's attempt history (store/attempts.py) in the same
+transaction; `_run_pipeline` runs the handlers in order, each within its deadline
 (`worker/steps.py`), over one `FencedHandlerStore` per run; `_keep_leases` renews every claim in one statement;
-`stop` gives back what did not finish and closes the handlers.
+`stop` gives back what did not finish (with a `released` row for each run it cut short) and closes the handlers.
 
 A run whose lease is lost (the process was paused or starved past `lease`, and another worker took the event) is
 ended by `_lose`, once, however it is found: the lease keeper finds the claim gone, a write of its handlers is
