@@ -54,10 +54,9 @@ class Attempt(NewAttempt):
         return {"seq": self.seq, **{key: value for key, value in asdict(self).items() if key != "seq"}}
 
 
-INSERT_ATTEMPT = """
-    INSERT INTO attempts (event_id, attempt, started_at, finished_at, step, outcome, error, http_status)
-    VALUES (:event_id, :attempt, :started_at, :finished_at, :step, :outcome, :error, :http_status)
-"""
+WRITTEN = ("event_id", "attempt", "started_at", "finished_at", "step", "outcome", "error", "http_status")
+"""The columns a new row is written with (`seq` is the backend's)."""
+INSERT_ATTEMPT = f"INSERT INTO attempts ({', '.join(WRITTEN)}) VALUES ({', '.join(f':{name}' for name in WRITTEN)})"
 
 COLUMNS = "seq, event_id, attempt, started_at, finished_at, step, outcome, error, http_status"
 
