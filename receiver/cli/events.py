@@ -64,9 +64,10 @@ def list_command(config_path: str | None, status: str | None, type_glob: str | N
 @click.argument("event_id")
 @json_option
 def show_command(config_path: str | None, event_id: str, as_json: bool) -> None:
-    """Show one inbox event by its CloudEvent id: its state, its history (each run of its pipeline: when, the step
-    it reached, how it ended, the error and HTTP status), and the event as it was received (unless retention
-    pruned it).
+    """Show one inbox event by its CloudEvent id, with its attempt history.
+
+    Its state; its history, each run of its pipeline (when, the step it reached, how long it took, how it ended, the
+    error and the HTTP status); and the event as it was received (unless retention pruned it).
 
     With --json, one object: `attempts` is the count, `history` the runs, oldest first.
     """
