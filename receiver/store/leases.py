@@ -1,5 +1,5 @@
 """Leases on jobs that must run on one process at a time among all that share the store (`runner_leases`,
-migration 6): take one, renew it, release it, and read who holds it.
+migration 7): take one, renew it, release it, and read who holds it.
 
 A lease is a row with an expiry. A process takes it when it is free (no row, or `expires_at` passed) and renews it
 while it holds it, each in one statement that answers only if it now holds it; a holder that dies, even by SIGKILL,

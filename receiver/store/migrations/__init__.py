@@ -20,7 +20,8 @@ from receiver.store.migrations import (
     m0003_inbox_heads,
     m0004_retention,
     m0005_trace_context,
-    m0006_runner_leases,
+    m0006_attempts,
+    m0007_runner_leases,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -34,7 +35,8 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0003_inbox_heads,
         m0004_retention,
         m0005_trace_context,
-        m0006_runner_leases,
+        m0006_attempts,
+        m0007_runner_leases,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):

@@ -1,4 +1,4 @@
-"""Migration 6: `runner_leases`, one row per job that must run on one process at a time among all that share the
+"""Migration 7: `runner_leases`, one row per job that must run on one process at a time among all that share the
 store (`sync`: subscription reconciliation and catch-up; receiver/store/leases.py).
 
 `holder` is the process that holds it (`hostname:pid`), `term` counts the holders it has had (it goes up at each
@@ -24,4 +24,4 @@ STATEMENTS: tuple[str, ...] = (
     """,
 )
 
-MIGRATION = Migration(6, "runner_leases", {ANY_BACKEND: STATEMENTS})
+MIGRATION = Migration(7, "runner_leases", {ANY_BACKEND: STATEMENTS})
