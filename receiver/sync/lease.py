@@ -60,9 +60,10 @@ class SyncLease:
 
     name = "sync_lease"
 
-    def __init__(self, *, holder: str | None = None, ttl: float | None = None) -> None:
-        self.holder = holder or this_process()
-        self.ttl = ttl
+    def __init__(self) -> None:
+        self.holder = this_process()
+        self.ttl = LONGEST_TTL
+        """Seconds the lease lasts without a renewal: `ttl_for` the `[catchup] interval`, set at start."""
         self.held = asyncio.Event()
         """Set while this process holds the lease."""
         self.free = asyncio.Event()
@@ -80,12 +81,11 @@ class SyncLease:
     @property
     def every(self) -> float:
         """Seconds between tries and renewals."""
-        return (self.ttl or LONGEST_TTL) / 3
+        return self.ttl / 3
 
     async def start(self, runtime: Runtime) -> None:
         """Returns after the first try: holding the lease, or knowing that another process does."""
-        if self.ttl is None:
-            self.ttl = ttl_for(runtime.config.catchup.interval)
+        self.ttl = ttl_for(runtime.config.catchup.interval)
         self._db = runtime.store
         self._gauge = Gauge(
             "altinn_receiver_sync_lease_held",
@@ -160,7 +160,7 @@ class SyncLease:
             self.decided.set()
 
     async def _try(self, db: Database) -> None:
-        ttl = self.ttl or LONGEST_TTL
+        ttl = self.ttl
         asked = time.monotonic()
         if self.held.is_set() and asked >= self._valid_until:  # this process stalled: another may hold it by now
             self._lose("it ran out before this process could renew it")
