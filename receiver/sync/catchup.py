@@ -43,6 +43,7 @@ from receiver.store.errors import StoreError
 from receiver.store.inbox import insert_refused
 from receiver.store.interface import Database
 from receiver.store.records import NewEvent, RefusedEvent
+from receiver.sync.lease import SyncLease, first_turn, held
 from receiver.text import escape_unstorable, unstorable
 from receiver.timeutil import now, now_iso, parse_event_time, to_iso
 from receiver.web.cloudevent import InvalidEvent, to_new_event
@@ -50,7 +51,6 @@ from receiver.web.cloudevent import InvalidEvent, to_new_event
 if TYPE_CHECKING:
     from receiver.altinn.events_api import EventsApi
     from receiver.runtime import Runtime
-    from receiver.sync.lease import SyncLease
 
 log = logging.getLogger("receiver.catchup")
 
@@ -382,20 +382,15 @@ class CatchupService:
             return
         clients = runtime.require_altinn()
         metrics = CatchupMetrics(runtime.metrics.registry, config.subscriptions)
-        if self._lease is None:
-            self._task = asyncio.create_task(self._run(runtime, clients, metrics), name="catchup")
-            await self._first.wait()
-            return
-        lease = self._lease
-        self._task = asyncio.create_task(lease.while_held(lambda: self._run(runtime, clients, metrics)), name="catchup")
-        await lease.decided.wait()
-        await lease.first_turn(self._first)
+        work = held(self._lease, lambda: self._run(runtime, clients, metrics))
+        self._task = asyncio.create_task(work, name="catchup")
+        await first_turn(self._lease, self._first)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
-        standby = self._task is not None and self._lease is not None and not self._lease.held.is_set()
+        standby = self._task is not None and self._lease is not None and self._lease.standby()
         body: dict[str, Any] = {
             "state": "standby" if standby else self._state,
             "runs": self._runs,

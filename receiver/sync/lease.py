@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Gauge
@@ -139,8 +139,9 @@ class SyncLease:
                 return running.result()
 
     async def first_turn(self, done: asyncio.Event) -> None:
-        """Until `done` is set by the work, or this process does not hold the lease: what a service's `start` waits
-        for, so that the services after it start at once on a process that waits for the lease."""
+        """After the first try, until `done` is set by the work, or this process does not hold the lease: what a
+        service's `start` waits for, so that the services after it start at once on a process that waits for it."""
+        await self.decided.wait()
         if not self.held.is_set():
             return
         waits = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(self.free.wait())]
@@ -149,6 +150,10 @@ class SyncLease:
         finally:
             for task in waits:
                 task.cancel()
+
+    def standby(self) -> bool:
+        """Whether another process holds the lease (or may: this one does not)."""
+        return not self.held.is_set()
 
     async def _hold(self, db: Database) -> None:
         try:
@@ -197,3 +202,16 @@ class SyncLease:
         level = logging.INFO if why == RELEASED else logging.WARNING
         log.log(level, "gave up the sync lease" if why == RELEASED else "lost the sync lease",
                 extra={"holder": self.holder, "reason": why})  # fmt: skip
+
+
+def held(lease: SyncLease | None, work: Callable[[], Coroutine[Any, Any, None]]) -> Coroutine[Any, Any, None]:
+    """A service's loop as its task runs it: whenever this process holds `lease`, or always when there is none."""
+    return work() if lease is None else lease.while_held(work)
+
+
+async def first_turn(lease: SyncLease | None, done: asyncio.Event) -> None:
+    """What a service's `start` waits for: until its loop has set `done`, unless another process holds `lease`."""
+    if lease is None:
+        await done.wait()
+    else:
+        await lease.first_turn(done)

@@ -38,12 +38,12 @@ from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
 from receiver.store.interface import Database
+from receiver.sync.lease import SyncLease, first_turn, held
 from receiver.timeutil import now, parse_iso, to_iso
 
 if TYPE_CHECKING:
     from receiver.altinn import Subscription
     from receiver.runtime import Runtime
-    from receiver.sync.lease import SyncLease
 
 log = logging.getLogger("receiver.subscriptions")
 
@@ -390,22 +390,16 @@ class SubscriptionService:
             ["resource", "subject", "type"],
             registry=runtime.metrics.registry,
         )
-        if self._lease is None or self._clients is None:
-            self._task = asyncio.create_task(self._run(runtime.config, runtime.store), name="subscriptions")
-            await self.reconciled.wait()
-            return
-        lease = self._lease
-        self._task = asyncio.create_task(
-            lease.while_held(lambda: self._run(runtime.config, runtime.store)), name="subscriptions"
-        )
-        await lease.decided.wait()
-        await lease.first_turn(self.reconciled)
+        lease = self._lease if self._clients is not None else None  # with nothing to reconcile, nothing to hold
+        work = held(lease, lambda: self._run(runtime.config, runtime.store))
+        self._task = asyncio.create_task(work, name="subscriptions")
+        await first_turn(lease, self.reconciled)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
-        standby = self._clients is not None and self._lease is not None and not self._lease.held.is_set()
+        standby = self._clients is not None and self._lease is not None and self._lease.standby()
         body: dict[str, Any] = {
             "state": "standby" if standby else self._state,
             "subscriptions": [v.to_json() for v in self._views if v.role in ("current", "missing", "superseded")],
