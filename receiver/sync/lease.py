@@ -4,7 +4,7 @@
 it: it tries to take the lease every third of its time to live, and renews it as often while it holds it.
 `SubscriptionService` and `CatchupService` run their loops through `while_held`, which starts them when this
 process takes the lease and cancels them when it loses it. Another process takes over within one lease time and
-one try (see `ttl_for`: within one `[catchup] interval`) after the holder dies, at once after it stops.
+one try (see `ttl_for`: within one `[catchup] interval`) after the holder dies, at its next try after it stops.
 
 A holder that cannot reach the store keeps the lease only as long as its last renewal lasts (by its own monotonic
 clock, counted from before the renewal was sent): by the time another process may take it over, it has stopped.
@@ -96,7 +96,7 @@ class SyncLease:
         await self.decided.wait()
 
     async def stop(self, deadline: float) -> None:
-        """Stop trying; a holder releases the lease, so that another process takes over at once."""
+        """Stop trying; a holder releases the lease, so that another process takes it at its next try."""
         await stop_task(self._task, deadline)
         if self.held.is_set() and self._db is not None:
             self._lose(RELEASED)
