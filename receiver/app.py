@@ -72,8 +72,9 @@ def prepare(config: Config) -> Prepared:
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
     """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions,
-    catch-up and retention. `pipelines`: already loaded from the same config (the serve command checks them before
-    starting), else loaded here."""
+    catch-up and retention. This is what a worker runs (`serve --role worker`, the worker process of `serve`, and
+    `serve --single-process`); the webhook role runs none. `pipelines`: already loaded from the same config (the serve
+    command checks them before starting), else loaded here."""
     if pipelines is None:
         pipelines = load_pipelines(runtime.config)
     return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService(), RetentionService()]
@@ -180,9 +181,10 @@ class ReceiverApp(Starlette):
     wrapper around `send` either. An exception there still becomes a 500 from uvicorn, logged.
     """
 
-    def __init__(self, webhook_path: str, webhook: Ingest, connections: ConnectionGuard, **kwargs: Any) -> None:
+    def __init__(self, webhook_path: str | None, webhook: Ingest, connections: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.webhook_path = webhook_path
+        """None when this process takes no pushes (the worker role): the path is then 404, as any unknown one."""
         self.webhook = webhook
         self.connections = connections
         """The limits on connections that the server's protocol (`GuardedHttpProtocol`) finds here."""
@@ -203,8 +205,9 @@ class ReceiverApp(Starlette):
             write_access_line(scope, status, time.perf_counter() - started)
 
 
-def create_app(config: Config, *, services: ServicesSpec | None = None) -> ReceiverApp:
-    """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime)."""
+def create_app(config: Config, *, services: ServicesSpec | None = None, events: bool = True) -> ReceiverApp:
+    """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime).
+    `events`: whether it takes pushes on `[receiver] path` (the worker role does not: 404 there)."""
     ingest = Ingest(config.receiver)
     connections = ConnectionGuard(config.receiver)
 
@@ -245,9 +248,8 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
         Route("/metrics", metrics, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog)]
-    app = ReceiverApp(
-        config.receiver.path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan
-    )
+    webhook_path = config.receiver.path if events else None
+    app = ReceiverApp(webhook_path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = None
     app.state.startup_error = ""
     return app

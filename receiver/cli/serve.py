@@ -79,9 +79,27 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+ROLES = ("all", "webhook", "worker")
+
+
 @click.command("serve")
 @config_option
-def serve_command(config_path: str | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="webhook: take pushes (/events) and run no background services. worker: run the dispatcher, subscriptions,"
+    " catch-up and retention, with /healthz, /readyz and /metrics but no /events (404). all: both, as two processes"
+    " under this one (docs/operations.md#roles).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), help="Listen on this port instead of [receiver] port.")
+@click.option(
+    "--single-process",
+    is_flag=True,
+    help="With --role all: run the webhook and the worker in this one process, as before there were roles.",
+)
+def serve_command(config_path: str | None, role: str, port: int | None, single_process: bool) -> None:
     """Receive Altinn Events pushes on POST [receiver] path and store them durably.
 
     Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
@@ -93,19 +111,25 @@ def serve_command(config_path: str | None) -> None:
     SQLite's quick_check finds damaged, or an empty file, is refused: [store] check_on_start).
     """
     config = load(config_path)
+    if port is not None:
+        config = replace(config, receiver=replace(config.receiver, port=port))
     try:
         prepared = prepare(config)  # a bad handler, option or key stops here, with exit status 2
     except ConfigError as error:
         fail_config(error)
     add_secrets(prepared.pipelines.secrets())
-    run(config, lambda runtime: build_services(runtime, prepared.pipelines))
+    if role == "webhook":
+        run(config, services=[])
+    else:
+        run(config, lambda runtime: build_services(runtime, prepared.pipelines), events=role != "worker")
 
 
-def run(config: Config, services: ServicesSpec | None = None) -> None:
+def run(config: Config, services: ServicesSpec | None = None, *, events: bool = True) -> None:
     """Serve the receiver until SIGTERM (exit 0) or Ctrl-C (exit 130) has drained it; exit 1 with one line on stderr
     when it cannot start: the store cannot be made or opened, the address cannot be listened on.
 
-    `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone).
+    `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone); `events`
+    says whether it takes pushes (the worker role does not).
     """
     # Log lines are written in the background, at most 0.1 s late: one write per line cost as much as the push.
     setup_logging(config.log.level, BufferedLineHandler(sys.stdout))
@@ -126,7 +150,7 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
         config = replace(config, receiver=replace(config.receiver, max_connections=held))
     sock = listen(config.receiver.host, config.receiver.port)
     tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
-    app = create_app(config, services=services)
+    app = create_app(config, services=services, events=events)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
     try:
         with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
