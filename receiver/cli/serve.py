@@ -168,6 +168,8 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
 
     def worker() -> None:
         start_logging(config)
+        # Its one client is the webhook child, whose access log already has a line for each request it passes on.
+        logging.getLogger("receiver.access").setLevel(logging.WARNING)
         serve_on(inner, config, services, events=False)
 
     sys.exit(run_children({"webhook": webhook, "worker": worker}, inherited=(service, inner)))
