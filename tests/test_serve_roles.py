@@ -200,7 +200,7 @@ def test_log_lines_of_both_processes_stay_whole_in_a_pipe(tmp_path: Path) -> Non
 
     def read() -> None:
         assert process.stdout is not None
-        while chunk := process.stdout.read1(1 << 16):
+        while chunk := os.read(process.stdout.fileno(), 1 << 16):
             output.extend(chunk)
 
     reader = threading.Thread(target=read)
