@@ -135,7 +135,9 @@ def serve_command(config_path: str | None, role: str, port: int | None, single_p
 
 def worker_services(prepared: Prepared) -> ServicesSpec:
     """What a process with the worker role runs besides /healthz, /readyz and /metrics: `serve --role worker`, the
-    worker process of `serve`, and `serve --single-process`. What else is to run "with the worker role" starts here."""
+    worker process of `serve` (`worker` in `run_as_two_processes`), and `serve --single-process`; all three start it
+    through `serve_on`. Whatever else runs "with the worker role" (the operator console's listener) starts with it
+    there, in those processes only."""
     return lambda runtime: build_services(runtime, prepared.pipelines)
 
 
