@@ -110,9 +110,9 @@ def test_the_webhook_role_stores_and_the_worker_role_processes_what_it_stored(
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_serve_is_two_processes_that_answer_and_stop_as_one_service(
-    tmp_path: Path, sig: signal.Signals, status: int
+    tmp_path: Path, store_config: StoreConfig, sig: signal.Signals, status: int
 ) -> None:
-    store = StoreConfig(path=tmp_path / "receiver.db")
+    store = store_config
     serve = serving(tmp_path, "serve", store)
     event = new_event()
     with serve, httpx.Client(timeout=10) as client:
