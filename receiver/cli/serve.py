@@ -41,7 +41,8 @@ class DrainingServer(uvicorn.Server):
     first signal only marks the runtime as draining (new pushes and /readyz answer 503 + Retry-After); the main loop
     then runs the drain (commits in flight, services stop, up to `shutdown_timeout`) and only after it lets uvicorn
     shut down, so the process exits 0 after SIGTERM and 130 after Ctrl-C (`interrupted`), as every command does. A
-    second SIGINT forces the exit.
+    second SIGINT forces the exit; a second SIGTERM changes nothing (serve's children can get one SIGTERM from their
+    parent and one from a supervisor that signals every process of the service, as systemd does).
 
     The whole exit stays within `shutdown_timeout`: a request still arriving when it runs out is cut off (the
     connections' read deadline is brought forward to it), so uvicorn's own graceful wait that follows is only for
@@ -57,8 +58,8 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_requested:
-            self.should_exit = True
-            self.force_exit = sig == signal.SIGINT
+            if sig == signal.SIGINT:
+                self.should_exit = self.force_exit = True
             return
         self.drain_requested = True
         self.interrupted = sig == signal.SIGINT
