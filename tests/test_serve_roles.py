@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.config import StoreConfig
+from receiver.observability.merge import merge_expositions
 from tests.dispatch_plugins import recorded
 from tests.ingest_support import CLI, ServeProcess, config_text, new_event, push, webhook
 from tests.store_backends import statuses
@@ -221,3 +223,58 @@ def test_log_lines_of_both_processes_stay_whole_in_a_pipe(tmp_path: Path) -> Non
     shouts = [line for line in lines if line["msg"] == "shouting"]
     assert sorted(len(line["text"]) for line in shouts) == [200_000 - 200_000 % 36] * len(events)
     assert len([line for line in lines if line["msg"].startswith("POST /events 200")]) == len(events)
+
+
+WEBHOOK_EXPOSITION = """# HELP altinn_receiver_events_received_total Events newly added to the inbox.
+# TYPE altinn_receiver_events_received_total counter
+altinn_receiver_events_received_total{channel="push"} 5.0
+altinn_receiver_events_received_total{channel="catchup"} 0.0
+# HELP altinn_receiver_inbox_events Events in the inbox by status.
+# TYPE altinn_receiver_inbox_events gauge
+altinn_receiver_inbox_events{status="pending"} 2.0
+# HELP altinn_receiver_ack_seconds Time to acknowledge.
+# TYPE altinn_receiver_ack_seconds histogram
+altinn_receiver_ack_seconds_bucket{le="0.01"} 4.0
+altinn_receiver_ack_seconds_bucket{le="+Inf"} 5.0
+altinn_receiver_ack_seconds_count 5.0
+altinn_receiver_ack_seconds_sum 0.03
+"""
+WORKER_EXPOSITION = """# HELP altinn_receiver_events_received_total Events newly added to the inbox.
+# TYPE altinn_receiver_events_received_total counter
+altinn_receiver_events_received_total{channel="push"} 0.0
+altinn_receiver_events_received_total{channel="catchup"} 7.0
+# HELP altinn_receiver_inbox_events Events in the inbox by status.
+# TYPE altinn_receiver_inbox_events gauge
+altinn_receiver_inbox_events{status="pending"} 2.0
+altinn_receiver_inbox_events{status="dead"} 1.0
+# HELP altinn_receiver_ack_seconds Time to acknowledge.
+# TYPE altinn_receiver_ack_seconds histogram
+altinn_receiver_ack_seconds_bucket{le="0.01"} 0.0
+altinn_receiver_ack_seconds_bucket{le="+Inf"} 0.0
+altinn_receiver_ack_seconds_count 0.0
+altinn_receiver_ack_seconds_sum 0.0
+# HELP altinn_receiver_dispatch_running Runs now.
+# TYPE altinn_receiver_dispatch_running gauge
+altinn_receiver_dispatch_running 3.0
+"""
+
+
+def test_the_two_expositions_merge_into_one_that_counts_both_and_keeps_each_gauge_once() -> None:
+    merged = merge_expositions(WEBHOOK_EXPOSITION, WORKER_EXPOSITION).decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(merged)
+        for sample in family.samples
+    }
+    assert samples == {
+        ("altinn_receiver_events_received_total", (("channel", "push"),)): 5.0,
+        ("altinn_receiver_events_received_total", (("channel", "catchup"),)): 7.0,
+        ("altinn_receiver_inbox_events", (("status", "pending"),)): 2.0,  # the store's, once
+        ("altinn_receiver_inbox_events", (("status", "dead"),)): 1.0,
+        ("altinn_receiver_ack_seconds_bucket", (("le", "0.01"),)): 4.0,
+        ("altinn_receiver_ack_seconds_bucket", (("le", "+Inf"),)): 5.0,
+        ("altinn_receiver_ack_seconds_count", ()): 5.0,
+        ("altinn_receiver_ack_seconds_sum", ()): 0.03,
+        ("altinn_receiver_dispatch_running", ()): 3.0,
+    }
+    assert merged.count("# TYPE altinn_receiver_inbox_events gauge") == 1
