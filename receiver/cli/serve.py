@@ -149,7 +149,7 @@ def run(config: Config, services: ServicesSpec | None = None, *, events: bool = 
     `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone); `events`
     says whether it takes pushes (the worker role does not).
     """
-    start_logging(config)
+    set_up_process(config)
     config = checked(config)
     serve_on(listen(config.receiver.host, config.receiver.port), config, services, events=events)
 
@@ -170,11 +170,11 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     worker_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
 
     def webhook() -> None:
-        start_logging(config)
+        set_up_process(config)
         serve_on(service, config, services=[], worker_url=worker_url)
 
     def worker() -> None:
-        start_logging(config)
+        set_up_process(config)
         # Its one client is the webhook child, whose access log already has a line for each request it passes on.
         logging.getLogger("receiver.access").setLevel(logging.WARNING)
         serve_on(inner, config, services, events=False)
@@ -183,7 +183,7 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     sys.exit(run_children(children, inherited=(service, inner), about={"worker_url": worker_url}))
 
 
-def start_logging(config: Config) -> None:
+def set_up_process(config: Config) -> None:
     """What every serving process sets up first: its log lines, its signals and its switch interval."""
     # Log lines are written in the background, at most 0.1 s late: one write per line cost as much as the push.
     setup_logging(config.log.level, BufferedLineHandler(sys.stdout))
