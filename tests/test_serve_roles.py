@@ -170,6 +170,8 @@ def test_a_parent_killed_takes_its_children_along_and_the_port_is_free_for_the_r
             assert push(client, webhook(again.url), event).status_code == 200
             wait_until(lambda: settled(store, [event]), message="the new service to run the event")
             assert not [pid for pid in pids.values() if alive(pid)]
+            assert again.process is not None and again.process.poll() is None
+            assert [run["pid"] for run in recorded(tmp_path / "runs.jsonl")] == [children(again)["worker"]]
 
 
 def test_single_process_serves_and_works_in_one_process(tmp_path: Path) -> None:
