@@ -202,10 +202,14 @@ class SimulatorProcess(SimulatorAdmin):
 
 @contextmanager
 def serving(config: Path, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`altinn-receiver serve --config config` in a subprocess, its output in `folder`/serve.log; stopped on exit."""
+    """`altinn-receiver serve --config config --single-process` in a subprocess, its output in `folder`/serve.log;
+    stopped on exit. One process, as the numbers in bench/README.md were measured: the benches read its CPU time and
+    memory from /proc by its pid."""
     with (folder / "serve.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve", "--config", str(config), "--single-process"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
     try:
         yield process
     finally:
