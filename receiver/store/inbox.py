@@ -136,6 +136,9 @@ INSERT_EVENTS = """
     ON CONFLICT(id) DO NOTHING
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+MAX_BATCH = 1000
+"""The most events a group-commit writer stores in one statement: a whole page of catch-up (1 000 events) commits as
+one, which costs SQLite about a sixth less per event than two halves (its random-keyed indexes touch fewer pages)."""
 
 # Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
 # or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
@@ -191,7 +194,7 @@ class InboxWriter(CommitRecord):
         loop: asyncio.AbstractEventLoop,
         *,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-        max_batch: int = 512,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
         self._files = OpenFiles(Path(path))

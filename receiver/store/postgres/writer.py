@@ -22,6 +22,7 @@ import psycopg
 from receiver.store.errors import EventRefused, StoreError
 from receiver.store.inbox import (
     INSERT_COLUMNS,
+    MAX_BATCH,
     CommitRecord,
     EventJob,
     Outcome,
@@ -41,7 +42,6 @@ from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 512
 INSERT_ROWS = "INSERT INTO inbox ({columns}, status) VALUES {rows} ON CONFLICT (id) DO NOTHING RETURNING id"
 PROBE = """
     INSERT INTO receiver_state (key, value, updated_at) VALUES ('inbox.writer.probe', :stamp, :stamp)
