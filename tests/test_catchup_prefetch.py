@@ -1,11 +1,14 @@
 """Catch-up fetches the next page while it stores the last one: when a page fails to store, the page fetched ahead
 is dropped (none of its events stored, the cursor before both), and the next run stores both, in the pull API's order,
-each event once."""
+each event once. A page goes to the inbox writer at once and commits as one, whatever is queued before it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
+from receiver.store.inbox import InboxWriter
 from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
 from receiver.sync.catchup import CatchupService
 from tests.catchup_support import event, fresh_resource, rows
 from tests.support import wait_until
@@ -100,3 +105,34 @@ def test_a_page_that_fails_to_store_drops_the_page_fetched_ahead_and_the_next_ru
     assert stored_in_order(setup.store) == ids
     assert cursor(setup.store) == ids[-1]
     assert {row["channel"] for row in rows(setup.store, "SELECT channel FROM inbox")} == {"catchup"}
+
+
+def test_a_page_queued_behind_pushes_commits_whole_in_one_batch(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    migrate(path)
+
+    def new(count: int) -> list[NewEvent]:
+        return [NewEvent(str(uuid.uuid4()), "no.altinn.correspondence.correspondencepublished", "https://x", "",
+                         "urn:altinn:resource:r", str(uuid.uuid4()), "", "{}") for _ in range(count)]  # fmt: skip
+
+    pages = [new(1000) for _ in range(3)]
+
+    async def main() -> list[bool]:
+        writer = InboxWriter(path, asyncio.get_running_loop())
+        try:
+            # While another connection holds the write lock, pushes and then the pages queue up behind each other.
+            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+                locker.execute("BEGIN IMMEDIATE")
+                futures = [writer.insert_event(push, "push") for push in new(10)]
+                for page in pages:
+                    futures += writer.insert_events(page, "catchup")
+                locker.execute("ROLLBACK")
+            return list(await asyncio.gather(*futures))
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    assert asyncio.run(main()) == [True] * 3010
+    # Each commit stamps its rows' `received_at`: every page has one stamp.
+    for page in pages:
+        ids = ", ".join(f"'{event.id}'" for event in page)
+        assert len(rows(path, f"SELECT DISTINCT received_at FROM inbox WHERE id IN ({ids})")) == 1

@@ -47,7 +47,7 @@ async def catch_up_now(config: Config, progress: Callable[[RunResult], None]) ->
         writer = await backend.writer()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
-            return list(await asyncio.gather(*(writer.insert_event(e, "catchup") for e in events)))
+            return list(await asyncio.gather(*writer.insert_events(events, "catchup")))
 
         try:
             return await run_all(config, conn, clients, insert, on_page=progress)

@@ -458,7 +458,7 @@ class CatchupService:
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             traceparent = tracing.traceparent()  # the page's span
-            added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup", traceparent) for e in events))
+            added = await asyncio.gather(*runtime.writer.insert_events(events, "catchup", traceparent))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
             if any(added):
                 runtime.notify_new_events()

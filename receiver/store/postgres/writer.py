@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
@@ -86,6 +86,12 @@ class PostgresWriter(CommitRecord):
 
     def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
         return self._submit(event_job(event, channel, traceparent))
+
+    def insert_events(
+        self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
+    ) -> list[asyncio.Future[bool]]:
+        # Queued in one step of the event loop: the writer's task takes them into one batch.
+        return [self.insert_event(event, channel, traceparent) for event in events]
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         statement = validation_job(event_id, subscription_id, source)
