@@ -240,7 +240,7 @@ class SimulatorProcess(SimulatorAdmin):
 @contextmanager
 def serving(config: Path, folder: Path, *flags: str, log: str = "serve.log") -> Iterator[subprocess.Popen[bytes]]:
     """`altinn-receiver serve --config config [flags]` in a subprocess, its output in `folder`/`log`; stopped on
-    exit."""
+    exit. Without `--single-process` it is a parent with two children, which `cpu_seconds` and `rss_mb` include."""
     with (folder / log).open("wb") as output:
         command = [sys.executable, "-m", "receiver", "serve", "--config", str(config), *flags]
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)

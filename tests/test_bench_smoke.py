@@ -105,6 +105,17 @@ def test_pipeline_drains_a_backlog_through_fetch_and_store(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_wakeup_measures_push_to_done_in_one_and_in_two_processes_on_both_stores(tmp_path: Path) -> None:
+    output = run_bench("wakeup.py", "--events", "10", "--gap", "0.01", tmp_path=tmp_path)
+    runs = output["runs"]
+    assert [(run["mode"][:3], run["store"]) for run in runs] == [
+        ("one", "sqlite"), ("one", "postgresql"), ("two", "sqlite"), ("two", "postgresql")
+    ], output  # fmt: skip
+    for run in runs:
+        assert_positive(run, "p50_ms", "p99_ms", "max_ms")
+
+
+@pytest.mark.slow
 def test_contention_measures_the_webhook_idle_while_a_backlog_drains_in_each_mode_and_beside_a_hot_one(
     tmp_path: Path,
 ) -> None:

@@ -106,6 +106,10 @@ def serve_command(config_path: str | None, role: str, port: int | None, single_p
     Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
     GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
 
+    By default the webhook and the worker (handlers, subscriptions, catch-up, retention) run as two processes under
+    this one, which passes signals on, relays their log lines and exits as one service; /readyz and /metrics on the
+    port include the worker's. A child that dies takes the service down (exit 1); the children never outlive it.
+
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
     (up to [receiver] shutdown_timeout), then exits 0 (130 after Ctrl-C). It exits 2 with one line when the config,
     a handler's options or the Maskinporten key are unusable, 1 when the store or the port cannot be had (a store that
@@ -131,7 +135,9 @@ def serve_command(config_path: str | None, role: str, port: int | None, single_p
 
 def worker_services(prepared: Prepared) -> ServicesSpec:
     """What a process with the worker role runs besides /healthz, /readyz and /metrics: `serve --role worker`, the
-    worker process of `serve`, and `serve --single-process`. What else is to run "with the worker role" starts here."""
+    worker process of `serve` (`worker` in `run_as_two_processes`), and `serve --single-process`; all three start it
+    through `serve_on`. Whatever else runs "with the worker role" (the operator console's listener) starts with it
+    there, in those processes only."""
     return lambda runtime: build_services(runtime, prepared.pipelines)
 
 
@@ -168,9 +174,12 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
 
     def worker() -> None:
         start_logging(config)
+        # Its one client is the webhook child, whose access log already has a line for each request it passes on.
+        logging.getLogger("receiver.access").setLevel(logging.WARNING)
         serve_on(inner, config, services, events=False)
 
-    sys.exit(run_children({"webhook": webhook, "worker": worker}, inherited=(service, inner)))
+    children = {"webhook": webhook, "worker": worker}
+    sys.exit(run_children(children, inherited=(service, inner), about={"worker_url": worker_url}))
 
 
 def start_logging(config: Config) -> None:

@@ -60,9 +60,12 @@ class Child:
     """Its last log line while incomplete."""
 
 
-def run_children(children: dict[str, Callable[[], None]], inherited: Sequence[socket.socket]) -> int:
+def run_children(
+    children: dict[str, Callable[[], None]], inherited: Sequence[socket.socket], about: dict[str, object]
+) -> int:
     """Fork one child per entry of `children` (name: what it runs), then supervise them; the service's exit status.
-    `inherited`: the sockets the children serve on, closed in the parent once they are forked."""
+    `inherited`: the sockets the children serve on, closed in the parent once they are forked. `about`: fields of
+    the line that names the children."""
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
@@ -79,7 +82,7 @@ def run_children(children: dict[str, Callable[[], None]], inherited: Sequence[so
         forked.append(Child(name, pid, read))
     for sock in inherited:
         sock.close()
-    return Supervisor(forked).run()
+    return Supervisor(forked).run(about)
 
 
 def _become_child(parent: int, logs: int, others: list[int]) -> None:
@@ -127,7 +130,7 @@ class Supervisor:
         self.failed = False
         self.selector = selectors.DefaultSelector()
 
-    def run(self) -> int:
+    def run(self, about: dict[str, object]) -> int:
         wake_read, wake_write = socket.socketpair()
         for end in (wake_read, wake_write):
             end.setblocking(False)
@@ -135,7 +138,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGCHLD, lambda sig, frame: None)  # only to wake the selector
-        log.info("serving as two processes", extra={f"{child.name}_pid": child.pid for child in self.children})
+        pids = {f"{child.name}_pid": child.pid for child in self.children}
+        log.info("serving as two processes", extra={**pids, **about})
         self.selector.register(wake_read, selectors.EVENT_READ)
         for child in self.children:
             os.set_blocking(child.logs, False)
