@@ -145,10 +145,14 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """200 when a push would be stored now (store writable, not draining): the last commit says so when it wrote
-    recently, else a probe write does. Services are reported, never decisive."""
+    recently, else a probe write does. Services are reported, never decisive. In the webhook process of `serve`, also
+    only when the worker process is ready (asked meanwhile), and its services are the worker's."""
     runtime = runtime_of(request)
+    peer: WorkerPeer | None = request.app.state.worker
+    # Draining answers 503 anyway, and at once: neither a probe write nor the worker is waited for.
+    asking = asyncio.ensure_future(peer.readiness()) if peer is not None and not runtime.draining else None
     store = runtime.writer.broken or runtime.writer.last_error or "writable"
-    if not runtime.draining:  # draining answers 503 anyway, and at once
+    if not runtime.draining:
         try:
             await asyncio.wait_for(runtime.writer.ready(READY_FRESH_SECONDS), timeout=READY_PROBE_TIMEOUT)
             store = "writable"
@@ -158,9 +162,8 @@ async def readyz(request: Request) -> Response:
             store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
     ready = store == "writable" and not runtime.draining
     body = {"ready": ready, "store": store, "draining": runtime.draining, "services": runtime.service_status()}
-    peer: WorkerPeer | None = request.app.state.worker
-    if peer is not None:  # the webhook process of `serve`: ready when the worker process is too
-        worker_ready, worker = await peer.readiness()
+    if asking is not None:
+        worker_ready, worker = await asking
         body["services"] = worker.pop("services", {})
         body["worker"] = worker
         body["ready"] = ready = ready and worker_ready

@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.config import StoreConfig
+from receiver.observability.merge import merge_expositions
 from tests.dispatch_plugins import recorded
 from tests.ingest_support import CLI, ServeProcess, config_text, new_event, push, webhook
 from tests.store_backends import statuses
@@ -110,9 +112,9 @@ def test_the_webhook_role_stores_and_the_worker_role_processes_what_it_stored(
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_serve_is_two_processes_that_answer_and_stop_as_one_service(
-    tmp_path: Path, sig: signal.Signals, status: int
+    tmp_path: Path, store_config: StoreConfig, sig: signal.Signals, status: int
 ) -> None:
-    store = StoreConfig(path=tmp_path / "receiver.db")
+    store = store_config
     serve = serving(tmp_path, "serve", store)
     event = new_event()
     with serve, httpx.Client(timeout=10) as client:
@@ -168,6 +170,8 @@ def test_a_parent_killed_takes_its_children_along_and_the_port_is_free_for_the_r
             assert push(client, webhook(again.url), event).status_code == 200
             wait_until(lambda: settled(store, [event]), message="the new service to run the event")
             assert not [pid for pid in pids.values() if alive(pid)]
+            assert again.process is not None and again.process.poll() is None
+            assert [run["pid"] for run in recorded(tmp_path / "runs.jsonl")] == [children(again)["worker"]]
 
 
 def test_single_process_serves_and_works_in_one_process(tmp_path: Path) -> None:
@@ -221,3 +225,58 @@ def test_log_lines_of_both_processes_stay_whole_in_a_pipe(tmp_path: Path) -> Non
     shouts = [line for line in lines if line["msg"] == "shouting"]
     assert sorted(len(line["text"]) for line in shouts) == [200_000 - 200_000 % 36] * len(events)
     assert len([line for line in lines if line["msg"].startswith("POST /events 200")]) == len(events)
+
+
+WEBHOOK_EXPOSITION = """# HELP altinn_receiver_events_received_total Events newly added to the inbox.
+# TYPE altinn_receiver_events_received_total counter
+altinn_receiver_events_received_total{channel="push"} 5.0
+altinn_receiver_events_received_total{channel="catchup"} 0.0
+# HELP altinn_receiver_inbox_events Events in the inbox by status.
+# TYPE altinn_receiver_inbox_events gauge
+altinn_receiver_inbox_events{status="pending"} 2.0
+# HELP altinn_receiver_ack_seconds Time to acknowledge.
+# TYPE altinn_receiver_ack_seconds histogram
+altinn_receiver_ack_seconds_bucket{le="0.01"} 4.0
+altinn_receiver_ack_seconds_bucket{le="+Inf"} 5.0
+altinn_receiver_ack_seconds_count 5.0
+altinn_receiver_ack_seconds_sum 0.03
+"""
+WORKER_EXPOSITION = """# HELP altinn_receiver_events_received_total Events newly added to the inbox.
+# TYPE altinn_receiver_events_received_total counter
+altinn_receiver_events_received_total{channel="push"} 0.0
+altinn_receiver_events_received_total{channel="catchup"} 7.0
+# HELP altinn_receiver_inbox_events Events in the inbox by status.
+# TYPE altinn_receiver_inbox_events gauge
+altinn_receiver_inbox_events{status="pending"} 2.0
+altinn_receiver_inbox_events{status="dead"} 1.0
+# HELP altinn_receiver_ack_seconds Time to acknowledge.
+# TYPE altinn_receiver_ack_seconds histogram
+altinn_receiver_ack_seconds_bucket{le="0.01"} 0.0
+altinn_receiver_ack_seconds_bucket{le="+Inf"} 0.0
+altinn_receiver_ack_seconds_count 0.0
+altinn_receiver_ack_seconds_sum 0.0
+# HELP altinn_receiver_dispatch_running Runs now.
+# TYPE altinn_receiver_dispatch_running gauge
+altinn_receiver_dispatch_running 3.0
+"""
+
+
+def test_the_two_expositions_merge_into_one_that_counts_both_and_keeps_each_gauge_once() -> None:
+    merged = merge_expositions(WEBHOOK_EXPOSITION, WORKER_EXPOSITION).decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(merged)
+        for sample in family.samples
+    }
+    assert samples == {
+        ("altinn_receiver_events_received_total", (("channel", "push"),)): 5.0,
+        ("altinn_receiver_events_received_total", (("channel", "catchup"),)): 7.0,
+        ("altinn_receiver_inbox_events", (("status", "pending"),)): 2.0,  # the store's, once
+        ("altinn_receiver_inbox_events", (("status", "dead"),)): 1.0,
+        ("altinn_receiver_ack_seconds_bucket", (("le", "0.01"),)): 4.0,
+        ("altinn_receiver_ack_seconds_bucket", (("le", "+Inf"),)): 5.0,
+        ("altinn_receiver_ack_seconds_count", ()): 5.0,
+        ("altinn_receiver_ack_seconds_sum", ()): 0.03,
+        ("altinn_receiver_dispatch_running", ()): 3.0,
+    }
+    assert merged.count("# TYPE altinn_receiver_inbox_events gauge") == 1

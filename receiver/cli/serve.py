@@ -41,7 +41,8 @@ class DrainingServer(uvicorn.Server):
     first signal only marks the runtime as draining (new pushes and /readyz answer 503 + Retry-After); the main loop
     then runs the drain (commits in flight, services stop, up to `shutdown_timeout`) and only after it lets uvicorn
     shut down, so the process exits 0 after SIGTERM and 130 after Ctrl-C (`interrupted`), as every command does. A
-    second SIGINT forces the exit.
+    second SIGINT forces the exit; a second SIGTERM changes nothing (serve's children can get one SIGTERM from their
+    parent and one from a supervisor that signals every process of the service, as systemd does).
 
     The whole exit stays within `shutdown_timeout`: a request still arriving when it runs out is cut off (the
     connections' read deadline is brought forward to it), so uvicorn's own graceful wait that follows is only for
@@ -57,8 +58,8 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_requested:
-            self.should_exit = True
-            self.force_exit = sig == signal.SIGINT
+            if sig == signal.SIGINT:
+                self.should_exit = self.force_exit = True
             return
         self.drain_requested = True
         self.interrupted = sig == signal.SIGINT
@@ -148,7 +149,7 @@ def run(config: Config, services: ServicesSpec | None = None, *, events: bool = 
     `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone); `events`
     says whether it takes pushes (the worker role does not).
     """
-    start_logging(config)
+    set_up_process(config)
     config = checked(config)
     serve_on(listen(config.receiver.host, config.receiver.port), config, services, events=events)
 
@@ -169,11 +170,11 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     worker_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
 
     def webhook() -> None:
-        start_logging(config)
+        set_up_process(config)
         serve_on(service, config, services=[], worker_url=worker_url)
 
     def worker() -> None:
-        start_logging(config)
+        set_up_process(config)
         # Its one client is the webhook child, whose access log already has a line for each request it passes on.
         logging.getLogger("receiver.access").setLevel(logging.WARNING)
         serve_on(inner, config, services, events=False)
@@ -182,7 +183,7 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     sys.exit(run_children(children, inherited=(service, inner), about={"worker_url": worker_url}))
 
 
-def start_logging(config: Config) -> None:
+def set_up_process(config: Config) -> None:
     """What every serving process sets up first: its log lines, its signals and its switch interval."""
     # Log lines are written in the background, at most 0.1 s late: one write per line cost as much as the push.
     setup_logging(config.log.level, BufferedLineHandler(sys.stdout))

@@ -52,15 +52,16 @@ class InboxWatch:
         await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:
+        said = ""  # what the last failure said: each new reason is logged once, not every RETRY_INTERVAL
         while not self._stopping.is_set():
             try:
                 self._watch()
             except (sqlite3.Error, StoreError) as exc:
-                log.warning(
-                    "cannot watch the store for new events; polling meanwhile",
-                    extra={"store": str(self.path), "error": db.describe(exc) if isinstance(exc, sqlite3.Error)
-                           else str(exc)},
-                )  # fmt: skip
+                reason = db.describe(exc) if isinstance(exc, sqlite3.Error) else str(exc)
+                if reason != said:
+                    log.warning("cannot watch the store for new events; polling meanwhile",
+                                extra={"store": str(self.path), "error": reason})  # fmt: skip
+                    said = reason
                 self._stopping.wait(RETRY_INTERVAL)
             except RuntimeError:  # the event loop is closed: nothing is left to wake
                 return
