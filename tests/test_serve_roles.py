@@ -18,9 +18,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.config import StoreConfig
+from altinn_sim import SimSettings, running_simulator
+from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.observability.merge import merge_expositions
+from receiver.onboarding.demo import SCOPES, ReceiverSetup, register_identity
 from tests.dispatch_plugins import recorded
+from tests.dispatch_support import RESOURCE, SENDER_ORG
 from tests.ingest_support import CLI, ServeProcess, config_text, new_event, push, webhook
 from tests.store_backends import statuses
 from tests.support import wait_until
@@ -280,3 +283,27 @@ def test_the_two_expositions_merge_into_one_that_counts_both_and_keeps_each_gaug
         ("altinn_receiver_dispatch_running", ()): 3.0,
     }
     assert merged.count("# TYPE altinn_receiver_inbox_events gauge") == 1
+
+
+def test_altinn_validates_a_subscription_serve_registers_at_start_without_a_retry(tmp_path: Path) -> None:
+    """The worker process may register the subscription before the webhook process serves: Altinn's validation push
+    must wait for it (the port listens before either starts), not be refused and retried seconds later (time_scale
+    1: the simulator's first retry of a validation push comes after a second or more)."""
+    with running_simulator(SimSettings(seed_correspondences=0)) as sim:
+        sim.set_resource_owner(RESOURCE, SENDER_ORG)
+        identity = register_identity(sim, tmp_path, org=SENDER_ORG, scopes=SCOPES)
+        setup = ReceiverSetup(sim.url, identity, tmp_path / "receiver.db", [SubscriptionConfig(RESOURCE)])
+        serve = ServeProcess(tmp_path)
+        setup.write(serve.config)
+        serve.port = setup.port
+        with serve:
+            wait_until(lambda: subscription_state(serve) == "validated", timeout=10,
+                       message="Altinn to validate the subscription at its first push")  # fmt: skip
+
+
+def subscription_state(serve: ServeProcess) -> str:
+    try:
+        body = httpx.get(f"{serve.url}/readyz", timeout=5).json()
+    except httpx.HTTPError:
+        return ""
+    return str(body.get("services", {}).get("subscriptions", {}).get("state", ""))

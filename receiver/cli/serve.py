@@ -168,6 +168,11 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     service = listen(config.receiver.host, config.receiver.port)
     inner = listen("127.0.0.1", 0)
     worker_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
+    # Listening before the children start: a connection that comes before its child serves waits in the backlog
+    # instead of being refused. Altinn validates a subscription by pushing to the webhook as soon as the worker has
+    # registered it, which may be before the webhook child is up. (uvicorn sets its own backlog when it starts.)
+    service.listen()
+    inner.listen()
 
     def webhook() -> None:
         set_up_process(config)
