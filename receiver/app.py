@@ -33,6 +33,7 @@ from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.store.inbox import count_by_status
 from receiver.sync.catchup import CatchupService
+from receiver.sync.lease import SyncLease
 from receiver.sync.subscriptions import SubscriptionService
 from receiver.web.connections import ConnectionGuard, GuardedHttpProtocol
 from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
@@ -73,13 +74,21 @@ def prepare(config: Config) -> Prepared:
 
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
-    """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions,
-    catch-up and retention. This is what a worker runs (`serve --role worker`, the worker process of `serve`, and
-    `serve --single-process`); the webhook role runs none. `pipelines`: already loaded from the same config (the serve
-    command checks them before starting), else loaded here."""
+    """The background services, in the order they start (they stop in reverse): the dispatcher, the sync lease,
+    subscriptions and catch-up (which run only while this process holds the lease), and retention. This is what a
+    worker runs (`serve --role worker`, the worker process of `serve`, and `serve --single-process`); the webhook role
+    runs none. `pipelines`: already loaded from the same config (the serve command checks them before starting), else
+    loaded here."""
     if pipelines is None:
         pipelines = load_pipelines(runtime.config)
-    return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService(), RetentionService()]
+    lease = SyncLease()
+    return [
+        Dispatcher(pipelines, runtime.config.dispatch),
+        lease,
+        SubscriptionService(lease=lease),
+        CatchupService(lease=lease),
+        RetentionService(),
+    ]
 
 
 class AccessLog:

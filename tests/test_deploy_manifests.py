@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from altinn_sim import SimSettings, running_simulator
 from receiver.app import create_app
@@ -24,17 +23,11 @@ from receiver.config import Config, parse_config
 from receiver.onboarding.demo import ReceiverServer
 from receiver.server_thread import free_port
 from receiver.store.state import list_subscriptions
+from tests.deploy_support import COMPOSE, DEPLOY, EXAMPLE_CONFIG, KUBERNETES, documents
 from tests.ops_support import OpsStore
 from tests.support import REPO, wait_until
 
-DEPLOY = REPO / "deploy"
-KUBERNETES = DEPLOY / "kubernetes"
-EXAMPLE_CONFIG = DEPLOY / "receiver.toml"
 ALTINN_PUSH_ADDRESSES = {"20.100.24.41/32", "20.100.46.139/32"}
-
-
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
 
 
 def manifests() -> dict[str, dict[str, Any]]:
@@ -51,7 +44,6 @@ K8S = manifests()
 DEPLOYMENT = K8S["Deployment/agency-system"]
 POD = DEPLOYMENT["spec"]["template"]["spec"]
 RECEIVER = next(c for c in POD["containers"] if c["name"] == "altinn-receiver")
-COMPOSE = documents(DEPLOY / "compose.yaml")[0]
 
 
 def dockerfile_stages() -> list[list[tuple[str, str]]]:
@@ -122,6 +114,7 @@ def test_every_yaml_file_parses_and_names_its_kind() -> None:
     }
     listed = documents(KUBERNETES / "kustomization.yaml")[0]["resources"]
     assert sorted(listed) == sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert documents(KUBERNETES.parent / "kustomization.yaml")[0]["resources"] == [KUBERNETES.name]
 
 
 def test_the_configmap_holds_the_example_config_verbatim() -> None:

@@ -39,6 +39,7 @@ STORE_LEVEL = (
     "altinn_receiver_last_push_age_seconds",
     "altinn_receiver_last_catchup_age_seconds",
     "altinn_receiver_subscription_validated",
+    "altinn_receiver_sync_lease_held",
 )
 # What Grafana puts in for its variables when it runs a query: any job, a rate window.
 DASHBOARD_VARIABLES = {"$__rate_interval": "5m", "$job": ".+"}
@@ -131,7 +132,7 @@ def test_the_prometheusrule_is_generated_from_the_rules_file_and_a_stale_one_is_
 
 def test_the_servicemonitor_scrapes_the_receivers_service_on_its_port() -> None:
     monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text())
-    service = yaml.safe_load((REPO / "deploy" / "kubernetes" / "service.yaml").read_text())
+    service = yaml.safe_load((REPO / "deploy" / "kubernetes" / "base" / "service.yaml").read_text())
     assert monitor["kind"] == "ServiceMonitor"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     [endpoint] = monitor["spec"]["endpoints"]

@@ -14,6 +14,7 @@ import pytest
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import ReceiverServer, ReceiverSetup, register_identity
+from receiver.store import leases
 from tests.ops_support import PUBLISHED, READ, OpsStore
 from tests.support import wait_until
 
@@ -61,6 +62,7 @@ def test_stats_counts_by_status_and_type_and_names_the_oldest_waiting_event(stor
     assert 3 * 3600 <= oldest["age_seconds"] < 3 * 3600 + 60
     assert stats["last_push"] == {"at": store.get("read1").received_at, "age_seconds": pytest.approx(0, abs=60)}
     assert stats["last_catchup"] == {"at": None, "age_seconds": None}
+    assert stats["sync_lease"] is None
     assert stats["subscriptions"] == []
 
 
@@ -74,7 +76,10 @@ def test_stats_for_people_reads_as_sentences_and_tables(store: OpsStore) -> None
     assert "events         2 (1 pending, 1 dead)" in lines
     assert any(line.startswith("oldest waiting ") and "pending" in line and "p1" in line for line in lines)
     assert "last catch-up  never" in lines
+    assert "sync lease     nobody yet" in lines
     assert any(line.startswith(PUBLISHED) for line in lines)
+    store.run(lambda db: leases.take(db, "sync", "gone:1", -1))  # its holder stopped renewing it
+    assert "sync lease     nobody: gone:1's lease ran out at " in store.cli("stats").stdout
 
 
 def test_stats_without_a_store_says_where_it_looked(tmp_path: Path) -> None:

@@ -299,7 +299,9 @@ def test_a_lost_connection_fails_only_the_pushes_of_its_commit_and_the_next_one_
         assert push(client, webhook(server.url), new_event()).status_code == 200
         with psycopg.connect(pg.url, autocommit=True) as admin:  # the writer's connection holds the serving lock
             [(killed,)] = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND objid = hashtext(current_schema())::oid",  # this store's: other tests serve theirs meanwhile
                 (SERVING,),
             ).fetchall()
         assert killed

@@ -8,14 +8,16 @@ import click
 
 from receiver.cli.common import config_option, echo_json, echo_table, json_option, load, with_store
 from receiver.durations import format_duration
+from receiver.store import leases
 from receiver.store.backends import open_backend
 from receiver.store.inbox import count_by_status
 from receiver.store.interface import Database
 from receiver.store.operations import WAITING, count_by_type, last_push_at, oldest_event
 from receiver.store.schema import INBOX_STATUSES
 from receiver.store.state import LAST_CATCHUP_AT, get_fact, list_subscriptions
+from receiver.sync.lease import NAME as SYNC_LEASE
 from receiver.text import printable
-from receiver.timeutil import age_seconds, now
+from receiver.timeutil import age_seconds, now, to_iso
 
 SUBSCRIPTION_COLUMNS = ["altinn_id", "resource", "subject", "type", "state", "validated_at"]
 
@@ -48,6 +50,7 @@ async def gather(conn: Database) -> dict[str, Any]:
         },
         "last_push": _moment(await last_push_at(conn)),
         "last_catchup": _moment(await get_fact(conn, LAST_CATCHUP_AT)),
+        "sync_lease": _lease(await leases.current(conn, SYNC_LEASE)),
         "subscriptions": [
             {
                 "altinn_id": sub.altinn_id,
@@ -62,6 +65,22 @@ async def gather(conn: Database) -> dict[str, Any]:
             for sub in await list_subscriptions(conn)
         ],
     }
+
+
+def _lease(lease: leases.Lease | None) -> dict[str, Any] | None:
+    """Who reconciles subscriptions and catches up (the holder of the sync lease), and whether its lease still
+    lasts; None before any process has taken it."""
+    if lease is None:
+        return None
+    return {**lease.to_json(), "expired": lease.expires_at <= to_iso(now())}
+
+
+def _holder(lease: dict[str, Any] | None) -> str:
+    if lease is None:
+        return "nobody yet"
+    if lease["expired"]:
+        return f"nobody: {printable(lease['holder'])}'s lease ran out at {lease['expires_at']}"
+    return f"{printable(lease['holder'])} since {lease['since']} (renewed until {lease['expires_at']})"
 
 
 def _when(moment: dict[str, Any]) -> str:
@@ -84,6 +103,7 @@ def show(stats: dict[str, Any], store: str) -> None:
         click.echo(f"oldest waiting {age} ago, {oldest['status']}: {what}")
     click.echo(f"last push      {_when(stats['last_push'])}")
     click.echo(f"last catch-up  {_when(stats['last_catchup'])}")
+    click.echo(f"sync lease     {_holder(stats['sync_lease'])}")
     subscriptions = stats["subscriptions"]
     click.echo()
     if subscriptions:

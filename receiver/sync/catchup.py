@@ -43,6 +43,7 @@ from receiver.store.errors import StoreError
 from receiver.store.inbox import insert_refused
 from receiver.store.interface import Database
 from receiver.store.records import NewEvent, RefusedEvent
+from receiver.sync.lease import SyncLease, first_turn, held
 from receiver.text import escape_unstorable, unstorable
 from receiver.timeutil import now, now_iso, parse_event_time, to_iso
 from receiver.web.cloudevent import InvalidEvent, compact_json, to_new_event
@@ -414,9 +415,13 @@ class CatchupService:
 
     name = "catchup"
 
-    def __init__(self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, *, pull_lag: float = PULL_LAG, page_size: int = PAGE_SIZE, lease: SyncLease | None = None
+    ) -> None:
+        """`lease`: run only while this process holds it (shared with `SubscriptionService`); None runs always."""
         self.pull_lag = pull_lag
         self.page_size = page_size
+        self._lease = lease
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
         self._state = "starting"
@@ -432,15 +437,19 @@ class CatchupService:
         if not config.catchup.enabled or not config.subscriptions:
             self._state = "disabled" if not config.catchup.enabled else "none configured"
             return
-        self._task = asyncio.create_task(self._run(runtime, runtime.require_altinn()), name="catchup")
-        await self._first.wait()
+        clients = runtime.require_altinn()
+        metrics = CatchupMetrics(runtime.metrics.registry, config.subscriptions)
+        work = held(self._lease, lambda: self._run(runtime, clients, metrics))
+        self._task = asyncio.create_task(work, name="catchup")
+        await first_turn(self._lease, self._first)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
+        standby = self._task is not None and self._lease is not None and self._lease.standby()
         body: dict[str, Any] = {
-            "state": self._state,
+            "state": "standby" if standby else self._state,
             "runs": self._runs,
             "enqueued": self._enqueued,
             "duplicates": self._duplicates,
@@ -452,8 +461,7 @@ class CatchupService:
             body["error"] = self._store_error
         return body
 
-    async def _run(self, runtime: Runtime, clients: AltinnClients) -> None:
-        metrics = CatchupMetrics(runtime.metrics.registry, runtime.config.subscriptions)
+    async def _run(self, runtime: Runtime, clients: AltinnClients, metrics: CatchupMetrics) -> None:
         progress = Progress()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
@@ -491,6 +499,7 @@ class CatchupService:
                 await asyncio.sleep(runtime.config.catchup.interval)
         finally:
             self._first.set()
+            metrics.lag.behind = dict.fromkeys(metrics.lag.behind)  # the next holder of the sync lease reports it
 
     def _finished(self, results: list[RunResult], metrics: CatchupMetrics) -> None:
         for result in results:

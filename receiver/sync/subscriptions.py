@@ -38,6 +38,7 @@ from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
 from receiver.store.interface import Database
+from receiver.sync.lease import SyncLease, first_turn, held
 from receiver.timeutil import now, parse_iso, to_iso
 
 if TYPE_CHECKING:
@@ -362,8 +363,11 @@ class SubscriptionService:
         cache_lifetime: float = CACHE_LIFETIME,
         poll_initial: float = 1.0,
         poll_cap: float = 60.0,
+        lease: SyncLease | None = None,
     ) -> None:
+        """`lease`: reconcile only while this process holds it (shared with `CatchupService`); None: always."""
         self.cache_lifetime = cache_lifetime
+        self._lease = lease
         self.poll_initial = poll_initial
         self.poll_cap = poll_cap
         self.reconciled = asyncio.Event()
@@ -386,15 +390,18 @@ class SubscriptionService:
             ["resource", "subject", "type"],
             registry=runtime.metrics.registry,
         )
-        self._task = asyncio.create_task(self._run(runtime.config, runtime.store), name="subscriptions")
-        await self.reconciled.wait()
+        lease = self._lease if self._clients is not None else None  # with nothing to reconcile, nothing to hold
+        work = held(lease, lambda: self._run(runtime.config, runtime.store))
+        self._task = asyncio.create_task(work, name="subscriptions")
+        await first_turn(lease, self.reconciled)
 
     async def stop(self, deadline: float) -> None:
         await stop_task(self._task, deadline)
 
     def status(self) -> dict[str, Any]:
+        standby = self._clients is not None and self._lease is not None and self._lease.standby()
         body: dict[str, Any] = {
-            "state": self._state,
+            "state": "standby" if standby else self._state,
             "subscriptions": [v.to_json() for v in self._views if v.role in ("current", "missing", "superseded")],
         }
         if self._error:
@@ -413,19 +420,23 @@ class SubscriptionService:
             return
         manager = SubscriptionManager(config, conn, self._clients, cache_lifetime=self.cache_lifetime)
         first, failures = True, 0
-        while True:
-            try:
-                await self._round(manager, everything=first)
-                first, failures, self._error = False, 0, ""
-                wait = self._next_round()
-            except (AltinnError, StoreError) as exc:
-                failures += 1
-                self._error = redact(str(exc))
-                log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
-                wait = min(self.poll_initial * 2**failures, self._interval)
-            finally:
-                self.reconciled.set()
-            await asyncio.sleep(wait)
+        try:
+            while True:
+                try:
+                    await self._round(manager, everything=first)
+                    first, failures, self._error = False, 0, ""
+                    wait = self._next_round()
+                except (AltinnError, StoreError) as exc:
+                    failures += 1
+                    self._error = redact(str(exc))
+                    log.warning("reconciling subscriptions failed; trying again", extra={"error": self._error})
+                    wait = min(self.poll_initial * 2**failures, self._interval)
+                finally:
+                    self.reconciled.set()
+                await asyncio.sleep(wait)
+        finally:
+            if self._gauge is not None:  # the holder of the sync lease reports it; a process that lost it, nothing
+                self._gauge.clear()
 
     async def _round(self, manager: SubscriptionManager, *, everything: bool) -> None:
         views = await manager.survey()

@@ -21,6 +21,7 @@ from receiver.store.migrations import (
     m0004_retention,
     m0005_trace_context,
     m0006_attempts,
+    m0007_runner_leases,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -35,6 +36,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0004_retention,
         m0005_trace_context,
         m0006_attempts,
+        m0007_runner_leases,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
