@@ -1,0 +1,74 @@
+"""The console's tests: `altinn-receiver serve` with a `[console]` section (its port 0, found in /readyz), a client
+signed in to it, and what the tests read from its pages (row ids, the CSRF token)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from receiver.config import StoreConfig
+from tests.ingest_support import ServeProcess, config_text
+from tests.pipeline_support import table
+from tests.support import write_config
+
+TOKEN = "console-token-for-the-tests-0123456789abcdef"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class ConsoleServe(ServeProcess):
+    """`serve` with the console on a port the OS picks, its token from the environment (`${CONSOLE_TOKEN}`),
+    catch-up off; `console` adds `[console]` keys, `extra` more config (pipelines, dispatch)."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        store: StoreConfig | None = None,
+        *,
+        console: dict[str, Any] | None = None,
+        extra: str = "",
+        **receiver: Any,
+    ) -> None:
+        super().__init__(tmp_path, env={"CONSOLE_TOKEN": TOKEN})
+        self.store_config = store or StoreConfig(path=self.store)
+        settings = {"port": 0, "token": "${CONSOLE_TOKEN}", **(console or {})}
+        text = config_text(self.store_config, self.port, **receiver)
+        text += "\n" + "\n".join([*table("console", settings), *table("catchup", {"enabled": False})]) + extra
+        write_config(self.config, text)
+        self.console_url = ""
+
+    def start(self) -> ConsoleServe:
+        super().start()
+        self.console_url = httpx.get(f"{self.url}/readyz", timeout=10).json()["console"]
+        return self
+
+    def __enter__(self) -> ConsoleServe:
+        return self.start()
+
+    def client(self, **options: Any) -> httpx.Client:
+        """A client of the console, not signed in."""
+        return httpx.Client(base_url=self.console_url, **{"timeout": 10, **options})
+
+    @contextmanager
+    def signed_in(self) -> Iterator[httpx.Client]:
+        """A client of the console that signed in on /login and holds the session cookie."""
+        with self.client() as client:
+            answer = client.post("/login", data={"token": TOKEN, "next": "/events"})
+            assert answer.status_code == 303, answer.text
+            yield client
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token in a page's forms."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def row_ids(html: str) -> list[str]:
+    """The ids of the event rows on a page, top to bottom."""
+    return re.findall(r'<tr data-id="([^"]+)"', html)
