@@ -27,10 +27,9 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServe]:
 
 @pytest.fixture(scope="module")
 def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServe]:
-    """A read-only console whose sessions last two seconds."""
-    with ConsoleServe(
-        tmp_path_factory.mktemp("read-only"), console={"read_only": True, "session_lifetime": "2s"}
-    ) as server:
+    """A read-only console on every address (not loopback alone), whose sessions last two seconds."""
+    settings = {"read_only": True, "session_lifetime": "2s", "host": "0.0.0.0"}
+    with ConsoleServe(tmp_path_factory.mktemp("read-only"), console=settings) as server:
         yield server
 
 
@@ -146,8 +145,15 @@ def test_a_read_only_console_offers_and_allows_no_change(read_only: ConsoleServe
             assert answer.status_code == 403 and "read-only" in answer.text, path  # refused before any CSRF check
 
 
-def test_a_session_expires_after_its_lifetime(read_only: ConsoleServe) -> None:
-    with read_only.signed_in() as client:
+def test_a_session_expires_after_its_lifetime_and_is_secure_off_loopback(read_only: ConsoleServe) -> None:
+    with read_only.client() as client:
+        answer = client.post("/login", data={"token": TOKEN})
+        assert answer.status_code == 303
+        flags = {flag.strip().lower() for flag in answer.headers["set-cookie"].split(";")[1:]}
+        assert {"secure", "httponly", "samesite=strict", "max-age=2"} <= flags
+        session = answer.cookies["console_session"]
+    # A browser sends a Secure cookie only over TLS; this client is told to send it over plain loopback HTTP.
+    with read_only.client(cookies={"console_session": session}) as client:
         assert client.get("/events").status_code == 200
         started = time.monotonic()
         wait_until(lambda: client.get("/events").status_code == 303, timeout=10, message="the session to expire")
