@@ -80,3 +80,13 @@ def moment(name: str, text: str) -> str | None:
 def reason_key(error: str) -> str:
     """The `reason` that names the group of events whose last error is `error`."""
     return hashlib.sha256(error.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def page_start(params: Mapping[str, str]) -> int | None:
+    """`before`: the position (`seq`) of the event a page starts after (None for the newest); 400 when not one."""
+    text = params.get("before", "")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise HTTPException(400, f"before must be the position of an event (a whole number); got {text!r}")
+    return int(text)

@@ -39,8 +39,7 @@ class ChangeFeed:
     async def start(self, after: str | None = None) -> None:
         """Begin after `after`, or after the newest change now in the store."""
         if after is None:
-            rows = await self.db.fetch("SELECT MAX(updated_at) AS newest FROM inbox")
-            after = str(rows[0]["newest"]) if rows and rows[0]["newest"] else ""
+            after = await newest_change(self.db)
         self.cursor = after
         self._printed = {}
         if after:
@@ -78,6 +77,12 @@ class ChangeFeed:
         floor = self._look_back_floor()
         self._printed = {key: stamp for key, stamp in self._printed.items() if stamp >= floor}
         return fresh
+
+
+async def newest_change(db: Database) -> str:
+    """When the inbox last changed: the newest `updated_at` ("" for an empty inbox)."""
+    rows = await db.fetch("SELECT MAX(updated_at) AS newest FROM inbox")
+    return str(rows[0]["newest"]) if rows and rows[0]["newest"] else ""
 
 
 async def select_events(db: Database, selection: EventFilter, *, last: int | None = None) -> list[InboxRecord]:

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.console.auth import require_change
-from receiver.console.filters import Filters, reason_key
+from receiver.console.filters import Filters, page_start, reason_key
 from receiver.console.render import render
 from receiver.console.state import console_runtime
 from receiver.store.inbox import EventFilter, list_events
@@ -40,12 +40,10 @@ async def _dead(db: Database, filters: Filters) -> tuple[EventFilter, list[tuple
 
 async def dead_page(request: Request) -> Response:
     filters = replace(Filters.read(request.query_params), status="")  # the status is dead
-    before = request.query_params.get("before", "")
-    if before and not before.isdigit():
-        raise HTTPException(400, f"before must be the position of an event (a whole number); got {before!r}")
+    before = page_start(request.query_params)
     runtime = console_runtime(request)
     selection, groups = await _dead(runtime.store, filters)
-    records = await list_events(runtime.store, selection, limit=PAGE_SIZE + 1, before=int(before) if before else None)
+    records = await list_events(runtime.store, selection, limit=PAGE_SIZE + 1, before=before)
     replayed = request.query_params.get("replayed", "")
     return render(
         request,
@@ -55,7 +53,7 @@ async def dead_page(request: Request) -> Response:
         groups=groups,
         total=await count_events(runtime.store, selection),
         events=records[:PAGE_SIZE],
-        first_page=not before,
+        first_page=before is None,
         older=filters.query(before=records[PAGE_SIZE - 1].seq) if len(records) > PAGE_SIZE else None,
         replayed=int(replayed) if replayed.isdigit() else None,
     )

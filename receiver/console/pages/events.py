@@ -16,13 +16,13 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from receiver.console.auth import require_change
-from receiver.console.filters import Filters
+from receiver.console.filters import Filters, page_start
 from receiver.console.render import fragment, render
 from receiver.console.state import console_runtime, console_state
 from receiver.store.attempts import Attempt, event_attempts
 from receiver.store.errors import StoreError
 from receiver.store.inbox import EventFilter, get_event, list_events
-from receiver.store.operations import ChangeFeed
+from receiver.store.operations import ChangeFeed, newest_change
 from receiver.store.records import InboxRecord
 from receiver.store.schema import INBOX_STATUSES
 from receiver.timeutil import parse_iso
@@ -45,10 +45,9 @@ async def events_page(request: Request) -> Response:
     if "text/event-stream" in request.headers.get("accept", ""):
         after = request.headers.get("last-event-id") or request.query_params.get("after", "")
         return await _stream(request, selection, after)
-    before = _page_start(request.query_params.get("before", ""))
+    before = page_start(request.query_params)
     runtime = console_runtime(request)
-    feed = ChangeFeed(runtime.store, selection)
-    await feed.start()  # before the listing: a change in between is sent again, never lost
+    cursor = await newest_change(runtime.store)  # before the listing: a change in between is sent again, never lost
     records = await list_events(runtime.store, selection, limit=PAGE_SIZE + 1, before=before)
     return render(
         request,
@@ -58,16 +57,8 @@ async def events_page(request: Request) -> Response:
         events=records[:PAGE_SIZE],
         first_page=before is None,
         older=filters.query(before=records[PAGE_SIZE - 1].seq) if len(records) > PAGE_SIZE else None,
-        stream=filters.query(after=feed.cursor or BEGINNING),
+        stream=filters.query(after=cursor or BEGINNING),
     )
-
-
-def _page_start(text: str) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit():
-        raise HTTPException(400, f"before must be the position of an event (a whole number); got {text!r}")
-    return int(text)
 
 
 async def _stream(request: Request, selection: EventFilter, after: str) -> Response:
