@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from handlers import BaseHandler, Context, Event, Permanent
 from receiver.config import StoreConfig
 from tests.ingest_support import ServeProcess, config_text
 from tests.pipeline_support import table
@@ -85,3 +87,17 @@ def attempt_rows(html: str) -> list[list[str]]:
     return [
         [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)] for row in rows
     ]
+
+
+class Refuse(BaseHandler):
+    """A plugin (`tests.console_support:Refuse`) that refuses every event for good, naming its correspondence: dead
+    letters of one cause whose errors differ by an id, as Altinn's 404 for a correspondence that is gone."""
+
+    name = "refuse"
+
+    @dataclass(frozen=True)
+    class Options:
+        reason: str = "is gone"
+
+    async def handle(self, event: Event, ctx: Context[Refuse.Options]) -> None:
+        raise Permanent(f"reading correspondence {event.resourceinstance}: {ctx.options.reason}")

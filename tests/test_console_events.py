@@ -194,3 +194,37 @@ def test_dead_events_replayed_from_the_console_reach_done(tmp_path: Path, store_
             assert (second[0], second[3], second[5], second[6], second[7]) == ("1", "to_case_system", "done", "", "")
             instance = next(e["resourceinstance"] for e in events if e["id"] == one)
             assert f'<a href="/correspondences/{instance}">' in shown
+
+
+def test_dead_letters_group_by_cause_whatever_ids_their_errors_name(tmp_path: Path, store_config: StoreConfig) -> None:
+    extra = pipelines_toml(
+        ([PUBLISHED], ["gone"]),
+        ([READ], ["denied"]),
+        dispatch=FAST,
+        handlers={
+            "gone": {"use": "tests.console_support:Refuse"},
+            "denied": {"use": "tests.console_support:Refuse", "reason": "HTTP 403 (100% refused_here)"},
+        },
+    )
+    with ConsoleServe(tmp_path, store_config, extra=extra) as server, server.client(headers=BEARER) as client:
+        gone = push_all(server, [new_event() for _ in range(3)])
+        denied = push_all(server, [new_event(type=READ) for _ in range(2)])
+        assert set(wait_settled(store_config, 5).values()) == {"dead"}
+
+        page = client.get("/dead").text
+        groups = re.findall(
+            r'<td class="num">(\d+)</td>\s*<td class="error"><a href="/dead\?reason=(\w+)">([^<]*)</a>', page
+        )
+        assert [(count, html.unescape(text)) for count, _, text in groups] == [
+            ("3", "gone: reading correspondence {id}: is gone"),
+            ("2", "denied: reading correspondence {id}: HTTP 403 (100% refused_here)"),
+        ]
+        (_, gone_key, _), (_, denied_key, _) = groups
+        assert sorted(row_ids(client.get(f"/dead?reason={gone_key}").text)) == sorted(gone)
+        assert sorted(row_ids(client.get(f"/dead?reason={denied_key}").text)) == sorted(denied)
+        assert row_ids(client.get(f"/dead?reason={denied_key}&type=*published").text) == []
+        assert row_ids(client.get("/dead?reason=0000000000000000").text) == []  # a group that is gone
+
+        token = csrf_token(page)
+        asked = client.post("/dead/replay", data={"csrf_token": token, "all": "1", "reason": denied_key})
+        assert "<h1>Replay 2 dead events?</h1>" in asked.text

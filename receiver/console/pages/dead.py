@@ -4,7 +4,8 @@ match the filters, after a confirmation that names the count (`events replay`'s 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,27 +16,62 @@ from receiver.console.auth import require_change
 from receiver.console.filters import Filters, page_start, reason_key
 from receiver.console.render import render
 from receiver.console.state import console_runtime
-from receiver.store.inbox import EventFilter, list_events
+from receiver.store.inbox import EventFilter, escape_like, list_events
 from receiver.store.interface import Database
 from receiver.store.operations import count_by_error, count_events
-from receiver.worker.replay import plan_replay, replay_in_batches
+from receiver.worker.replay import ReplayPlan, plan_replay, replay_in_batches
 
 log = logging.getLogger("receiver.console")
 
 PAGE_SIZE = 100
 SHOWN_IN_CONFIRMATION = 20
+ID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+"""A correspondence's, attachment's or event's id in an error: the part that differs between events of one cause."""
+ANY_ID = "{id}"
 
 
-async def _dead(db: Database, filters: Filters) -> tuple[EventFilter, list[tuple[str, str, int, str]]]:
-    """The dead events' selection (narrowed to the group `filters.reason` names, none when that group is gone) and
-    the groups under the other filters: (key, error, how many, newest)."""
+@dataclass(frozen=True)
+class Reason:
+    """Dead events whose last errors differ only in the ids they name (`reading correspondence {id}: HTTP 404`):
+    one cause, one group."""
+
+    text: str
+    """The last error with each id shown as `{id}`."""
+    count: int
+    newest: str
+    """When the newest of them arrived."""
+
+    @property
+    def key(self) -> str:
+        return reason_key(self.text)
+
+    @property
+    def like(self) -> str:
+        """The LIKE pattern the group's errors match (any text where the ids were)."""
+        return "%".join(escape_like(part) for part in self.text.split(ANY_ID))
+
+
+def reasons(errors: list[tuple[str, int, str]]) -> list[Reason]:
+    """`count_by_error`'s groups of one last error each, merged by cause, the largest first."""
+    merged: dict[str, Reason] = {}
+    for error, count, newest in errors:
+        text = ID.sub(ANY_ID, error)
+        known = merged.get(text)
+        if known is not None:
+            count, newest = known.count + count, max(known.newest, newest)
+        merged[text] = Reason(text, count, newest)
+    return sorted(merged.values(), key=lambda reason: (reason.count, reason.newest), reverse=True)
+
+
+async def _dead(db: Database, filters: Filters) -> tuple[EventFilter | None, list[Reason]]:
+    """The dead events' selection, narrowed to the group `filters.reason` names (None when that group is gone), and
+    the groups under the other filters."""
     selection = replace(filters.selection(), status="dead")
-    groups = [(reason_key(error), error, n, newest) for error, n, newest in await count_by_error(db, selection)]
-    if filters.reason:
-        chosen = [error for key, error, _, _ in groups if key == filters.reason]
-        # A group that is gone (replayed meanwhile) matches nothing: no error is NUL.
-        selection = replace(selection, last_error=chosen[0] if chosen else "\0")
-    return selection, groups
+    groups = reasons(await count_by_error(db, selection))
+    if not filters.reason:
+        return selection, groups
+    chosen = [reason for reason in groups if reason.key == filters.reason]
+    return (replace(selection, last_error_like=chosen[0].like) if chosen else None), groups
 
 
 async def dead_page(request: Request) -> Response:
@@ -43,7 +79,10 @@ async def dead_page(request: Request) -> Response:
     before = page_start(request.query_params)
     runtime = console_runtime(request)
     selection, groups = await _dead(runtime.store, filters)
-    records = await list_events(runtime.store, selection, limit=PAGE_SIZE + 1, before=before)
+    records, total = [], 0
+    if selection is not None:
+        records = await list_events(runtime.store, selection, limit=PAGE_SIZE + 1, before=before)
+        total = await count_events(runtime.store, selection)
     replayed = request.query_params.get("replayed", "")
     return render(
         request,
@@ -51,7 +90,7 @@ async def dead_page(request: Request) -> Response:
         filters=filters,
         statuses=(),
         groups=groups,
-        total=await count_events(runtime.store, selection),
+        total=total,
         events=records[:PAGE_SIZE],
         first_page=before is None,
         older=filters.query(before=records[PAGE_SIZE - 1].seq) if len(records) > PAGE_SIZE else None,
@@ -75,7 +114,7 @@ async def replay_dead(request: Request) -> Response:
         chosen = len(dict.fromkeys(ids))
     else:
         selection, _ = await _dead(runtime.store, filters)
-        plan = await plan_replay(runtime.store, (), selection)
+        plan = await plan_replay(runtime.store, (), selection) if selection is not None else ReplayPlan()
         targets = plan.events
         chosen = len(plan.events) + len(plan.busy) + len(plan.pruned) + len(plan.refused)
     if form.get("confirmed") != "1":
@@ -92,7 +131,7 @@ async def replay_dead(request: Request) -> Response:
     replayed = await replay_in_batches(runtime.store, [record.id for record in targets])
     if replayed:
         runtime.notify_new_events()
-    log.info("console: replayed dead events", extra={"replayed": replayed, "chosen": len(targets)})
+    log.info("console: replayed dead events", extra={"replayed": replayed, "selected": len(targets)})
     return RedirectResponse(f"/dead?{filters.query(replayed=replayed)}", status_code=303)
 
 
