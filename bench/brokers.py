@@ -154,7 +154,8 @@ def measure(
     say(f"{pipeline}: {total} events...")
     try:
         broker_before = broker_cpu_seconds(pipeline)
-        with serving(config, folder) as process:
+        # One process, as the numbers in bench/README.md were measured.
+        with serving(config, folder, "--single-process") as process:
             samples = drain(process, setup.store, total, args.sample_interval, say)
             metrics = httpx.get(f"http://127.0.0.1:{setup.port}/metrics", timeout=30).text
         broker_cpu = broker_cpu_seconds(pipeline) - broker_before

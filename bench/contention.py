@@ -1,21 +1,27 @@
-"""Benchmark the webhook while the dispatcher is busy: wrk's p50/p99 on `POST /events` with and without a backlog.
+"""Benchmark the webhook while the dispatcher is busy: wrk's p50/p99 on `POST /events` with and without a backlog,
+with `serve` as deployed (the webhook and the worker as two processes) and as one process, against bare Starlette.
 
-    .venv/bin/python bench/contention.py [--backlog 20000] [--hot 8000] [--seconds 10] [--warmup 2]
+    .venv/bin/python bench/contention.py [--backlog 10000] [--hot 8000] [--seconds 10] [--warmup 2]
                                          [--connections 32] [--json]
 
-Both runs use one `altinn-receiver serve` (the service-owner default pipelines) against the simulator in its own
-process, with 50 ms added to every Correspondence API call, as `bench/pipeline.py` sets them up:
+Every run but the first uses one `altinn-receiver serve` (the service-owner default pipelines) against the simulator
+in its own process, with 50 ms added to every Correspondence API call, as `bench/pipeline.py` sets them up:
 
-- **idle**: no backlog; the pushed events (attachment events with unique ids and instances, which the default
-  pipelines only `store`) are dispatched as they arrive;
+- **bare**: `bench/ingest.py`'s bare Starlette endpoint under the same wrk load, the ceiling of the machine;
+- **idle**: `serve` (two processes), no backlog; the pushed events (attachment events with unique ids and
+  instances, which the default pipelines only `store`) are dispatched as they arrive;
 - **busy**: the same, while the dispatcher drains a backlog of `--backlog` events through fetch_correspondence +
   store at `[dispatch] concurrency` 16 (the pushes are newer, so they wait behind it);
-- **hot**: the same, while `--hot` events of one correspondence wait: they run one at a time, so every other slot
-  is free for the pushes, and each claim has to get past the busy correspondence's backlog.
+- **busy, one process**: the busy run with `serve --single-process`: the webhook and the dispatcher share one
+  process (and its GIL), as before there were roles;
+- **hot**: the idle run, while `--hot` events of one correspondence wait: they run one at a time, so every other
+  slot is free for the pushes, and each claim has to get past the busy correspondence's backlog.
 
-The webhook and the dispatcher write the same SQLite file, so this shows how much the dispatcher's writes delay the
-webhook's acknowledgements. Prints wrk's requests/s, p50 and p99 of each run and the dispatcher's events/s during the
-busy one. Not a test: numbers depend on the machine (and on whatever else runs on it).
+The webhook and the dispatcher write the same SQLite file, so this shows how much the dispatcher's work delays the
+webhook's acknowledgements. Prints wrk's requests/s, p50 and p99 of each run, the dispatcher's events/s while wrk
+measured and the backlog left at the end (a run whose backlog ran out measured less than a busy webhook), and the
+busy runs' p99 against idle's and requests/s against bare's. Not a test: numbers depend on the machine (and on
+whatever else runs on it).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ingest import measure_bare
 from bench.support import (
     Result,
     SimulatorProcess,
@@ -60,10 +67,10 @@ PUSH_BODY = r"""string.format(
     prefix, counter, os.date("!%Y-%m-%dT%H:%M:%SZ"), prefix, counter)"""
 
 
-def run(load: WrkLoad, wrk: str, folder: Path, backlog: int, hot: int = 0) -> tuple[Result, float]:
-    """One receiver, `backlog` events (`PER_CORRESPONDENCE` per correspondence) or `hot` events of one
-    correspondence waiting in its inbox, wrk on its webhook; wrk's result and the events/s the dispatcher finished
-    while wrk measured."""
+def run(load: WrkLoad, wrk: str, folder: Path, backlog: int, hot: int, *flags: str) -> tuple[Result, float, int]:
+    """One receiver (`serve` with `flags`), `backlog` events (`PER_CORRESPONDENCE` per correspondence) or `hot`
+    events of one correspondence waiting in its inbox, wrk on its webhook; wrk's result, the events/s the dispatcher
+    finished while wrk measured, and the events still waiting at the end."""
     with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)
         dispatch = {"concurrency": 16, "poll_interval": "200ms"}
@@ -71,6 +78,7 @@ def run(load: WrkLoad, wrk: str, folder: Path, backlog: int, hot: int = 0) -> tu
                               catchup={"enabled": False}, dispatch=dispatch)  # fmt: skip
         config = folder / "receiver.toml"
         setup.write(config)
+        waiting = backlog + hot
         if backlog:
             correspondences = send_correspondences(sim, RESOURCE, RECIPIENT_ORG, backlog // PER_CORRESPONDENCE)
             write_backlog(setup.store, RESOURCE, correspondences, PER_CORRESPONDENCE, random.Random(1))
@@ -80,20 +88,21 @@ def run(load: WrkLoad, wrk: str, folder: Path, backlog: int, hot: int = 0) -> tu
         sim.admin.put("/faults", json={"path": "/correspondence/api/v1/*", "latency": f"{LATENCY_MS}ms"})
         script = folder / "push.lua"
         script.write_text(wrk_script(PUSH_BODY))
-        with serving(config, folder) as process:
+        with serving(config, folder, *flags) as process:
             wait_listening(f"http://127.0.0.1:{setup.port}/healthz", process, folder / "serve.log")
             url = f"http://127.0.0.1:{setup.port}/events?code={setup.secret}"
             name = f"webhook, backlog {backlog}, {hot} of one correspondence"
             done_before, started = count_done(setup.store), time.monotonic()
             result = warm_then_measure(wrk, url, script, load, name, process.pid)
-            rate = (count_done(setup.store) - done_before) / (time.monotonic() - started)
-    return result, rate
+            done = count_done(setup.store)
+            rate = (done - done_before) / (time.monotonic() - started)
+    return result, rate, max(waiting - done, 0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--backlog", type=int, default=20_000, help="events waiting in the busy run (default 20000; 0 leaves it out)"
+        "--backlog", type=int, default=10_000, help="events waiting in the busy runs (default 10000; 0 leaves them out)"
     )
     parser.add_argument(
         "--hot", type=int, default=8000, help="events of one correspondence in the hot run (default 8000; 0: none)"
@@ -104,19 +113,42 @@ def main() -> None:
     load = WrkLoad.from_args(args)
     wrk = ensure_wrk()
     runs = []
-    chosen = [("idle", 0, 0), ("busy", args.backlog, 0), ("hot", 0, args.hot)]
-    for label, backlog, hot in [run for run in chosen if run[0] == "idle" or run[1] or run[2]]:
+    with tempfile.TemporaryDirectory(prefix="bench-contention-bare-") as tmp:
+        script = Path(tmp) / "push.lua"
+        script.write_text(wrk_script(PUSH_BODY))
+        bare = measure_bare(wrk, script, load, "bare Starlette 200")
+    runs.append({"run": "bare", "mode": "", "backlog": 0, "hot": 0, **bare.__dict__, "dispatched_per_s": 0.0,
+                 "backlog_left": 0})  # fmt: skip
+    chosen = [("idle", "two processes", 0, 0, ()), ("busy", "two processes", args.backlog, 0, ()),
+              ("busy", "one process", args.backlog, 0, ("--single-process",)),
+              ("hot", "two processes", 0, args.hot, ())]  # fmt: skip
+    for label, mode, backlog, hot, flags in [run for run in chosen if run[0] == "idle" or run[2] or run[3]]:
         with tempfile.TemporaryDirectory(prefix=f"bench-contention-{label}-") as tmp:
-            result, rate = run(load, wrk, Path(tmp), backlog, hot)
-        runs.append({"run": label, "backlog": backlog, "hot": hot, **result.__dict__,
-                     "dispatched_per_s": round(rate, 1)})  # fmt: skip
+            result, rate, left = run(load, wrk, Path(tmp), backlog, hot, *flags)
+        runs.append({"run": label, "mode": mode, "backlog": backlog, "hot": hot, **result.__dict__,
+                     "dispatched_per_s": round(rate, 1), "backlog_left": left})  # fmt: skip
+    idle = next(r for r in runs if r["run"] == "idle")
+    summary = {
+        f"{r['run']}, {r['mode']}": {
+            "p99_of_idle": round(r["p99_ms"] / idle["p99_ms"], 2),
+            "requests_of_bare": round(r["requests_per_s"] / bare.requests_per_s, 3),
+        }
+        for r in runs[1:]
+    }
     if args.json:
-        print(json.dumps(runs))
+        print(json.dumps({"runs": runs, "summary": summary}))
         return
-    print(f"{'run':<6} {'backlog':>8} {'hot':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'dispatched/s':>13}  errors")
+    print(f"{'run':<6} {'mode':<14} {'backlog':>8} {'hot':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'dispatched/s':>13} {'left':>6}  errors")  # fmt: skip
     for r in runs:
-        print(f"{r['run']:<6} {r['backlog']:>8} {r['hot']:>6} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f}"
-              f" {r['p99_ms']:8.2f} {r['dispatched_per_s']:13.1f}  {r['errors']}")  # fmt: skip
+        print(f"{r['run']:<6} {r['mode']:<14} {r['backlog']:>8} {r['hot']:>6} {r['requests_per_s']:8.0f}"
+              f" {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['dispatched_per_s']:13.1f} {r['backlog_left']:>6}"
+              f"  {r['errors']}")  # fmt: skip
+    for name, ratios in summary.items():
+        print(
+            f"{name}: p99 {ratios['p99_of_idle']}x idle's (target <= 2), req/s {ratios['requests_of_bare']} of"
+            " bare's (target >= 0.5)"
+        )
 
 
 if __name__ == "__main__":

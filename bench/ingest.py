@@ -96,19 +96,20 @@ def fsync_ms(folder: Path, count: int = 50) -> tuple[float, float]:
     return statistics.median(samples), deciles[-1]
 
 
-def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> list[Result]:
-    load = WrkLoad.from_args(args)
-    python = sys.executable
+def measure_bare(wrk: str, script: Path, load: WrkLoad, name: str = "(a) bare Starlette 200") -> Result:
+    """wrk on the baseline, `serve_bare` in a subprocess of its own."""
     port = free_port()
-    bare = subprocess.Popen([python, __file__, "--serve-bare", str(port)], stdout=subprocess.DEVNULL)
+    bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_listening(f"http://127.0.0.1:{port}/", bare)
-        url = f"http://127.0.0.1:{port}/events"
-        baseline = warm_then_measure(wrk, url, script, load, "(a) bare Starlette 200", bare.pid)
+        return warm_then_measure(wrk, f"http://127.0.0.1:{port}/events", script, load, name, bare.pid)
     finally:
         bare.terminate()
         bare.wait()
 
+
+def measure(args: argparse.Namespace, wrk: str, work: Path, script: Path) -> list[Result]:
+    baseline = measure_bare(wrk, script, WrkLoad.from_args(args))
     results = [baseline, webhook(args, wrk, work, script, f'path = "{work / "bench.db"}"', "(b) POST /events, SQLite")]
     if args.postgres:
         with temporary_database(args.postgres) as url:

@@ -82,7 +82,9 @@ class Receiver:
 
     def start(self) -> None:
         with (self.folder / "serve.log").open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(self.config)],
+            # One process: its memory and open files are read from /proc by its pid.
+            self.process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(self.config),
+                                             "--single-process"],
                                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
         self.lives.append(Life(self.process.pid, time.monotonic()))
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +22,13 @@ from pathlib import Path
 import httpx
 
 from altinn_sim.runner import SimulatorAdmin
+from receiver.config import StoreConfig
 from receiver.server_thread import free_port
+from receiver.store.backends import open_backend
 from receiver.store.db import connect_sync
 from receiver.store.inbox import INSERT_EVENT, event_row
 from receiver.store.migrate import migrate
+from receiver.store.postgres.connection import translate
 from receiver.store.records import NewEvent
 from receiver.timeutil import now_iso
 
@@ -126,29 +129,63 @@ def run_wrk(wrk: str, url: str, script: Path, load: WrkLoad, name: str, seconds:
 
 
 def warm_then_measure(wrk: str, url: str, script: Path, load: WrkLoad, name: str, pid: int) -> Result:
-    """A warm-up run, then the measured one, with the CPU time process `pid` spent per request during it."""
+    """A warm-up run, then the measured one, with the CPU time process `pid` (and its children) spent per request
+    during it, and the webhook's event loop (`webhook_pid`)."""
     if load.warmup > 0:
         run_wrk(wrk, url, script, load, "warm-up", load.warmup)
-    loop_before, process_before = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
+    loop = webhook_pid(pid)
+    loop_before, process_before = cpu_seconds(loop, thread=loop), cpu_seconds(pid)
     result = run_wrk(wrk, url, script, load, name, load.seconds)
-    loop_after, process_after = cpu_seconds(pid, thread=pid), cpu_seconds(pid)
+    loop_after, process_after = cpu_seconds(loop, thread=loop), cpu_seconds(pid)
     requests = result.requests_per_s * load.seconds
     result.loop_cpu_us = (loop_after - loop_before) / requests * 1e6
     result.process_cpu_us = (process_after - process_before) / requests * 1e6
     return result
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` has started that are still running, oldest first (/proc)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def webhook_pid(pid: int) -> int:
+    """The process of `serve` (`pid`) whose main thread runs the webhook: its first child when it runs as two
+    processes (`serve` forks the webhook first), else `pid` itself."""
+    return next(iter(children(pid)), pid)
+
+
 def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
-    """User + system CPU time that process `pid`, or only its thread `thread`, has used so far (/proc, clock ticks).
+    """User + system CPU time that process `pid` and its children (`serve` runs as a parent with two), or only its
+    thread `thread`, have used so far (/proc, clock ticks).
 
     The main thread's id is the process's: `thread=pid` is where the event loop of a uvicorn server runs."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    fields = Path(path).read_text().rpartition(")")[2].split()
+    if thread is None:
+        return sum(_cpu_seconds(f"/proc/{process}/stat") for process in [pid, *children(pid)])
+    return _cpu_seconds(f"/proc/{pid}/task/{thread}/stat")
+
+
+def _cpu_seconds(path: str) -> float:
+    try:
+        fields = Path(path).read_text().rpartition(")")[2].split()
+    except FileNotFoundError:  # a child that ended between listing and reading
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """The resident memory of process `pid` and its children, in MB."""
+    return sum(_rss_mb(process) for process in [pid, *children(pid)])
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -201,11 +238,12 @@ class SimulatorProcess(SimulatorAdmin):
 
 
 @contextmanager
-def serving(config: Path, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`altinn-receiver serve --config config` in a subprocess, its output in `folder`/serve.log; stopped on exit."""
-    with (folder / "serve.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+def serving(config: Path, folder: Path, *flags: str, log: str = "serve.log") -> Iterator[subprocess.Popen[bytes]]:
+    """`altinn-receiver serve --config config [flags]` in a subprocess, its output in `folder`/`log`; stopped on
+    exit. Without `--single-process` it is a parent with two children, which `cpu_seconds` and `rss_mb` include."""
+    with (folder / log).open("wb") as output:
+        command = [sys.executable, "-m", "receiver", "serve", "--config", str(config), *flags]
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         yield process
     finally:
@@ -227,15 +265,17 @@ def send_correspondences(
     return ids
 
 
-def write_backlog(store: Path, resource: str, correspondences: list[str], per: int, rng: random.Random) -> int:
+def write_backlog(store: Path | str, resource: str, correspondences: list[str], per: int, rng: random.Random) -> int:
     """`per` events of `BACKLOG_EVENT_TYPE` per correspondence of `resource`, times (a second or more apart, within
-    a minute when `per` allows) shuffled against arrival order, written in chunks with the inbox's own INSERT; how
-    many."""
-    migrate(store)
-    conn = connect_sync(store)
+    a minute when `per` allows) shuffled against arrival order, written in chunks with the inbox's own INSERT into
+    the SQLite file or the PostgreSQL database (a URL) `store`, made or migrated first; how many."""
+    if isinstance(store, str):
+        open_backend(StoreConfig(url=store)).create_if_missing()
+    else:
+        migrate(store)
     received = now_iso()
     written = 0
-    with closing(conn):
+    with _writing(store) as write:
         for start in range(0, len(correspondences), 1000):
             rows = []
             for cid in correspondences[start : start + 1000]:
@@ -250,11 +290,33 @@ def write_backlog(store: Path, resource: str, correspondences: list[str], per: i
                                      json.dumps(raw))  # fmt: skip
                     rows.append(event_row(event, "catchup", received))
             rng.shuffle(rows)
-            conn.execute("BEGIN")
-            conn.executemany(INSERT_EVENT, rows)
-            conn.execute("COMMIT")
+            write(rows)
             written += len(rows)
     return written
+
+
+@contextmanager
+def _writing(store: Path | str) -> Iterator[Callable[[list[dict[str, str]]], None]]:
+    """A function that inserts rows of `INSERT_EVENT` into `store` in one transaction."""
+    if isinstance(store, str):
+        import psycopg  # the postgres extra: only a run on PostgreSQL needs it
+
+        with psycopg.connect(store) as conn:
+
+            def into_postgres(rows: list[dict[str, str]]) -> None:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(translate(INSERT_EVENT), rows)
+
+            yield into_postgres
+        return
+    with closing(connect_sync(store)) as sqlite:
+
+        def into_sqlite(rows: list[dict[str, str]]) -> None:
+            sqlite.execute("BEGIN")
+            sqlite.executemany(INSERT_EVENT, rows)
+            sqlite.execute("COMMIT")
+
+        yield into_sqlite
 
 
 Sample = tuple[float, int, float, float]
@@ -262,18 +324,25 @@ Sample = tuple[float, int, float, float]
 
 
 def drain(
-    process: subprocess.Popen[bytes], store: Path, total: int, interval: float, say: Callable[[str], None]
+    process: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]],
+    store: Path | str,
+    total: int,
+    interval: float,
+    say: Callable[[str], None],
 ) -> list[Sample]:
-    """Sample the receiver `process` every `interval` seconds until `total` events in `store` are done (or dead),
-    saying how far it got about every 10 s; exits if the receiver does."""
+    """Sample the receiver `process` (or processes, summed) every `interval` seconds until `total` events in `store`
+    are done (or dead), saying how far it got about every 10 s; exits if a receiver does."""
+    processes = [process] if isinstance(process, subprocess.Popen) else list(process)
     progress_every = max(1, round(10 / interval))
     started = time.monotonic()
     samples: list[Sample] = []
     while True:
-        if process.poll() is not None:
-            raise SystemExit(f"serve exited with {process.returncode}; see {store.parent / 'serve.log'}")
+        for each in processes:
+            if each.poll() is not None:
+                raise SystemExit(f"serve exited with {each.returncode}; see its log beside the store")
         done = count_done(store)
-        samples.append((time.monotonic() - started, done, rss_mb(process.pid), cpu_seconds(process.pid)))
+        rss = sum(rss_mb(each.pid) for each in processes)
+        samples.append((time.monotonic() - started, done, rss, sum(cpu_seconds(each.pid) for each in processes)))
         if done >= total:
             return samples
         if len(samples) % progress_every == 0:
@@ -303,10 +372,17 @@ class Steady:
         return cls((d90 - d10) / (t90 - t10), (cpu90 - cpu10) / (d90 - d10) * 1000, (cpu90 - cpu10) / (t90 - t10))
 
 
-def count_done(store: Path) -> int:
-    """Events the dispatcher has finished with (done or dead)."""
-    with closing(sqlite3.connect(store)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')").fetchone()[0])
+def count_done(store: Path | str) -> int:
+    """Events the dispatcher has finished with (done or dead), in the SQLite file or PostgreSQL database `store`."""
+    sql = "SELECT COUNT(*) FROM inbox WHERE status IN ('done', 'dead')"
+    if isinstance(store, str):
+        import psycopg
+
+        with psycopg.connect(store) as conn:
+            row = conn.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+    with closing(sqlite3.connect(store)) as sqlite:
+        return int(sqlite.execute(sql).fetchone()[0])
 
 
 @contextmanager

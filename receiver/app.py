@@ -26,6 +26,7 @@ from starlette.routing import Route
 from receiver.altinn.keys import SigningKey, load_signing_key
 from receiver.config import Config
 from receiver.observability.logs import emit_json_line, redact_query, utc_stamp
+from receiver.observability.merge import merge_expositions
 from receiver.observability.metrics import CONTENT_TYPE
 from receiver.runtime import Runtime, Service
 from receiver.store.backends import open_backend
@@ -35,6 +36,7 @@ from receiver.sync.catchup import CatchupService
 from receiver.sync.subscriptions import SubscriptionService
 from receiver.web.connections import ConnectionGuard, GuardedHttpProtocol
 from receiver.web.webhook import LOG_FIELDS, RETRY_AFTER_SECONDS, Ingest, Message, Receive, Scope, Send
+from receiver.web.worker_peer import WorkerPeer
 from receiver.worker.dispatcher import Dispatcher
 from receiver.worker.pipelines import Pipelines, load_pipelines
 from receiver.worker.retention import RetentionService
@@ -72,8 +74,9 @@ def prepare(config: Config) -> Prepared:
 
 def build_services(runtime: Runtime, pipelines: Pipelines | None = None) -> list[Service]:
     """The background services, in the order they start (they stop in reverse): the dispatcher, subscriptions,
-    catch-up and retention. `pipelines`: already loaded from the same config (the serve command checks them before
-    starting), else loaded here."""
+    catch-up and retention. This is what a worker runs (`serve --role worker`, the worker process of `serve`, and
+    `serve --single-process`); the webhook role runs none. `pipelines`: already loaded from the same config (the serve
+    command checks them before starting), else loaded here."""
     if pipelines is None:
         pipelines = load_pipelines(runtime.config)
     return [Dispatcher(pipelines, runtime.config.dispatch), SubscriptionService(), CatchupService(), RetentionService()]
@@ -142,10 +145,14 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """200 when a push would be stored now (store writable, not draining): the last commit says so when it wrote
-    recently, else a probe write does. Services are reported, never decisive."""
+    recently, else a probe write does. Services are reported, never decisive. In the webhook process of `serve`, also
+    only when the worker process is ready (asked meanwhile), and its services are the worker's."""
     runtime = runtime_of(request)
+    peer: WorkerPeer | None = request.app.state.worker
+    # Draining answers 503 anyway, and at once: neither a probe write nor the worker is waited for.
+    asking = asyncio.ensure_future(peer.readiness()) if peer is not None and not runtime.draining else None
     store = runtime.writer.broken or runtime.writer.last_error or "writable"
-    if not runtime.draining:  # draining answers 503 anyway, and at once
+    if not runtime.draining:
         try:
             await asyncio.wait_for(runtime.writer.ready(READY_FRESH_SECONDS), timeout=READY_PROBE_TIMEOUT)
             store = "writable"
@@ -155,6 +162,13 @@ async def readyz(request: Request) -> Response:
             store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
     ready = store == "writable" and not runtime.draining
     body = {"ready": ready, "store": store, "draining": runtime.draining, "services": runtime.service_status()}
+    if asking is not None:
+        worker_ready, worker = await asking
+        body["services"] = worker.pop("services", {})
+        if "console" in worker:  # the console runs with the worker
+            body["console"] = worker.pop("console")
+        body["worker"] = worker
+        body["ready"] = ready = ready and worker_ready
     if request.app.state.console_url:
         body["console"] = request.app.state.console_url
     headers = {} if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)}
@@ -171,7 +185,12 @@ async def metrics(request: Request) -> Response:
     runtime.metrics.inflight.set(runtime.inflight)
     writer = runtime.writer
     runtime.metrics.store_writable.set(0 if writer.broken or writer.last_error or not writer.alive else 1)
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+    exposition = runtime.metrics.render()
+    peer: WorkerPeer | None = request.app.state.worker
+    worker = await peer.metrics() if peer is not None else None
+    if worker is not None:
+        exposition = merge_expositions(exposition.decode(), worker)
+    return Response(exposition, media_type=CONTENT_TYPE)
 
 
 class ReceiverApp(Starlette):
@@ -182,9 +201,10 @@ class ReceiverApp(Starlette):
     wrapper around `send` either. An exception there still becomes a 500 from uvicorn, logged.
     """
 
-    def __init__(self, webhook_path: str, webhook: Ingest, connections: ConnectionGuard, **kwargs: Any) -> None:
+    def __init__(self, webhook_path: str | None, webhook: Ingest, connections: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.webhook_path = webhook_path
+        """None when this process takes no pushes (the worker role): the path is then 404, as any unknown one."""
         self.webhook = webhook
         self.connections = connections
         """The limits on connections that the server's protocol (`GuardedHttpProtocol`) finds here."""
@@ -205,8 +225,12 @@ class ReceiverApp(Starlette):
             write_access_line(scope, status, time.perf_counter() - started)
 
 
-def create_app(config: Config, *, services: ServicesSpec | None = None) -> ReceiverApp:
-    """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime)."""
+def create_app(
+    config: Config, *, services: ServicesSpec | None = None, events: bool = True, worker_url: str | None = None
+) -> ReceiverApp:
+    """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime).
+    `events`: whether it takes pushes on `[receiver] path` (the worker role does not: 404 there). `worker_url`: the
+    worker process's own address, for the webhook process of `serve`, whose /readyz and /metrics include it."""
     ingest = Ingest(config.receiver)
     connections = ConnectionGuard(config.receiver)
 
@@ -226,8 +250,10 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
         else:
             chosen = services(runtime) if callable(services) else services
         runtime.start_services(chosen)
+        if worker_url is not None:
+            app.state.worker = WorkerPeer(worker_url)
         log.info(
-            "accepting pushes",
+            "accepting pushes" if events else "serving without the webhook",
             extra={
                 "path": config.receiver.path,
                 "store": runtime.backend.location,
@@ -238,6 +264,8 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
             yield
         finally:
             await runtime.drain()
+            if app.state.worker is not None:
+                await app.state.worker.aclose()
             await runtime.close()
             log.info("stopped")
 
@@ -247,12 +275,12 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
         Route("/metrics", metrics, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog)]
-    app = ReceiverApp(
-        config.receiver.path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan
-    )
+    webhook_path = config.receiver.path if events else None
+    app = ReceiverApp(webhook_path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = None
     app.state.startup_error = ""
-    app.state.console_url = ""  # where the console listens: `serve` sets it when [console] is on
+    app.state.worker = None
+    app.state.console_url = ""  # where the console listens: `serve` sets it in the process that serves it
     return app
 
 

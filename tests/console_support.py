@@ -4,7 +4,7 @@ signed in to it, and what the tests read from its pages (row ids, the CSRF token
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 class ConsoleServe(ServeProcess):
     """`serve` with the console on a port the OS picks, its token from the environment (`${CONSOLE_TOKEN}`),
-    catch-up off; `console` adds `[console]` keys, `extra` more config (pipelines, dispatch)."""
+    catch-up off; `console` adds `[console]` keys, `extra` more config (pipelines, dispatch), `args` to `serve`."""
 
     def __init__(
         self,
@@ -33,9 +33,10 @@ class ConsoleServe(ServeProcess):
         *,
         console: dict[str, Any] | None = None,
         extra: str = "",
+        args: Sequence[str] = (),
         **receiver: Any,
     ) -> None:
-        super().__init__(tmp_path, env={"CONSOLE_TOKEN": TOKEN})
+        super().__init__(tmp_path, env={"CONSOLE_TOKEN": TOKEN}, args=args)
         self.store_config = store or StoreConfig(path=self.store)
         settings = {"port": 0, "token": "${CONSOLE_TOKEN}", **(console or {})}
         text = config_text(self.store_config, self.port, **receiver)

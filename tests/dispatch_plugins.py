@@ -15,7 +15,8 @@ from handlers import BaseHandler, Context, Duration, Event, RetryLater
 
 
 class Recorder:
-    """Works for `seconds`, then appends one JSON line saying which event ran, and when it started and ended."""
+    """Works for `seconds`, then appends one JSON line saying which event ran, in which process, and when it started
+    and ended."""
 
     name = "recorder"
 
@@ -27,7 +28,8 @@ class Recorder:
     async def handle(self, event: Event, ctx: Context) -> None:  # an unparameterised Context, as plugins wrote it
         started = time.monotonic()
         await asyncio.sleep(ctx.options.seconds)
-        line = {"id": event.id, "instance": event.resourceinstance, "start": started, "end": time.monotonic()}
+        line = {"id": event.id, "instance": event.resourceinstance, "start": started, "end": time.monotonic(),
+                "pid": os.getpid()}  # fmt: skip
         append(ctx.options.path, line)
 
 
@@ -183,3 +185,16 @@ class Scribbler(BaseHandler):
             if event.attempt > 1:
                 return
             await asyncio.sleep(ctx.options.every)
+
+
+class Shouter(BaseHandler):
+    """Logs one line of `size` characters per event: longer than a pipe takes in one write."""
+
+    name = "shouter"
+
+    @dataclass(frozen=True)
+    class Options:
+        size: int = 200_000
+
+    async def handle(self, event: Event, ctx: Context[Shouter.Options]) -> None:
+        ctx.log.info("shouting", extra={"text": event.id * (ctx.options.size // len(event.id))})

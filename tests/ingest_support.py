@@ -109,8 +109,9 @@ def count(store: Path, table: str = "inbox") -> int:
 
 class ServeProcess:
     """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. `wrapper` is a
-    command that runs it (its arguments follow), `store` the store's path (default: receiver.db in `tmp_path`). Its
-    environment is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`."""
+    command that runs it (its arguments follow), `args` more arguments of serve (`--role worker`), `store` the store's
+    path (default: receiver.db in `tmp_path`). Its environment is this one without `OTEL_*` (traces stay off unless a
+    test asks), plus `env`."""
 
     def __init__(
         self,
@@ -118,6 +119,7 @@ class ServeProcess:
         preexec_fn: Callable[[], None] | None = None,
         *,
         wrapper: Sequence[str] = (),
+        args: Sequence[str] = (),
         store: Path | None = None,
         env: dict[str, str] | None = None,
         **receiver: Any,
@@ -126,6 +128,7 @@ class ServeProcess:
         self.port = free_port()
         self.store = store or tmp_path / "receiver.db"
         self.wrapper = list(wrapper)
+        self.args = list(args)
         self.config = write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
         self.log_path = tmp_path / "serve.log"
         self.err_path = tmp_path / "serve.err"
@@ -139,7 +142,7 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         with self.log_path.open("ab") as out, self.err_path.open("ab") as err:
             self.process = subprocess.Popen(
-                [*self.wrapper, *CLI, "serve", "--config", str(self.config)],
+                [*self.wrapper, *CLI, "serve", "--config", str(self.config), *self.args],
                 stdout=out,
                 stderr=err,
                 preexec_fn=self.preexec_fn,

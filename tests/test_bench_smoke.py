@@ -115,16 +115,57 @@ def test_pipeline_drains_a_backlog_through_fetch_and_store(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_contention_measures_the_webhook_idle_while_a_backlog_drains_and_beside_a_hot_one(tmp_path: Path) -> None:
+def test_wakeup_measures_push_to_done_in_one_and_in_two_processes_on_both_stores(tmp_path: Path) -> None:
+    output = run_bench("wakeup.py", "--events", "10", "--gap", "0.01", tmp_path=tmp_path)
+    runs = output["runs"]
+    assert [(run["mode"][:3], run["store"]) for run in runs] == [
+        ("one", "sqlite"), ("one", "postgresql"), ("two", "sqlite"), ("two", "postgresql")
+    ], output  # fmt: skip
+    for run in runs:
+        assert_positive(run, "p50_ms", "p99_ms", "max_ms")
+
+
+@pytest.mark.slow
+def test_contention_measures_the_webhook_idle_while_a_backlog_drains_in_each_mode_and_beside_a_hot_one(
+    tmp_path: Path,
+) -> None:
     require_wrk()
     flags = ("--backlog", "300", "--hot", "300", "--seconds", "1", "--warmup", "0")
     output = run_bench("contention.py", *flags, tmp_path=tmp_path)
-    _, busy, hot = output
-    assert [(r["run"], r["backlog"], r["hot"]) for r in output] == [("idle", 0, 0), ("busy", 300, 0), ("hot", 0, 300)]
-    for result in output:
+    runs = output["runs"]
+    assert [(r["run"], r["mode"], r["backlog"], r["hot"]) for r in runs] == [
+        ("bare", "", 0, 0),
+        ("idle", "two processes", 0, 0),
+        ("busy", "two processes", 300, 0),
+        ("busy", "one process", 300, 0),
+        ("hot", "two processes", 0, 300),
+    ]
+    for result in runs:
         assert_wrk_run(result)
-    assert_positive(busy, "dispatched_per_s")
-    assert_positive(hot, "dispatched_per_s")
+    for result in runs[2:]:
+        assert_positive(result, "dispatched_per_s")
+    assert list(output["summary"]) == [f"{r['run']}, {r['mode']}" for r in runs[1:]]
+    for ratios in output["summary"].values():
+        assert_positive(ratios, "p99_of_idle", "requests_of_bare")
+
+
+@pytest.mark.slow
+def test_catchup_measures_each_store_against_a_bare_reader_of_the_pull_api(tmp_path: Path) -> None:
+    output = run_bench("catchup.py", "--events", "3000", "--rounds", "1", tmp_path=tmp_path)
+    assert [r["name"] for r in output["runs"]] == ["bare", "sqlite", "postgresql"], output
+    for run in output["runs"]:
+        assert_positive(run, "per_s", "cpu_us_per_event")
+    assert_positive(output, "bare_per_s", "sqlite_per_s", "postgresql_per_s", "sqlite_of_bare", "postgresql_of_bare")
+
+
+@pytest.mark.slow
+def test_workers_measures_dispatch_through_one_and_three_worker_processes_on_postgresql(tmp_path: Path) -> None:
+    flags = ("--events", "100", "--latency", "0.02", "--sample-interval", "0.1")
+    output = run_bench("workers.py", *flags, tmp_path=tmp_path)
+    assert [(r["workers"], r["events"]) for r in output["runs"]] == [(1, 100), (3, 100)], output
+    for run in output["runs"]:
+        assert_positive(run, "ideal_per_s", "steady_per_s", "of_ideal", "overall_per_s", "cpu_ms_per_event")
+    assert_positive(output, "scaling")
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ console page, and the token kept out of the log."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from receiver.console.app import MAX_CONNECTIONS
 from receiver.server_thread import free_port
 from tests.console_support import BEARER, TOKEN, ConsoleServe, csrf_token
-from tests.ingest_support import SECRET, new_event, push, run_cli, webhook
+from tests.ingest_support import SECRET, ServeProcess, new_event, push, run_cli, webhook
 from tests.support import wait_until, write_config
 
 
@@ -219,3 +220,24 @@ def test_the_console_holds_a_bounded_number_of_connections(serving: ConsoleServe
         assert answer.status_code == 503 and "the console holds as many connections" in answer.text
         pushed(serving)
     wait_until(lambda: httpx.get(serving.console_url + "/login").status_code == 200, message="room again")
+
+
+@pytest.mark.parametrize("args", [("--single-process",), ("--role", "worker")])
+def test_the_console_runs_with_the_worker_role_in_one_process_too(tmp_path: Path, args: tuple[str, ...]) -> None:
+    with ConsoleServe(tmp_path, args=args) as server, server.client(headers=BEARER) as client:
+        assert client.get("/events").status_code == 200
+        assert httpx.get(f"{server.url}/events/x", headers=BEARER).status_code == 404
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+
+
+def test_the_webhook_role_serves_no_console(tmp_path: Path) -> None:
+    server = ConsoleServe(tmp_path, args=("--role", "webhook"))
+    ServeProcess.start(server)  # the webhook alone: there is no console to wait for
+    try:
+        assert "console" not in httpx.get(f"{server.url}/readyz").json()
+        pushed(server)
+    finally:
+        server.stop()
+    assert server.process is not None and server.process.returncode == 0
+    assert not [line for line in server.log_lines() if line["msg"] == "console listening"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def test_demo_with_five_events_processes_every_one_and_exits_0(tmp_path: Path) -
     secret = next(line for line in (folder / "receiver.toml").read_text().splitlines() if line.startswith("secret"))
     code = secret.split('"')[1]
     assert code not in result.output and code not in (folder / "receiver.log").read_text()
+    logged = [json.loads(line) for line in (folder / "receiver.log").read_text().splitlines()]
+    assert len([line for line in logged if line["msg"] == "serving as two processes"]) == 2, "serve, started twice"
     assert took < 60
 
 

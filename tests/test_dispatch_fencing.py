@@ -59,9 +59,10 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
     (tmp_path / "b").mkdir()
     errors = tmp_path / "errors.jsonl"
     store = store_config
-    a = ServeProcess(tmp_path / "a")
+    # One process each: the pause (SIGSTOP) is of the process that runs the events.
+    a = ServeProcess(tmp_path / "a", args=["--single-process"])
     a.config.write_text(config_text(store, a.port) + pipelines(errors))
-    b = ServeProcess(tmp_path / "b")
+    b = ServeProcess(tmp_path / "b", args=["--single-process"])
     b.config.write_text(config_text(store, b.port) + pipelines(errors))
     events = [new_event(type=PUBLISHED) for _ in range(EVENTS)]
 

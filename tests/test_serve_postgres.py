@@ -73,7 +73,10 @@ class Serving:
             f'[handlers.recorder]\nuse = "tests.dispatch_plugins:Recorder"\npath = "{record}"\nseconds = "0.6"\n',
         )
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([*CLI, "serve", "--config", str(self.config)], stdout=out, stderr=out)
+            # One process: the test pauses (SIGSTOP) the process that runs the events.
+            self.process = subprocess.Popen(
+                [*CLI, "serve", "--config", str(self.config), "--single-process"], stdout=out, stderr=out
+            )
         wait_until(self.ready, timeout=30, message=f"{name} to be ready")
 
     @property

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import click
 
 from receiver.altinn import AltinnClients
 from receiver.cli.common import config_option, echo_listing, fail_config, json_option, load, using_store
+from receiver.cli.serve import SWITCH_INTERVAL_S
 from receiver.config import Config, ConfigError
 from receiver.store.backends import open_backend
 from receiver.store.records import NewEvent
@@ -36,7 +38,8 @@ class Counter:
             click.echo("", err=True)
 
 
-async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
+async def catch_up_now(config: Config, progress: Callable[[RunResult], None]) -> list[RunResult]:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # the store's writer thread gets the GIL back as soon as under `serve`
     async with AltinnClients.from_config(config) as clients:
         backend = open_backend(config.store)
         await asyncio.to_thread(backend.create_if_missing)
@@ -44,7 +47,7 @@ async def catch_up_now(config: Config, progress: Counter) -> list[RunResult]:
         writer = await backend.writer()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
-            return list(await asyncio.gather(*(writer.insert_event(e, "catchup") for e in events)))
+            return list(await asyncio.gather(*writer.insert_events(events, "catchup")))
 
         try:
             return await run_all(config, conn, clients, insert, on_page=progress)

@@ -32,7 +32,8 @@ def log_to(file: Path) -> None:
 def demo_command(count: int, directory: Path) -> None:
     """Run the whole loop on this machine in well under a minute, no Altinn account needed.
 
-    Starts the Altinn simulator and a receiver on free loopback ports with a generated Maskinporten key,
+    Starts the Altinn simulator and a receiver (`serve`, as deployed) on free loopback ports with a generated
+    Maskinporten key,
     subscribes (as the recipient organisation), has the simulator send correspondences with attachments, stops
     the receiver for a moment so that the missed events come back through catch-up, and ends with a summary.
     Exit status 0 when every event was processed, 1 otherwise.

@@ -43,8 +43,6 @@ class ConsoleServer(uvicorn.Server):
             )
         )
         self.sock = sock
-        host, port = sock.getsockname()[:2]
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     @property
     def state(self) -> ConsoleState:

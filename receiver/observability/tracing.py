@@ -5,9 +5,9 @@ for them: `OTEL_TRACES_EXPORTER` (other than `none`) or an `OTEL_EXPORTER_OTLP_â
 `OTEL_SDK_DISABLED` is not `true`. Everything else (endpoint, headers, service name, sampler, batching) is the SDK's
 own reading of the standard `OTEL_*` variables. docs/observability.md lists the spans and their attributes.
 
-The rest of the receiver sees only this facade (`span`, `traced`, `client_span`, `traceparent`, `log_ids`, `Span`);
-while traces are off `span` hands out one shared object whose methods do nothing, and `on()` lets the webhook skip
-even that.
+The rest of the receiver sees only this facade (`span`, `traced`, `client_span`, `started`, `within`, `traceparent`,
+`log_ids`, `Span`); while traces are off `span` hands out one shared object whose methods do nothing, and `on()` lets
+the webhook skip even that.
 
 Attributes are what the code puts there, never a URL, a request body or an exception's message: a URL's query holds
 the webhook's `?code=` (Altinn's subscription endpoint) and bodies hold tokens. A failure is recorded as the error's
@@ -111,6 +111,23 @@ def client_span(name: str, attributes: Attributes) -> Span:
     if _tracing is None:
         return NO_SPAN
     return _tracing.client_span(name, attributes)
+
+
+def started(name: str, attributes: Attributes | None = None) -> Span:
+    """A started internal span, child of the current one, that is not made current: `within(span)` makes it current
+    for a block, in any task, and `end()` ends it. For one piece of work that runs in more than one task (a catch-up
+    page is fetched in one and stored in another)."""
+    if _tracing is None:
+        return NO_SPAN
+    return _tracing.started(name, attributes)
+
+
+def within(span: Span) -> AbstractContextManager[object]:
+    """Make `span` (from `started`) current inside the block; an exception leaving it marks the span failed with the
+    exception's type. The span does not end with the block."""
+    if _tracing is None or not isinstance(span, _OtelSpan):
+        return _NO_SPAN_CONTEXT
+    return _tracing.within(span)
 
 
 def traceparent() -> str:
@@ -247,18 +264,27 @@ class _Tracing:
             name, kind=self.kinds[kind], attributes=attributes, links=self._links(links), record_exception=False
         )
         wrapped = _OtelSpan(otel)
-        context = otel.get_span_context()
+        try:
+            with self.within(wrapped):
+                yield wrapped
+        finally:
+            otel.end()
+
+    def started(self, name: str, attributes: Attributes | None) -> Span:
+        return _OtelSpan(self.tracer.start_span(name, attributes=attributes, record_exception=False))
+
+    @contextmanager
+    def within(self, span: _OtelSpan) -> Iterator[_OtelSpan]:
+        otel = span._span
         try:
             with (
                 self.trace.use_span(otel, end_on_exit=False, record_exception=False, set_status_on_exception=False),
-                log_context(**_ids(context)),
+                log_context(**_ids(otel.get_span_context())),
             ):
-                yield wrapped
+                yield span
         except BaseException as exc:
-            wrapped.fail(type(exc).__name__, type(exc).__qualname__)
+            span.fail(type(exc).__name__, type(exc).__qualname__)
             raise
-        finally:
-            otel.end()
 
     def client_span(self, name: str, attributes: Attributes) -> Span:
         return _OtelSpan(self.tracer.start_span(name, kind=self.kinds["client"], attributes=attributes))

@@ -12,7 +12,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -196,6 +200,49 @@ class ReceiverServer:
         self.stop()
 
 
+class ServeCommand:
+    """`altinn-receiver serve --config CONFIG` as a process of its own, as an operator runs it (its two processes),
+    its log lines appended to `log`; a context manager that stops it with SIGTERM (it drains)."""
+
+    def __init__(self, config: Config, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.url = f"http://{config.receiver.host}:{config.receiver.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def readiness(self) -> dict[str, Any]:
+        """`/readyz`'s body ({} while it does not answer); a DemoError when the process has ended."""
+        assert self._process is not None, "the receiver is not running"
+        if self._process.poll() is not None:
+            raise DemoError(f"the receiver exited with status {self._process.returncode}")
+        try:
+            body: dict[str, Any] = httpx.get(f"{self.url}/readyz", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return body
+
+    def service(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.readiness().get("services", {}).get(name, {})
+        return status
+
+    def __enter__(self) -> ServeCommand:
+        with self.log.open("ab") as out:
+            command = [sys.executable, "-m", "receiver", "serve", "--config", str(self.config.source)]
+            self._process = subprocess.Popen(command, stdout=out, stderr=out)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(self.config.receiver.shutdown_timeout + 10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
 # --- the demo ---
 
 TIME_SCALE = 50000.0
@@ -314,9 +361,9 @@ def run_demo(
                 sim.send_correspondence(RESOURCE, RECIPIENT_ORG, attachments=ATTACHMENTS_PER_CORRESPONDENCE)
 
         first = events - events // 2
-        with ReceiverServer(config) as receiver:
-            receiver.wait_started()
-            _wait(lambda: _validated(receiver), timeout, "Altinn to validate the subscription")
+        with ServeCommand(config, directory / "receiver.log") as receiver:
+            _wait(lambda: receiver.service("subscriptions").get("state") == "validated", timeout,
+                  "Altinn to validate the subscription")  # fmt: skip
             say(f"receiver on {receiver.url}: subscribed to {RESOURCE} and validated")
             send(first)
             _wait(lambda: inbox_count() >= first, timeout, "the pushes")
@@ -331,8 +378,8 @@ def run_demo(
             "Altinn to give up pushing",
         )
         say("Altinn gave up pushing them (dead letters at Altinn); starting the receiver again")
-        with ReceiverServer(config) as receiver:
-            receiver.wait_started()
+        with ServeCommand(config, directory / "receiver.log") as receiver:
+            _wait(lambda: receiver.service("catchup").get("runs", 0) >= 1, timeout, "the first catch-up run")
             summary = summarise(setup.store, attachments, events)
             say(f"catch-up read {summary.by_catchup} missed events from the pull API; processing...")
             shown = -1
@@ -347,8 +394,3 @@ def run_demo(
 
             _wait(finished, timeout, "the dispatcher to process every event")
     return summarise(setup.store, attachments, events)
-
-
-def _validated(receiver: ReceiverServer) -> bool:
-    status = receiver.runtime.service_status().get("subscriptions", {})
-    return bool(status.get("state") == "validated")

@@ -136,6 +136,9 @@ INSERT_EVENTS = """
     ON CONFLICT(id) DO NOTHING
 """
 INSERT_EVENTS_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+MAX_BATCH = 1000
+"""The most events a group-commit writer stores in one statement: a whole page of catch-up (1 000 events) commits as
+one, which costs SQLite about a sixth less per event than two halves (its random-keyed indexes touch fewer pages)."""
 
 # Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
 # or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
@@ -191,7 +194,7 @@ class InboxWriter(CommitRecord):
         loop: asyncio.AbstractEventLoop,
         *,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-        max_batch: int = 512,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._conn = connect_sync(path, busy_timeout_ms=busy_timeout_ms)
         self._files = OpenFiles(Path(path))
@@ -201,7 +204,7 @@ class InboxWriter(CommitRecord):
         self._busy_timeout = busy_timeout_ms / 1000
         self._loop = loop
         self._max_batch = max_batch
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._insert_sql: dict[int, str] = {}
         self.broken = ""
         """Why the store can no longer be written at all (deleted, replaced or damaged); never cleared."""
@@ -214,17 +217,29 @@ class InboxWriter(CommitRecord):
         return self._thread.is_alive()
 
     def _submit(self, work: _Work) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = self._loop.create_future()
+        return self._submit_together([work])[0]
+
+    def _submit_together(self, works: Sequence[_Work]) -> list[asyncio.Future[bool]]:
+        """Queue `works` as one item: the thread takes them into one batch (a page of catch-up put one event at a
+        time was split into several commits whenever the thread woke up half-way through)."""
+        futures: list[asyncio.Future[bool]] = [self._loop.create_future() for _ in works]
         if self._running:
-            self._jobs.put((work, future))
+            self._jobs.put(list(zip(works, futures, strict=True)))
         else:
-            future.set_exception(StoreError("the inbox writer has stopped"))
-        return future
+            for future in futures:
+                future.set_exception(StoreError("the inbox writer has stopped"))
+        return futures
 
     def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
         """Store one event; the future says True when it is new and committed, False for a repeated id. A new event's
         `traceparent` (the span it arrived in) is stored with it, in the same commit."""
         return self._submit(event_job(event, channel, traceparent))
+
+    def insert_events(
+        self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
+    ) -> list[asyncio.Future[bool]]:
+        """`insert_event` for each of `events`, committed together (one batch)."""
+        return self._submit_together([event_job(event, channel, traceparent) for event in events])
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
@@ -262,16 +277,16 @@ class InboxWriter(CommitRecord):
             first = self._jobs.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < self._max_batch:
+            batch = list(first)
+            while len(batch) < self._max_batch:  # items are whole: a batch may pass the limit by its last one
                 try:
-                    job = self._jobs.get_nowait()
+                    jobs = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
+                if jobs is None:
                     stopping = True
                     break
-                batch.append(job)
+                batch += jobs
             try:
                 self._loop.call_soon_threadsafe(settle, self._commit(batch))
             except RuntimeError:  # the loop is closed: nobody is waiting any more

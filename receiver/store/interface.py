@@ -10,7 +10,7 @@ differ. docs/architecture.md says why this shape.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,11 @@ class Writer(Protocol):
         """True once the event is committed, False for an id already stored; `EventRefused` when the store refuses
         this event for its own values (the batch's others are stored), StoreError when it was not stored. A new
         event's `traceparent` (the span it arrived in) is stored with it (`inbox_traces`), in the same commit."""
+
+    def insert_events(
+        self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
+    ) -> list[asyncio.Future[bool]]:
+        """`insert_event` for each of `events` (a page of catch-up), queued at once so that they commit together."""
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""

@@ -16,6 +16,7 @@ from receiver.store import db, migrate
 from receiver.store.backup import backup
 from receiver.store.files import DEFAULT_FILE_MODE
 from receiver.store.inbox import InboxWriter
+from receiver.store.inbox_watch import InboxWatch
 from receiver.store.integrity import empty_store
 from receiver.store.interface import SQLITE, Backup, Checked, Database, Migrated, Writer
 from receiver.store.migrations import Migration
@@ -68,9 +69,7 @@ class SqliteBackend:
         return backup(self.path, target, mode=self.file_mode)
 
     async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-        """SQLite cannot tell one process of another's commits: the dispatcher polls (`poll_interval`)."""
-
-        async def stop() -> None:
-            return None
-
-        return stop
+        """SQLite cannot tell one process of another's commits: a thread watches the file for them (inbox_watch.py)."""
+        watch = InboxWatch(self.path, wake, asyncio.get_running_loop())
+        watch.start()
+        return watch.stop

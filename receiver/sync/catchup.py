@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from receiver.store.interface import Database
 from receiver.store.records import NewEvent, RefusedEvent
 from receiver.text import escape_unstorable, unstorable
 from receiver.timeutil import now, now_iso, parse_event_time, to_iso
-from receiver.web.cloudevent import InvalidEvent, to_new_event
+from receiver.web.cloudevent import InvalidEvent, compact_json, to_new_event
 
 if TYPE_CHECKING:
     from receiver.altinn.events_api import EventsApi
@@ -168,14 +168,14 @@ def _labels(key: SubscriptionConfig) -> dict[str, str]:
 
 def pulled_event(event: Any) -> NewEvent:
     """A pulled event validated like a push (raises InvalidEvent); `raw` is its compact JSON."""
-    return to_new_event(event, json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+    return to_new_event(event, compact_json(event))
 
 
 def refused_event(item: Any, problem: InvalidEvent) -> RefusedEvent:
     """An item of a page that the door refuses, as a dead row: its JSON text and its attributes with lone surrogates
     and NUL escaped, attributes of the wrong type left empty, `time` only if it can be read, and its own id unless
     it has none that can be stored (then `invalid:` and a digest of its text, the same at every reading)."""
-    raw = escape_unstorable(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+    raw = escape_unstorable(compact_json(item))
     attributes = item if isinstance(item, dict) else {}
 
     def text(name: str) -> str:
@@ -225,6 +225,58 @@ def read_page(page: EventPage, after: str) -> PageRead:
     return read
 
 
+class NextPage:
+    """The next page of a run, fetched and read (`read_page`) in a task of its own, so that it arrives while the run
+    stores the page before it, under its own `catchup page` span (current in both tasks; `storing` ends it)."""
+
+    def __init__(self, pages: AsyncIterator[EventPage], after: str) -> None:
+        self.span = tracing.started("catchup page", {"altinn_receiver.after": after})
+        self._ended = False
+        self._task = asyncio.create_task(self._fetch(pages, after), name="catchup page")
+
+    async def _fetch(self, pages: AsyncIterator[EventPage], after: str) -> PageRead | None:
+        with tracing.within(self.span):
+            page = await anext(pages, None)
+            if page is None or not page.events:
+                return None
+            self.span.set({"altinn_receiver.events": len(page.events)})
+            return read_page(page, after)
+
+    async def read(self) -> PageRead | None:
+        """The page as read, or None at the end of the pull API; raises what the fetch raised (AltinnError)."""
+        try:
+            read = await self._task
+        except BaseException:
+            self._end()
+            raise
+        if read is None:
+            self._end()
+        return read
+
+    @contextmanager
+    def storing(self) -> Iterator[None]:
+        """The span current while the page is stored; it ends with the block."""
+        try:
+            with tracing.within(self.span):
+                yield
+        finally:
+            self._end()
+
+    async def cancel(self) -> None:
+        """Stop fetching and forget the page: the run ends before storing it (the page before failed to store, or
+        the run was cancelled)."""
+        self._task.cancel()
+        await asyncio.wait({self._task})
+        if not self._task.cancelled():
+            self._task.exception()  # retrieved: a failed fetch of a page nobody will store is no error of its own
+        self._end()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.span.end()
+
+
 async def catch_up(
     conn: Database,
     events: EventsApi,
@@ -236,7 +288,11 @@ async def catch_up(
     on_page: Callable[[RunResult], None] | None = None,
     page_size: int = PAGE_SIZE,
 ) -> RunResult:
-    """One run for one key: page from the cursor to the end, enqueue, move the cursor after every page."""
+    """One run for one key: page from the cursor to the end, enqueue, move the cursor after every page.
+
+    The next page is fetched and read while a page is stored (one page ahead, never more). Pages are stored one after
+    the other in the pull API's order, and the cursor moves past a page only once it is stored: a run that fails or
+    is cancelled while storing a page drops the page fetched ahead, and the next run reads both again."""
     cursor = await state.get_cursor(conn, key)
     enqueue = cursor is not None or start == "beginning"
     result = RunResult(key=key, after=cursor.after if cursor else "0")
@@ -245,24 +301,25 @@ async def catch_up(
     pages = events.iter_pages(
         key.resource, result.after, subject=key.subject or None, types=(key.type,) if key.type else (), size=page_size
     )
-    while True:
-        with tracing.span("catchup page", attributes={"altinn_receiver.after": result.after}) as span:
-            page = await anext(pages, None)
-            if page is None or not page.events:
-                break
-            span.set({"altinn_receiver.events": len(page.events)})
-            read = read_page(page, result.after)
-            if enqueue:
-                await _enqueue(conn, read, result, insert)
-            else:
-                result.skipped += len(page.events)
-            result.read += len(page.events)
-            result.after = read.after
-            result.last_event_time = read.last_time or result.last_event_time
-            result.pages += 1
-            await state.move_cursor(conn, key, result.after)
-        if on_page is not None:
-            on_page(result)
+    ahead = NextPage(pages, result.after)
+    try:
+        while (read := await ahead.read()) is not None:
+            page, ahead = ahead, NextPage(pages, read.after)
+            with page.storing():
+                count = len(read.events) + len(read.refused)
+                if enqueue:
+                    await _enqueue(conn, read, result, insert)
+                else:
+                    result.skipped += count
+                result.read += count
+                result.after = read.after
+                result.last_event_time = read.last_time or result.last_event_time
+                result.pages += 1
+                await state.move_cursor(conn, key, result.after)
+            if on_page is not None:
+                on_page(result)
+    finally:
+        await ahead.cancel()
     if cursor is not None and result.pages == 0:
         until = to_iso(now() - timedelta(seconds=pull_lag))
         result.stuck_pushes = await state.pushes_since(conn, key, cursor.updated_at, until)
@@ -401,7 +458,7 @@ class CatchupService:
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             traceparent = tracing.traceparent()  # the page's span
-            added = await asyncio.gather(*(runtime.writer.insert_event(e, "catchup", traceparent) for e in events))
+            added = await asyncio.gather(*runtime.writer.insert_events(events, "catchup", traceparent))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
             if any(added):
                 runtime.notify_new_events()

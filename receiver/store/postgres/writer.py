@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
 from receiver.store.errors import EventRefused, StoreError
 from receiver.store.inbox import (
     INSERT_COLUMNS,
+    MAX_BATCH,
     CommitRecord,
     EventJob,
     Outcome,
@@ -41,7 +42,6 @@ from receiver.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 512
 INSERT_ROWS = "INSERT INTO inbox ({columns}, status) VALUES {rows} ON CONFLICT (id) DO NOTHING RETURNING id"
 PROBE = """
     INSERT INTO receiver_state (key, value, updated_at) VALUES ('inbox.writer.probe', :stamp, :stamp)
@@ -86,6 +86,12 @@ class PostgresWriter(CommitRecord):
 
     def insert_event(self, event: NewEvent, channel: str, traceparent: str = "") -> asyncio.Future[bool]:
         return self._submit(event_job(event, channel, traceparent))
+
+    def insert_events(
+        self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
+    ) -> list[asyncio.Future[bool]]:
+        # Queued in one step of the event loop: the writer's task takes them into one batch.
+        return [self.insert_event(event, channel, traceparent) for event in events]
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         statement = validation_job(event_id, subscription_id, source)

@@ -1,0 +1,138 @@
+"""Catch-up fetches the next page while it stores the last one: when a page fails to store, the page fetched ahead
+is dropped (none of its events stored, the cursor before both), and the next run stores both, in the pull API's order,
+each event once. A page goes to the inbox writer at once and commits as one, whatever is queued before it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from receiver.config import SubscriptionConfig
+from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
+from receiver.runtime import Runtime, Service
+from receiver.store.inbox import InboxWriter
+from receiver.store.migrate import migrate
+from receiver.store.records import NewEvent
+from receiver.sync.catchup import CatchupService
+from tests.catchup_support import event, fresh_resource, rows
+from tests.support import wait_until
+
+PAGE = 5
+REFUSAL = "refused by the test"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    # 10000x: Altinn's 30 s pull lag is 3 ms.
+    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Identity:
+    return register_identity(sim, tmp_path_factory.mktemp("owner"))
+
+
+def catchup_in_pages(runtime: Runtime) -> list[Service]:
+    return [CatchupService(pull_lag=0, page_size=PAGE)]
+
+
+def refuse(store: Path, events: list[dict[str, Any]]) -> None:
+    """Make the store refuse `events`, each after SQLite has worked for a while (tens of milliseconds): the page's
+    store is slow enough that the next page has been fetched before it fails."""
+    ids = ", ".join(f"'{item['id']}'" for item in events)
+    with sqlite3.connect(store) as conn:
+        conn.execute(
+            f"""CREATE TRIGGER refuse_page BEFORE INSERT ON inbox WHEN NEW.id IN ({ids}) BEGIN
+                SELECT RAISE(ABORT, '{REFUSAL}')
+                WHERE length(replace(printf('%.*c', 2000000, 'x'), 'x', 'yy')) > 0;
+            END"""
+        )
+
+
+def stored_in_order(store: Path) -> list[str]:
+    return [row["id"] for row in rows(store, "SELECT id FROM inbox ORDER BY seq")]
+
+
+def cursor(store: Path) -> str:
+    [row] = rows(store, "SELECT after FROM catchup_cursors")
+    return str(row["after"])
+
+
+def pulled_after(sim: RunningSimulator, event_id: str) -> bool:
+    return any(f"after={event_id}" in entry["path"] for entry in sim.state_snapshot()["requests"])
+
+
+def test_a_page_that_fails_to_store_drops_the_page_fetched_ahead_and_the_next_run_stores_both_in_order(
+    sim: RunningSimulator, owner: Identity, tmp_path: Path
+) -> None:
+    resource = fresh_resource(sim, owner.org)
+    published = [event(resource) for _ in range(4 * PAGE)]
+    for item in published:
+        sim.publish_event(item, push=False)
+    ids = [item["id"] for item in published]
+    pages = [ids[start : start + PAGE] for start in range(0, len(ids), PAGE)]
+    setup = ReceiverSetup(sim.url, owner, tmp_path / "r.db", [SubscriptionConfig(resource)],
+                          catchup={"start": "beginning", "interval": "5m"})  # fmt: skip
+    config = setup.write(tmp_path / "r.toml")
+    migrate(setup.store)
+    refuse(setup.store, published[2 * PAGE : 3 * PAGE])  # the third page
+
+    with ReceiverServer(config, catchup_in_pages) as receiver:
+        receiver.wait_started()
+        status = httpx.get(receiver.url + "/readyz").json()["services"]["catchup"]
+    assert "cannot be stored" in status["error"] and REFUSAL in status["error"]
+    # The fourth page was fetched while the third was being stored, and none of it was stored.
+    wait_until(lambda: pulled_after(sim, pages[2][-1]), message="the fourth page fetched ahead")
+    assert stored_in_order(setup.store) == pages[0] + pages[1]
+    assert cursor(setup.store) == pages[1][-1]
+
+    with sqlite3.connect(setup.store) as conn:
+        conn.execute("DROP TRIGGER refuse_page")
+    with ReceiverServer(config, catchup_in_pages) as receiver:
+        receiver.wait_started()
+        status = httpx.get(receiver.url + "/readyz").json()["services"]["catchup"]
+    assert "error" not in status and status["enqueued"] == 2 * PAGE
+    assert stored_in_order(setup.store) == ids
+    assert cursor(setup.store) == ids[-1]
+    assert {row["channel"] for row in rows(setup.store, "SELECT channel FROM inbox")} == {"catchup"}
+
+
+def test_a_page_queued_behind_pushes_commits_whole_in_one_batch(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    migrate(path)
+
+    def new(count: int) -> list[NewEvent]:
+        return [NewEvent(str(uuid.uuid4()), "no.altinn.correspondence.correspondencepublished", "https://x", "",
+                         "urn:altinn:resource:r", str(uuid.uuid4()), "", "{}") for _ in range(count)]  # fmt: skip
+
+    pages = [new(1000) for _ in range(3)]
+
+    async def main() -> list[bool]:
+        writer = InboxWriter(path, asyncio.get_running_loop())
+        try:
+            # While another connection holds the write lock, pushes and then the pages queue up behind each other.
+            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+                locker.execute("BEGIN IMMEDIATE")
+                futures = [writer.insert_event(push, "push") for push in new(10)]
+                for page in pages:
+                    futures += writer.insert_events(page, "catchup")
+                locker.execute("ROLLBACK")
+            return list(await asyncio.gather(*futures))
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    assert asyncio.run(main()) == [True] * 3010
+    # Each commit stamps its rows' `received_at`: every page has one stamp.
+    for page in pages:
+        ids = ", ".join(f"'{event.id}'" for event in page)
+        assert len(rows(path, f"SELECT DISTINCT received_at FROM inbox WHERE id IN ({ids})")) == 1
