@@ -174,8 +174,12 @@ async def readyz(request: Request) -> Response:
     if asking is not None:
         worker_ready, worker = await asking
         body["services"] = worker.pop("services", {})
+        if "console" in worker:  # the console runs with the worker
+            body["console"] = worker.pop("console")
         body["worker"] = worker
         body["ready"] = ready = ready and worker_ready
+    if request.app.state.console_url:
+        body["console"] = request.app.state.console_url
     headers = {} if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
@@ -285,6 +289,7 @@ def create_app(
     app.state.runtime = None
     app.state.startup_error = ""
     app.state.worker = None
+    app.state.console_url = ""  # where the console listens: `serve` sets it in the process that serves it
     return app
 
 

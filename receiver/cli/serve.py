@@ -11,6 +11,7 @@ import socket
 import sys
 from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import uvicorn
@@ -25,6 +26,9 @@ from receiver.runtime import prepare_store
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.web.connections import fit_to_file_limit
+
+if TYPE_CHECKING:
+    from receiver.console.server import ConsoleServer
 
 log = logging.getLogger("receiver.serve")
 
@@ -49,9 +53,11 @@ class DrainingServer(uvicorn.Server):
     responses being written (`LAST_RESPONSES_S`), not a second `shutdown_timeout` spent on slow clients.
     """
 
-    def __init__(self, config: uvicorn.Config, app: ReceiverApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ReceiverApp, console: ConsoleServer | None = None) -> None:
         super().__init__(config)
         self.app = app
+        self.console = console
+        """The console's server, run in this one's event loop; stopped at the first signal."""
         self.drain_requested = False
         self.interrupted = False
         self._drain: asyncio.Task[None] | None = None
@@ -63,6 +69,8 @@ class DrainingServer(uvicorn.Server):
             return
         self.drain_requested = True
         self.interrupted = sig == signal.SIGINT
+        if self.console is not None:
+            self.console.should_exit = True
         runtime = self.app.state.runtime
         if runtime is not None:
             runtime.draining = True  # at once: the next push must already get 503
@@ -79,6 +87,13 @@ class DrainingServer(uvicorn.Server):
             self.config.timeout_graceful_shutdown = LAST_RESPONSES_S
             self.should_exit = True
         return await super().on_tick(counter)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.console is None:
+            await super().serve(sockets)
+            return
+        async with self.console.running():
+            await super().serve(sockets)
 
 
 ROLES = ("all", "webhook", "worker")
@@ -106,6 +121,7 @@ def serve_command(config_path: str | None, role: str, port: int | None, single_p
 
     Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
     GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
+    With a [console] section it also serves the operator console on a listener of its own ([console] host, port).
 
     By default the webhook and the worker (handlers, subscriptions, catch-up, retention) run as two processes under
     this one, which passes signals on, relays their log lines and exits as one service; /readyz and /metrics on the
@@ -127,9 +143,9 @@ def serve_command(config_path: str | None, role: str, port: int | None, single_p
     if role == "webhook":
         run(config, services=[])
     elif role == "worker":
-        run(config, worker_services(prepared), events=False)
+        run(config, worker_services(prepared), events=False, console=True)
     elif single_process:
-        run(config, worker_services(prepared))
+        run(config, worker_services(prepared), console=True)
     else:
         run_as_two_processes(config, worker_services(prepared))
 
@@ -142,16 +158,18 @@ def worker_services(prepared: Prepared) -> ServicesSpec:
     return lambda runtime: build_services(runtime, prepared.pipelines)
 
 
-def run(config: Config, services: ServicesSpec | None = None, *, events: bool = True) -> None:
+def run(config: Config, services: ServicesSpec | None = None, *, events: bool = True, console: bool = False) -> None:
     """Serve the receiver in this process until SIGTERM (exit 0) or Ctrl-C (exit 130) has drained it; exit 1 with one
     line on stderr when it cannot start: the store cannot be made or opened, the address cannot be listened on.
 
     `services` replaces the configured background services (`bench/ingest.py` measures the webhook alone); `events`
-    says whether it takes pushes (the worker role does not).
+    says whether it takes pushes (the worker role does not); `console`, whether it serves the console (`[console]`,
+    with the worker role).
     """
     set_up_process(config)
     config = checked(config)
-    serve_on(listen(config.receiver.host, config.receiver.port), config, services, events=events)
+    sock = listen(config.receiver.host, config.receiver.port)
+    serve_on(sock, config, services, events=events, console=bind_console(config) if console else None)
 
 
 def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
@@ -168,24 +186,29 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
     service = listen(config.receiver.host, config.receiver.port)
     inner = listen("127.0.0.1", 0)
     worker_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
+    console = bind_console(config)  # served by the worker, whose /readyz (and so the service's) says where
     # Listening before the children start: a connection that comes before its child serves waits in the backlog
     # instead of being refused. Altinn validates a subscription by pushing to the webhook as soon as the worker has
     # registered it, which may be before the webhook child is up. (uvicorn sets its own backlog when it starts.)
-    service.listen()
-    inner.listen()
+    for sock in (service, inner, console):
+        if sock is not None:
+            sock.listen()
 
     def webhook() -> None:
         set_up_process(config)
+        if console is not None:
+            console.close()
         serve_on(service, config, services=[], worker_url=worker_url)
 
     def worker() -> None:
         set_up_process(config)
         # Its one client is the webhook child, whose access log already has a line for each request it passes on.
         logging.getLogger("receiver.access").setLevel(logging.WARNING)
-        serve_on(inner, config, services, events=False)
+        serve_on(inner, config, services, events=False, console=console)
 
     children = {"webhook": webhook, "worker": worker}
-    sys.exit(run_children(children, inherited=(service, inner), about={"worker_url": worker_url}))
+    sockets = (service, inner) if console is None else (service, inner, console)
+    sys.exit(run_children(children, inherited=sockets, about={"worker_url": worker_url}))
 
 
 def set_up_process(config: Config) -> None:
@@ -221,11 +244,13 @@ def serve_on(
     *,
     events: bool = True,
     worker_url: str | None = None,
+    console: socket.socket | None = None,
 ) -> None:
-    """uvicorn on `sock` until it has drained (create_app says what the other arguments mean)."""
+    """uvicorn on `sock` until it has drained (create_app says what the other arguments mean), and the console on
+    `console` (`bind_console`) when it is given: the process with the worker role serves it."""
     tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
     app = create_app(config, services=services, events=events, worker_url=worker_url)
-    server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
+    server = DrainingServer(uvicorn.Config(app, **server_options(config)), app, console_server(config, app, console))
     try:
         with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
             server.run(sockets=[sock])
@@ -238,8 +263,35 @@ def serve_on(
         sys.exit(EXIT_INTERRUPTED)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The socket uvicorn serves on, bound as uvicorn would bind it; exit 1 with one line when it cannot be."""
+def bind_console(config: Config) -> socket.socket | None:
+    """The console's socket (`[console]` host and port; None without the section), bound before anything starts or
+    forks, so that a taken port stops `serve` with one line; where it listens is logged (port 0 picks one)."""
+    if config.console is None:
+        return None
+    sock = listen(config.console.host, config.console.port, section="console")
+    log.info("console listening", extra={"url": url_of(sock), "read_only": config.console.read_only})
+    return sock
+
+
+def console_server(config: Config, app: ReceiverApp, sock: socket.socket | None) -> ConsoleServer | None:
+    """The console's server on `sock` (None without one), showing the receiver whose runtime `app` opens; that app's
+    /readyz says where the console listens."""
+    if sock is None:
+        return None
+    from receiver.console.server import ConsoleServer  # Jinja2 and the templates only when the console is on
+
+    app.state.console_url = url_of(sock)
+    return ConsoleServer(lambda: app.state.runtime, config, sock)
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def listen(host: str, port: int, section: str = "receiver") -> socket.socket:
+    """The socket uvicorn serves on, bound as uvicorn would bind it; exit 1 with one line when it cannot be (the
+    hint names the keys of `section`)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -247,13 +299,12 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         hints = {
-            errno.EADDRINUSE: "another process listens there: stop it, or change [receiver] port",
-            errno.EACCES: "ports below 1024 need privileges: choose a higher [receiver] port",
-            errno.EADDRNOTAVAIL: "this machine has no such address: check [receiver] host",
+            errno.EADDRINUSE: f"another process listens there: stop it, or change [{section}] port",
+            errno.EACCES: f"ports below 1024 need privileges: choose a higher [{section}] port",
+            errno.EADDRNOTAVAIL: f"this machine has no such address: check [{section}] host",
         }
         reason = (exc.strerror or str(exc)).lower()
-        fail(
-            f"cannot listen on {host}:{port}: {reason} ({hints.get(exc.errno or 0, 'check [receiver] host and port')})"
-        )
+        hint = hints.get(exc.errno or 0, f"check [{section}] host and port")
+        fail(f"cannot listen on {host}:{port}: {reason} ({hint})")
     sock.set_inheritable(True)
     return sock

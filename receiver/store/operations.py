@@ -39,14 +39,14 @@ class ChangeFeed:
     async def start(self, after: str | None = None) -> None:
         """Begin after `after`, or after the newest change now in the store."""
         if after is None:
-            rows = await self.db.fetch("SELECT MAX(updated_at) AS newest FROM inbox")
-            after = str(rows[0]["newest"]) if rows and rows[0]["newest"] else ""
+            after = await newest_change(self.db)
         self.cursor = after
         self._printed = {}
         if after:
-            # What changed at the start point was already there: remember it so the look-back does not repeat it.
+            # What changed up to the start point was already seen: remember it so the look-back does not repeat it.
             for record in await self._changed_from(self._look_back_floor()):
-                self._printed[(record.seq, record.updated_at)] = record.updated_at
+                if record.updated_at <= after:
+                    self._printed[(record.seq, record.updated_at)] = record.updated_at
 
     def _look_back_floor(self) -> str:
         if not self.cursor:
@@ -77,6 +77,12 @@ class ChangeFeed:
         floor = self._look_back_floor()
         self._printed = {key: stamp for key, stamp in self._printed.items() if stamp >= floor}
         return fresh
+
+
+async def newest_change(db: Database) -> str:
+    """When the inbox last changed: the newest `updated_at` ("" for an empty inbox)."""
+    rows = await db.fetch("SELECT MAX(updated_at) AS newest FROM inbox")
+    return str(rows[0]["newest"]) if rows and rows[0]["newest"] else ""
 
 
 async def select_events(db: Database, selection: EventFilter, *, last: int | None = None) -> list[InboxRecord]:
@@ -124,7 +130,27 @@ async def replay_events(db: Database, ids: Sequence[str]) -> int:
     return await db.execute(sql, {**params, "now": now_iso()})
 
 
-# --- the numbers behind `stats` and the metrics ---
+# --- the numbers behind `stats`, the console and the metrics ---
+
+
+async def count_events(db: Database, selection: EventFilter) -> int:
+    """How many events `selection` matches."""
+    where, params = selection.sql()
+    sql = "SELECT COUNT(*) AS n FROM inbox" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = await db.fetch(sql, params)
+    return int(rows[0]["n"])
+
+
+async def count_by_error(db: Database, selection: EventFilter) -> list[tuple[str, int, str]]:
+    """The events `selection` matches grouped by their last error, the largest group first: (error, how many, when
+    the newest of them arrived)."""
+    where, params = selection.sql()
+    sql = (
+        "SELECT last_error, COUNT(*) AS n, MAX(received_at) AS newest FROM inbox"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " GROUP BY last_error ORDER BY n DESC, newest DESC"
+    )
+    return [(str(row["last_error"]), int(row["n"]), str(row["newest"])) for row in await db.fetch(sql, params)]
 
 
 async def count_by_type(db: Database) -> dict[str, dict[str, int]]:
