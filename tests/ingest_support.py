@@ -110,7 +110,8 @@ def count(store: Path, table: str = "inbox") -> int:
 class ServeProcess:
     """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. `wrapper` is a
     command that runs it (its arguments follow), `store` the store's path (default: receiver.db in `tmp_path`). Its
-    environment is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`."""
+    environment is this one without `OTEL_*` (traces stay off unless a test asks), plus `env`. `config` is a config
+    file written already, with the webhook on `port`, instead of one written here."""
 
     def __init__(
         self,
@@ -120,13 +121,15 @@ class ServeProcess:
         wrapper: Sequence[str] = (),
         store: Path | None = None,
         env: dict[str, str] | None = None,
+        config: Path | None = None,
+        port: int = 0,
         **receiver: Any,
     ) -> None:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **(env or {})}
-        self.port = free_port()
+        self.port = port or free_port()
         self.store = store or tmp_path / "receiver.db"
         self.wrapper = list(wrapper)
-        self.config = write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
+        self.config = config or write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
         self.log_path = tmp_path / "serve.log"
         self.err_path = tmp_path / "serve.err"
         self.preexec_fn = preexec_fn
