@@ -1,0 +1,189 @@
+"""Screenshots of each console page for docs/console.md: a demo-like receiver (a recipient subscribed to the
+project's Altinn simulator, attachments downloaded, catch-up on) with realistic data, `altinn-receiver serve` with a
+`[console]` section, signed in with Debian's Chromium through Playwright. `make screenshots` runs this; `make test`
+never does.
+
+    python -m tools.screenshots [--out docs/console]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, sync_playwright
+
+from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from receiver.config import SubscriptionConfig
+from receiver.onboarding.demo import (
+    RECIPIENT_ORG,
+    RECIPIENT_SCOPES,
+    RESOURCE,
+    SENDER_ORG,
+    ReceiverSetup,
+    register_identity,
+)
+from receiver.server_thread import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "docs" / "console"
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1280, "height": 860}
+PUBLISHED = "no.altinn.correspondence.correspondencepublished"
+TITLES = (
+    ("Vedtak om tilskudd til lærlinger", 2),
+    ("Varsel om tilsyn", 0),
+    ("Purring: manglende a-melding for oktober", 1),
+    ("Svar på søknad om skattefradrag", 2),
+    ("Melding om endring i Enhetsregisteret", 0),
+    ("Innkalling til dialogmøte", 1),
+    ("Kvittering for innsendt MVA-melding", 1),
+    ("Vedtak om refusjon av sykepenger", 3),
+)
+
+
+def wait(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: gave up after {timeout:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def statuses(store: Path) -> dict[str, str]:
+    if not store.exists():
+        return {}
+    with closing(sqlite3.connect(store)) as conn:
+        return dict(conn.execute("SELECT id, status FROM inbox").fetchall())
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def demo_receiver(folder: Path, sim: RunningSimulator, token: str) -> Iterator[tuple[str, ReceiverSetup]]:
+    """`serve` as a recipient subscribed to `sim`, with its console; the console's URL."""
+    sim.set_resource_owner(RESOURCE, SENDER_ORG)
+    identity = register_identity(sim, folder, org=RECIPIENT_ORG, service_owner=None, scopes=RECIPIENT_SCOPES)
+    console_port = free_port()
+    extra = (
+        f"[handlers.download_attachments]\ndir = {json.dumps(str(folder / 'attachments'))}\n"
+        "[handlers.fetch_correspondence]\nnot_found_retries = 1\n"
+        f"[console]\nport = {console_port}\ntoken = {json.dumps(token)}\n"
+    )
+    setup = ReceiverSetup(
+        sim.url,
+        identity,
+        folder / "receiver.db",
+        [SubscriptionConfig(RESOURCE, subject=f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}")],
+        catchup={"interval": "30s", "start": "now"},
+        role="recipient",
+        dispatch={"backoff_base": "200ms", "backoff_cap": "1s", "poll_interval": "100ms"},
+        extra=extra,
+    )
+    config = folder / "receiver.toml"
+    setup.write(config)
+    with (folder / "serve.log").open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "receiver", "serve", "--config", str(config)], stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{console_port}"
+        wait(lambda: process.poll() is None and answers(url + "/login"), 30, f"the console on {url}")
+        yield url, setup
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def realistic_data(sim: RunningSimulator, setup: ReceiverSetup) -> None:
+    """Correspondences with attachments, one event about a correspondence Altinn does not have (dead after its
+    retries), all processed."""
+    for title, attachments in TITLES:
+        sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title=title, attachments=attachments)
+    missing = "0b6e7c1c-5a43-4a8e-9a9e-3f1c2d7f4b10"
+    sim.publish_event({
+        "specversion": "1.0", "id": "5f0d8c9e-2b7a-4c1e-8d3f-6a2b1c0e9d87", "type": PUBLISHED,
+        "source": f"{sim.url}/correspondence/api/v1/correspondence/{missing}", "resource": RESOURCE,
+        "resourceinstance": missing, "subject": f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })  # fmt: skip
+    count = len(TITLES) + 1
+
+    def settled() -> bool:
+        now = statuses(setup.store)
+        return len(now) >= count and all(s in ("done", "dead", "skipped") for s in now.values())
+
+    wait(settled, 60, f"{count} events to be processed")
+
+
+def shoot(page: Page, url: str, out: Path, name: str) -> None:
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+    print(f"wrote {out / name}.png")
+
+
+def take(console: str, store: Path, token: str, out: Path) -> None:
+    with closing(sqlite3.connect(store)) as conn:
+        dead = conn.execute("SELECT id FROM inbox WHERE status = 'dead' LIMIT 1").fetchone()[0]
+        done = conn.execute("SELECT id FROM inbox WHERE status = 'done' ORDER BY seq LIMIT 1").fetchone()[0]
+        correspondence = conn.execute(
+            "SELECT correspondence_id FROM correspondence_attachments GROUP BY correspondence_id"
+            " ORDER BY COUNT(*) DESC LIMIT 1"
+        ).fetchone()[0]
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+        page.goto(console + "/login")
+        page.screenshot(path=str(out / "login.png"))
+        page.fill("input[name=token]", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(console + "/")
+        for name, path in (
+            ("overview", "/"),
+            ("events", "/events"),
+            ("event", f"/events/{done}"),
+            ("dead", "/dead"),
+            ("dead-event", f"/events/{dead}"),
+            ("correspondences", "/correspondences"),
+            ("correspondence", f"/correspondences/{correspondence}"),
+            ("subscriptions", "/subscriptions"),
+        ):
+            shoot(page, console + path, out, name)
+        browser.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="where the PNGs go (default: docs/console)")
+    args = parser.parse_args(argv)
+    if shutil.which(CHROMIUM) is None:
+        raise SystemExit(f"screenshots: {CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    token = secrets.token_urlsafe(32)
+    with (
+        tempfile.TemporaryDirectory(prefix="console-screenshots-") as tmp,
+        running_simulator(SimSettings(time_scale=50000, seed_correspondences=0)) as sim,
+        demo_receiver(Path(tmp), sim, token) as (console, setup),
+    ):
+        realistic_data(sim, setup)
+        take(console, setup.store, token, args.out)
+
+
+if __name__ == "__main__":
+    main()
