@@ -155,6 +155,8 @@ async def readyz(request: Request) -> Response:
             store = f"no commit within {READY_PROBE_TIMEOUT:g}s"
     ready = store == "writable" and not runtime.draining
     body = {"ready": ready, "store": store, "draining": runtime.draining, "services": runtime.service_status()}
+    if request.app.state.console_url:
+        body["console"] = request.app.state.console_url
     headers = {} if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
@@ -250,6 +252,7 @@ def create_app(config: Config, *, services: ServicesSpec | None = None) -> Recei
     )
     app.state.runtime = None
     app.state.startup_error = ""
+    app.state.console_url = ""  # where the console listens: `serve` sets it when [console] is on
     return app
 
 

@@ -24,6 +24,7 @@ from receiver.validation import ConfigError, Duration, Invalid, Source, build, e
 CONFIG_ENV = "ALTINN_RECEIVER_CONFIG"
 DEFAULT_CONFIG_FILE = "receiver.toml"
 MIN_SECRET_LENGTH = 16
+MIN_CONSOLE_TOKEN_LENGTH = 32
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # --- Altinn environments (events contract §6, correspondence contract §3.1) ---
@@ -378,6 +379,27 @@ class RetentionConfig:
     dead: Duration = setting(180 * 86400.0, check=_kept_while_altinn_can_resend)
 
 
+def _console_token(token: str) -> str:
+    """The token that opens the console to whoever holds it: long enough never to be guessed."""
+    if len(token.strip()) < MIN_CONSOLE_TOKEN_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_CONSOLE_TOKEN_LENGTH} characters (check the environment variable or file it "
+            "comes from); make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The operator console (docs/console.md): its own listener, never the webhook's; off without `[console]`."""
+
+    token: str = setting(secret=True, check=_console_token, example='token = "${ALTINN_RECEIVER_CONSOLE_TOKEN}"')
+    host: str = "127.0.0.1"
+    port: int = setting(8081, minimum=0, maximum=65535)
+    read_only: bool = False
+    session_lifetime: Duration = setting(8 * 3600.0, positive=True)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -398,6 +420,7 @@ class Config:
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    console: ConsoleConfig | None = None
     source: Path | None = setting(None, key=False)
     """The file it was read from."""
     read_with: Source = setting(default_factory=Source, key=False)

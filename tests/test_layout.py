@@ -35,6 +35,7 @@ LAYERS: dict[str, float] = {
     "receiver.sync": 6,
     "receiver.worker": 6,
     "receiver.app": 7,
+    "receiver.console": 7.5,  # the operator console: its pages show the app's runtime; `serve` starts it
     "handlers.testing": 7,  # runs a plugin's handler as the worker would, for the plugin's own tests
     "receiver.onboarding": 8,
     "receiver.cli": 9,

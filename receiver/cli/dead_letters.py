@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 
 import click
 
@@ -23,44 +22,13 @@ from receiver.cli.common import (
 from receiver.observability.logs import redact
 from receiver.store.inbox import EventFilter, count_by_status, list_events
 from receiver.store.interface import Database
-from receiver.store.operations import REPLAY_BATCH, REPLAYABLE, events_by_id, replay_events, select_events
+from receiver.store.operations import REPLAY_BATCH, REPLAYABLE
 from receiver.store.records import InboxRecord
-from receiver.web.cloudevent import refusal
+from receiver.worker.replay import ReplayPlan, plan_replay, replay_in_batches
 
 # From this many events on, replay shows a progress bar on stderr.
 PROGRESS_FROM = 2 * REPLAY_BATCH
 DEAD_COLUMNS = ["received_at", "type", "resourceinstance", "id", "attempts", "last_error"]
-
-
-@dataclass
-class ReplayPlan:
-    """What a replay would touch: the events to put back, those left alone and why, ids that are not stored."""
-
-    events: list[InboxRecord] = field(default_factory=list)
-    busy: list[InboxRecord] = field(default_factory=list)
-    pruned: list[InboxRecord] = field(default_factory=list)
-    """Retention dropped their payload: they cannot run again."""
-    refused: list[InboxRecord] = field(default_factory=list)
-    """The doors refuse them (catch-up kept them dead, or an older release stored them): they must never run."""
-    unknown: list[str] = field(default_factory=list)
-
-
-async def plan_replay(conn: Database, ids: tuple[str, ...], selection: EventFilter) -> ReplayPlan:
-    if ids:
-        records, unknown = await events_by_id(conn, ids)
-    else:
-        records, unknown = await select_events(conn, selection), []
-    plan = ReplayPlan(unknown=unknown)
-    for record in records:
-        if record.status == "processing":
-            plan.busy.append(record)
-        elif record.pruned:
-            plan.pruned.append(record)
-        elif refusal(record.raw) is not None:
-            plan.refused.append(record)
-        else:
-            plan.events.append(record)
-    return plan
 
 
 def listed(ids: list[str]) -> str:
@@ -69,14 +37,9 @@ def listed(ids: list[str]) -> str:
 
 
 async def run_replay(conn: Database, ids: list[str], progress: bool) -> int:
-    """Replay in batches, so the server's writers never wait long on this process; returns how many changed."""
-    replayed = 0
+    """Replay in batches, a progress bar on stderr when `progress`; returns how many changed."""
     with click.progressbar(length=len(ids), label="replaying", file=sys.stderr, hidden=not progress) as bar:
-        for start in range(0, len(ids), REPLAY_BATCH):
-            batch = ids[start : start + REPLAY_BATCH]
-            replayed += await replay_events(conn, batch)
-            bar.update(len(batch))
-    return replayed
+        return await replay_in_batches(conn, ids, bar.update)
 
 
 def check_selection(ids: tuple[str, ...], status: str | None, type_glob: str | None, since: float | None) -> None:

@@ -11,6 +11,7 @@ import socket
 import sys
 from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import uvicorn
@@ -24,6 +25,9 @@ from receiver.runtime import prepare_store
 from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
 from receiver.web.connections import fit_to_file_limit
+
+if TYPE_CHECKING:
+    from receiver.console.server import ConsoleServer
 
 log = logging.getLogger("receiver.serve")
 
@@ -47,9 +51,11 @@ class DrainingServer(uvicorn.Server):
     responses being written (`LAST_RESPONSES_S`), not a second `shutdown_timeout` spent on slow clients.
     """
 
-    def __init__(self, config: uvicorn.Config, app: ReceiverApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ReceiverApp, console: ConsoleServer | None = None) -> None:
         super().__init__(config)
         self.app = app
+        self.console = console
+        """The console's server, run in this one's event loop; stopped at the first signal."""
         self.drain_requested = False
         self.interrupted = False
         self._drain: asyncio.Task[None] | None = None
@@ -61,6 +67,8 @@ class DrainingServer(uvicorn.Server):
             return
         self.drain_requested = True
         self.interrupted = sig == signal.SIGINT
+        if self.console is not None:
+            self.console.should_exit = True
         runtime = self.app.state.runtime
         if runtime is not None:
             runtime.draining = True  # at once: the next push must already get 503
@@ -77,6 +85,13 @@ class DrainingServer(uvicorn.Server):
             self.config.timeout_graceful_shutdown = LAST_RESPONSES_S
             self.should_exit = True
         return await super().on_tick(counter)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.console is None:
+            await super().serve(sockets)
+            return
+        async with self.console.running():
+            await super().serve(sockets)
 
 
 @click.command("serve")
@@ -127,7 +142,7 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
     sock = listen(config.receiver.host, config.receiver.port)
     tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
     app = create_app(config, services=services)
-    server = DrainingServer(uvicorn.Config(app, **server_options(config)), app)
+    server = DrainingServer(uvicorn.Config(app, **server_options(config)), app, open_console(config, app))
     try:
         with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below
             server.run(sockets=[sock])
@@ -140,8 +155,23 @@ def run(config: Config, services: ServicesSpec | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The socket uvicorn serves on, bound as uvicorn would bind it; exit 1 with one line when it cannot be."""
+def open_console(config: Config, app: ReceiverApp) -> ConsoleServer | None:
+    """The console's server on a socket of its own (`[console]`; None without it), bound now so that a taken port
+    stops `serve` before anything starts. It shows the receiver whose runtime `app` opens; /readyz says where."""
+    if config.console is None:
+        return None
+    from receiver.console.server import ConsoleServer  # Jinja2 and the templates only when the console is on
+
+    sock = listen(config.console.host, config.console.port, section="console")
+    console = ConsoleServer(lambda: app.state.runtime, config, sock)
+    app.state.console_url = console.url
+    log.info("console listening", extra={"url": console.url, "read_only": config.console.read_only})
+    return console
+
+
+def listen(host: str, port: int, section: str = "receiver") -> socket.socket:
+    """The socket uvicorn serves on, bound as uvicorn would bind it; exit 1 with one line when it cannot be (the
+    hint names the keys of `section`)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -149,13 +179,12 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         hints = {
-            errno.EADDRINUSE: "another process listens there: stop it, or change [receiver] port",
-            errno.EACCES: "ports below 1024 need privileges: choose a higher [receiver] port",
-            errno.EADDRNOTAVAIL: "this machine has no such address: check [receiver] host",
+            errno.EADDRINUSE: f"another process listens there: stop it, or change [{section}] port",
+            errno.EACCES: f"ports below 1024 need privileges: choose a higher [{section}] port",
+            errno.EADDRNOTAVAIL: f"this machine has no such address: check [{section}] host",
         }
         reason = (exc.strerror or str(exc)).lower()
-        fail(
-            f"cannot listen on {host}:{port}: {reason} ({hints.get(exc.errno or 0, 'check [receiver] host and port')})"
-        )
+        hint = hints.get(exc.errno or 0, f"check [{section}] host and port")
+        fail(f"cannot listen on {host}:{port}: {reason} ({hint})")
     sock.set_inheritable(True)
     return sock

@@ -468,12 +468,17 @@ def glob_to_like(pattern: str) -> str:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """The selection the operator commands share: status, type glob, resource, received at or after `since`."""
+    """The selection the operator commands and the console share: status, type glob, resource, resource instance,
+    received within [`since`, `until`], one event id, one last error."""
 
     status: str | None = None
     type_glob: str | None = None
     resource: str | None = None
     since: str | None = None
+    resourceinstance: str | None = None
+    until: str | None = None
+    event_id: str | None = None
+    last_error: str | None = None
 
     def sql(self) -> tuple[list[str], dict[str, Any]]:
         """The conditions (to join with AND) and their parameters."""
@@ -485,20 +490,36 @@ class EventFilter:
         if self.type_glob:
             where.append("type LIKE :type_like ESCAPE '\\'")
             params["type_like"] = glob_to_like(self.type_glob)
-        if self.resource:
-            where.append("resource = :resource")
-            params["resource"] = self.resource
+        for column in ("resource", "resourceinstance", "last_error"):
+            if value := getattr(self, column):
+                where.append(f"{column} = :{column}")
+                params[column] = value
+        if self.event_id:
+            where.append("id = :event_id")
+            params["event_id"] = self.event_id
         if self.since:
             where.append("received_at >= :since")
             params["since"] = self.since
+        if self.until:
+            where.append("received_at <= :until")
+            params["until"] = self.until
         return where, params
 
 
 async def list_events(
-    db: Database, selection: EventFilter = EventFilter(), *, limit: int = 100, newest_first: bool = True
+    db: Database,
+    selection: EventFilter = EventFilter(),
+    *,
+    limit: int = 100,
+    newest_first: bool = True,
+    before: int | None = None,
 ) -> list[InboxRecord]:
-    """The first `limit` events of `selection`, newest first unless `newest_first` is False."""
+    """The first `limit` events of `selection`, newest first unless `newest_first` is False; with `before`, only
+    those that arrived before the event whose `seq` it is (the next page)."""
     where, params = selection.sql()
+    if before is not None:
+        where.append("seq < :before")
+        params["before"] = int(before)
     sql = "SELECT * FROM inbox"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -124,7 +124,27 @@ async def replay_events(db: Database, ids: Sequence[str]) -> int:
     return await db.execute(sql, {**params, "now": now_iso()})
 
 
-# --- the numbers behind `stats` and the metrics ---
+# --- the numbers behind `stats`, the console and the metrics ---
+
+
+async def count_events(db: Database, selection: EventFilter) -> int:
+    """How many events `selection` matches."""
+    where, params = selection.sql()
+    sql = "SELECT COUNT(*) AS n FROM inbox" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = await db.fetch(sql, params)
+    return int(rows[0]["n"])
+
+
+async def count_by_error(db: Database, selection: EventFilter) -> list[tuple[str, int, str]]:
+    """The events `selection` matches grouped by their last error, the largest group first: (error, how many, when
+    the newest of them arrived)."""
+    where, params = selection.sql()
+    sql = (
+        "SELECT last_error, COUNT(*) AS n, MAX(received_at) AS newest FROM inbox"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " GROUP BY last_error ORDER BY n DESC, newest DESC"
+    )
+    return [(str(row["last_error"]), int(row["n"]), str(row["newest"])) for row in await db.fetch(sql, params)]
 
 
 async def count_by_type(db: Database) -> dict[str, dict[str, int]]:

@@ -1,0 +1,39 @@
+"""What every console request shares: the `[console]` settings, the receiver's runtime, the sessions, and whether
+the console is closing (its live streams end then)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from receiver.config import Config, ConsoleConfig
+from receiver.console.sessions import Sessions
+from receiver.runtime import Runtime
+
+
+@dataclass
+class ConsoleState:
+    config: Config
+    console: ConsoleConfig
+    runtime: Callable[[], Runtime | None]
+    """The running receiver's runtime; None until the webhook's lifespan has opened the store."""
+    sessions: Sessions
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the console begins to shut down: live streams end."""
+
+
+def console_state(request: Request) -> ConsoleState:
+    state: ConsoleState = request.app.state.console
+    return state
+
+
+def console_runtime(request: Request) -> Runtime:
+    """The receiver's runtime, or 503 while the store is not open yet (or no longer)."""
+    runtime = console_state(request).runtime()
+    if runtime is None:
+        raise HTTPException(503, "the receiver is starting or stopping: try again in a moment")
+    return runtime
