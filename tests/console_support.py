@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from receiver.config import Config
+from receiver.console.app import create_console_app
 from receiver.onboarding.demo import ReceiverSetup
-from receiver.server_thread import free_port
+from receiver.runtime import Runtime
+from receiver.server_thread import ServerThread, free_port
 from tests.dispatch_support import RECIPIENT_ORG, RESOURCE, recipient_setup
 from tests.ingest_support import ServeProcess
 from tests.support import wait_until
@@ -63,8 +67,9 @@ class ConsoleReceiver:
         return body
 
 
-def console_section(port: int, token: str = TOKEN, **options: object) -> str:
-    lines = ["[console]", f"port = {port}", f"token = {json.dumps(token)}"]
+def console_section(port: int, **options: object) -> str:
+    """A `[console]` section on `port` with the tests' token and `options`."""
+    lines = ["[console]", f"port = {port}", f"token = {json.dumps(TOKEN)}"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
     return "\n".join(lines) + "\n"
 
@@ -114,3 +119,34 @@ def sign_in(page: Page, url: str, token: str = TOKEN) -> None:
     page.goto(url + "/login")
     page.fill("input[name=token]", token)
     page.click("button[type=submit]")
+
+
+class ConsoleWithRuntime:
+    """The console app over a receiver runtime of its own (the store opened as `serve` opens it, no background
+    services), for page tests on any backend: ASGI, served by `ServerThread` on loopback."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.runtime: Runtime | None = None
+        self.app = create_console_app(lambda: self.runtime, config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await receive()  # lifespan.startup
+        self.runtime = await Runtime.open(self.config)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self.runtime.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+@contextmanager
+def console_server(config: Config) -> Iterator[httpx.Client]:
+    """The console for `config` on a free loopback port; an HTTP client on it with the bearer token."""
+    with (
+        ServerThread(ConsoleWithRuntime(config)) as server,
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as client,
+    ):
+        yield client

@@ -17,13 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver.app import AccessLog
 from receiver.config import Config
 from receiver.console import auth
-from receiver.console.pages import dead, events
+from receiver.console.pages import correspondences, dead, events, overview, subscriptions
 from receiver.console.render import render
 from receiver.console.sessions import Sessions
 from receiver.console.state import ConsoleState
 from receiver.runtime import Runtime
 
-PAGES = (events, dead)
+PAGES = (overview, events, dead, correspondences, subscriptions)
 """The page modules, each with its `routes`."""
 
 SECURITY_HEADERS = [

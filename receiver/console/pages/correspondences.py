@@ -111,8 +111,7 @@ async def attachment_download(request: Request) -> Response:
         media_type="application/octet-stream",
         filename=name,
         content_disposition_type="attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
-    )
+    )  # the console's headers add nosniff and no-store (receiver/console/app.py)
 
 
 routes: list[BaseRoute] = [
