@@ -160,7 +160,7 @@ def test_the_overview_correspondences_and_subscriptions_show_what_the_receiver_h
 
     page.goto("/")
     expect(page.locator("#readiness")).to_contain_text("ready")
-    expect(page.locator("#throughput svg polyline.received")).to_have_count(1)
+    expect(page.locator("#throughput svg rect.bar.received").first).to_be_visible()
     expect(page.locator("#store")).to_contain_text("sqlite")
 
     page.goto("/correspondences")

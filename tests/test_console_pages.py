@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -101,7 +102,9 @@ def test_the_overview_shows_readiness_backlog_dead_subscriptions_catchup_and_the
     assert '<a href="/dead">1</a>' in text
     assert "4711" in text and "validated" in text and "cursor-event-42" in text
     assert ("postgresql" if store_config.url else "sqlite") in text.split('id="store"')[1]
-    assert text.count("<polyline") == 2
+    chart = text.split('id="throughput"')[1].split("</svg>")[0]
+    assert sum(int(n) for n in re.findall(r"(\d+) received</title>", chart)) == 3
+    assert sum(int(n) for n in re.findall(r"(\d+) processed</title>", chart)) == 2  # the done and the dead
 
 
 def test_a_recipient_sees_sender_title_and_downloads_attachments(tmp_path: Path, store_config: StoreConfig) -> None:

@@ -75,6 +75,11 @@ def answers(url: str) -> bool:
         return False
 
 
+def subscribed(readyz: str) -> bool:
+    services = httpx.get(readyz, timeout=5).json().get("services", {})
+    return bool(services.get("subscriptions", {}).get("state") == "validated")
+
+
 @contextmanager
 def demo_receiver(folder: Path, sim: RunningSimulator, token: str) -> Iterator[tuple[str, ReceiverSetup]]:
     """`serve` as a recipient subscribed to `sim`, with its console; the console's URL."""
@@ -104,24 +109,36 @@ def demo_receiver(folder: Path, sim: RunningSimulator, token: str) -> Iterator[t
     try:
         url = f"http://127.0.0.1:{console_port}"
         wait(lambda: process.poll() is None and answers(url + "/login"), 30, f"the console on {url}")
+        wait(lambda: subscribed(f"http://127.0.0.1:{setup.port}/readyz"), 30, "Altinn to validate the subscription")
         yield url, setup
     finally:
         process.terminate()
         process.wait(30)
 
 
+def next_minute() -> Callable[[], bool]:
+    """Whether the clock has moved on to another minute (UTC) since this was called."""
+    started = time.gmtime().tm_min
+    return lambda: time.gmtime().tm_min != started
+
+
 def realistic_data(sim: RunningSimulator, setup: ReceiverSetup) -> None:
-    """Correspondences with attachments, one event about a correspondence Altinn does not have (dead after its
-    retries), all processed."""
-    for title, attachments in TITLES:
-        sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title=title, attachments=attachments)
-    missing = "0b6e7c1c-5a43-4a8e-9a9e-3f1c2d7f4b10"
-    sim.publish_event({
-        "specversion": "1.0", "id": "5f0d8c9e-2b7a-4c1e-8d3f-6a2b1c0e9d87", "type": PUBLISHED,
-        "source": f"{sim.url}/correspondence/api/v1/correspondence/{missing}", "resource": RESOURCE,
-        "resourceinstance": missing, "subject": f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })  # fmt: skip
+    """Correspondences with attachments in three waves a minute apart (the overview's chart has something to show),
+    and one event about a correspondence Altinn does not have (dead after its retries); all processed."""
+    waves = (TITLES[:3], TITLES[3:5], TITLES[5:])
+    for n, wave in enumerate(waves):
+        if n:
+            wait(next_minute(), 61, "the next minute")
+        for title, attachments in wave:
+            sim.send_correspondence(RESOURCE, RECIPIENT_ORG, title=title, attachments=attachments)
+        if n == 1:
+            missing = "0b6e7c1c-5a43-4a8e-9a9e-3f1c2d7f4b10"
+            sim.publish_event({
+                "specversion": "1.0", "id": "5f0d8c9e-2b7a-4c1e-8d3f-6a2b1c0e9d87", "type": PUBLISHED,
+                "source": f"{sim.url}/correspondence/api/v1/correspondence/{missing}", "resource": RESOURCE,
+                "resourceinstance": missing, "subject": f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })  # fmt: skip
     count = len(TITLES) + 1
 
     def settled() -> bool:

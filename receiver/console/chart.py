@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from receiver.store.overview import Minute
 
 WIDTH, HEIGHT = 720, 200
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 24
+LEFT, RIGHT, TOP, BOTTOM = 44, 20, 10, 24
 """Margins: the left one holds the counts, the bottom one the times."""
+LABEL_EVERY = 10
+"""Minutes between two time labels, counted back from the newest."""
 
 
 @dataclass(frozen=True)
@@ -21,19 +23,28 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class Bar:
+    """One minute's count of one kind (`received` or `processed`); `title` is its tooltip."""
+
+    kind: str
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
 class Chart:
-    """Two polylines (SVG `points`) over a grid: `ticks_y` the counts, `ticks_x` the minutes (HH:MM, UTC)."""
+    """Two bars per minute over a grid: `ticks_y` the counts, `ticks_x` the minutes (HH:MM, UTC)."""
 
     width: int
     height: int
-    received: str
-    processed: str
-    ticks_y: tuple[Tick, ...]
-    ticks_x: tuple[Tick, ...]
     left: int
     right: int
-    top: int
-    bottom: int
+    bars: tuple[Bar, ...]
+    ticks_y: tuple[Tick, ...]
+    ticks_x: tuple[Tick, ...]
     total_received: int
     total_processed: int
     peak: int
@@ -53,24 +64,28 @@ def minute_chart(minutes: Sequence[Minute]) -> Chart:
     """The chart of `minutes` (oldest first, one per minute)."""
     peak = max((max(m.received, m.processed) for m in minutes), default=0)
     top_value = nice_ceiling(peak)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    step = plot_w / max(len(minutes) - 1, 1)
-
-    def x(index: int) -> float:
-        return round(LEFT + index * step, 1)
+    plot_h = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(len(minutes), 1)
+    bar_width = round(slot * 0.4, 2)
 
     def y(count: int) -> float:
         return round(TOP + plot_h * (1 - count / top_value), 1)
 
-    def line(values: Sequence[int]) -> str:
-        return " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values))
-
+    bars = []
+    for i, minute in enumerate(minutes):
+        start = LEFT + i * slot + slot * 0.1
+        for offset, kind, count in ((0.0, "received", minute.received), (bar_width, "processed", minute.processed)):
+            if count:
+                title = f"{minute.minute[11:16]} UTC: {count} {kind}"
+                bars.append(Bar(kind, round(start + offset, 2), y(count), bar_width, round(y(0) - y(count), 1), title))
     ticks_y = tuple(Tick(LEFT, y(value), str(value)) for value in sorted({0, top_value // 2, top_value}))
-    every = 10
     last = len(minutes) - 1
-    ticks_x = tuple(Tick(x(i), HEIGHT - 6, m.minute[11:16]) for i, m in enumerate(minutes) if (last - i) % every == 0)
+    ticks_x = tuple(
+        Tick(round(LEFT + (i + 0.5) * slot, 1), HEIGHT - 6, m.minute[11:16])
+        for i, m in enumerate(minutes)
+        if (last - i) % LABEL_EVERY == 0
+    )
     return Chart(
-        WIDTH, HEIGHT, line([m.received for m in minutes]), line([m.processed for m in minutes]),
-        ticks_y, ticks_x, LEFT, RIGHT, TOP, BOTTOM,
+        WIDTH, HEIGHT, LEFT, RIGHT, tuple(bars), ticks_y, ticks_x,
         sum(m.received for m in minutes), sum(m.processed for m in minutes), peak,
     )  # fmt: skip
