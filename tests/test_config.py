@@ -183,3 +183,39 @@ def test_the_webhook_secret_must_be_long_and_not_blank(secret: str, problem: str
 def test_previous_secrets_may_be_short_so_an_old_code_can_be_rotated_away() -> None:
     config = parse(BASE + 'previous_secrets = ["old"]\n')
     assert config.receiver.secrets == ("a-webhook-code-of-16+", "old")
+
+
+def test_the_console_is_off_without_its_section_and_reads_its_keys_with_it() -> None:
+    assert parse(BASE).console is None
+    token = "t" * 32
+    console = parse(BASE + '[console]\ntoken = "${CONSOLE_TOKEN}"\n', {"CONSOLE_TOKEN": token}).console
+    assert console is not None and console.token == token
+    assert (console.host, console.port, console.read_only, console.session_lifetime) == (
+        "127.0.0.1",
+        8081,
+        False,
+        8 * 3600.0,
+    )
+    console = parse(
+        BASE + f'[console]\ntoken = "{token}"\nport = 0\nread_only = true\nsession_lifetime = "30m"\n'
+    ).console
+    assert console is not None and (console.port, console.read_only, console.session_lifetime) == (0, True, 1800.0)
+    assert token not in repr(console)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("", "console.token"),
+        ('token = "${CONSOLE_TOKEN}"', "console.token"),
+        ('token = "short-but-secret"', "console.token"),
+        (f'token = "{"t" * 31} "', "console.token"),
+        (f'token = "{"t" * 32}"\nport = 70000', "console.port"),
+        (f'token = "{"t" * 32}"\nsession_lifetime = "0s"', "console.session_lifetime"),
+    ],
+)
+def test_bad_console_keys_name_the_key(section: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(BASE + f"[console]\n{section}\n", {"CONSOLE_TOKEN": "too-short"})
+    assert caught.value.key == key
+    assert "short-but-secret" not in str(caught.value) and "too-short" not in str(caught.value)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.console_support import TOKEN, ConsoleReceiver, console_receiver, launch_chromium, sign_in
+from tests.browser_support import TOKEN, ConsoleReceiver, console_receiver, launch_chromium, sign_in
 from tests.dispatch_support import query, wait_settled
 from tests.support import wait_until
 

@@ -19,7 +19,7 @@ from receiver.store.state import move_cursor, save_subscription
 from receiver.sync.subscriptions import fingerprint
 from receiver.timeutil import now_iso
 from tests.altinn_support import SERVICE_OWNER_SCOPES, new_key, stand_in_config_file
-from tests.console_support import TOKEN, console_server
+from tests.browser_support import TOKEN, console_server
 from tests.store_backends import event, run_on, store_toml
 
 SECRET = "the-current-webhook-secret-0123456789"

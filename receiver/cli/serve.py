@@ -101,6 +101,7 @@ def serve_command(config_path: str | None) -> None:
 
     Answers 200 only after the event is committed to the inbox ([store] path or url). Also serves GET /healthz,
     GET /readyz (200 when a push would be stored now) and GET /metrics (Prometheus). Logs are JSON lines on stdout.
+    With a [console] section it also serves the operator console on a listener of its own ([console] host, port).
 
     On SIGTERM it keeps listening but answers new pushes and /readyz with 503, finishes what is in flight
     (up to [receiver] shutdown_timeout), then exits 0 (130 after Ctrl-C). It exits 2 with one line when the config,

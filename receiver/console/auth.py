@@ -70,7 +70,10 @@ class RequireSignIn:
         if header is not None:
             token = _bearer(header)
             if token is None or not _same(token, state.console.token):
-                log.warning("console: wrong bearer token", extra={"client": _client(request), "path": scope["path"]})
+                log.warning(
+                    "console: a wrong token in the Authorization header",
+                    extra={"client": _client(request), "path": scope["path"]},
+                )
                 await _refused(401, "wrong console token")(scope, receive, send)
                 return
             scope.setdefault("state", {})["signed_in"] = SignedIn(csrf=state.sessions.bearer_csrf)

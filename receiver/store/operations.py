@@ -44,9 +44,10 @@ class ChangeFeed:
         self.cursor = after
         self._printed = {}
         if after:
-            # What changed at the start point was already there: remember it so the look-back does not repeat it.
+            # What changed up to the start point was already seen: remember it so the look-back does not repeat it.
             for record in await self._changed_from(self._look_back_floor()):
-                self._printed[(record.seq, record.updated_at)] = record.updated_at
+                if record.updated_at <= after:
+                    self._printed[(record.seq, record.updated_at)] = record.updated_at
 
     def _look_back_floor(self) -> str:
         if not self.cursor:

@@ -30,6 +30,8 @@ from receiver.worker.replay import plan_replay, replay_in_batches
 log = logging.getLogger("receiver.console")
 
 PAGE_SIZE = 50
+BEGINNING = "1970-01-01T00:00:00.000000Z"
+"""Where the live stream of a page shown on an empty store starts: every change is news."""
 STREAM_POLL_S = 0.5
 """How often a live stream asks the store what changed: a change shows within this (the issue allows 2 s)."""
 STREAM_KEEPALIVE_S = 15.0
@@ -55,7 +57,7 @@ async def events_page(request: Request) -> Response:
         events=records[:PAGE_SIZE],
         first_page=before is None,
         older=filters.query(before=records[PAGE_SIZE - 1].seq) if len(records) > PAGE_SIZE else None,
-        stream=filters.query(after=feed.cursor),
+        stream=filters.query(after=feed.cursor or BEGINNING),
     )
 
 
