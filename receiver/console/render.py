@@ -31,6 +31,8 @@ environment = Environment(
     lstrip_blocks=True,
 )
 environment.filters["duration"] = format_duration
+environment.filters["when"] = lambda stamp: stamp[:19].replace("T", " ") + "Z" if stamp else ""
+"""A stored timestamp to the second, for reading (the whole one is the element's `datetime` and `title`)."""
 environment.filters["path_part"] = lambda text: quote(str(text), safe="")
 """A value as one segment of a path (an event id may hold a "/")."""
 environment.filters["redact"] = redact  # an error's text may quote a configured secret, as a log line could
