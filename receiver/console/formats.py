@@ -24,8 +24,3 @@ def age(stamp: str) -> str:
         return format_duration((now() - parse_iso(stamp)).total_seconds()) if stamp else ""
     except ValueError:
         return ""
-
-
-def moment(stamp: str) -> str:
-    """A stored timestamp to the second, as people read it: `2026-11-30 10:31:17` (UTC); "" for an empty one."""
-    return stamp[:19].replace("T", " ") if stamp else ""

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from handlers.download_attachments import DownloadAttachments, safe_file_name
 from receiver.config import Config
-from receiver.console.formats import human_size, moment
+from receiver.console.formats import human_size
 from receiver.console.render import render
 from receiver.console.state import console_runtime
 from receiver.store.correspondences import get_attachment, get_correspondence, list_correspondences
@@ -72,7 +72,6 @@ async def correspondence_list(request: Request) -> Response:
         q=q,
         page=page,
         more=len(found) > PAGE_SIZE,
-        moment=moment,
     )
 
 
@@ -92,7 +91,6 @@ async def correspondence_page(request: Request) -> Response:
         c=found,
         downloadable=downloadable,
         size=human_size,
-        moment=moment,
     )
 
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.console.chart import minute_chart
-from receiver.console.formats import age, human_size, moment
+from receiver.console.formats import age, human_size
 from receiver.console.render import render
 from receiver.console.state import console_runtime
 from receiver.runtime import Runtime
@@ -77,7 +77,6 @@ async def overview(request: Request) -> Response:
         },
         "age": age,
         "size": human_size,
-        "moment": moment,
     }
     return render(request, "overview.html", **context)
 

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.config import ReceiverConfig, SubscriptionConfig
-from receiver.console.formats import moment
 from receiver.console.render import render
 from receiver.console.state import console_runtime
 from receiver.store import state
@@ -68,7 +67,6 @@ async def subscriptions_page(request: Request) -> Response:
         service=service,
         public_url=config.receiver.public_url,
         catchup_enabled=config.catchup.enabled,
-        moment=moment,
     )
 
 
