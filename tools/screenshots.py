@@ -41,6 +41,7 @@ OUT = REPO / "docs" / "console"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 860}
 PUBLISHED = "no.altinn.correspondence.correspondencepublished"
+DISPATCH = {"backoff_base": "200ms", "backoff_cap": "1s", "poll_interval": "100ms"}
 TITLES = (
     ("Vedtak om tilskudd til lærlinger", 2),
     ("Varsel om tilsyn", 0),
@@ -81,26 +82,9 @@ def subscribed(readyz: str) -> bool:
 
 
 @contextmanager
-def demo_receiver(folder: Path, sim: RunningSimulator, token: str) -> Iterator[tuple[str, ReceiverSetup]]:
-    """`serve` as a recipient subscribed to `sim`, with its console; the console's URL."""
-    sim.set_resource_owner(RESOURCE, SENDER_ORG)
-    identity = register_identity(sim, folder, org=RECIPIENT_ORG, service_owner=None, scopes=RECIPIENT_SCOPES)
-    console_port = free_port()
-    extra = (
-        f"[handlers.download_attachments]\ndir = {json.dumps(str(folder / 'attachments'))}\n"
-        "[handlers.fetch_correspondence]\nnot_found_retries = 1\n"
-        f"[console]\nport = {console_port}\ntoken = {json.dumps(token)}\n"
-    )
-    setup = ReceiverSetup(
-        sim.url,
-        identity,
-        folder / "receiver.db",
-        [SubscriptionConfig(RESOURCE, subject=f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}")],
-        catchup={"interval": "30s", "start": "now"},
-        role="recipient",
-        dispatch={"backoff_base": "200ms", "backoff_cap": "1s", "poll_interval": "100ms"},
-        extra=extra,
-    )
+def serving(folder: Path, setup: ReceiverSetup, console_port: int) -> Iterator[str]:
+    """`altinn-receiver serve` for `setup` (its config written to `folder`) until the block ends, once its
+    subscription is validated; the console's URL."""
     config = folder / "receiver.toml"
     setup.write(config)
     with (folder / "serve.log").open("ab") as log:
@@ -110,10 +94,39 @@ def demo_receiver(folder: Path, sim: RunningSimulator, token: str) -> Iterator[t
         url = f"http://127.0.0.1:{console_port}"
         wait(lambda: process.poll() is None and answers(url + "/login"), 30, f"the console on {url}")
         wait(lambda: subscribed(f"http://127.0.0.1:{setup.port}/readyz"), 30, "Altinn to validate the subscription")
-        yield url, setup
+        yield url
     finally:
         process.terminate()
         process.wait(30)
+
+
+def console_section(port: int, token: str) -> str:
+    return f"[console]\nport = {port}\ntoken = {json.dumps(token)}\n"
+
+
+def recipient(folder: Path, sim: RunningSimulator, token: str, console_port: int) -> ReceiverSetup:
+    """A recipient subscribed with its subject filter: attachments downloaded, a missing correspondence dead after
+    one more try, catch-up on."""
+    identity = register_identity(sim, folder, org=RECIPIENT_ORG, service_owner=None, scopes=RECIPIENT_SCOPES)
+    extra = (
+        f"[handlers.download_attachments]\ndir = {json.dumps(str(folder / 'attachments'))}\n"
+        "[handlers.fetch_correspondence]\nnot_found_retries = 1\n" + console_section(console_port, token)
+    )
+    return ReceiverSetup(
+        sim.url, identity, folder / "receiver.db",
+        [SubscriptionConfig(RESOURCE, subject=f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}")],
+        catchup={"interval": "30s", "start": "now"}, role="recipient", dispatch=DISPATCH, extra=extra,
+    )  # fmt: skip
+
+
+def service_owner(folder: Path, sim: RunningSimulator, token: str, console_port: int) -> ReceiverSetup:
+    """The resource's service owner, subscribed without a subject filter, with the default pipelines."""
+    identity = register_identity(sim, folder, org=SENDER_ORG)
+    return ReceiverSetup(
+        sim.url, identity, folder / "receiver.db", [SubscriptionConfig(RESOURCE)],
+        catchup={"interval": "30s", "start": "now"}, role="service-owner", dispatch=DISPATCH,
+        extra=console_section(console_port, token),
+    )  # fmt: skip
 
 
 def next_minute() -> Callable[[], bool]:
@@ -122,7 +135,7 @@ def next_minute() -> Callable[[], bool]:
     return lambda: time.gmtime().tm_min != started
 
 
-def realistic_data(sim: RunningSimulator, setup: ReceiverSetup) -> None:
+def realistic_data(sim: RunningSimulator, setup: ReceiverSetup, owner: ReceiverSetup) -> None:
     """Correspondences with attachments in three waves a minute apart (the overview's chart has something to show),
     and one event about a correspondence Altinn does not have (dead after its retries); all processed."""
     waves = (TITLES[:3], TITLES[3:5], TITLES[5:])
@@ -139,13 +152,14 @@ def realistic_data(sim: RunningSimulator, setup: ReceiverSetup) -> None:
                 "resourceinstance": missing, "subject": f"urn:altinn:organization:identifier-no:{RECIPIENT_ORG}",
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             })  # fmt: skip
-    count = len(TITLES) + 1
+    wait(lambda: settled(setup.store, len(TITLES) + 1), 60, "the recipient's events to be processed")
+    # The service owner gets initialized and published for each (and more as the recipient acts).
+    wait(lambda: settled(owner.store, 2 * len(TITLES)), 60, "the service owner's events to be processed")
 
-    def settled() -> bool:
-        now = statuses(setup.store)
-        return len(now) >= count and all(s in ("done", "dead", "skipped") for s in now.values())
 
-    wait(settled, 60, f"{count} events to be processed")
+def settled(store: Path, count: int) -> bool:
+    now = statuses(store)
+    return len(now) >= count and all(s in ("done", "dead", "skipped") for s in now.values())
 
 
 def shoot(page: Page, url: str, out: Path, name: str) -> None:
@@ -155,7 +169,7 @@ def shoot(page: Page, url: str, out: Path, name: str) -> None:
     print(f"wrote {out / name}.png")
 
 
-def take(console: str, store: Path, token: str, out: Path) -> None:
+def take(console: str, store: Path, owner_console: str, owner_store: Path, token: str, out: Path) -> None:
     with closing(sqlite3.connect(store)) as conn:
         dead = conn.execute("SELECT id FROM inbox WHERE status = 'dead' LIMIT 1").fetchone()[0]
         done = conn.execute("SELECT id FROM inbox WHERE status = 'done' ORDER BY seq LIMIT 1").fetchone()[0]
@@ -183,6 +197,12 @@ def take(console: str, store: Path, token: str, out: Path) -> None:
             ("subscriptions", "/subscriptions"),
         ):
             shoot(page, console + path, out, name)
+        page.goto(owner_console + "/login")
+        page.fill("input[name=token]", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(owner_console + "/")
+        shoot(page, owner_console + "/correspondences", out, "correspondences-service-owner")
+        shoot(page, f"{owner_console}/correspondences/{correspondence}", out, "correspondence-service-owner")
         browser.close()
 
 
@@ -196,10 +216,17 @@ def main(argv: list[str] | None = None) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="console-screenshots-") as tmp,
         running_simulator(SimSettings(time_scale=50000, seed_correspondences=0)) as sim,
-        demo_receiver(Path(tmp), sim, token) as (console, setup),
     ):
-        realistic_data(sim, setup)
-        take(console, setup.store, token, args.out)
+        sim.set_resource_owner(RESOURCE, SENDER_ORG)
+        ports = free_port(), free_port()
+        setup = recipient(Path(tmp) / "recipient", sim, token, ports[0])
+        owner = service_owner(Path(tmp) / "service-owner", sim, token, ports[1])
+        with (
+            serving(Path(tmp) / "recipient", setup, ports[0]) as console,
+            serving(Path(tmp) / "service-owner", owner, ports[1]) as owner_console,
+        ):
+            realistic_data(sim, setup, owner)
+            take(console, setup.store, owner_console, owner.store, token, args.out)
 
 
 if __name__ == "__main__":
