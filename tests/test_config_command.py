@@ -224,3 +224,20 @@ def test_validate_warns_when_the_default_pipelines_can_only_store(tmp_path: Path
     code, stdout, stderr = validate(config(tmp_path, f'[receiver]\nsecret = "{GOOD_SECRET}"\n'))
     assert (code, only_line(stdout)) == (0, f"{tmp_path / 'receiver.toml'}: valid (2 pipeline(s), 1 handler(s))")
     assert only_line(stderr).startswith("warning: events are stored but not fetched: altinn.environment: is required")
+
+
+def test_config_show_masks_the_console_token_and_says_when_the_console_is_off(tmp_path: Path) -> None:
+    token = "console-token-nobody-guesses-0123456789"
+    receiver = f'[receiver]\nsecret = "{GOOD_SECRET}"\n'
+    on = config(tmp_path, receiver + '[console]\ntoken = "${CONSOLE_TOKEN}"\nport = 0\n')
+    shown = run_cli("config", "show", "--config", str(on), env={"CONSOLE_TOKEN": token})
+    assert shown.returncode == 0 and token not in shown.stdout
+    assert tomllib.loads(shown.stdout)["console"] == {
+        "token": "***", "host": "127.0.0.1", "port": 0, "read_only": False, "session_lifetime": "8h"
+    }  # fmt: skip
+    off = config(tmp_path, receiver)
+    shown = run_cli("config", "show", "--config", str(off))
+    assert shown.returncode == 0 and "# [console] is not set" in shown.stdout
+    assert "console" not in tomllib.loads(shown.stdout)
+    as_json = run_cli("config", "show", "--json", "--config", str(off))
+    assert json.loads(as_json.stdout)["console"] is None

@@ -8,11 +8,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
+from receiver.console.app import MAX_CONNECTIONS
 from receiver.server_thread import free_port
 from tests.console_support import BEARER, TOKEN, ConsoleServe, csrf_token
 from tests.ingest_support import SECRET, new_event, push, run_cli, webhook
@@ -203,3 +205,17 @@ def test_a_console_port_that_is_taken_stops_serve_with_one_line(tmp_path: Path) 
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "change [console] port" in result.stderr
     assert TOKEN not in result.stderr
+
+
+def test_the_console_holds_a_bounded_number_of_connections(serving: ConsoleServe) -> None:
+    """Connections to the console beyond its limit are answered 503 at once: whoever reaches it cannot use up the
+    file descriptors the webhook needs, which keeps taking pushes meanwhile."""
+    host, port = serving.console_url.removeprefix("http://").rsplit(":", 1)
+    with ExitStack() as held:
+        for _ in range(MAX_CONNECTIONS):
+            held.enter_context(socket.create_connection((host, int(port))))
+        wait_until(lambda: httpx.get(serving.console_url + "/login").status_code == 503, message="the limit")
+        answer = httpx.get(serving.console_url + "/login")
+        assert answer.status_code == 503 and "the console holds as many connections" in answer.text
+        pushed(serving)
+    wait_until(lambda: httpx.get(serving.console_url + "/login").status_code == 200, message="room again")

@@ -45,7 +45,7 @@ def _handler_shown(config: Config, name: str, options: Any) -> dict[str, Any]:
 def toml_text(shown: Mapping[str, Any]) -> str:
     """`effective`'s result as a TOML file: sections as tables, handlers as [handlers.NAME], pipelines and
     subscriptions as arrays of tables (an empty one as `name = []`, before every table, where TOML wants it); a key
-    that is not set is a comment (TOML has no null)."""
+    or section that is not set is a comment (TOML has no null)."""
     lines = [f"{_key(name)} = []" for name, value in shown.items() if value == []]
 
     def table(header: str, values: Mapping[str, Any]) -> None:
@@ -60,6 +60,8 @@ def toml_text(shown: Mapping[str, Any]) -> str:
         elif isinstance(value, list):
             for entry in value:
                 table(f"[[{_key(name)}]]", entry)
+        elif value is None:  # a section that is off unless it is there ([console])
+            lines.extend(["", f"# [{_key(name)}] is not set"])
         else:
             table(f"[{_key(name)}]", value)
     return "\n".join(lines) + "\n"

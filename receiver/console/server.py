@@ -15,6 +15,7 @@ from receiver.config import Config
 from receiver.console.app import create_console_app
 from receiver.console.state import ConsoleState
 from receiver.runtime import Runtime
+from receiver.web.connections import GuardedHttpProtocol
 
 log = logging.getLogger("receiver.console")
 
@@ -37,6 +38,7 @@ class ConsoleServer(uvicorn.Server):
                 log_config=None,
                 lifespan="off",  # the store is the receiver's: the webhook's lifespan opens and closes it
                 ws="none",
+                http=GuardedHttpProtocol,
                 timeout_graceful_shutdown=int(max(config.receiver.shutdown_timeout, 1.0)),
             )
         )

@@ -55,15 +55,13 @@ _REFUSED = (
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def _refusal() -> bytes:
-    body = (
-        b'{"title":"Service unavailable","status":503,'
-        b'"detail":"the receiver holds as many connections as it may ([receiver] max_connections); try again"}'
-    )
+def refusal(detail: bytes) -> bytes:
+    """The answer to a connection beyond the limit: 503 with `detail` in a problem body."""
+    body = b'{"title":"Service unavailable","status":503,"detail":"%s"}' % detail
     return _REFUSED % (REFUSED_RETRY_AFTER_SECONDS, len(body), body)
 
 
-REFUSAL = _refusal()
+REFUSAL = refusal(b"the receiver holds as many connections as it may ([receiver] max_connections); try again")
 
 
 class ConnectionGuard:
@@ -72,9 +70,11 @@ class ConnectionGuard:
     The app creates it (`create_app`); `GuardedHttpProtocol` finds it as the served app's `connections`.
     """
 
-    def __init__(self, config: ReceiverConfig) -> None:
+    def __init__(self, config: ReceiverConfig, answer: bytes = REFUSAL) -> None:
         self.read_timeout = config.read_timeout
         self.max_connections = config.max_connections
+        self.refusal = answer
+        """What a connection beyond the limit is answered."""
         self.refused = LoopCounter()
         self.timed_out = LoopCounter()
         self.open: set[GuardedHttpProtocol] = set()
@@ -142,7 +142,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         self.transport = transport
         self.guard.count_refusal()
-        transport.write(REFUSAL)
+        transport.write(self.guard.refusal)
         if self.guard.lingering < MAX_LINGERING and transport.can_write_eof():
             transport.write_eof()
             self.guard.lingering += 1
