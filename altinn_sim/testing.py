@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,12 +129,13 @@ class Received:
 
 class Webhook:
     """A loopback HTTP endpoint that records every request and answers with `status` after `delay` seconds (both
-    changeable)."""
+    changeable); the first requests with `answers`, one each, in order, when given."""
 
-    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
+    def __init__(self, status: int = 200, delay: float = 0.0, answers: Sequence[int] = ()) -> None:
         self.status = status
         self.delay = delay
         self.received: list[Received] = []
+        self._answers = list(answers)
         self._lock = threading.Lock()
         self.server = ServerThread(Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])]))
 
@@ -142,8 +143,9 @@ class Webhook:
         body = await request.body()
         with self._lock:
             self.received.append(Received(request.url.path, request.url.query, dict(request.headers), body))
+            status = self._answers.pop(0) if self._answers else self.status
         await asyncio.sleep(self.delay)
-        return Response(status_code=self.status)
+        return Response(status_code=status)
 
     @property
     def url(self) -> str:

@@ -208,11 +208,14 @@ class BaseHandler:
 
 
 class HandlerError(Exception):
-    """Base of the two outcomes a handler may raise; `reason` is short and must not contain secrets."""
+    """Base of the two outcomes a handler may raise; `reason` is short and must not contain secrets. `http_status`:
+    the HTTP status of the failed call behind it, when there was one (the event's attempt history shows it); when
+    not given, that of an Altinn error it was raised from (`raise ... from exc`)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.http_status = http_status
 
 
 class RetryLater(HandlerError):
@@ -222,8 +225,10 @@ class RetryLater(HandlerError):
     `[dispatch] max_attempts` and the event's next run has the same `attempt` number; `max_age` still ends it.
     """
 
-    def __init__(self, reason: str, after: float | None = None, *, attempt: bool = True) -> None:
-        super().__init__(reason)
+    def __init__(
+        self, reason: str, after: float | None = None, *, attempt: bool = True, http_status: int | None = None
+    ) -> None:
+        super().__init__(reason, http_status=http_status)
         self.after = after
         self.attempt = attempt
 

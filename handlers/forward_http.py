@@ -87,5 +87,7 @@ class ForwardHttp(Forwarder):
             return
         if status == 429 or status >= 500:
             after = parse_retry_after(response.headers.get("retry-after"))
-            raise RetryLater(f"forwarding to {where}: HTTP {status}", after=after)
-        raise Permanent(f"forwarding to {where}: HTTP {status} (not retried: fix the target or the config)")
+            raise RetryLater(f"forwarding to {where}: HTTP {status}", after=after, http_status=status)
+        raise Permanent(
+            f"forwarding to {where}: HTTP {status} (not retried: fix the target or the config)", http_status=status
+        )

@@ -87,6 +87,16 @@ def test_drivers_measures_psycopg_on_a_database_of_its_own(tmp_path: Path, postg
 
 
 @pytest.mark.slow
+def test_history_drains_a_backlog_with_and_without_the_attempts_rows_on_both_stores(tmp_path: Path) -> None:
+    output = run_bench("history.py", "--events", "200", "--rounds", "1", tmp_path=tmp_path)
+    assert [run["backend"] for run in output] == ["sqlite", "postgresql"], output
+    for run in output:
+        assert_positive(run, "with_history_per_s", "without_history_per_s", "with_history_cpu_us_per_event",
+                        "without_history_cpu_us_per_event")  # fmt: skip
+        assert len(run["with_history_rounds_per_s"]) == len(run["without_history_rounds_per_s"]) == 1, run
+
+
+@pytest.mark.slow
 def test_pipeline_drains_a_backlog_through_fetch_and_store(tmp_path: Path) -> None:
     output = run_bench("pipeline.py", "--events", "300", "--sample-interval", "0.1", tmp_path=tmp_path)
     assert output["events"] == 300, output

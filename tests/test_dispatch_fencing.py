@@ -98,6 +98,10 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
     assert late == [], "A wrote after B had taken its runs over"
     for row in inbox_rows(store):
         assert (row["status"], row["attempts"], row["lease_owner"]) == ("done", 2, ""), "B's outcome stands"
+    history = store_rows(store, "SELECT event_id, attempt, outcome FROM attempts ORDER BY seq")
+    assert sorted((row["event_id"], row["attempt"], row["outcome"]) for row in history) == sorted(
+        (event["id"], 2, "done") for event in events
+    ), "only B's runs are in the history: A's runs, taken over, wrote none"
     lost = lost_lines(a)
     assert sorted(str(line["event_id"]) for line in lost) == sorted(event["id"] for event in events), "once per run"
     assert all(line["level"] == "warning" for line in lost)

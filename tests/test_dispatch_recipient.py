@@ -77,6 +77,20 @@ def test_500s_429s_and_timeouts_from_altinn_are_retried_until_the_event_is_done(
         [event] = query(setup.store, "SELECT * FROM inbox")
         assert event["attempts"] == 5  # two 500s, one 429, one timeout, then the answer
         assert event["last_error"] == ""
+        runs = query(setup.store, "SELECT * FROM attempts ORDER BY seq")
+        assert [(r["attempt"], r["step"], r["outcome"], r["http_status"]) for r in runs[:4]] == [
+            (1, "fetch_correspondence", "retrying", 500),
+            (2, "fetch_correspondence", "retrying", 500),
+            (3, "fetch_correspondence", "retrying", 429),
+            (4, "fetch_correspondence", "retrying", None),  # no answer: no status
+        ]
+        assert "HTTP 500" in runs[0]["error"] and "no answer" in runs[3]["error"]
+        assert (runs[4]["attempt"], runs[4]["outcome"], runs[4]["error"], runs[4]["http_status"]) == (
+            5,
+            "done",
+            "",
+            None,
+        )
         [row] = query(setup.store, "SELECT * FROM correspondences")
         assert (row["correspondence_id"], row["message_title"]) == (correspondence_id, "Etter feil")
 
@@ -102,6 +116,13 @@ def test_a_correspondence_that_stays_not_found_is_dead_after_the_configured_retr
         [row] = query(setup.store, "SELECT * FROM inbox")
         assert row["attempts"] == 3
         assert "not found (404)" in row["last_error"] and missing in row["last_error"]
+        runs = query(setup.store, "SELECT * FROM attempts ORDER BY seq")
+        # RetryLater and Permanent raised from Altinn's 404 carry its status.
+        assert [(r["step"], r["outcome"], r["http_status"]) for r in runs] == [
+            ("fetch_correspondence", "retrying", 404),
+            ("fetch_correspondence", "retrying", 404),
+            ("fetch_correspondence", "dead", 404),
+        ]
         assert query(setup.store, "SELECT * FROM correspondence_events") == []
 
 

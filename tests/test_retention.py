@@ -1,7 +1,7 @@
 """Retention on a running receiver: finished events older than `[retention] done` lose their payload and keep their
 id (a repeated push of one is still a duplicate, replay refuses it), dead events older than `[retention] dead` are
-deleted, the trace contexts stored with them go too, nothing else is touched; the service reports in /readyz and
-counts in /metrics."""
+deleted, the trace contexts and attempt histories stored with them go too, nothing else is touched; the service
+reports in /readyz and counts in /metrics."""
 
 from __future__ import annotations
 
@@ -49,9 +49,15 @@ async def agency_tables(db: Database) -> None:
 
 
 async def traced(db: Database) -> None:
-    """Each event arrived while traces were on."""
+    """Each event arrived while traces were on, and has run (two runs each in its history)."""
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     await db.execute("INSERT INTO inbox_traces (id, traceparent) SELECT id, :parent FROM inbox", {"parent": parent})
+    for attempt in (1, 2):
+        await db.execute(
+            "INSERT INTO attempts (event_id, attempt, started_at, finished_at, step, outcome, error)"
+            " SELECT id, :attempt, received_at, received_at, 'log', status, '' FROM inbox",
+            {"attempt": attempt},
+        )
 
 
 def only_retention(runtime: Runtime) -> list[Service]:
@@ -107,6 +113,8 @@ def test_retention_prunes_old_payloads_keeps_their_ids_and_deletes_old_dead_even
     assert {row["id"] for row in rows(config.store, "SELECT id FROM inbox_traces")} == set(KEPT), (
         "a trace context goes with its event's payload"
     )
+    history = [row["event_id"] for row in rows(config.store, "SELECT event_id FROM attempts")]
+    assert sorted(history) == sorted(list(KEPT) * 2), "an event's attempt history goes with its payload"
     for table in ("correspondences", "correspondence_events", "correspondence_attachments"):
         assert len(rows(config.store, f"SELECT * FROM {table}")) == 1, table
 

@@ -34,7 +34,8 @@ KEY = SubscriptionConfig("urn:altinn:resource:copy-test", subject="urn:altinn:or
 
 def sqlite_store(tmp_path: Path) -> OpsStore:
     """A store file holding some of everything: events in each status (one held under a lease), bulk done events,
-    a validation, a correspondence with an event and an attachment, a subscription, a cursor and a fact."""
+    a validation, a correspondence with an event and an attachment, a subscription, a cursor, a fact and two
+    attempts."""
     (tmp_path / "old").mkdir()
     store = OpsStore(tmp_path / "old")
     for short, status in STATUSES.items():
@@ -64,6 +65,13 @@ def sqlite_store(tmp_path: Path) -> OpsStore:
         await state.save_subscription(db, 4242, KEY, "https://r.example/events", "fp", validated=True)
         await state.move_cursor(db, KEY, "cursor-after-this-id")
         await state.set_fact(db, state.LAST_CATCHUP_AT, "2026-01-03T00:00:00.000000Z")
+        await db.execute_many(
+            "INSERT INTO attempts (event_id, attempt, started_at, finished_at, step, outcome, error, http_status)"
+            " VALUES (:id, 1, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', 'forward', :outcome,"
+            " :error, :status)",
+            [{"id": "event-d", "outcome": "done", "error": "", "status": None},
+             {"id": "event-r", "outcome": "retrying", "error": "forward: HTTP 503", "status": 503}],
+        )  # fmt: skip
 
     store.run(everything_else)
     return store
@@ -117,6 +125,9 @@ def test_a_copy_holds_every_row_with_the_leases_reset_and_serve_goes_on_from_the
     assert cursor["after"] == "cursor-after-this-id"
     [held] = rows(new, "SELECT attempts FROM inbox WHERE id = 'event-w'")
     assert held["attempts"] == 4, "the event the old store had claimed ran again, its attempts counted on"
+    history = rows(new, "SELECT seq, event_id, outcome FROM attempts ORDER BY seq")
+    assert [(r["event_id"], r["outcome"]) for r in history[:2]] == [("event-d", "done"), ("event-r", "retrying")]
+    assert {r["event_id"] for r in history[2:]} == {"event-p", "event-r", "event-w"}, "numbered after the copied"
 
 
 def test_a_source_in_use_is_refused(tmp_path: Path, store_url: str) -> None:

@@ -1,10 +1,11 @@
 """`altinn-receiver store copy`: a whole store into another one (SQLite to PostgreSQL, or between databases), for
 moving up (docs/operations.md).
 
-Every table of the receiver's is copied row for row, keys included (the inbox's `seq` too): every status, attempt
-count, cursor, subscription and correspondence row. Only the leases are reset: a claim of the source's dispatcher
-means nothing in the target, and an event it held (`processing`) is taken up again there like one whose lease ran
-out. `inbox_heads` is not copied: the target's triggers build it as the inbox's rows arrive.
+Every table of the receiver's is copied row for row, keys included (the `seq` of the inbox and of `attempts` too):
+every status, attempt count and history, cursor, subscription and correspondence row. Only the leases are reset: a
+claim of the source's dispatcher means nothing in the target, and an event it held (`processing`) is taken up again
+there like one whose lease ran out. `inbox_heads` is not copied: the target's triggers build it as the inbox's rows
+arrive.
 
 The copy goes table by table in batches, in the order of each table's primary key, each batch one transaction of
 the target that also records how far it got (`receiver_state`, key `store_copy:<table>`). Run again after an
@@ -36,11 +37,14 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("catchup_cursors", ("resource", "subject", "type")),
     ("receiver_state", ("key",)),
     ("inbox_traces", ("id",)),
+    ("attempts", ("seq",)),
 )
 """The receiver's tables and their primary keys, in the order they are copied."""
 
 UNLEASED = {"lease_until": "", "lease_owner": ""}
-NEXT_SEQ = "SELECT setval(pg_get_serial_sequence('inbox', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM inbox"
+NUMBERED = ("inbox", "attempts")
+"""The tables whose `seq` the backend numbers: on PostgreSQL, numbering goes on after the copied rows."""
+NEXT_SEQ = "SELECT setval(pg_get_serial_sequence('{0}', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM {0}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,9 @@ async def copy_store(source: Database, target: Database, progress: Callable[[int
         )
     for table, key in TABLES:
         await _copy_table(source, target, table, key, marks.get(table), progress)
-    if target.backend == POSTGRESQL:  # new events are numbered after the copied ones
-        await target.fetch(NEXT_SEQ)
+    if target.backend == POSTGRESQL:  # new events and attempts are numbered after the copied ones
+        for table in NUMBERED:
+            await target.fetch(NEXT_SEQ.format(table))
     expected, found = await count_rows(source), await count_rows(target)
     if expected != found:
         differing = ", ".join(f"{t}: {expected[t]} in the source, {found[t]} copied" for t in expected

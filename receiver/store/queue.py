@@ -31,8 +31,9 @@ event over waits for it (or skips it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from receiver.store.attempts import INSERT_ATTEMPT, WRITTEN, NewAttempt, attempt_row
 from receiver.store.interface import POSTGRESQL, SQLITE, Database
 from receiver.store.records import InboxRecord
 from receiver.timeutil import iso_after, now_iso
@@ -151,6 +152,12 @@ PostgreSQL the row stays locked until the transaction ends, so that nobody takes
 _WORKERS = "status = 'processing' AND substr(lease_owner, 1, length(:prefix)) = :prefix"
 """The claims of every token of one worker (`:prefix` is its id and a slash)."""
 
+HELD = {
+    SQLITE: f"SELECT seq, lease_owner FROM inbox WHERE {_WORKERS}",
+    POSTGRESQL: f"SELECT seq, lease_owner FROM inbox WHERE {_WORKERS} FOR UPDATE",
+}
+"""The claims of every token of one worker, locked on PostgreSQL until the transaction ends."""
+
 EXTEND = f"UPDATE inbox SET lease_until = :lease_until WHERE {_WORKERS} RETURNING seq, lease_owner"
 
 GREATEST = {SQLITE: "MAX", POSTGRESQL: "GREATEST"}
@@ -167,6 +174,17 @@ FINISH = {
 """
     for backend, greatest in GREATEST.items()
 }
+
+# PostgreSQL's FINISH with the run's row of `attempts` in one statement (one round trip, as FINISH alone): the row is
+# written only when FINISH returns the event's, i.e. when the claim holds. The row's parameters are `attempt_*`.
+# (A NULL http_status must be typed: a parameter in a SELECT list is taken for text.)
+_ROW = ", ".join(f":attempt_{name}" for name in WRITTEN).replace(
+    ":attempt_http_status", "CAST(:attempt_http_status AS INTEGER)"
+)
+PG_FINISH_RECORDED = (
+    f"WITH finished AS ({FINISH[POSTGRESQL]}) INSERT INTO attempts ({', '.join(WRITTEN)}) SELECT {_ROW} FROM finished"
+    " RETURNING seq"
+)
 
 # A run cut short by our own shutdown is not the event's fault: its attempt is given back.
 RELEASE = {
@@ -240,10 +258,12 @@ async def finish(
     next_attempt_at: str = "",
     *,
     count_attempt: bool = True,
+    history: NewAttempt | None = None,
 ) -> bool:
     """End the claim `token` as `done`, `skipped`, `dead` or `retrying` (with `next_attempt_at`); False if it no
     longer holds (taken over).
-    `count_attempt=False` (only with `retrying`) gives back the attempt the claim counted: the run was a pause."""
+    `count_attempt=False` (only with `retrying`) gives back the attempt the claim counted: the run was a pause.
+    `history`: the run's row of `attempts`, written in the same transaction, and only if the claim holds."""
     if status not in ("done", "skipped", "dead", "retrying"):
         raise ValueError(f"cannot finish a claim as {status!r}")
     if (status == "retrying") != bool(next_attempt_at):
@@ -252,9 +272,31 @@ async def finish(
         raise ValueError("only a retry can leave its attempt uncounted")
     params = {"seq": seq, "token": token, "status": status, "error": error, "next_attempt_at": next_attempt_at,
               "give_back": 0 if count_attempt else 1}  # fmt: skip
-    return await _update(db, FINISH[db.backend], params) == 1
+    if history is None:
+        return await _update(db, FINISH[db.backend], params) == 1
+    if db.backend == POSTGRESQL:
+        row = {f"attempt_{name}": value for name, value in attempt_row(history).items()}
+        return await _update(db, PG_FINISH_RECORDED, {**params, **row}) == 1
+    # FINISH returns the event's row only when the claim holds: as the guard, it lets the insert follow only then.
+    held, _ = await db.guarded(
+        FINISH[db.backend], {"now": now_iso(), **params}, "execute", INSERT_ATTEMPT, attempt_row(history)
+    )
+    return held
 
 
-async def release_claims(db: Database, worker: str) -> int:
-    """Give back every unfinished claim of `worker` (pending, or retrying if it had failed before), due at once."""
-    return await _update(db, RELEASE[db.backend], {"prefix": _prefix(worker)})
+async def release_claims(db: Database, worker: str, history: Mapping[tuple[int, str], NewAttempt] | None = None) -> int:
+    """Give back every unfinished claim of `worker` (pending, or retrying if it had failed before), due at once; how
+    many. `history`: the rows of `attempts` of the runs cut short, by claim (seq, token), written in the same
+    transaction for the claims that still hold."""
+    if not history:
+        return await _update(db, RELEASE[db.backend], {"prefix": _prefix(worker)})
+    async with db.transaction() as tx:
+        held = {
+            (int(row["seq"]), str(row["lease_owner"]))
+            for row in await tx.fetch(HELD[db.backend], {"prefix": _prefix(worker)})
+        }
+        released = await _update(tx, RELEASE[db.backend], {"prefix": _prefix(worker)})
+        rows = [attempt_row(attempt) for claim, attempt in history.items() if claim in held]
+        if rows:
+            await tx.execute_many(INSERT_ATTEMPT, rows)
+    return released

@@ -4,7 +4,8 @@
   `PRUNED_RAW`. Its row stays, id included, so a repeated push or a catch-up of it is still a duplicate for as long
   as Altinn can send it (its pull API keeps events 90 days); it can no longer run, so replay refuses it.
 - A `dead` event is deleted once it died longer than `[retention] dead` ago (at least 90 days, see config.py).
-- The trace context stored with an event (`inbox_traces`) goes with its payload, or with the event.
+- The trace context stored with an event (`inbox_traces`) and its attempt history (`attempts`) go with its
+  payload, or with the event, in the same transaction.
 
 Nothing else is touched: not `correspondences`, `correspondence_events` or `correspondence_attachments`, not the
 downloaded files. Each statement handles at most `limit` rows and stands alone (its own short write transaction), so
@@ -18,7 +19,6 @@ import re
 
 from receiver.store.interface import POSTGRESQL, SQLITE, Database
 from receiver.store.records import PRUNED_RAW
-from receiver.store.traces import delete_traces
 
 # The partial indexes' conditions are written out: SQLite uses such an index only for a query that repeats them.
 PRUNE_PAYLOADS = f"""
@@ -48,6 +48,8 @@ def _per_backend(sql: str) -> dict[str, str]:
 
 
 STATEMENTS = {"payload": _per_backend(PRUNE_PAYLOADS), "dead": _per_backend(DELETE_DEAD)}
+FOLLOWING = (("inbox_traces", "id"), ("attempts", "event_id"))
+"""The tables whose rows about an event (table, its event id column) go with the event's payload."""
 
 
 async def prune_payloads(db: Database, before: str, limit: int) -> int:
@@ -61,8 +63,13 @@ async def delete_dead(db: Database, before: str, limit: int) -> int:
 
 
 async def _pruning(db: Database, sql: str, before: str, limit: int) -> int:
-    """Run a pruning statement, then delete the trace contexts of the events it pruned; how many it pruned."""
-    ids = [str(row["id"]) for row in await db.fetch(sql, {"before": before, "limit": limit})]
-    if ids:
-        await db.execute(*delete_traces(ids))
+    """Run a pruning statement and delete the rows `FOLLOWING` of the events it pruned, in one transaction; how many
+    it pruned."""
+    async with db.transaction() as tx:
+        ids = [str(row["id"]) for row in await tx.fetch(sql, {"before": before, "limit": limit})]
+        if ids:
+            params = {f"id{index}": event_id for index, event_id in enumerate(ids)}
+            marks = ", ".join(f":{name}" for name in params)
+            for table, column in FOLLOWING:
+                await tx.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", params)
     return len(ids)

@@ -3,8 +3,6 @@ own commit, read by the dispatcher to link each run of the event to the span it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from receiver.store.errors import StoreError
 from receiver.store.interface import Database
 
@@ -24,9 +22,3 @@ async def traceparent_of(db: Database, event_id: str) -> str:
     except StoreError:
         return ""
     return str(rows[0]["traceparent"]) if rows else ""
-
-
-def delete_traces(ids: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """The statement that deletes the trace contexts of the events `ids` (at least one), and its parameters."""
-    params = {f"id{index}": event_id for index, event_id in enumerate(ids)}
-    return f"DELETE FROM inbox_traces WHERE id IN ({', '.join(f':{name}' for name in params)})", params

@@ -4,9 +4,10 @@ What it does for users — order per `resourceinstance`, claiming ahead, retries
 docs/handlers.md ("The dispatcher"). Here, how the code reads, top to bottom as one event travels: `start` opens the
 dispatcher's own store connection, runs each handler's `start` and then `_claim_loop` (keeps the slots and the
 ready claims full, sleeps until a commit, a finished run or `poll_interval`); `_run` runs one event and records what
-`worker/outcomes.py` decides; `_run_pipeline` runs the handlers in order, each within its deadline
+`worker/outcomes.py` decides, with the run's row of the event's attempt history (store/attempts.py) in the same
+transaction; `_run_pipeline` runs the handlers in order, each within its deadline
 (`worker/steps.py`), over one `FencedHandlerStore` per run; `_keep_leases` renews every claim in one statement;
-`stop` gives back what did not finish and closes the handlers.
+`stop` gives back what did not finish (with a `released` row for each run it cut short) and closes the handlers.
 
 A run whose lease is lost (the process was paused or starved past `lease`, and another worker took the event) is
 ended by `_lose`, once, however it is found: the lease keeper finds the claim gone, a write of its handlers is
@@ -38,7 +39,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -48,11 +49,13 @@ from receiver.config import Config, DispatchConfig
 from receiver.observability import tracing
 from receiver.observability.logs import log_context
 from receiver.store import queue
+from receiver.store.attempts import RELEASED, NewAttempt
 from receiver.store.errors import StoreError
 from receiver.store.handler_store import Claim, FencedHandlerStore, HandlerStore
 from receiver.store.interface import Database
 from receiver.store.records import InboxRecord
 from receiver.store.traces import traceparent_of
+from receiver.timeutil import now_iso
 from receiver.worker.outcomes import OUTCOMES, STEP_OUTCOMES, Outcome, decide, failure, short, step_outcome
 from receiver.worker.pipelines import Pipeline, Pipelines, Step, load_pipelines
 from receiver.worker.steps import StepTimeout, run_step, step_context, within
@@ -70,6 +73,8 @@ NOT_EXTENSIONS = frozenset(
 LEASE_LOST = "lease lost to another worker"
 STOP_MARGIN = 0.25
 """Seconds kept from the stop deadline for giving claims back and closing."""
+GIVEN_BACK = "cut short by the shutdown: given back, to run again"
+"""The error of an attempt given back at shutdown."""
 
 
 class HandlerStartError(Exception):
@@ -86,10 +91,18 @@ class Run:
     """The pipeline is over and its outcome is being recorded: its slot is free, and it is no longer cancelled."""
     lost: bool = False
     """Its claim was taken over: it is being cancelled, and what it writes is refused."""
+    started_at: str = field(default_factory=now_iso)
+    step: str = ""
+    """The handler step running (or the last one that ran): where a run given back at shutdown got to."""
 
     @property
     def claim(self) -> tuple[int, str]:
         return self.record.seq, self.record.lease_owner
+
+    def attempt(self, step: str, outcome: str, error: str, http_status: int | None = None) -> NewAttempt:
+        """The run's row of the event's attempt history, ending now."""
+        record = self.record
+        return NewAttempt(record.id, record.attempts, self.started_at, now_iso(), step, outcome, error, http_status)
 
 
 def event_from_record(record: InboxRecord) -> Event:
@@ -169,9 +182,18 @@ class Dispatcher:
 
     name = "dispatcher"
 
-    def __init__(self, pipelines: Pipelines, settings: DispatchConfig, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        pipelines: Pipelines,
+        settings: DispatchConfig,
+        *,
+        rng: random.Random | None = None,
+        history: bool = True,
+    ) -> None:
+        """`history=False` records outcomes without their rows of `attempts`: only bench/history.py's baseline."""
         self.pipelines = pipelines
         self.settings = settings
+        self.history = history
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = rng or random.Random()
         self._state = "not started"
@@ -309,7 +331,7 @@ class Dispatcher:
         store = FencedHandlerStore(self._db, claim, lambda: self._lose(run, "a write was refused"))
         try:
             with log_context(event_id=record.id):  # on every line the handlers and the Altinn clients write meanwhile
-                outcome = await self._outcome(record, pipeline, store)
+                outcome = await self._outcome(run, pipeline, store)
         except asyncio.CancelledError:
             if not run.lost:
                 raise
@@ -327,9 +349,10 @@ class Dispatcher:
         if status in ("retrying", "dead"):
             span.fail(reason)
         try:
+            attempt = run.attempt(outcome.step, status, reason, outcome.http_status) if self.history else None
             ours = await queue.finish(
                 self._db, record.seq, record.lease_owner, status, reason, next_attempt_at,
-                count_attempt=decision.counts,
+                count_attempt=decision.counts, history=attempt,
             )  # fmt: skip
         except StoreError as exc:
             log.error("cannot record the outcome; the event runs again when its lease expires",
@@ -352,7 +375,8 @@ class Dispatcher:
         else:
             log.info(f"event {status}", extra={**fields, **({"reason": reason} if reason else {})})
 
-    async def _outcome(self, record: InboxRecord, pipeline: Pipeline | None, store: HandlerStore) -> Outcome:
+    async def _outcome(self, run: Run, pipeline: Pipeline | None, store: HandlerStore) -> Outcome:
+        record = run.record
         if record.pruned:  # replayed by a release that did not know about retention
             return Outcome("dead", "its payload was pruned by retention ([retention] done): it cannot run again")
         if pipeline is None:
@@ -361,12 +385,13 @@ class Dispatcher:
             return Outcome(
                 "dead", f"its runs stopped unfinished {record.attempts - 1} times (worker gone, lease expired)"
             )
-        return await self._run_pipeline(pipeline, event_from_record(record), store)
+        return await self._run_pipeline(run, pipeline, event_from_record(record), store)
 
-    async def _run_pipeline(self, pipeline: Pipeline, event: Event, store: HandlerStore) -> Outcome:
+    async def _run_pipeline(self, run: Run, pipeline: Pipeline, event: Event, store: HandlerStore) -> Outcome:
         """The steps in order over `store`, the run's own, shared by its steps."""
         results: dict[str, Any] = {}
         for step in pipeline.steps:
+            run.step = step.name
             ctx = step_context(step.name, step.options, event=event, store=store, results=results,
                                altinn=self._altinn, metrics=self._receiver_metrics,
                                backoff_cap=self.settings.backoff_cap)  # fmt: skip
@@ -438,8 +463,9 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        running = set(self._runs)
+        running = dict(self._runs)
         finished: set[asyncio.Task[None]] = set()
+        given_back: dict[tuple[int, str], NewAttempt] = {}
         if running:
             log.info("letting running pipelines finish", extra={"running": len(running)})
             finished, unfinished = await asyncio.wait(
@@ -448,8 +474,12 @@ class Dispatcher:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+            # Those whose claim still holds are given back below, with their rows (an outcome recorded meanwhile
+            # ended the claim, and its row was written with it).
+            given_back = {run.claim: run.attempt(run.step, RELEASED, GIVEN_BACK)
+                          for task, run in running.items() if task in unfinished and not run.lost}  # fmt: skip
         try:
-            released = await queue.release_claims(self._db, self.owner)
+            released = await queue.release_claims(self._db, self.owner, given_back if self.history else None)
         except StoreError as exc:
             released = 0
             log.error("cannot give claims back; they run again when their leases expire",

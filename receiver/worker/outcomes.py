@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from handlers.api import Permanent, RetryLater
-from receiver.altinn import PermanentError, TransientError
+from handlers.api import HandlerError, Permanent, RetryLater
+from receiver.altinn import AltinnError, PermanentError, TransientError
 from receiver.config import DispatchConfig
 from receiver.durations import format_duration
 from receiver.observability.logs import redact
@@ -31,6 +31,8 @@ class Outcome:
     """For `retrying`: False for a handler's pause (RetryLater(attempt=False)), which uses up no attempt."""
     step: str = ""
     """The handler the run ended at: the one that failed, or the last one; "" when none ran."""
+    http_status: int | None = None
+    """The HTTP status of the failed call (Altinn's, or a forward target's) when the failure had one."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,29 @@ def short(reason: str) -> str:
 
 def failure(step: str, exc: Exception) -> Outcome:
     """What a handler's exception means: Permanent and Altinn's PermanentError are final, anything else transient."""
+    status = http_status(exc)
     if isinstance(exc, RetryLater):
-        return Outcome("retrying", f"{step}: {exc.reason}", exc.after, counts=exc.attempt, step=step)
+        return Outcome(
+            "retrying", f"{step}: {exc.reason}", exc.after, counts=exc.attempt, step=step, http_status=status
+        )
     if isinstance(exc, TransientError):
-        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after, step=step)
+        return Outcome("retrying", f"{step}: {exc.message}", exc.retry_after, step=step, http_status=status)
     if isinstance(exc, Permanent):
-        return Outcome("dead", f"{step}: {exc.reason}", step=step)
+        return Outcome("dead", f"{step}: {exc.reason}", step=step, http_status=status)
     if isinstance(exc, PermanentError):
-        return Outcome("dead", f"{step}: {exc.message}", step=step)
-    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}", step=step)
+        return Outcome("dead", f"{step}: {exc.message}", step=step, http_status=status)
+    return Outcome("retrying", f"{step}: {type(exc).__name__}: {exc}", step=step, http_status=status)
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a failure carries: an Altinn error's, a handler's `http_status`, else that of the Altinn
+    error it was raised from."""
+    if isinstance(exc, AltinnError):
+        return exc.status
+    if isinstance(exc, HandlerError) and exc.http_status is not None:
+        return exc.http_status
+    cause = exc.__cause__
+    return cause.status if isinstance(cause, AltinnError) else None
 
 
 def step_outcome(outcome: Outcome) -> str:

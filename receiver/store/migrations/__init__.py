@@ -20,6 +20,7 @@ from receiver.store.migrations import (
     m0003_inbox_heads,
     m0004_retention,
     m0005_trace_context,
+    m0006_attempts,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -33,6 +34,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0003_inbox_heads,
         m0004_retention,
         m0005_trace_context,
+        m0006_attempts,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):

@@ -35,7 +35,8 @@ TRY_SERVING = f"SELECT pg_try_advisory_lock({_SERVING_KEY}) AS free"
 STOP_SERVING = f"SELECT pg_advisory_unlock({_SERVING_KEY})"
 RECEIVER_TABLES = frozenset(
     {"inbox", "validations", "correspondences", "correspondence_events", "correspondence_attachments",
-     "subscriptions", "catchup_cursors", "receiver_state", "inbox_heads", "inbox_traces"}
+     "subscriptions", "catchup_cursors", "receiver_state", "inbox_heads", "inbox_traces",
+     "attempts"}
 )  # fmt: skip
 RECORD = "INSERT INTO schema_migrations (version, name, applied_at, receiver_version) VALUES (%s, %s, %s, %s)"
 
