@@ -182,7 +182,7 @@ def take(console: str, store: Path, owner_console: str, owner_store: Path, token
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
         page.goto(console + "/login")
-        page.screenshot(path=str(out / "login.png"))
+        page.screenshot(path=str(out / "login.png"), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": 340})
         page.fill("input[name=token]", token)
         page.click("button[type=submit]")
         page.wait_for_url(console + "/")
