@@ -72,3 +72,13 @@ def csrf_token(html: str) -> str:
 def row_ids(html: str) -> list[str]:
     """The ids of the event rows on a page, top to bottom."""
     return re.findall(r'<tr data-id="([^"]+)"', html)
+
+
+def attempt_rows(html: str) -> list[list[str]]:
+    """The cells of an event page's attempts table (their text), one list per attempt."""
+    table = re.search(r'<table class="attempts">.*?<tbody>(.*?)</tbody>', html, re.S)
+    assert table, "no attempts table on the page"
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)] for row in rows
+    ]

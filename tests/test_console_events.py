@@ -19,7 +19,7 @@ import httpx
 from altinn_sim.testing import Webhook
 from receiver.config import StoreConfig
 from receiver.timeutil import iso_after
-from tests.console_support import BEARER, ConsoleServe, csrf_token, row_ids
+from tests.console_support import BEARER, ConsoleServe, attempt_rows, csrf_token, row_ids
 from tests.dispatch_support import wait_settled
 from tests.ingest_support import PUBLISHED, new_event, push, webhook
 from tests.pipeline_support import pipelines_toml
@@ -159,7 +159,8 @@ def test_dead_events_replayed_from_the_console_reach_done(tmp_path: Path, store_
             handlers={"to_case_system": {"use": "forward_http", "url": f"{target.url}/case"}},
         )
         with ConsoleServe(tmp_path, store_config, extra=extra) as server, server.signed_in() as client:
-            one, *reads = push_all(server, [new_event(), new_event(type=READ), new_event(type=READ)])
+            events = [new_event(), new_event(type=READ), new_event(type=READ)]
+            one, *reads = push_all(server, events)
             assert set(wait_settled(store_config, 3).values()) == {"dead"}
 
             page = client.get("/dead")
@@ -182,3 +183,14 @@ def test_dead_events_replayed_from_the_console_reach_done(tmp_path: Path, store_
             assert "Replayed 2 event(s)" in client.get(done.headers["location"]).text
             wait_until(lambda: set(statuses(store_config).values()) == {"done"}, message="every event done")
             assert row_ids(client.get("/dead").text) == []
+
+            # The event's page: both runs, the refused one with the target's status and error, then the one that
+            # worked; and the link to its correspondence.
+            shown = client.get(f"/events/{one}").text
+            first, second = attempt_rows(shown)
+            number, _, _, step, took, outcome, http_status, error = first
+            assert (number, step, outcome, http_status) == ("1", "to_case_system", "dead", "400")
+            assert "HTTP 400" in html.unescape(error) and took.endswith(("ms", "s"))
+            assert (second[0], second[3], second[5], second[6], second[7]) == ("1", "to_case_system", "done", "", "")
+            instance = next(e["resourceinstance"] for e in events if e["id"] == one)
+            assert f'<a href="/correspondences/{instance}">' in shown

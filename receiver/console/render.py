@@ -30,7 +30,16 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters["duration"] = format_duration
+
+
+def duration(seconds: float) -> str:
+    """How long something took: milliseconds below a second, tenths below a minute, then "5m", "1h30m"."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s" if seconds < 60 else format_duration(seconds)
+
+
+environment.filters["duration"] = duration
 environment.filters["when"] = lambda stamp: stamp[:19].replace("T", " ") + "Z" if stamp else ""
 """A stored timestamp to the second, for reading (the whole one is the element's `datetime` and `title`)."""
 environment.filters["path_part"] = lambda text: quote(str(text), safe="")

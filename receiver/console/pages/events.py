@@ -19,6 +19,7 @@ from receiver.console.auth import require_change
 from receiver.console.filters import Filters
 from receiver.console.render import fragment, render
 from receiver.console.state import console_runtime, console_state
+from receiver.store.attempts import Attempt, event_attempts
 from receiver.store.errors import StoreError
 from receiver.store.inbox import EventFilter, get_event, list_events
 from receiver.store.operations import ChangeFeed
@@ -128,9 +129,14 @@ async def event_page(request: Request) -> Response:
         "event.html",
         event=record,
         raw=raw,
-        attempts=[],
+        attempts=[(attempt, _took(attempt)) for attempt in await event_attempts(runtime.store, event_id)],
         replayed=request.query_params.get("replayed") == "1",
     )
+
+
+def _took(attempt: Attempt) -> float:
+    """How long a run took, in seconds."""
+    return max((parse_iso(attempt.finished_at) - parse_iso(attempt.started_at)).total_seconds(), 0.0)
 
 
 async def replay_event(request: Request) -> Response:
