@@ -137,8 +137,13 @@ def next_minute() -> Callable[[], bool]:
 
 def realistic_data(sim: RunningSimulator, setup: ReceiverSetup, owner: ReceiverSetup) -> None:
     """Correspondences with attachments in three waves a minute apart (the overview's chart has something to show),
-    and one event about a correspondence Altinn does not have (dead after its retries); all processed."""
+    one fetch answered 503 (retried), and one event about a correspondence Altinn does not have (dead after its
+    retries); all processed."""
     waves = (TITLES[:3], TITLES[3:5], TITLES[5:])
+    # One fetch meets a busy Altinn: its event's page shows the retry among its attempts.
+    busy = [{"path": "/correspondence/api/v1/correspondence/*/details", "error_rate": 1.0, "error_status": 503,
+             "count": 1}]  # fmt: skip
+    sim.admin.put("/faults", json=busy).raise_for_status()
     for n, wave in enumerate(waves):
         if n:
             wait(next_minute(), 61, "the next minute")
@@ -172,7 +177,9 @@ def shoot(page: Page, url: str, out: Path, name: str) -> None:
 def take(console: str, store: Path, owner_console: str, owner_store: Path, token: str, out: Path) -> None:
     with closing(sqlite3.connect(store)) as conn:
         dead = conn.execute("SELECT id FROM inbox WHERE status = 'dead' LIMIT 1").fetchone()[0]
-        done = conn.execute("SELECT id FROM inbox WHERE status = 'done' ORDER BY seq LIMIT 1").fetchone()[0]
+        done = conn.execute(
+            "SELECT id FROM inbox WHERE status = 'done' ORDER BY attempts DESC, seq LIMIT 1"
+        ).fetchone()[0]
         correspondence = conn.execute(
             "SELECT correspondence_id FROM correspondence_attachments GROUP BY correspondence_id"
             " ORDER BY COUNT(*) DESC LIMIT 1"
