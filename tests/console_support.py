@@ -14,7 +14,7 @@ import httpx
 from receiver.config import StoreConfig
 from tests.ingest_support import ServeProcess, config_text
 from tests.pipeline_support import table
-from tests.support import write_config
+from tests.support import wait_until, write_config
 
 TOKEN = "console-token-for-the-tests-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,7 +43,10 @@ class ConsoleServe(ServeProcess):
 
     def start(self) -> ConsoleServe:
         super().start()
-        self.console_url = httpx.get(f"{self.url}/readyz", timeout=10).json()["console"]
+        # Where the console listens, from the service's /readyz (once the process that serves it answers there).
+        self.console_url = wait_until(
+            lambda: httpx.get(f"{self.url}/readyz", timeout=10).json().get("console"), message="the console's url"
+        )
         return self
 
     def __enter__(self) -> ConsoleServe:
