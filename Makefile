@@ -21,7 +21,7 @@ LOCK_FLAGS := $(LOCK_TARGET) --generate-hashes --quiet --custom-compile-command 
 FLOOR := .venv-floor
 EXTRAS := --extra postgres --extra amqp --extra nats
 
-.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring clean
+.PHONY: test lint typecheck pytest fuzz lock test-floor serve bench demo simulator monitoring screenshots clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,6 +90,11 @@ demo: $(STAMP)
 # deploy/kubernetes/monitoring/prometheusrule.yaml from deploy/prometheus/alerts.yaml (a test checks it is up to date).
 monitoring: $(STAMP)
 	$(BIN)/python -m tools.monitoring
+
+# docs/console/*.png, the console's pages in Debian's Chromium over a demo-like receiver (tools/screenshots.py); not
+# part of `test`.
+screenshots: $(STAMP)
+	$(BIN)/python -m tools.screenshots
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(FLOOR) .mypy_cache .pytest_cache .ruff_cache

@@ -111,7 +111,8 @@ class ServeProcess:
     """`altinn-receiver serve --config PATH` as a subprocess; stdout (JSON log lines) goes to a file. `wrapper` is a
     command that runs it (its arguments follow), `args` more arguments of serve (`--role worker`), `store` the store's
     path (default: receiver.db in `tmp_path`). Its environment is this one without `OTEL_*` (traces stay off unless a
-    test asks), plus `env`."""
+    test asks), plus `env`. `config` is a config file written already, with the webhook on `port`, instead of one
+    written here."""
 
     def __init__(
         self,
@@ -122,14 +123,16 @@ class ServeProcess:
         args: Sequence[str] = (),
         store: Path | None = None,
         env: dict[str, str] | None = None,
+        config: Path | None = None,
+        port: int = 0,
         **receiver: Any,
     ) -> None:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **(env or {})}
-        self.port = free_port()
+        self.port = port or free_port()
         self.store = store or tmp_path / "receiver.db"
         self.wrapper = list(wrapper)
         self.args = list(args)
-        self.config = write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
+        self.config = config or write_config(tmp_path / "receiver.toml", config_text(self.store, self.port, **receiver))
         self.log_path = tmp_path / "serve.log"
         self.err_path = tmp_path / "serve.err"
         self.preexec_fn = preexec_fn

@@ -33,9 +33,8 @@ def sections() -> Iterator[tuple[str, type]]:
         items = get_args(hint)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield f"[{field.name}]", hint
-        elif (
-            type(None) in items and isinstance(items[0], type) and dataclasses.is_dataclass(items[0])
-        ):  # a section that is off when absent
+        # a section that is off when absent
+        elif type(None) in items and isinstance(items[0], type) and dataclasses.is_dataclass(items[0]):
             yield f"[{field.name}]", items[0]
         elif items and isinstance(items[0], type) and dataclasses.is_dataclass(items[0]):
             yield f"[[{field.name}]]", items[0]

@@ -19,14 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver.app import AccessLog
 from receiver.config import Config
 from receiver.console import auth
-from receiver.console.pages import dead, events
+from receiver.console.pages import correspondences, dead, events, overview, subscriptions
 from receiver.console.render import render
 from receiver.console.sessions import Sessions
 from receiver.console.state import ConsoleState
 from receiver.runtime import Runtime
 from receiver.web.connections import ConnectionGuard, refusal
 
-PAGES = (events, dead)
+PAGES = (overview, events, dead, correspondences, subscriptions)
 """The page modules, each with its `routes`."""
 MAX_CONNECTIONS = 64
 """Connections the console holds at once (a few operators' tabs, each with its live stream): beyond it a new one is

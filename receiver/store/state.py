@@ -152,6 +152,11 @@ async def get_cursor(db: Database, key: SubscriptionConfig) -> Cursor | None:
     return Cursor.from_row(rows[0]) if rows else None
 
 
+async def list_cursors(db: Database) -> list[Cursor]:
+    rows = await db.fetch("SELECT * FROM catchup_cursors ORDER BY resource, subject, type")
+    return [Cursor.from_row(row) for row in rows]
+
+
 async def move_cursor(db: Database, key: SubscriptionConfig, after: str) -> None:
     """Record that every event up to and including `after` has been read; a moving cursor is not stuck."""
     await db.execute(
