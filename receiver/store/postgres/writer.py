@@ -4,8 +4,8 @@ own, each insert answered only once its row is committed (`synchronous_commit = 
 One task takes everything queued and stores the events in one `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`: the
 pushes that arrive while a commit waits for the disk share the next one. The ids it returns are the new ones; the others
 were there before. A batch of `COPY_FROM` events or more (a page of catch-up) is first copied into a temporary table of
-the connection's own (`COPY`) and inserted from there in their order: psycopg adapts a copied row in C, where a multi-
-row `VALUES` costs it about 27 µs of Python per event (11 parameters each), and PostgreSQL takes a page about 30 %
+the connection's own (`COPY`) and inserted from there in their order: psycopg adapts a copied row in C, where a
+multi-row `VALUES` costs it about 27 µs of Python per event (11 parameters each), and PostgreSQL takes a page about 30 %
 faster (bench/README.md). A batch of events only, none with a trace context, is that one statement (it commits itself; a
 copied batch, one transaction); otherwise the new events' trace contexts (`inbox_traces`) and the validations go into
 the same transaction. If a statement fails for a row's data (a value PostgreSQL refuses, such as a NUL character in
