@@ -28,6 +28,7 @@ from receiver.store.interface import Database
 from receiver.store.migrations import LATEST, MIGRATIONS
 from receiver.store.postgres.connection import translate
 from receiver.store.postgres.migrate import SERVING
+from receiver.store.postgres.writer import COPY_FROM, PostgresWriter
 from receiver.timeutil import iso_after, now_iso
 from tests.ingest_support import make_config, new_event, push, run_cli, running_app, sample, webhook
 from tests.store_backends import event, new_schema, rows, run_on, store_toml
@@ -151,13 +152,14 @@ def test_the_webhook_answers_after_the_commit_and_a_repeat_or_a_handshake_adds_n
     assert len(rows(pg, "SELECT id FROM inbox")) == 1 and len(rows(pg, "SELECT * FROM validations")) == 1
 
 
+@pytest.mark.parametrize("copy_from", [COPY_FROM, 1], ids=["values", "copied"])
 @pytest.mark.parametrize("with_a_refused_event", [False, True], ids=["together", "one-by-one"])
 def test_one_commit_stores_a_batch_with_its_trace_contexts_and_a_bad_row_fails_alone(
-    pg: StoreConfig, with_a_refused_event: bool
+    pg: StoreConfig, with_a_refused_event: bool, copy_from: int
 ) -> None:
     """PostgreSQL refuses a NUL character in text: that event gets its own error (`EventRefused`), the others of its
     batch are committed, a repeated id is a duplicate; the new events' trace contexts are stored with them, whether
-    the batch is written together or one job at a time."""
+    the batch is written together or one job at a time, in its statement or copied (`COPY`) first."""
     backend = open_backend(pg)
     backend.migrate()
     good = [event(f"instance-{n}") for n in range(5)]
@@ -165,7 +167,7 @@ def test_one_commit_stores_a_batch_with_its_trace_contexts_and_a_bad_row_fails_a
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
     async def main() -> list[bool | BaseException]:
-        writer = await backend.writer()
+        writer = PostgresWriter(pg.url, copy_from=copy_from)
         try:
             assert await writer.insert_event(good[0], "push")  # before traces: no context
             batch = [*good[1:3], *([bad] if with_a_refused_event else []), *good[3:], good[0]]
@@ -184,6 +186,29 @@ def test_one_commit_stores_a_batch_with_its_trace_contexts_and_a_bad_row_fails_a
     stored = {row["id"]: row["traceparent"] for row in rows(pg, "SELECT id, traceparent FROM inbox_traces")}
     assert stored == {e.id: parent for e in good[1:]}
     assert len(rows(pg, "SELECT * FROM validations")) == 1
+
+
+def test_a_page_copied_is_stored_in_its_order_and_its_repeats_are_duplicates(pg: StoreConfig) -> None:
+    """A batch of `COPY_FROM` events or more (a page of catch-up) goes through `COPY`: its rows get their `seq` in
+    the page's order, an id already stored or repeated in the page is a duplicate, and the next page copies again."""
+    backend = open_backend(pg)
+    backend.migrate()
+    page = [event(f"instance-{n % 7}") for n in range(COPY_FROM + 50)]
+    again = [*page[:3], page[5], event("instance-new"), *[event(f"late-{n}") for n in range(COPY_FROM)]]
+
+    async def main() -> tuple[list[bool], list[bool]]:
+        writer = await backend.writer()
+        try:
+            first = await asyncio.gather(*writer.insert_events([*page, page[0]], "catchup"))
+            return list(first), list(await asyncio.gather(*writer.insert_events(again, "catchup")))
+        finally:
+            await writer.aclose()
+
+    first, second = asyncio.run(main())
+    assert first == [True] * len(page) + [False]
+    assert second == [False] * 4 + [True] * (len(again) - 4)
+    stored = [row["id"] for row in rows(pg, "SELECT id FROM inbox ORDER BY seq")]
+    assert stored == [e.id for e in page] + [e.id for e in again[4:]]
 
 
 def test_a_commit_in_another_process_wakes_a_listener(tmp_path: Path, pg: StoreConfig) -> None:
