@@ -4,14 +4,12 @@ cursor that a page filtered empty by authorisation keeps from moving."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim import RunningSimulator
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
 from receiver.runtime import Runtime, Service
@@ -21,18 +19,6 @@ from tests.catchup_support import RECIPIENT, RECIPIENT_ORG, event, fresh_resourc
 from tests.support import wait_until
 
 OTHER = "urn:altinn:organization:identifier-no:398765432"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    # 10000x: Altinn's 30 s pull lag is 3 ms.
-    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Identity:
-    return register_identity(sim, tmp_path_factory.mktemp("owner"))
 
 
 def publish(sim: RunningSimulator, resource: str, count: int, *, push: bool = False, **kw: str) -> list[str]:

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim import RunningSimulator
 from receiver.config import SubscriptionConfig
-from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
+from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup
 from receiver.runtime import Runtime, Service
 from receiver.store.inbox import InboxWriter
 from receiver.store.migrate import migrate
@@ -28,18 +26,6 @@ from tests.support import wait_until
 
 PAGE = 5
 REFUSAL = "refused by the test"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    # 10000x: Altinn's 30 s pull lag is 3 ms.
-    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Identity:
-    return register_identity(sim, tmp_path_factory.mktemp("owner"))
 
 
 def catchup_in_pages(runtime: Runtime) -> list[Service]:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim import RunningSimulator
 from receiver.config import Config, SubscriptionConfig
-from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
+from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup
 from receiver.runtime import Runtime, Service
 from receiver.store import db, queue
 from receiver.sync.catchup import CatchupService
@@ -24,17 +21,6 @@ from tests.catchup_support import event, fresh_resource, rows
 from tests.ingest_support import run_cli
 
 SURROGATE = "\ud800"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Identity:
-    return register_identity(sim, tmp_path_factory.mktemp("owner"))
 
 
 def catchup_only(runtime: Runtime) -> list[Service]:

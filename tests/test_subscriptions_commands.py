@@ -6,7 +6,6 @@ import dataclasses
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from altinn_sim import RunningSimulator, SimSettings, running_simulator
+from altinn_sim import RunningSimulator
 from receiver.cli.main import main
 from receiver.config import SubscriptionConfig
 from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup, register_identity
@@ -22,12 +21,6 @@ from receiver.runtime import Runtime, Service
 from receiver.sync.subscriptions import SubscriptionService
 from receiver.timeutil import parse_iso
 from tests.support import wait_until
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_simulator(SimSettings(time_scale=10000, seed_correspondences=0)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
