@@ -37,7 +37,16 @@ from prometheus_client.parser import text_string_to_metric_families
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import SimulatorProcess, Steady, cpu_seconds, drain, send_correspondences, serving, write_backlog
+from bench.support import (
+    SimulatorProcess,
+    Steady,
+    cpu_seconds,
+    drain,
+    progress,
+    send_correspondences,
+    serving,
+    write_backlog,
+)
 from receiver.onboarding.demo import SERVICE_OWNER_ORG, Identity, ReceiverSetup, register_identity
 
 T = TypeVar("T")
@@ -135,7 +144,7 @@ def measure(
     pipeline: str, sim_url: str, identity: Identity, correspondences: list[str], args: argparse.Namespace, folder: Path
 ) -> dict[str, Any]:
     """One pipeline through its own backlog of the same correspondences."""
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
     folder.mkdir()
     name = f"bench-{uuid.uuid4().hex[:10]}"
     if pipeline == "forward_amqp":

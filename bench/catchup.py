@@ -35,7 +35,7 @@ from typing import Any
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import CORRESPONDENCE_SOURCE, SimulatorProcess, temporary_database
+from bench.support import CORRESPONDENCE_SOURCE, SimulatorProcess, add_postgres_option, progress, temporary_database
 from receiver.altinn import AltinnClients
 from receiver.cli.catchup import catch_up_now
 from receiver.config import Config, StoreConfig, SubscriptionConfig
@@ -115,15 +115,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events in the pull API (default 100000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs (default 3)")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432",
-        metavar="SERVER",
-        help='the PostgreSQL server, as a URL without a database (default: %(default)s; "" leaves it out)',
-    )
+    add_postgres_option(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
     folder = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
     runs: list[Run] = []
 

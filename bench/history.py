@@ -31,7 +31,7 @@ from pathlib import Path
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import temporary_database
+from bench.support import add_postgres_option, progress, temporary_database
 from receiver.config import load_config
 from receiver.runtime import Runtime
 from receiver.store.records import NewEvent
@@ -86,15 +86,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000, help="events per drain (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="drains of each kind per backend (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="[dispatch] concurrency (default 8)")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432",
-        metavar="SERVER",
-        help='the PostgreSQL server, as a URL without a database (default: %(default)s; "" leaves PostgreSQL out)',
-    )
+    add_postgres_option(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
     results: dict[tuple[str, bool], list[dict[str, float]]] = {}
     backends = ["sqlite", *(["postgresql"] if args.postgres else [])]
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:

@@ -40,6 +40,7 @@ from bench.support import (
     REPO,
     Result,
     WrkLoad,
+    add_postgres_option,
     ensure_wrk,
     temporary_database,
     wait_listening,
@@ -143,12 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     WrkLoad.add_arguments(parser, threads_help="wrk threads (default 1: leave the cores to the server)")
     parser.add_argument("--log-level", default="info", help="the receiver's [log] level (default info, as deployed)")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432",
-        metavar="SERVER",
-        help='the PostgreSQL server for (c), as a URL without a database (default: %(default)s; "" leaves (c) out)',
-    )
+    add_postgres_option(parser, "(c)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-receiver", type=Path, metavar="CONFIG", help=argparse.SUPPRESS)

@@ -28,7 +28,16 @@ from pathlib import Path
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import SimulatorProcess, Steady, drain, reached, send_correspondences, serving, write_backlog
+from bench.support import (
+    SimulatorProcess,
+    Steady,
+    drain,
+    progress,
+    reached,
+    send_correspondences,
+    serving,
+    write_backlog,
+)
 from receiver.onboarding.demo import SERVICE_OWNER_ORG, ReceiverSetup, register_identity
 
 RESOURCE = "urn:altinn:resource:bench-pipeline"
@@ -46,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(1)
     folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
 
     with SimulatorProcess(folder) as sim:
         sim.set_resource_owner(RESOURCE, SERVICE_OWNER_ORG)

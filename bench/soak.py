@@ -41,7 +41,7 @@ import httpx
 # Run as `python bench/X.py`: the repository on the path, so that the `bench` package imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import REPO, SimulatorProcess, rss_mb, send_correspondences, wait_listening
+from bench.support import REPO, SimulatorProcess, progress, rss_mb, send_correspondences, wait_listening
 from receiver.durations import parse_duration
 from receiver.onboarding.demo import ReceiverSetup, register_identity
 
@@ -252,7 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-soak-"))
     folder.mkdir(parents=True, exist_ok=True)
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
     result = run(args, folder, say)
     if args.json:
         print(json.dumps(result))

@@ -53,6 +53,27 @@ function request()
   local body = """
 
 
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def add_postgres_option(parser: argparse.ArgumentParser, what: str = "", optional: bool = True) -> None:
+    """`--postgres SERVER`, the PostgreSQL server a bench uses (for `what`), as a URL without a database; when
+    `optional`, "" leaves its PostgreSQL runs out."""
+    leave_out = f'; "" leaves {what or "it"} out' if optional else ""
+    parser.add_argument(
+        "--postgres",
+        default=POSTGRES_SERVER,
+        metavar="SERVER",
+        help=f"the PostgreSQL server{' for ' + what if what else ''}, as a URL without a database "
+        f"(default: %(default)s{leave_out})",
+    )
+
+
+def progress(quiet: bool) -> Callable[[str], None]:
+    """Where a bench says how far it got: stderr, or nowhere when it prints JSON (`quiet`)."""
+    return (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+
+
 def wrk_script(body: str) -> str:
     """A wrk Lua script that POSTs JSON; `body` is a Lua expression that may use `prefix` and `counter`."""
     post = 'wrk.format("POST", nil, {["Content-Type"] = "application/json; charset=utf-8"}, body)'

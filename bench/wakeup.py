@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench.support import REPO, temporary_database, wait_listening
+from bench.support import REPO, add_postgres_option, temporary_database, wait_listening
 from receiver.server_thread import free_port
 
 SECRET = "correct-horse-battery-staple-0123456789"
@@ -114,12 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200, help="events per run (default 200)")
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between two pushes (default 0.02)")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432",
-        metavar="SERVER",
-        help='the PostgreSQL server, as a URL without a database (default: %(default)s; "" leaves it out)',
-    )
+    add_postgres_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     runs = []

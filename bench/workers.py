@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.support import (
     SimulatorProcess,
     Steady,
+    add_postgres_option,
     drain,
+    progress,
     send_correspondences,
     serving,
     temporary_database,
@@ -83,11 +85,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.25, help="seconds added to each Correspondence API call")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each worker count, alternated (default 1)")
     parser.add_argument("--sample-interval", type=float, default=0.5, help="seconds between samples (default 0.5)")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432", metavar="SERVER",
-                        help="the PostgreSQL server, as a URL without a database (default: %(default)s)")  # fmt: skip
+    add_postgres_option(parser, optional=False)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress(args.json)
     folder = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     runs = []
     with SimulatorProcess(folder) as sim:
