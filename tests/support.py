@@ -15,16 +15,21 @@ DATA = Path(__file__).parent / "data"
 
 
 def wait_until(
-    condition: Callable[[], T | Literal[False] | None], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+    condition: Callable[[], T | Literal[False] | None],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "",
 ) -> T:
-    """Poll `condition` until it returns something truthy (and return that); fail with `message` after `timeout`."""
+    """Poll `condition` until it returns something truthy (and return that); fail with `message` after `timeout` (a
+    callable message is asked then, to say what was still missing)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition!r}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {said or condition!r}")
         time.sleep(interval)
 
 

@@ -307,9 +307,12 @@ def send_huge_chunked_body(receiver: Receiver) -> tuple[bytes, int, float, bool]
 def test_a_huge_chunked_body_gets_413_promptly_without_being_read(receiver: Receiver) -> None:
     # The server closes with body bytes unread, so its kernel may answer our next bytes with a reset, and a reset
     # drops the 413 from our receive buffer unread. That is TCP, not the receiver: try again, a few times at most.
+    # What we could send before the answer is the body limit (4 KiB here) plus what the loopback's socket buffers took
+    # in meanwhile, which Linux grows by the MiB when the server is slow to answer under load (1.5 MiB seen): a
+    # quarter of the 64 MiB that a server reading the whole body would take bounds it.
     for _ in range(5):
         response, sent, elapsed, reset = send_huge_chunked_body(receiver)
-        assert sent < 1024 * 1024
+        assert sent < 16 * 1024 * 1024
         assert elapsed < 5
         if not (reset and not response):
             break

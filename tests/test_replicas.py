@@ -60,6 +60,16 @@ def acknowledged(sim: RunningSimulator) -> dict[str, str]:
     }
 
 
+def not_done(store: StoreConfig, ids: set[str]) -> list[dict[str, Any]]:
+    """What keeps the test waiting: each event not done, with its inbox row (or none: never stored)."""
+    inbox = {r["id"]: r for r in rows(store, "SELECT id, status, attempts, last_error FROM inbox")}
+    return [
+        inbox.get(i, {"id": i, "status": "not in the inbox"})
+        for i in sorted(ids)
+        if inbox.get(i, {}).get("status") != "done"
+    ]
+
+
 def check_order(inbox: list[dict[str, Any]], runs: list[dict[str, Any]], pushed: dict[str, str]) -> int:
     """Each instance's events ran one at a time, and in `time` order as far as the receivers could know it: an
     event acknowledged (so committed) before a later one of its instance arrived was done before that one started.
@@ -114,8 +124,8 @@ def test_three_replicas_on_postgresql_one_killed_and_restarted_lose_nothing_and_
 
             events = resource_events(sim)
             ids = {e["id"] for e in events}
-            wait_until(lambda: {r["id"] for r in rows(store, "SELECT id FROM inbox WHERE status = 'done'")} >= ids,
-                       timeout=60, interval=0.2, message="every event done")  # fmt: skip
+            wait_until(lambda: not not_done(store, ids), timeout=120, interval=0.2,
+                       message=lambda: f"every event done; not yet: {not_done(store, ids)}")  # fmt: skip
             spans = {r.name: r.held() for r in started}
             catchups = {r.name: r.logged("catch-up done") for r in started}
             leases = [r.lease() for r in started]
