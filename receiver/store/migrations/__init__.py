@@ -22,6 +22,7 @@ from receiver.store.migrations import (
     m0005_trace_context,
     m0006_attempts,
     m0007_runner_leases,
+    m0008_heads_under_concurrency,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -37,6 +38,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0005_trace_context,
         m0006_attempts,
         m0007_runner_leases,
+        m0008_heads_under_concurrency,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
