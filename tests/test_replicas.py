@@ -73,7 +73,7 @@ def not_done(store: StoreConfig, ids: set[str]) -> list[dict[str, Any]]:
 def check_order(inbox: list[dict[str, Any]], runs: list[dict[str, Any]], pushed: dict[str, str]) -> int:
     """Each instance's events ran one at a time, and in `time` order as far as the receivers could know it: an
     event acknowledged (so committed) before a later one of its instance arrived was done before that one started.
-    The number of such pairs (events of one instance pushed at once may be committed in either order)."""
+    The number of such pairs (events of one instance stored at once may be committed in either order)."""
     its_runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         its_runs[run["event_id"]].append(run)
@@ -86,7 +86,10 @@ def check_order(inbox: list[dict[str, Any]], runs: list[dict[str, Any]], pushed:
         for (_, finished), (started, _) in itertools.pairwise(spans):
             assert started >= finished, f"two runs of {instance} at once"
         for earlier, later in itertools.permutations(its, 2):
-            known = earlier["id"] in pushed and pushed[earlier["id"]] <= later["received_at"]
+            # Committed before the later one arrived: acknowledged to Altinn, or already claimed by a worker.
+            seen = [pushed[earlier["id"]]] if earlier["id"] in pushed else []
+            seen += [run["started_at"] for run in its_runs[earlier["id"]]]
+            known = min(seen, default="~") <= later["received_at"]
             if known and parse_iso(earlier["time"]) < parse_iso(later["time"]):
                 pairs += 1
                 done = max(run["finished_at"] for run in its_runs[earlier["id"]])
@@ -126,6 +129,10 @@ def test_three_replicas_on_postgresql_one_killed_and_restarted_lose_nothing_and_
             ids = {e["id"] for e in events}
             wait_until(lambda: not not_done(store, ids), timeout=120, interval=0.2,
                        message=lambda: f"every event done; not yet: {not_done(store, ids)}")  # fmt: skip
+            # Altinn delivers every event, whether or not catch-up stored it first: the killed replica's share again
+            # on its next retry, which the balancer sends elsewhere.
+            wait_until(lambda: ids <= set(acknowledged(sim)), timeout=90, interval=0.2,
+                       message=lambda: f"every event pushed; not yet: {ids - set(acknowledged(sim))}")  # fmt: skip
             spans = {r.name: r.held() for r in started}
             catchups = {r.name: r.logged("catch-up done") for r in started}
             leases = [r.lease() for r in started]
@@ -133,7 +140,14 @@ def test_three_replicas_on_postgresql_one_killed_and_restarted_lose_nothing_and_
             subscriptions = sim.state_snapshot()["subscriptions"]
 
     assert len(sent) == 36 and len(ids) >= 3 * 36
-    assert set(pushed) <= ids and len(pushed) >= len(ids) // 2, "most came by push, through all replicas"
+    assert set(pushed) == ids
+    answered = {
+        r.name: sum(
+            line.get("type", "").startswith("no.altinn") for line in r.lines() if line["msg"] == "POST /events 200"
+        )
+        for r in started
+    }
+    assert all(answered.values()), f"pushes answered through every replica: {answered}"
     inbox = rows(store, "SELECT id, status, resourceinstance, time, received_at FROM inbox")
     assert sorted(r["id"] for r in inbox) == sorted(ids) and {r["status"] for r in inbox} == {"done"}
     stored = [r["event_id"] for r in rows(store, "SELECT event_id FROM correspondence_events")]
