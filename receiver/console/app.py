@@ -92,5 +92,7 @@ def create_console_app(runtime: Callable[[], Runtime | None], config: Config) ->
         middleware=[Middleware(AccessLog), Middleware(SecurityHeaders), Middleware(auth.RequireSignIn)],
         exception_handlers={HTTPException: error_page},
     )
-    app.state.console = ConsoleState(config, config.console, runtime, Sessions(config.console.session_lifetime))
+    sessions = Sessions(config.console.session_lifetime)
+    folders = correspondences.attachment_folders(config)
+    app.state.console = ConsoleState(config, config.console, runtime, sessions, folders)
     return app

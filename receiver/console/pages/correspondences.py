@@ -20,7 +20,7 @@ from handlers.download_attachments import DownloadAttachments, safe_file_name
 from receiver.config import Config
 from receiver.console.formats import human_size
 from receiver.console.render import render
-from receiver.console.state import console_runtime
+from receiver.console.state import console_runtime, console_state
 from receiver.store.correspondences import get_attachment, get_correspondence, list_correspondences
 from receiver.worker.pipelines import load_pipelines
 
@@ -81,7 +81,7 @@ async def correspondence_page(request: Request) -> Response:
     found = await get_correspondence(runtime.store, correspondence_id)
     if found is None:
         raise HTTPException(404, f"no correspondence {correspondence_id} in the store")
-    folders = attachment_folders(runtime.config)
+    folders = console_state(request).attachment_folders
     downloadable = {a["attachment_id"] for a in found.attachments if confined(a["path"], folders) is not None}
     return render(
         request,
@@ -102,7 +102,7 @@ async def attachment_download(request: Request) -> Response:
     row = await get_attachment(runtime.store, correspondence_id, attachment_id)
     if row is None:
         raise HTTPException(404, f"correspondence {correspondence_id} has no attachment {attachment_id}")
-    path = confined(row["path"], attachment_folders(runtime.config))
+    path = confined(row["path"], console_state(request).attachment_folders)
     if path is None:
         raise HTTPException(404, f"attachment {attachment_id} has no file in the attachments folder")
     name = safe_file_name(row["file_name"], attachment_id)
