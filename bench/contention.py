@@ -17,6 +17,9 @@ in its own process, with 50 ms added to every Correspondence API call, as `bench
 - **hot**: the idle run, while `--hot` events of one correspondence wait: they run one at a time, so every other
   slot is free for the pushes, and each claim has to get past the busy correspondence's backlog.
 
+A busy or hot run is measured once the dispatcher has finished a first event of the backlog (`serve` answers
+/healthz before its services have started).
+
 The webhook and the dispatcher write the same SQLite file, so this shows how much the dispatcher's work delays the
 webhook's acknowledgements. Prints wrk's requests/s, p50 and p99 of each run, the dispatcher's events/s while wrk
 measured and the backlog left at the end (a run whose backlog ran out measured less than a busy webhook), and the
@@ -46,6 +49,7 @@ from bench.support import (
     ensure_wrk,
     send_correspondences,
     serving,
+    wait_dispatching,
     wait_listening,
     warm_then_measure,
     write_backlog,
@@ -90,6 +94,8 @@ def run(load: WrkLoad, wrk: str, folder: Path, backlog: int, hot: int, *flags: s
         script.write_text(wrk_script(PUSH_BODY))
         with serving(config, folder, *flags) as process:
             wait_listening(f"http://127.0.0.1:{setup.port}/healthz", process, folder / "serve.log")
+            if waiting:  # else the measurement may start before the dispatcher, and a busy run measure an idle one
+                wait_dispatching(setup.store, process, folder / "serve.log")
             url = f"http://127.0.0.1:{setup.port}/events?code={setup.secret}"
             name = f"webhook, backlog {backlog}, {hot} of one correspondence"
             done_before, started = count_done(setup.store), time.monotonic()

@@ -227,6 +227,20 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], log: Path | None 
     sys.exit(f"error: nothing listens on {url} after {LISTEN_TIMEOUT:g}s{see}")
 
 
+def wait_dispatching(store: Path | str, process: subprocess.Popen[bytes], log: Path | None = None) -> None:
+    """Wait until the receiver `process` has finished an event of the store's backlog (`count_done`): `serve` answers
+    /healthz before its dispatcher has started (services start in the background; the worker is a process of its
+    own), which took more than a one-second measurement under load. Exit with an error if it does not in time."""
+    see = f"; see {log}" if log else ""
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    while not count_done(store):
+        if process.poll() is not None:
+            sys.exit(f"error: the server exited with {process.returncode} before dispatching{see}")
+        if time.monotonic() > deadline:
+            sys.exit(f"error: no event of the backlog done after {LISTEN_TIMEOUT:g}s{see}")
+        time.sleep(0.05)
+
+
 class SimulatorProcess(SimulatorAdmin):
     """`altinn-receiver simulator` in a subprocess (in this one it would share a GIL with the benchmark's sampling,
     and its CPU time would count against the receiver), with the admin API's calls; a context manager."""

@@ -2,7 +2,12 @@
 claims from the store as the dispatcher does (several events a claim, each run in a task of its own), writes one
 JSON line per run to LOG (when it started and ended on the machine's monotonic clock, which all processes share),
 and finishes each run as done, or as retrying soon after (so that retries fall due while other processes claim).
-It stops when the store holds no open event."""
+It stops when the store holds no open event.
+
+It starts claiming only when told to: once connected it writes "ready" to stdout and waits for a line on stdin, so
+that the test can start every process's claims at once (starting a Python process took longer under load than the
+others took to do all the work, and then one took no part).
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ async def main(store: StoreConfig, owner: str, log_path: Path) -> None:
     db = await open_backend(store).connect(background=True)
     log: list[dict[str, object]] = []
     try:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
         while True:
             claimed = await queue.claim(db, owner, LEASE, limit=3)
             if claimed:

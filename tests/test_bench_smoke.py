@@ -142,8 +142,12 @@ def test_contention_measures_the_webhook_idle_while_a_backlog_drains_in_each_mod
     ]
     for result in runs:
         assert_wrk_run(result)
+    # The dispatcher had begun (the script waits for an event of the backlog done before it measures); how many it
+    # finished in a one-second run under wrk depends on the machine: none at all, in one process under load.
     for result in runs[2:]:
-        assert_positive(result, "dispatched_per_s")
+        rate = result["dispatched_per_s"]
+        assert isinstance(rate, float) and math.isfinite(rate) and rate >= 0, result
+        assert result["backlog_left"] < result["backlog"] + result["hot"], result
     assert list(output["summary"]) == [f"{r['run']}, {r['mode']}" for r in runs[1:]]
     for ratios in output["summary"].values():
         assert_positive(ratios, "p99_of_idle", "requests_of_bare")

@@ -4,17 +4,25 @@ after the new owner's, and its bookkeeping ends them without a traceback. On eac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from receiver.config import StoreConfig
+from receiver.store import queue
+from receiver.store.backends import open_backend
 from receiver.store.errors import StoreError
+from receiver.store.inbox import insert_event
+from receiver.store.interface import POSTGRESQL
+from receiver.store.records import InboxRecord
 from tests.dispatch_plugins import recorded
 from tests.ingest_support import PUBLISHED, ServeProcess, config_text, new_event, push, webhook
+from tests.store_backends import event
 from tests.store_backends import rows as store_rows
 from tests.support import wait_until
 
@@ -111,3 +119,41 @@ def test_a_paused_process_whose_runs_were_taken_over_writes_nothing_after_the_ne
     output = a.log_path.read_text() + a.err_path.read_text()
     for word in ("Traceback", "KeyError", "CancelledError", '"level": "error"'):
         assert word not in output
+
+
+def test_a_transaction_left_idle_past_the_lease_does_not_keep_its_event_from_being_taken_over(store_url: str) -> None:
+    """The pause above, where it once fell on PostgreSQL: inside a run's fenced write, between the check that locks
+    the event's row and the commit. The dispatcher's sessions end such a transaction after a lease, so another
+    worker takes the event over then, instead of skipping the locked row for as long as the pause lasts."""
+    lease = 1.0
+    backend = open_backend(StoreConfig(url=store_url))
+    backend.migrate()
+
+    async def main() -> tuple[list[int], int, float, BaseException | None]:
+        paused = await backend.connect(background=True, stalled_after=lease)
+        other = await backend.connect(background=True, stalled_after=lease)
+        ended: BaseException | None = None
+        try:
+            assert await insert_event(other, event("instance-1"), "push")
+            [claimed] = await queue.claim(paused, "a/1", lease)
+            started = time.monotonic()
+            try:
+                async with paused.transaction() as tx:
+                    assert await tx.fetch(queue.FENCE[POSTGRESQL], {"seq": claimed.seq, "token": "a/1"})
+                    # Paused here: this transaction waits, its row locked, while the other worker claims.
+                    taken: list[InboxRecord] = []
+                    while not taken and time.monotonic() - started < 10 * lease:
+                        taken = await queue.claim(other, "b/1", 60)
+                        await asyncio.sleep(0.05)
+                    waited = time.monotonic() - started
+            except StoreError as exc:
+                ended = exc
+            return [record.seq for record in taken], claimed.seq, waited, ended
+        finally:
+            await paused.close()
+            await other.close()
+
+    taken, claimed, waited, ended = asyncio.run(main())
+    assert taken == [claimed], f"the event was not taken over in {waited:.1f}s"
+    assert lease <= waited < 5 * lease
+    assert isinstance(ended, StoreError), "the paused worker's transaction was ended by the server"

@@ -40,9 +40,21 @@ def claim_in_processes(store: StoreConfig, tmp_path: Path) -> list[dict[str, Any
     store_json = json.dumps({"url": store.url} if store.url else {"path": str(store.path)})
     logs = [tmp_path / f"claims-{n}.jsonl" for n in range(PROCESSES)]
     workers = [
-        subprocess.Popen([sys.executable, "-m", "tests.claims_support", store_json, f"process-{n}", str(log)], cwd=REPO)
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.claims_support", store_json, f"process-{n}", str(log)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for n, log in enumerate(logs)
     ]
+    for worker in workers:  # each connected, before any claims: else one still starting may find nothing left
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.close()
     for worker in workers:
         assert worker.wait(timeout=120) == 0
     return [json.loads(line) for log in logs for line in log.read_text(encoding="utf-8").splitlines()]

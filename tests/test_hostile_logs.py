@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from receiver.observability.logs import BufferedLineHandler, JsonFormatter
 from tests.ingest_support import ServeProcess, compact, new_event, push, webhook
+from tests.logs_support import buffered_logger
 
 SURROGATE = "\ud800"
 
@@ -40,20 +39,11 @@ def test_every_access_line_is_written_beside_lines_holding_a_lone_surrogate(tmp_
 def test_the_handler_escapes_a_line_its_stream_cannot_encode_and_keeps_the_others(tmp_path: Path) -> None:
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
-    handler = BufferedLineHandler(stream, flush_interval=60)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("tests.hostile_logs")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    try:
+    with buffered_logger("tests.hostile_logs", stream, flush_interval=60) as (logger, handler):
         logger.info("before")
         logger.info("bad", extra={"value": f"a{SURROGATE}b", "text": "æøå \U0001f600"})
         logger.info("after")
         handler.flush()
         written = [json.loads(line) for line in raw.getvalue().decode("utf-8").splitlines()]
-    finally:
-        logger.handlers[:] = []
-        handler.close()
     assert [line["msg"] for line in written] == ["before", "bad", "after"]
     assert written[1]["value"] == f"a{SURROGATE}b" and written[1]["text"] == "æøå \U0001f600"

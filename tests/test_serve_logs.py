@@ -4,17 +4,17 @@ warnings at once, and every one of them by the time it exits."""
 from __future__ import annotations
 
 import json
-import logging
 import signal
 from pathlib import Path
 
 import httpx
 
 from altinn_sim import SimSettings, running_simulator
-from receiver.observability.logs import BufferedLineHandler, JsonFormatter, emit_json_line
+from receiver.observability.logs import emit_json_line
 from receiver.scopes import READ_SCOPE
 from tests.dispatch_support import RECIPIENT_ORG, RESOURCE, recipient_setup, wait_settled
 from tests.ingest_support import ServeProcess, new_event, push, webhook
+from tests.logs_support import buffered_logger
 from tests.support import wait_until
 
 
@@ -43,30 +43,24 @@ def test_access_lines_arrive_while_serving_and_every_line_is_written_whole_by_ex
 
 def test_the_handler_writes_warnings_at_once_infos_within_its_interval_and_the_rest_on_close(tmp_path: Path) -> None:
     path = tmp_path / "out.log"
-    with path.open("w", encoding="utf-8") as stream:
-        handler = BufferedLineHandler(stream, flush_interval=0.05)
-        handler.setFormatter(JsonFormatter())
-        logger = logging.getLogger("tests.buffered")
-        logger.handlers[:] = [handler]
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
-        try:
+    with (
+        path.open("w", encoding="utf-8") as stream,
+        buffered_logger("tests.buffered", stream, flush_interval=0.05) as (logger, handler),
+    ):
 
-            def messages() -> list[str]:
-                return [json.loads(line)["msg"] for line in path.read_text().splitlines()]
+        def messages() -> list[str]:
+            return [json.loads(line)["msg"] for line in path.read_text().splitlines()]
 
-            logger.info("first")
-            emit_json_line(logger, json.dumps({"msg": "preformatted"}))
-            wait_until(lambda: messages() == ["first", "preformatted"], timeout=5, message="the periodic write")
-            handler.flush_interval = 60.0
-            logger.info("queued")
-            logger.warning("urgent")
-            assert messages() == ["first", "preformatted", "queued", "urgent"]
-            logger.info("last")
-            handler.close()
-            assert messages() == ["first", "preformatted", "queued", "urgent", "last"]
-        finally:
-            logger.handlers[:] = []
+        logger.info("first")
+        emit_json_line(logger, json.dumps({"msg": "preformatted"}))
+        wait_until(lambda: messages() == ["first", "preformatted"], timeout=5, message="the periodic write")
+        handler.flush_interval = 60.0
+        logger.info("queued")
+        logger.warning("urgent")
+        assert messages() == ["first", "preformatted", "queued", "urgent"]
+        logger.info("last")
+        handler.close()
+        assert messages() == ["first", "preformatted", "queued", "urgent", "last"]
 
 
 def test_log_fields_as_an_operator_queries_them_and_the_event_id_reaches_the_altinn_clients_lines(

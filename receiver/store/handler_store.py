@@ -86,7 +86,14 @@ class FencedHandlerStore(HandlerStore):
 
     async def _fenced(self, call: Call, sql: str, params: Any) -> Any:
         claim = {"seq": self._claim.seq, "token": self._claim.token}
-        held, result = await self._db.guarded(FENCE[self._db.backend], claim, call, sql, params)
+        try:
+            held, result = await self._db.guarded(FENCE[self._db.backend], claim, call, sql, params)
+        except StoreError:
+            # The server may have ended a transaction this process left idle past its lease (paused), and the
+            # claim been taken over meanwhile: that is the run's lease lost, not a store failure.
+            if await self._db.fetch(FENCE[self._db.backend], claim):
+                raise
+            held = False
         if not held:
             self._on_lost()
             raise LeaseLost(self._claim.event_id)

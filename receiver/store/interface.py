@@ -160,10 +160,15 @@ class Backend(Protocol):
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         """The store's schema state and the migrations it lacks, changing nothing; blocking."""
 
-    async def connect(self, *, read_only: bool = False, background: bool = False) -> Database:
+    async def connect(
+        self, *, read_only: bool = False, background: bool = False, stalled_after: float | None = None
+    ) -> Database:
         """Open the existing store, refusing one at another schema version (StoreVersionError). `read_only`: for a
         command that only reads, beside a running server. `background`: for the dispatcher and retention, whose
-        writes need not each wait for the disk (an outcome lost to a power cut means the event runs again)."""
+        writes need not each wait for the disk (an outcome lost to a power cut means the event runs again).
+        `stalled_after`: seconds after which a transaction this process leaves waiting between two statements (the
+        process paused or starved that long) is ended by the server, releasing its row locks; PostgreSQL only (an
+        SQLite transaction holds the file's write lock, which nothing takes from a paused process)."""
 
     async def writer(self) -> Writer:
         """The inbox writer for pushes and catch-up pages, on the running loop."""

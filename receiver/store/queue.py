@@ -26,7 +26,9 @@ starts after those locks are held, so its snapshot sees every claim committed be
 run, with the same rules as on SQLite. An instance's claims are thus one after another, each seeing the last. The
 fences hold there too: `finish` is one UPDATE whose condition PostgreSQL checks again on the row it locks, and
 `FENCE` locks the event's row (`FOR SHARE`) until the handler's statement commits, so a claim that would take the
-event over waits for it (or skips it).
+event over waits for it (or skips it). The dispatcher's sessions end a transaction left idle for a lease
+(`stalled_after`): a process paused between its statements would otherwise keep those rows locked, and its events
+skipped by every other claimer, until it resumed.
 """
 
 from __future__ import annotations

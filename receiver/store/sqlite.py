@@ -59,7 +59,9 @@ class SqliteBackend:
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         return migrate.pending(self.path)
 
-    async def connect(self, *, read_only: bool = False, background: bool = False) -> Database:
+    async def connect(
+        self, *, read_only: bool = False, background: bool = False, stalled_after: float | None = None
+    ) -> Database:
         return await db.connect(self.path, read_only=read_only, synchronous="NORMAL" if background else "FULL")
 
     async def writer(self) -> Writer:

@@ -227,7 +227,10 @@ class Dispatcher:
         # or is cancelled by an early shutdown closes what it opened (connect closes its own when cancelled), for
         # stop() has nothing to close until the tasks exist. Every statement of the dispatcher and the handlers
         # stands alone: pipelines share the database.
-        self._db: Database = await runtime.backend.connect(background=True)
+        # A transaction of ours idle for a lease (this process paused or starved between two of its statements)
+        # is ended by the server: its row locks would keep another worker from taking over the very events whose
+        # leases ran out meanwhile (a claim skips locked rows), for as long as the pause.
+        self._db: Database = await runtime.backend.connect(background=True, stalled_after=self.settings.lease)
         try:
             self._stop_listening = await runtime.backend.listen(self._wake.set)
             await self._start_handlers()

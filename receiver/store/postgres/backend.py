@@ -72,10 +72,14 @@ class PostgresBackend:
     def pending(self) -> tuple[SchemaState, tuple[Migration, ...]]:
         return migrate.pending(self.url)
 
-    async def connect(self, *, read_only: bool = False, background: bool = False) -> Database:
+    async def connect(
+        self, *, read_only: bool = False, background: bool = False, stalled_after: float | None = None
+    ) -> Database:
         await asyncio.to_thread(migrate.check_version, self.url)
         size = POOL_SIZES["read_only" if read_only else "background" if background else "service"]
-        return await PostgresDatabase.open(self.url, size=size, background=background, read_only=read_only)
+        return await PostgresDatabase.open(
+            self.url, size=size, background=background, read_only=read_only, stalled_after=stalled_after
+        )
 
     async def writer(self) -> Writer:
         writer = PostgresWriter(self.url)

@@ -71,12 +71,16 @@ def store_error(error: BaseException, *, transient: bool = True) -> StoreError:
     return StoreError(describe(error), transient=transient)
 
 
-def session(*, background: bool = False, read_only: bool = False) -> list[str]:
+def session(*, background: bool = False, read_only: bool = False, stalled_after: float | None = None) -> list[str]:
     """The settings of a connection: every commit waits for the disk (`synchronous_commit = on`, whatever the
-    server's default), except the background work's, whose lost commit only means an event runs again."""
+    server's default), except the background work's, whose lost commit only means an event runs again. With
+    `stalled_after`, the server ends the session of a transaction left idle that many seconds (the client paused or
+    starved, e.g. between a claim's row lock and its commit), so that its locks do not outlast it."""
     settings = [f"SET synchronous_commit = {'off' if background else 'on'}"]
     if read_only:
         settings.append("SET default_transaction_read_only = on")
+    if stalled_after is not None:
+        settings.append(f"SET idle_in_transaction_session_timeout = {max(1, round(stalled_after * 1000))}")
     return settings
 
 
@@ -107,9 +111,17 @@ class PostgresDatabase:
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str, *, size: int = 4, background: bool = False, read_only: bool = False) -> Database:
+    async def open(
+        cls,
+        url: str,
+        *,
+        size: int = 4,
+        background: bool = False,
+        read_only: bool = False,
+        stalled_after: float | None = None,
+    ) -> Database:
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-            for statement in session(background=background, read_only=read_only):
+            for statement in session(background=background, read_only=read_only, stalled_after=stalled_after):
                 await conn.execute(statement)
 
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
