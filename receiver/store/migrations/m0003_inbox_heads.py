@@ -157,11 +157,35 @@ STATEMENTS: tuple[str, ...] = (
 PG_ORDER = "receiver_event_order(time, received_at)"
 
 
-def _pg_blocker_before(instance: str, key: str, seq: str) -> str:
+def pg_add_heads(source: str, blocker: str = "receiver_blocker_before", where: str = "") -> str:
+    """An INSERT of the events of `source` (`<table> AS e`) that are heads into `inbox_heads`: open, and no blocker
+    of their instance before them, as the function `blocker` says (`where`: what else they meet, `AND …`)."""
+    key = "receiver_event_order(e.time, e.received_at)"
     return (
-        f"EXISTS (SELECT 1 FROM inbox AS p WHERE p.resourceinstance = {instance} AND p.status IN {BLOCKING}"
-        f" AND (receiver_event_order(p.time, p.received_at), p.seq) < ({key}, {seq}))"
+        f"INSERT INTO inbox_heads (order_key, seq) SELECT {key}, e.seq FROM {source} WHERE e.status IN {OPEN}{where}"
+        f" AND (e.resourceinstance = '' OR NOT {blocker}(e.resourceinstance, {key}, e.seq)) ON CONFLICT DO NOTHING"
     )
+
+
+def pg_blocker_before(lock: str = "") -> str:
+    """Whether a blocker of the instance comes before the event (the function's arguments `instance`, `key`,
+    `event_seq`); `lock`, a locking clause for the blocker found."""
+    return (
+        f"EXISTS (SELECT 1 FROM inbox AS p WHERE p.resourceinstance = instance AND p.status IN {BLOCKING}"
+        f" AND (receiver_event_order(p.time, p.received_at), p.seq) < (key, event_seq){lock})"
+    )
+
+
+def pg_add_if_head(blocker: str = "receiver_blocker_before") -> str:
+    """`receiver_add_if_head`: the event is made a head when no blocker comes before it, as `blocker` says."""
+    return f"""
+    CREATE OR REPLACE FUNCTION receiver_add_if_head(instance text, key double precision, event_seq bigint)
+    RETURNS void LANGUAGE sql AS $$
+        INSERT INTO inbox_heads (order_key, seq) SELECT key, event_seq
+        WHERE instance = '' OR NOT {blocker}(instance, key, event_seq)
+        ON CONFLICT DO NOTHING
+    $$
+    """
 
 
 POSTGRESQL_STATEMENTS: tuple[str, ...] = (
@@ -183,16 +207,9 @@ POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     f"""
     CREATE OR REPLACE FUNCTION receiver_blocker_before(instance text, key double precision, event_seq bigint)
     RETURNS boolean LANGUAGE sql STABLE
-    RETURN {_pg_blocker_before("instance", "key", "event_seq")}
+    RETURN {pg_blocker_before()}
     """,
-    """
-    CREATE OR REPLACE FUNCTION receiver_add_if_head(instance text, key double precision, event_seq bigint)
-    RETURNS void LANGUAGE sql AS $$
-        INSERT INTO inbox_heads (order_key, seq) SELECT key, event_seq
-        WHERE instance = '' OR NOT receiver_blocker_before(instance, key, event_seq)
-        ON CONFLICT DO NOTHING
-    $$
-    """,
+    pg_add_if_head(),
     f"""
     CREATE OR REPLACE FUNCTION receiver_heads_after(instance text, key double precision, event_seq bigint)
     RETURNS void LANGUAGE plpgsql AS $$
@@ -220,22 +237,13 @@ POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     f"""
     CREATE OR REPLACE FUNCTION receiver_rebuild_heads(instance text) RETURNS void LANGUAGE sql AS $$
         DELETE FROM inbox_heads WHERE seq IN (SELECT seq FROM inbox WHERE resourceinstance = instance);
-        INSERT INTO inbox_heads (order_key, seq) SELECT receiver_event_order(e.time, e.received_at), e.seq
-        FROM inbox AS e WHERE e.resourceinstance = instance AND e.status IN {OPEN}
-          AND (e.resourceinstance = ''
-               OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
-        ON CONFLICT DO NOTHING;
+        {pg_add_heads("inbox AS e", where=" AND e.resourceinstance = instance")};
     $$
     """,
     f"""
     CREATE OR REPLACE FUNCTION receiver_inbox_heads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO inbox_heads (order_key, seq)
-        SELECT receiver_event_order(n.time, n.received_at), n.seq FROM inserted AS n
-        WHERE n.status IN {OPEN}
-          AND (n.resourceinstance = ''
-               OR NOT receiver_blocker_before(n.resourceinstance, receiver_event_order(n.time, n.received_at), n.seq))
-        ON CONFLICT DO NOTHING;
+        {pg_add_heads("inserted AS e")};
         RETURN NULL;
     END $$
     """,
@@ -274,13 +282,7 @@ POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     END $$
     """,
     # The heads of the events already in the store.
-    f"""
-    INSERT INTO inbox_heads (order_key, seq) SELECT receiver_event_order(e.time, e.received_at), e.seq FROM inbox AS e
-    WHERE e.status IN {OPEN}
-      AND (e.resourceinstance = ''
-           OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
-    ON CONFLICT DO NOTHING
-    """,
+    pg_add_heads("inbox AS e"),
     # The webhook's inserts many rows a statement: one set-based statement for them all, not a function call a row.
     "CREATE OR REPLACE TRIGGER inbox_heads_inserted AFTER INSERT ON inbox REFERENCING NEW TABLE AS inserted"
     " FOR EACH STATEMENT EXECUTE FUNCTION receiver_inbox_heads_inserted()",

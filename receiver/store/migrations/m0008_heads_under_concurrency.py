@@ -27,46 +27,24 @@ Last, events that the old triggers left behind are made heads again. SQLite's wr
 from __future__ import annotations
 
 from receiver.store.migrations.base import Migration
-from receiver.store.migrations.m0003_inbox_heads import BLOCKING, OPEN
+from receiver.store.migrations.m0003_inbox_heads import pg_add_heads, pg_add_if_head, pg_blocker_before
 
 POSTGRESQL_STATEMENTS: tuple[str, ...] = (
     f"""
     CREATE OR REPLACE FUNCTION receiver_blocker_held(instance text, key double precision, event_seq bigint)
     RETURNS boolean LANGUAGE sql VOLATILE
-    RETURN EXISTS (
-        SELECT 1 FROM inbox AS p WHERE p.resourceinstance = instance AND p.status IN {BLOCKING}
-          AND (receiver_event_order(p.time, p.received_at), p.seq) < (key, event_seq)
-        FOR SHARE OF p
-    )
+    RETURN {pg_blocker_before(" FOR SHARE OF p")}
     """,
-    """
-    CREATE OR REPLACE FUNCTION receiver_add_if_head(instance text, key double precision, event_seq bigint)
-    RETURNS void LANGUAGE sql AS $$
-        INSERT INTO inbox_heads (order_key, seq) SELECT key, event_seq
-        WHERE instance = '' OR NOT receiver_blocker_held(instance, key, event_seq)
-        ON CONFLICT DO NOTHING
-    $$
-    """,
+    pg_add_if_head("receiver_blocker_held"),
     f"""
     CREATE OR REPLACE FUNCTION receiver_inbox_heads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO inbox_heads (order_key, seq)
-        SELECT receiver_event_order(n.time, n.received_at), n.seq FROM inserted AS n
-        WHERE n.status IN {OPEN}
-          AND (n.resourceinstance = ''
-               OR NOT receiver_blocker_held(n.resourceinstance, receiver_event_order(n.time, n.received_at), n.seq))
-        ON CONFLICT DO NOTHING;
+        {pg_add_heads("inserted AS e", "receiver_blocker_held")};
         RETURN NULL;
     END $$
     """,
     # The events the race left out: open, not heads, and no blocker before them.
-    f"""
-    INSERT INTO inbox_heads (order_key, seq) SELECT receiver_event_order(e.time, e.received_at), e.seq FROM inbox AS e
-    WHERE e.status IN {OPEN}
-      AND (e.resourceinstance = ''
-           OR NOT receiver_blocker_before(e.resourceinstance, receiver_event_order(e.time, e.received_at), e.seq))
-    ON CONFLICT DO NOTHING
-    """,
+    pg_add_heads("inbox AS e"),
 )
 
 MIGRATION = Migration(8, "heads_under_concurrency", {"sqlite": (), "postgresql": POSTGRESQL_STATEMENTS})
