@@ -222,6 +222,32 @@ def test_the_console_holds_a_bounded_number_of_connections(serving: ConsoleServe
     wait_until(lambda: httpx.get(serving.console_url + "/login").status_code == 200, message="room again")
 
 
+@pytest.mark.parametrize("args", [("--role", "all"), ("--single-process",), ("--role", "worker")])
+def test_console_requests_have_access_lines_in_every_mode(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A console request has its access line whichever process serves the console (the worker child under `--role
+    all`), without the token or the session cookie; the worker child's own port still logs nothing (the webhook
+    child's line for /metrics is the one line of that request)."""
+    with ConsoleServe(tmp_path, args=args) as server, server.signed_in() as client:
+        session = client.cookies["console_session"]
+        assert client.get("/dead", params={"reason": "x"}).status_code == 200
+        assert client.get("/events", headers=BEARER).status_code == 200
+
+        def access(path: str) -> list[dict[str, object]]:
+            return [line for line in server.log_lines() if line["logger"] == "receiver.access" and line["path"] == path]
+
+        assert httpx.get(f"{server.url}/metrics").status_code == 200  # through the webhook child to the worker's
+        assert client.get("/subscriptions").status_code == 200  # its line comes after any the worker wrote for /metrics
+        wait_until(lambda: access("/subscriptions") and access("/metrics"), message="the access lines")
+        assert len(access("/metrics")) == 1
+        [login] = access("/login")
+        assert login["method"] == "POST" and login["http_status"] == 303 and isinstance(login["ms"], float)
+        [dead] = access("/dead")
+        assert dead["msg"] == "GET /dead 200" and dead["query"] == "?reason=x"
+        assert [line["http_status"] for line in access("/events")] == [200]
+        text = server.log_path.read_text()
+        assert TOKEN not in text and session not in text
+
+
 @pytest.mark.parametrize("args", [("--single-process",), ("--role", "worker")])
 def test_the_console_runs_with_the_worker_role_in_one_process_too(tmp_path: Path, args: tuple[str, ...]) -> None:
     with ConsoleServe(tmp_path, args=args) as server, server.client(headers=BEARER) as client:
