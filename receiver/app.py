@@ -235,11 +235,18 @@ class ReceiverApp(Starlette):
 
 
 def create_app(
-    config: Config, *, services: ServicesSpec | None = None, events: bool = True, worker_url: str | None = None
+    config: Config,
+    *,
+    services: ServicesSpec | None = None,
+    events: bool = True,
+    worker_url: str | None = None,
+    access_lines: bool = True,
 ) -> ReceiverApp:
     """The receiver as an ASGI app. `services` replaces `build_services` (a list, or a function of the runtime).
     `events`: whether it takes pushes on `[receiver] path` (the worker role does not: 404 there). `worker_url`: the
-    worker process's own address, for the webhook process of `serve`, whose /readyz and /metrics include it."""
+    worker process's own address, for the webhook process of `serve`, whose /readyz and /metrics include it.
+    `access_lines`: whether its requests are in the access log (not the worker process's of `serve`, whose one
+    client is the webhook process, which logs each request it passes on)."""
     ingest = Ingest(config.receiver)
     connections = ConnectionGuard(config.receiver)
 
@@ -283,7 +290,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    middleware = [Middleware(AccessLog)]
+    middleware = [Middleware(AccessLog)] if access_lines else []
     webhook_path = config.receiver.path if events else None
     app = ReceiverApp(webhook_path, ingest, connections, routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = None

@@ -63,14 +63,22 @@ class ConsoleServe(ServeProcess):
     def signed_in(self) -> Iterator[httpx.Client]:
         """A client of the console that signed in on /login and holds the session cookie."""
         with self.client() as client:
-            answer = client.post("/login", data={"token": TOKEN, "next": "/events"})
+            answer = sign_in(client, TOKEN, next="/events")
             assert answer.status_code == 303, answer.text
             yield client
 
 
-def csrf_token(html: str) -> str:
-    """The CSRF token in a page's forms."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+def sign_in(client: httpx.Client, token: str, **form: str) -> httpx.Response:
+    """The answer to the sign-in form as a browser sends it: fetched, then posted with `token` and `form`'s fields."""
+    return client.post(
+        "/login", data={"csrf_token": csrf_token(client.get("/login").text, "/login"), "token": token, **form}
+    )
+
+
+def csrf_token(html: str, action: str = "") -> str:
+    """The CSRF token in a page's forms (in its form that posts to `action`, when given)."""
+    form = f'<form method="post" action="{re.escape(action)}"[^>]*>.*?' if action else ""
+    match = re.search(form + r'name="csrf_token" value="([^"]+)"', html, re.S)
     assert match, "no CSRF token on the page"
     return match.group(1)
 

@@ -17,7 +17,7 @@ import pytest
 
 from receiver.console.app import MAX_CONNECTIONS
 from receiver.server_thread import free_port
-from tests.console_support import BEARER, TOKEN, ConsoleServe, csrf_token
+from tests.console_support import BEARER, TOKEN, ConsoleServe, csrf_token, sign_in
 from tests.ingest_support import SECRET, ServeProcess, new_event, push, run_cli, webhook
 from tests.support import wait_until, write_config
 
@@ -34,6 +34,12 @@ def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServe
     settings = {"read_only": True, "session_lifetime": "2s", "host": "0.0.0.0"}
     with ConsoleServe(tmp_path_factory.mktemp("read-only"), console=settings) as server:
         yield server
+
+
+def cookie_flags(answer: httpx.Response, name: str) -> set[str]:
+    """The flags of the cookie `name` that `answer` sets, in lower case."""
+    [cookie] = [value for value in answer.headers.get_list("set-cookie") if value.startswith(f"{name}=")]
+    return {flag.strip().lower() for flag in cookie.split(";")[1:]}
 
 
 def pushed(server: ConsoleServe) -> str:
@@ -85,16 +91,15 @@ def test_without_a_token_a_browser_is_sent_to_login_and_anything_else_is_refused
 
 def test_signing_in_sets_a_strict_http_only_session_cookie(serving: ConsoleServe) -> None:
     with serving.client() as client:
-        wrong = client.post("/login", data={"token": TOKEN + "x", "next": "/dead"})
+        wrong = sign_in(client, TOKEN + "x", next="/dead")
         assert wrong.status_code == 401 and "not the console token" in wrong.text
-        assert "set-cookie" not in wrong.headers
-        answer = client.post("/login", data={"token": TOKEN, "next": "/dead"})
+        assert "console_session" not in wrong.cookies
+        answer = sign_in(client, TOKEN, next="/dead")
         assert answer.status_code == 303 and answer.headers["location"] == "/dead"
-        cookie = answer.headers["set-cookie"]
-        flags = {flag.strip().lower() for flag in cookie.split(";")[1:]}
+        flags = cookie_flags(answer, "console_session")
         assert {"httponly", "samesite=strict", "path=/", "max-age=28800"} <= flags
         assert "secure" not in flags  # on loopback: a browser would not send a Secure cookie over plain http
-        assert TOKEN not in cookie
+        assert TOKEN not in answer.headers["set-cookie"]
         page = client.get("/dead")
         assert page.status_code == 200 and "Sign out" in page.text
 
@@ -102,17 +107,56 @@ def test_signing_in_sets_a_strict_http_only_session_cookie(serving: ConsoleServe
 def test_login_goes_back_only_to_a_page_of_the_console(serving: ConsoleServe) -> None:
     with serving.client() as client:
         for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
-            answer = client.post("/login", data={"token": TOKEN, "next": target})
+            answer = sign_in(client, TOKEN, next=target)
             assert answer.headers["location"] == "/", target
 
 
-def test_logout_ends_the_session(serving: ConsoleServe) -> None:
+def test_login_needs_the_csrf_token_of_its_own_form(serving: ConsoleServe) -> None:
+    """Login CSRF: another site's page can post the sign-in form, but it cannot read the form's token, nor send the
+    cookie that token is bound to."""
+    with serving.client() as client, serving.client() as other:
+        another = csrf_token(other.get("/login").text, "/login")
+        assert client.post("/login", data={"token": TOKEN}).status_code == 403
+        assert client.post("/login", data={"token": TOKEN, "csrf_token": another}).status_code == 403  # no cookie
+        client.get("/login")
+        for token in ("", "x" * 64, another):
+            answer = client.post("/login", data={"token": TOKEN, "csrf_token": token})
+            assert answer.status_code == 403, token
+            assert "console_session" not in answer.cookies
+            assert "did not come from this console" in answer.text and csrf_token(answer.text)  # and a form that works
+        assert client.get("/events").status_code == 303
+        assert sign_in(client, TOKEN).status_code == 303
+    wait_until(
+        lambda: [
+            line for line in serving.log_lines() if line["msg"] == "console: sign-in without its form's CSRF token"
+        ],
+        message="the refused sign-ins in the log",
+    )
+
+
+def test_the_bearer_header_signs_in_on_login_without_a_form(serving: ConsoleServe) -> None:
+    with serving.client() as client:
+        answer = client.post("/login", headers=BEARER, data={"next": "/dead"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/dead"
+        assert client.get("/dead").status_code == 200  # the session cookie alone, without the header
+        wrong = client.post("/login", headers={"Authorization": f"Bearer {TOKEN}x"})
+        assert wrong.status_code == 401 and "console_session" not in wrong.cookies
+
+
+def test_logout_is_a_post_with_the_csrf_token_and_ends_the_session(serving: ConsoleServe) -> None:
     with serving.signed_in() as client:
         session = client.cookies["console_session"]
         page = client.get("/events")
         assert page.status_code == 200
+        shown = client.get("/logout")  # a link to /logout signs no one out: it shows the button
+        assert shown.status_code == 200 and 'action="/logout"' in shown.text
+        assert csrf_token(shown.text) == csrf_token(page.text)
+        assert client.post("/logout").status_code == 403
+        assert client.post("/logout", data={"csrf_token": "x"}).status_code == 403
+        assert client.get("/events").status_code == 200
         answer = client.post("/logout", data={"csrf_token": csrf_token(page.text)})
         assert answer.status_code == 303 and answer.headers["location"] == "/login"
+        assert client.get("/logout").headers["location"] == "/login"  # signed out: nothing to sign out of
     with serving.client(cookies={"console_session": session}) as stale:
         assert stale.get("/events").status_code == 303  # the old cookie opens nothing any more
 
@@ -150,12 +194,14 @@ def test_a_read_only_console_offers_and_allows_no_change(read_only: ConsoleServe
 
 def test_a_session_expires_after_its_lifetime_and_is_secure_off_loopback(read_only: ConsoleServe) -> None:
     with read_only.client() as client:
-        answer = client.post("/login", data={"token": TOKEN})
+        login = client.get("/login")
+        assert {"secure", "httponly", "samesite=strict", "path=/login"} <= cookie_flags(login, "console_login")
+        # A browser sends a Secure cookie only over TLS; this client is told to send it over plain loopback HTTP.
+        client.cookies.set("console_login", login.cookies["console_login"])
+        answer = client.post("/login", data={"token": TOKEN, "csrf_token": csrf_token(login.text)})
         assert answer.status_code == 303
-        flags = {flag.strip().lower() for flag in answer.headers["set-cookie"].split(";")[1:]}
-        assert {"secure", "httponly", "samesite=strict", "max-age=2"} <= flags
+        assert {"secure", "httponly", "samesite=strict", "max-age=2"} <= cookie_flags(answer, "console_session")
         session = answer.cookies["console_session"]
-    # A browser sends a Secure cookie only over TLS; this client is told to send it over plain loopback HTTP.
     with read_only.client(cookies={"console_session": session}) as client:
         assert client.get("/events").status_code == 200
         started = time.monotonic()
@@ -165,8 +211,8 @@ def test_a_session_expires_after_its_lifetime_and_is_secure_off_loopback(read_on
 
 def test_the_token_never_reaches_the_log(serving: ConsoleServe) -> None:
     with serving.client() as client:
-        client.post("/login", data={"token": TOKEN})
-        client.post("/login", data={"token": "a-wrong-token-that-is-long-enough-000000"})
+        sign_in(client, TOKEN)
+        sign_in(client, "a-wrong-token-that-is-long-enough-000000")
         client.get("/events", headers=BEARER)
         client.get("/events", headers={"Authorization": "Bearer wrong"})
     wanted = ("console: signed in", "console: a wrong token in the Authorization header", "sign-in with a wrong token")
@@ -220,6 +266,32 @@ def test_the_console_holds_a_bounded_number_of_connections(serving: ConsoleServe
         assert answer.status_code == 503 and "the console holds as many connections" in answer.text
         pushed(serving)
     wait_until(lambda: httpx.get(serving.console_url + "/login").status_code == 200, message="room again")
+
+
+@pytest.mark.parametrize("args", [("--role", "all"), ("--single-process",), ("--role", "worker")])
+def test_console_requests_have_access_lines_in_every_mode(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A console request has its access line whichever process serves the console (the worker child under `--role
+    all`), without the token or the session cookie; the worker child's own port still logs nothing (the webhook
+    child's line for /metrics is the one line of that request)."""
+    with ConsoleServe(tmp_path, args=args) as server, server.signed_in() as client:
+        session = client.cookies["console_session"]
+        assert client.get("/dead", params={"reason": "x"}).status_code == 200
+        assert client.get("/events", headers=BEARER).status_code == 200
+
+        def access(path: str) -> list[dict[str, object]]:
+            return [line for line in server.log_lines() if line["logger"] == "receiver.access" and line["path"] == path]
+
+        assert httpx.get(f"{server.url}/metrics").status_code == 200  # through the webhook child to the worker's
+        assert client.get("/subscriptions").status_code == 200  # its line comes after any the worker wrote for /metrics
+        wait_until(lambda: access("/subscriptions") and access("/metrics"), message="the access lines")
+        assert len(access("/metrics")) == 1
+        assert [(line["method"], line["http_status"]) for line in access("/login")] == [("GET", 200), ("POST", 303)]
+        assert all(isinstance(line["ms"], float) for line in access("/login"))
+        [dead] = access("/dead")
+        assert dead["msg"] == "GET /dead 200" and dead["query"] == "?reason=x"
+        assert [line["http_status"] for line in access("/events")] == [200]
+        text = server.log_path.read_text()
+        assert TOKEN not in text and session not in text
 
 
 @pytest.mark.parametrize("args", [("--single-process",), ("--role", "worker")])

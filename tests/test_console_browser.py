@@ -84,6 +84,32 @@ def test_signing_in_takes_the_token_and_refuses_a_wrong_one(browser: Browser, re
     context.close()
 
 
+def test_another_sites_page_cannot_sign_the_browser_in(browser: Browser, receiver: ConsoleReceiver) -> None:
+    """Login CSRF: a page elsewhere (here about:blank, a site of its own) posts the sign-in form with the token it
+    knows; without the form's CSRF token the browser gets no session, and is shown a form that works."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_content(f'<form method="post" action="{receiver.url}/login"><input name="token" value="{TOKEN}"></form>')
+    page.eval_on_selector("form", "form => form.submit()")
+    expect(page.get_by_role("alert")).to_contain_text("did not come from this console")
+    assert not [c for c in context.cookies() if c["name"] == "console_session"]
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(receiver.url + "/")
+    context.close()
+
+
+def test_signing_out_is_a_button_and_ends_the_session(page: Page, receiver: ConsoleReceiver) -> None:
+    page.goto("/logout")  # opening the address signs no one out: it offers the button
+    expect(page.locator("h1")).to_have_text("Sign out")
+    page.goto("/events")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(receiver.url + "/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "console_session"]
+    page.goto("/events")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
 def test_a_pushed_event_shows_on_the_event_log_without_a_reload(page: Page, receiver: ConsoleReceiver) -> None:
     page.goto("/events")
     page.evaluate("window.stillTheSamePage = true")

@@ -202,9 +202,7 @@ def run_as_two_processes(config: Config, services: ServicesSpec) -> None:
 
     def worker() -> None:
         set_up_process(config)
-        # Its one client is the webhook child, whose access log already has a line for each request it passes on.
-        logging.getLogger("receiver.access").setLevel(logging.WARNING)
-        serve_on(inner, config, services, events=False, console=console)
+        serve_on(inner, config, services, events=False, console=console, access_lines=False)
 
     children = {"webhook": webhook, "worker": worker}
     sockets = (service, inner) if console is None else (service, inner, console)
@@ -245,11 +243,13 @@ def serve_on(
     events: bool = True,
     worker_url: str | None = None,
     console: socket.socket | None = None,
+    access_lines: bool = True,
 ) -> None:
     """uvicorn on `sock` until it has drained (create_app says what the other arguments mean), and the console on
-    `console` (`bind_console`) when it is given: the process with the worker role serves it."""
+    `console` (`bind_console`) when it is given: the process with the worker role serves it, its requests always in
+    the access log."""
     tracing.start_from_environment()  # OTEL_* variables; nothing happens without them
-    app = create_app(config, services=services, events=events, worker_url=worker_url)
+    app = create_app(config, services=services, events=events, worker_url=worker_url, access_lines=access_lines)
     server = DrainingServer(uvicorn.Config(app, **server_options(config)), app, console_server(config, app, console))
     try:
         with contextlib.suppress(SystemExit):  # uvicorn exits this way when startup fails; reported below

@@ -1,4 +1,5 @@
-"""Signed-in browsers: sessions held in this process's memory, each with its own CSRF token.
+"""Signed-in browsers: sessions held in this process's memory, each with its own CSRF token; and the CSRF token of
+the sign-in form, before there is a session.
 
 In memory rather than in signed cookies: `/logout` ends a session for good (a signed cookie stays valid until it
 expires, wherever a copy of it went), and nothing needs a signing key kept across restarts. The price: a restart
@@ -7,6 +8,7 @@ of the receiver signs everyone out (docs/console.md).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -28,6 +30,13 @@ class Sessions:
         # The CSRF token of requests signed in with the bearer header: they have no session to hold one, and a
         # page rendered for them carries this in its forms.
         self.bearer_csrf = secrets.token_urlsafe(32)
+        self._login_key = secrets.token_bytes(32)
+
+    def login_csrf(self, nonce: str) -> str:
+        """The CSRF token of the sign-in form of the browser whose login cookie holds `nonce` (a random value it was
+        given with the form): only this process can make it, so a form can carry it only if it came from here, and
+        it is of no use without that browser's cookie. Nothing is kept per browser until it signs in."""
+        return hmac.new(self._login_key, nonce.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
     def start(self) -> Session:
         """A new session, valid for `lifetime` from now."""
