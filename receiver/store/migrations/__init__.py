@@ -23,6 +23,7 @@ from receiver.store.migrations import (
     m0006_attempts,
     m0007_runner_leases,
     m0008_heads_under_concurrency,
+    m0009_correspondences_by_update,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -39,6 +40,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0006_attempts,
         m0007_runner_leases,
         m0008_heads_under_concurrency,
+        m0009_correspondences_by_update,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
