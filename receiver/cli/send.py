@@ -180,7 +180,7 @@ def _show(sighting: Sighting, correspondence_id: str, as_json: bool) -> None:
 async def _follow(watch: StoreWatch, confirmation_needed: bool, limit: float | None, as_json: bool) -> int:
     """Print what arrives until a final outcome; the exit status. Ctrl-C ends it with KeyboardInterrupt (out of
     `asyncio.run`), the store closed."""
-    correspondence_id = watch.ids[0]
+    correspondence_id = watch.correspondence_id
     awaited = "Confirmed" if confirmation_needed else "Read"
     deadline = None if limit is None else time.monotonic() + limit
     said = ""  # what the last "waiting for" said: each new thing awaited is said once

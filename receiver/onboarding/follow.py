@@ -109,6 +109,7 @@ class StoreWatch:
     def __init__(self, backend: Backend, correspondence_id: str, related_ids: Sequence[str] = ()) -> None:
         self.backend = backend
         self.location = backend.location
+        self.correspondence_id = correspondence_id
         self.ids = (correspondence_id, *related_ids)
         self.shown: set[int] = set()
         """The `seq` of each event shown."""
@@ -172,7 +173,7 @@ class StoreWatch:
         ]
 
     async def _status(self, db: Database) -> Sighting | None:
-        rows = await db.fetch(STATUS, {"id": self.ids[0]})
+        rows = await db.fetch(STATUS, {"id": self.correspondence_id})
         if not rows or not rows[0]["status"]:
             return None
         row = rows[0]
