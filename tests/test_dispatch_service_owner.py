@@ -8,6 +8,7 @@ file (as a fetch before publishing would leave it at Altinn)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import uuid
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from altinn_sim import RunningSimulator, SimSettings, running_simulator
 from altinn_sim.testing import new_client
-from receiver.onboarding.follow import StoreWatch, final_outcome
+from receiver.config import StoreConfig
+from receiver.onboarding.follow import Sighting, StoreWatch, final_outcome
+from receiver.store.backends import open_backend
 from tests.dispatch_support import (
     RECIPIENT,
     RECIPIENT_ORG,
@@ -48,6 +51,19 @@ def attachment_rows(store: Path) -> dict[str, sqlite3.Row]:
     return {row["attachment_id"]: row for row in query(store, "SELECT * FROM correspondence_attachments")}
 
 
+def polled_once(store: Path, correspondence_id: str) -> list[Sighting]:
+    """What `send --follow` sees of the correspondence in the store on its first look."""
+    watch = StoreWatch(open_backend(StoreConfig(path=store)), correspondence_id)
+
+    async def poll() -> list[Sighting]:
+        try:
+            return await watch.poll()
+        finally:
+            await watch.close()
+
+    return asyncio.run(poll())
+
+
 def test_an_answer_without_content_keeps_the_stored_title_and_the_status_is_altinns_highest(tmp_path: Path) -> None:
     with running_simulator(SimSettings(time_scale=1000, seed_correspondences=0)) as sim:
         store, correspondence_id = stored_by_the_recipient(sim, tmp_path, "Vedtak", attachments=1)
@@ -70,9 +86,7 @@ def test_an_answer_without_content_keeps_the_stored_title_and_the_status_is_alti
     assert after["updated_at"] > before["updated_at"]
     assert attachment_rows(store) == attachments_before, "no attachments in the answer: the rows are left alone"
     # `send --follow` reads the same store: the status hides Read, the history shows it.
-    watch = StoreWatch(store, correspondence_id)
-    [status] = [s for s in watch.poll() if s.kind == "status"]
-    watch.close()
+    [status] = [s for s in polled_once(store, correspondence_id) if s.kind == "status"]
     assert (status.name, status.hidden) == ("AttachmentsDownloaded", ("Read",))
     assert final_outcome(status.outcomes, confirmation_needed=False) == "Read"
     assert final_outcome(status.outcomes, confirmation_needed=True) is None

@@ -1,25 +1,32 @@
 """`altinn-receiver send`: a correspondence initialised through the simulator's Correspondence API, and --follow
-watching its events arrive through a running receiver until the recipient has read it."""
+watching its events arrive through a running receiver until the recipient has read it, on each store backend (an
+SQLite file, a PostgreSQL schema)."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from altinn_sim import SimSettings, running_simulator
 from altinn_sim.runner import RunningSimulator
 from altinn_sim.testing import new_client
+from receiver.config import StoreConfig
 from receiver.onboarding.agency import SCOPES
 from receiver.onboarding.sending import CONFIDENTIAL_ACCESS_PACKAGE
+from receiver.onboarding.templates import STORE_FILE
+from receiver.server_thread import free_port
 from tests.onboarding_support import RECIPIENT_ORG, SENDER_ORG, Agency, cli, onboard, serving
+from tests.store_backends import store_toml
 from tests.support import REPO, wait_until
 
 RESOURCE = "send-test-resource"
@@ -40,25 +47,51 @@ def owner(sim: RunningSimulator, tmp_path_factory: pytest.TempPathFactory) -> Ag
     return onboard(sim, tmp_path_factory.mktemp("owner"), "send-owner", RESOURCE, SCOPES["service-owner"])
 
 
+def with_store(owner: Agency, directory: Path, store: str) -> Agency:
+    """The owner's config, client, key and webhook (so the same subscription at Altinn) in `directory`, its `[store]`
+    naming `store` instead (`path = ...` or `url = ...`)."""
+    shutil.copytree(owner.directory, directory)
+    agency = Agency(directory, owner.port)
+    text = agency.config.read_text()
+    assert f'path = "{STORE_FILE}"' in text
+    agency.config.write_text(text.replace(f'path = "{STORE_FILE}"', store))
+    return agency
+
+
 @pytest.fixture
-def receiver(owner: Agency, sim: RunningSimulator) -> Iterator[Agency]:
+def agency(owner: Agency, store_config: StoreConfig, tmp_path: Path) -> Agency:
+    """The owner, its store a new one on each backend: an SQLite file not there yet, or an empty PostgreSQL schema."""
+    return with_store(owner, tmp_path / "agency", store_toml(store_config).removeprefix("[store]\n"))
+
+
+@pytest.fixture
+def receiver(agency: Agency, sim: RunningSimulator) -> Iterator[Agency]:
     """`serve` with the agency's config: it subscribes to the resource and stores what the simulator pushes."""
-    with serving(owner, sim, RESOURCE) as running:
+    with serving(agency, sim, RESOURCE) as running:
         yield running
 
 
-class Lines:
-    """A subprocess's stdout lines, collected by a thread."""
+def following(agency: Agency, *args: str) -> subprocess.Popen[str]:
+    """`send --follow` with the agency's config, running."""
+    return subprocess.Popen(
+        cli("send", "--config", str(agency.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, *args,
+            "--follow"),
+        env={**os.environ, **agency.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
+
+class Lines:
+    """The lines of a subprocess's output stream, collected by a thread."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.stream = stream
         self.queue: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
+        for line in self.stream:
             self.queue.put(line)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
@@ -73,13 +106,9 @@ class Lines:
 def test_follow_shows_the_correspondence_published_and_then_read_by_the_recipient(
     receiver: Agency, sim: RunningSimulator
 ) -> None:
-    process = subprocess.Popen(
-        cli("send", "--config", str(receiver.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
-            "--title", "Loop test", "--body", "Sent by the send --follow test", "--follow", "--timeout", "60s",
-            "--json"),
-        env={**os.environ, **receiver.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    lines = Lines(process)
+    process = following(receiver, "--title", "Loop test", "--body", "Sent by the send --follow test",
+                        "--timeout", "60s", "--json")  # fmt: skip
+    lines = Lines(process.stdout)
     try:
         first = json.loads(lines.wait_for("correspondenceId"))
         correspondence_id = first["correspondenceId"]
@@ -120,11 +149,52 @@ def test_attachments_go_through_upload_and_arrive_intact(owner: Agency, sim: Run
     assert download.status_code == 200 and download.content == report.read_bytes()
 
 
-def test_follow_gives_up_at_the_timeout_when_no_receiver_stores_events(owner: Agency) -> None:
-    result = send(owner, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Nobody listens",
+def test_follow_gives_up_at_the_timeout_when_no_receiver_stores_events(agency: Agency) -> None:
+    result = send(agency, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Nobody listens",
                   "--follow", "--timeout", "1s")  # fmt: skip
     assert result.returncode == 1
     assert "did not reach Read" in result.stderr
+    assert result.stderr.count("waiting for") == 1, "said once"
+
+
+def test_follow_waits_for_the_store_that_serve_creates_and_then_follows_it(
+    agency: Agency, store_config: StoreConfig, sim: RunningSimulator
+) -> None:
+    """Before `serve` has started there is no store to read: no SQLite file yet, no tables in the PostgreSQL schema.
+    --follow says what it waits for and keeps polling; once `serve` has made the store it follows as usual."""
+    process = following(agency, "--title", "Sent before serve", "--timeout", "60s", "--json")
+    stdout, stderr = Lines(process.stdout), Lines(process.stderr)
+    try:
+        waiting = stderr.wait_for("waiting for")
+        assert "is `altinn-receiver serve` running with this config?" in waiting
+        awaited = "the receiver's tables in postgresql://" if store_config.url else f"waiting for {store_config.path}:"
+        assert awaited in waiting
+        correspondence_id = json.loads(stdout.wait_for("correspondenceId"))["correspondenceId"]
+        assert process.poll() is None, "still waiting for the store"
+        with serving(agency, sim, RESOURCE):
+            stdout.wait_for("correspondencepublished")
+            sim.admin.post(f"/correspondences/{correspondence_id}/read").raise_for_status()
+            assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert stderr.wait_for(f"{correspondence_id}: Read")
+
+
+def test_follow_on_an_unreachable_postgresql_says_which_host_and_not_the_password(
+    owner: Agency, tmp_path: Path
+) -> None:
+    """The correspondence is sent; following it then fails with one line naming the store, exit status 1."""
+    url = f"postgresql://receiver:hemmelig-passord@127.0.0.1:{free_port()}/receiver"
+    agency = with_store(owner, tmp_path / "agency", f"url = {json.dumps(url)}")
+    result = send(agency, "--resource", RESOURCE, "--recipient", RECIPIENT_ORG, "--title", "Nowhere to follow",
+                  "--follow", "--timeout", "30s")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert len(result.stdout.split()) == 1, "sent: its id printed"
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "postgresql://receiver@127.0.0.1:" in error and "cannot reach PostgreSQL" in error
+    assert "Traceback" not in result.stderr
+    assert "hemmelig-passord" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -192,12 +262,8 @@ def test_a_recipient_config_cannot_send(sim: RunningSimulator, tmp_path: Path) -
 def test_with_confirmation_needed_follow_waits_past_read_until_confirmed(
     receiver: Agency, sim: RunningSimulator
 ) -> None:
-    process = subprocess.Popen(
-        cli("send", "--config", str(receiver.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
-            "--title", "Please confirm", "--confirmation-needed", "--follow", "--timeout", "60s", "--json"),
-        env={**os.environ, **receiver.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
-    lines = Lines(process)
+    process = following(receiver, "--title", "Please confirm", "--confirmation-needed", "--timeout", "60s", "--json")
+    lines = Lines(process.stdout)
     try:
         correspondence_id = json.loads(lines.wait_for("correspondenceId"))["correspondenceId"]
         lines.wait_for("correspondencepublished")
@@ -212,12 +278,8 @@ def test_with_confirmation_needed_follow_waits_past_read_until_confirmed(
             process.kill()
 
 
-def test_ctrl_c_stops_following_with_exit_130(owner: Agency) -> None:
-    process = subprocess.Popen(
-        cli("send", "--config", str(owner.config), "--resource", RESOURCE, "--recipient", RECIPIENT_ORG,
-            "--title", "Interrupted", "--follow"),
-        env={**os.environ, **owner.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+def test_ctrl_c_stops_following_with_exit_130(receiver: Agency) -> None:
+    process = following(receiver, "--title", "Interrupted")
     assert process.stderr is not None
     try:
         stderr = process.stderr

@@ -257,14 +257,6 @@ def run_python(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-def test_send_follow_says_it_reads_only_an_sqlite_store(tmp_path: Path, pg: StoreConfig) -> None:
-    path = config_file(tmp_path, store_toml(pg))
-    args = ("send", "--resource", "example", "--recipient", "312345678", "--title", "Hei", "--follow")
-    result = cli(*args, "--config", str(path))
-    assert result.exit_code == 2
-    assert "--follow" in result.stderr and "tail -f" in result.stderr
-
-
 HOT_BACKLOG = f"""
     INSERT INTO inbox ({", ".join(INSERT_COLUMNS)}, status)
     SELECT gen_random_uuid()::text, 't', 's', '', 'urn:altinn:resource:r', 'hot',

@@ -4,7 +4,6 @@ the running receiver — the loop test Altinn's Postman collection is used for."
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +35,8 @@ from receiver.onboarding.sending import (
     refusal_hint,
 )
 from receiver.scopes import WRITE_SCOPE
+from receiver.store.backends import open_backend
+from receiver.store.errors import StoreError
 from receiver.text import printable
 from receiver.timeutil import iso_after
 
@@ -108,15 +109,16 @@ def send_command(
     Uses the config's Maskinporten client, which needs altinn:correspondence.write (its token carries only that).
     A bare 9-digit recipient is an organisation, 11 digits a person.
 
-    With --follow it then watches the store of the receiver running with the same config ([store] path, read
-    only; not a PostgreSQL store) and prints each event as Altinn pushes it: published, notification created,
-    read, confirmed. It ends when the recipient has read it (or confirmed it, with --confirmation-needed), or when
-    publishing failed or it was purged: as the events say, or the stored status history (Altinn's status itself stays
-    AttachmentsDownloaded once an attachment was downloaded, ranking it above Read and Confirmed).
+    With --follow it then watches the store of the receiver running with the same config (read only: the SQLite
+    file or the PostgreSQL database of [store]; until `serve` has created it, it says so and waits) and prints each
+    event as Altinn pushes it: published, notification created, read, confirmed. It ends when the recipient has
+    read it (or confirmed it, with --confirmation-needed), or when publishing failed or it was purged: as the events
+    say, or the stored status history (Altinn's status itself stays AttachmentsDownloaded once an attachment was
+    downloaded, ranking it above Read and Confirmed).
 
     \b
     Exit status: 0 sent (and, with --follow, read or confirmed); 1 Altinn refused it, publishing failed, it was
-    purged first, or --timeout passed; 2 bad input or config; 130 stopped with Ctrl-C.
+    purged first, --timeout passed, or the store could not be read; 2 bad input or config; 130 stopped with Ctrl-C.
     """
     resource_id = _converted(resource, "--resource", parse_resource_id)
     to = _converted(recipient, "--recipient", recipient_urn)
@@ -124,12 +126,6 @@ def send_command(
     _converted(list(attachments), "--attach", check_attachments)
     due_in = due or (DEFAULT_DUE if confirmation_needed else None)
     config = load(config_path)
-    if follow and config.store.url:
-        raise click.BadParameter(
-            "follows an SQLite store ([store] path) only: with a PostgreSQL store, send without it and follow the"
-            " events with `altinn-receiver tail -f`",
-            param_hint="--follow",
-        )
     if WRITE_SCOPE not in config.maskinporten.scopes:
         fail_config(
             ConfigError("maskinporten.scopes", f"lacks {WRITE_SCOPE}: sending needs the service owner's scopes")
@@ -158,11 +154,13 @@ def send_command(
         click.echo(correspondence_id)
         click.echo(f"sent to {to} on {resource_id} (status {status})", err=True)
     if follow:
-        watch = StoreWatch(config.store.path, correspondence_id, orders)
+        watch = StoreWatch(open_backend(config.store), correspondence_id, orders)
         try:
-            sys.exit(_follow(watch, correspondence_id, confirmation_needed, timeout, as_json))
-        finally:
-            watch.close()
+            exit_status = asyncio.run(_follow(watch, confirmation_needed, timeout, as_json))
+        except KeyboardInterrupt:
+            click.echo(f"stopped following {correspondence_id}", err=True)
+            exit_status = EXIT_INTERRUPTED
+        sys.exit(exit_status)
 
 
 def _show(sighting: Sighting, correspondence_id: str, as_json: bool) -> None:
@@ -179,20 +177,21 @@ def _show(sighting: Sighting, correspondence_id: str, as_json: bool) -> None:
     click.echo(printable(f"{sighting.time}  {what}{via}"))
 
 
-def _follow(
-    watch: StoreWatch, correspondence_id: str, confirmation_needed: bool, limit: float | None, as_json: bool
-) -> int:
-    """Print what arrives until a final outcome; the exit status."""
+async def _follow(watch: StoreWatch, confirmation_needed: bool, limit: float | None, as_json: bool) -> int:
+    """Print what arrives until a final outcome; the exit status. Ctrl-C ends it with KeyboardInterrupt (out of
+    `asyncio.run`), the store closed."""
+    correspondence_id = watch.correspondence_id
     awaited = "Confirmed" if confirmation_needed else "Read"
     deadline = None if limit is None else time.monotonic() + limit
-    warned = False
+    said = ""  # what the last "waiting for" said: each new thing awaited is said once
+    click.echo(f"following {correspondence_id} in {watch.location} until {awaited} (Ctrl-C stops) ...", err=True)
     try:
-        click.echo(f"following {correspondence_id} in {watch.path} until {awaited} (Ctrl-C stops) ...", err=True)
         while True:
-            if not watch.store_exists and not warned:
-                click.echo(f"waiting for {watch.path}: is `altinn-receiver serve` running with this config?", err=True)
-                warned = True
-            for sighting in watch.poll():
+            sightings = await watch.poll()
+            if watch.awaiting and watch.awaiting != said:
+                said = watch.awaiting
+                click.echo(f"waiting for {said}: is `altinn-receiver serve` running with this config?", err=True)
+            for sighting in sightings:
                 _show(sighting, correspondence_id, as_json)
                 outcome = final_outcome(sighting.outcomes, confirmation_needed=confirmation_needed)
                 if outcome is not None:
@@ -202,10 +201,9 @@ def _follow(
             if deadline is not None and time.monotonic() > deadline:
                 click.echo(f"error: {correspondence_id} did not reach {awaited} within --timeout", err=True)
                 return EXIT_FAILED
-            time.sleep(POLL_INTERVAL)
-    except KeyboardInterrupt:
-        click.echo(f"stopped following {correspondence_id}", err=True)
-        return EXIT_INTERRUPTED
-    except sqlite3.Error as exc:
-        click.echo(f"error: cannot read the store {watch.path}: {exc}", err=True)
+            await asyncio.sleep(POLL_INTERVAL)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
         return EXIT_FAILED
+    finally:
+        await watch.close()

@@ -9,12 +9,17 @@ Altinn's top-level status is the highest in the history by its enum number, not 
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from receiver.store.errors import StoreError
+from receiver.store.interface import Backend, Database
+from receiver.store.migrations import LATEST
+from receiver.store.operations import in_list
+from receiver.store.schema import StoreVersionError
 
 EVENT_PREFIX = "no.altinn.correspondence."
 
@@ -35,6 +40,8 @@ OUTCOME_STATUSES = {
     "PurgedByRecipient": PURGED,
     "PurgedByAltinn": PURGED,
 }
+STATUS = "SELECT status, updated_at, details FROM correspondences WHERE correspondence_id = :id"
+"""The status the `store` handler recorded, with the details that hold its history."""
 
 
 @dataclass(frozen=True)
@@ -95,58 +102,84 @@ def reached_in(details: str) -> tuple[str, ...]:
 
 
 class StoreWatch:
-    """Polls the store for one correspondence. Opens the SQLite file read-only, so it never creates or changes it."""
+    """Polls the store of a running receiver for one correspondence, read-only, through the store's own interface (an
+    SQLite file or a PostgreSQL schema alike): it never creates or changes the store, and until there is one to read
+    at this code's schema it says what it awaits (`awaiting`)."""
 
-    def __init__(self, path: Path, correspondence_id: str, related_ids: Sequence[str] = ()) -> None:
-        self.path = path
+    def __init__(self, backend: Backend, correspondence_id: str, related_ids: Sequence[str] = ()) -> None:
+        self.backend = backend
+        self.location = backend.location
+        self.correspondence_id = correspondence_id
         self.ids = (correspondence_id, *related_ids)
-        self.last_seq = 0
+        self.shown: set[int] = set()
+        """The `seq` of each event shown."""
         self.last_status: tuple[str, tuple[str, ...]] = ("", ())
-        self._conn: sqlite3.Connection | None = None
+        self.awaiting = ""
+        """What is missing before the store can be read ("" once it is open): the store itself (no SQLite file yet),
+        its tables, or the migration to this code's schema, which `serve` does when it starts."""
+        self._db: Database | None = None
 
-    def _connect(self) -> sqlite3.Connection | None:
-        if self._conn is None and self.path.is_file():
-            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            self._conn.execute("PRAGMA busy_timeout = 2000")
-        return self._conn
+    async def _open(self) -> Database | None:
+        """The store, once it is there at this code's schema; None meanwhile. StoreError when it cannot be reached
+        (PostgreSQL down, the URL wrong) or is newer than this code."""
+        if self._db is not None:
+            return self._db
+        if not await asyncio.to_thread(self.backend.exists):
+            self.awaiting = self.location
+            return None
+        try:
+            self._db = await self.backend.connect(read_only=True)
+        except StoreVersionError as exc:
+            if exc.newer:
+                raise
+            have = exc.state.version
+            self.awaiting = (
+                f"the receiver's tables in {self.location}"
+                if have == 0
+                else f"{self.location} to be migrated from schema version {have} to {LATEST}"
+            )
+            return None
+        self.awaiting = ""
+        return self._db
 
-    @property
-    def store_exists(self) -> bool:
-        return self.path.is_file()
-
-    def poll(self) -> list[Sighting]:
+    async def poll(self) -> list[Sighting]:
         """What arrived since the last poll: new events in arrival order, then the status if it changed."""
-        conn = self._connect()
-        if conn is None:
+        db = await self._open()
+        if db is None:
             return []
-        marks = ", ".join("?" * len(self.ids))
-        rows = conn.execute(
-            f"SELECT seq, type, time, received_at, channel FROM inbox WHERE resourceinstance IN ({marks})"
-            " AND seq > ? ORDER BY seq",
-            (*self.ids, self.last_seq),
-        ).fetchall()
-        seen = []
-        for seq, type_, time, received_at, channel in rows:
-            self.last_seq = max(self.last_seq, int(seq))
-            seen.append(Sighting("event", str(type_), str(time or received_at), str(channel)))
-        status = self._status(conn)
+        try:
+            seen = await self._events(db)
+            status = await self._status(db)
+        except StoreError as exc:
+            raise StoreError(f"cannot read store {self.location}: {exc}", transient=exc.transient) from exc
         if status is not None and (status.name, status.reached) != self.last_status:
             self.last_status = (status.name, status.reached)
             seen.append(status)
         return seen
 
-    def _status(self, conn: sqlite3.Connection) -> Sighting | None:
-        try:
-            row = conn.execute(
-                "SELECT status, updated_at, details FROM correspondences WHERE correspondence_id = ?", (self.ids[0],)
-            ).fetchone()
-        except sqlite3.OperationalError:  # a store from before the `store` handler's tables
-            return None
-        if row is None or not row[0]:
-            return None
-        return Sighting("status", str(row[0]), str(row[1]), reached=reached_in(str(row[2])))
+    async def _events(self, db: Database) -> list[Sighting]:
+        # Every event of the correspondence each time, not those after the last seq shown: on PostgreSQL an event
+        # can commit after one with a higher seq (two receivers on one store). A correspondence has a few events.
+        listed, params = in_list("id", self.ids)
+        rows = await db.fetch(
+            f"SELECT seq, type, time, received_at, channel FROM inbox WHERE resourceinstance IN {listed} ORDER BY seq",
+            params,
+        )
+        fresh = [row for row in rows if int(row["seq"]) not in self.shown]
+        self.shown.update(int(row["seq"]) for row in fresh)
+        return [
+            Sighting("event", str(row["type"]), str(row["time"] or row["received_at"]), str(row["channel"]))
+            for row in fresh
+        ]
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    async def _status(self, db: Database) -> Sighting | None:
+        rows = await db.fetch(STATUS, {"id": self.correspondence_id})
+        if not rows or not rows[0]["status"]:
+            return None
+        row = rows[0]
+        return Sighting("status", str(row["status"]), str(row["updated_at"]), reached=reached_in(str(row["details"])))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None

@@ -98,7 +98,7 @@ async def select_events(db: Database, selection: EventFilter, *, last: int | Non
     return records[::-1] if last is not None else records
 
 
-def _in_list(name: str, values: Sequence[str]) -> tuple[str, dict[str, Any]]:
+def in_list(name: str, values: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """`(:name0, :name1, …)` for an IN, and its parameters."""
     params = {f"{name}{n}": value for n, value in enumerate(values)}
     return "(" + ", ".join(f":{key}" for key in params) + ")", params
@@ -109,7 +109,7 @@ async def events_by_id(db: Database, ids: Sequence[str]) -> tuple[list[InboxReco
     found: dict[str, InboxRecord] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), REPLAY_BATCH):
-        listed, params = _in_list("id", unique[start : start + REPLAY_BATCH])
+        listed, params = in_list("id", unique[start : start + REPLAY_BATCH])
         for row in await db.fetch(f"SELECT * FROM inbox WHERE id IN {listed}", params):
             record = InboxRecord.from_row(row)
             found[record.id] = record
@@ -122,7 +122,7 @@ async def replay_events(db: Database, ids: Sequence[str]) -> int:
     alone. Returns how many changed; commits."""
     if not ids:
         return 0
-    listed, params = _in_list("id", ids)
+    listed, params = in_list("id", ids)
     sql = (
         "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = '', lease_until = '', lease_owner = '',"
         f" updated_at = :now WHERE status != 'processing' AND raw <> '{PRUNED_RAW}' AND id IN {listed}"
@@ -164,7 +164,7 @@ async def count_by_type(db: Database) -> dict[str, dict[str, int]]:
 
 async def oldest_event(db: Database, statuses: Sequence[str]) -> InboxRecord | None:
     """The earliest received event in one of `statuses` (a search of the `inbox_status` index)."""
-    listed, params = _in_list("status", statuses)
+    listed, params = in_list("status", statuses)
     sql = f"SELECT * FROM inbox WHERE status IN {listed} ORDER BY received_at, seq LIMIT 1"
     rows = await db.fetch(sql, params)
     return InboxRecord.from_row(rows[0]) if rows else None
