@@ -50,7 +50,7 @@ async def catch_up_now(config: Config, progress: Callable[[RunResult], None]) ->
             return list(await asyncio.gather(*writer.insert_events(events, "catchup")))
 
         try:
-            return await run_all(config, conn, clients, insert, on_page=progress)
+            return await run_all(config, conn, clients, insert, on_page=progress, cursors=writer)
         finally:
             await writer.aclose()
             await conn.close()

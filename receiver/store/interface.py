@@ -63,6 +63,13 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+class Executes(Protocol):
+    """What runs one statement with named parameters and commits it: a `Database`, or a `Writer` (in its next
+    commit)."""
+
+    def execute(self, sql: str, params: Params) -> Awaitable[object]: ...
+
+
 class Writer(Protocol):
     """The webhook's and catch-up's way into the inbox: group commits, each insert answered once it is durable."""
 
@@ -89,6 +96,11 @@ class Writer(Protocol):
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
+
+    def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
+        """One statement with named parameters (as `Database.execute` takes it), committed by the writer after what
+        was queued before it; True when it changed a row. Catch-up moves its cursor so: on SQLite a commit from
+        another connection empties the writer's page cache, which the next page would have to read again."""
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now (`/readyz`): True, or the StoreError it would get. A commit that wrote

@@ -37,6 +37,7 @@ from receiver.store.inbox import (
     settle,
     validation_job,
 )
+from receiver.store.interface import Params
 from receiver.store.postgres.connection import Row, connect, describe, translate
 from receiver.store.postgres.migrate import SERVE
 from receiver.store.records import NewEvent
@@ -121,6 +122,12 @@ class PostgresWriter(CommitRecord):
             return (await conn.execute(translate(sql), params)).rowcount == 1
 
         return self._submit(record)
+
+    def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
+        async def run(conn: _Conn, stamp: str) -> bool:
+            return (await conn.execute(translate(sql), dict(params))).rowcount > 0
+
+        return self._submit(run)
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """A recent commit's word, else a real write and commit (`PROBE`): the store accepts writes now."""
