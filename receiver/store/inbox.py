@@ -150,6 +150,19 @@ up to about 190 000; the cache fills only as pages are read (bench/README.md).""
 # Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
 # or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
 _Statements = Callable[[sqlite3.Connection, str], bool]
+
+
+class _Unsynced:
+    """`execute`'s statement: a batch of these only commits without waiting for the disk (`Writer.execute`)."""
+
+    def __init__(self, sql: str, params: Params) -> None:
+        self.sql = sql
+        self.params = params
+
+    def __call__(self, conn: sqlite3.Connection, stamp: str) -> bool:
+        return conn.execute(self.sql, self.params).rowcount > 0
+
+
 _Work = EventJob | _Statements
 _Job = tuple[_Work, "asyncio.Future[bool]"]
 _T = TypeVar("_T")
@@ -255,7 +268,7 @@ class InboxWriter(CommitRecord):
         return self._submit(lambda conn, stamp: conn.execute(*statement(stamp)).rowcount == 1)
 
     def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
-        return self._submit(lambda conn, stamp: conn.execute(sql, params).rowcount > 0)
+        return self._submit(_Unsynced(sql, params))
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now: True, or the StoreError it would get. A commit that wrote within
@@ -360,7 +373,18 @@ class InboxWriter(CommitRecord):
                 (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
             ]
 
+        if all(isinstance(work, _Unsynced) for work, _ in batch):
+            return self._unsynced(lambda: self._in_transaction(write))
         return self._in_transaction(write)
+
+    def _unsynced(self, commit: Callable[[], list[Outcome]]) -> list[Outcome]:
+        """`commit()` with `synchronous = NORMAL`: no fsync of its own. The WAL keeps commits in order, so whatever a
+        crash keeps of it comes with everything committed before it, and the next commit with FULL makes it durable."""
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return commit()
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
 
     def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[Outcome]:
         """The batch again in one transaction, a statement per job: a job whose own values fail gets its error and

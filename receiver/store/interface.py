@@ -99,8 +99,11 @@ class Writer(Protocol):
 
     def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
         """One statement with named parameters (as `Database.execute` takes it), committed by the writer after what
-        was queued before it; True when it changed a row. Catch-up moves its cursor so: on SQLite a commit from
-        another connection empties the writer's page cache, which the next page would have to read again."""
+        was queued before it; True when it changed a row. A commit of such statements only does not wait for the disk:
+        it is durable with the writer's next commit, and a crash before that may lose it, but never keeps it without
+        everything committed before it. For what may be done again after a crash: catch-up's cursor, moved once its
+        page is stored (on SQLite, through the writer also because a commit from another connection empties the
+        writer's page cache, which the next page would read back from the file)."""
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now (`/readyz`): True, or the StoreError it would get. A commit that wrote
