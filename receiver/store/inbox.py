@@ -490,6 +490,23 @@ def answered(loop: asyncio.AbstractEventLoop, outcome: bool | BaseException) -> 
     return future
 
 
+async def stored(futures: Sequence[asyncio.Future[bool]]) -> list[bool]:
+    """What `Writer.insert_events`' futures say, in order; raises the first error among them (every error counts as
+    retrieved, as with `asyncio.gather`). A writer never settles a future before one queued before it, so this waits for
+    the last one only: gathering a page's 1 000 futures cost the event loop a callback each (4-5 µs an event)."""
+    if futures:
+        try:
+            await asyncio.wait(futures[-1:])
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+    errors = [error for error in (future.exception() for future in futures) if error is not None]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
 def failing(batch: Sequence[tuple[object, asyncio.Future[bool]]], error: StoreError) -> list[Outcome]:
     return [(future, error) for _, future in batch]
 

@@ -92,7 +92,8 @@ class Writer(Protocol):
     def insert_events(
         self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
     ) -> list[asyncio.Future[bool]]:
-        """`insert_event` for each of `events` (a page of catch-up), queued at once so that they commit together."""
+        """`insert_event` for each of `events` (a page of catch-up), queued at once so that they commit together.
+        A writer never settles a future before one queued before it (`inbox.stored` relies on it)."""
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""

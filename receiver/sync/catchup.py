@@ -40,7 +40,7 @@ from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
-from receiver.store.inbox import insert_refused
+from receiver.store.inbox import insert_refused, stored
 from receiver.store.interface import Database, Executes
 from receiver.store.records import NewEvent, RefusedEvent
 from receiver.sync.lease import SyncLease, first_turn, held
@@ -472,11 +472,11 @@ class CatchupService:
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             traceparent = tracing.traceparent()  # the page's span
-            added = await asyncio.gather(*runtime.writer.insert_events(events, "catchup", traceparent))
+            added = await stored(runtime.writer.insert_events(events, "catchup", traceparent))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
             if any(added):
                 runtime.notify_new_events()
-            return list(added)
+            return added
 
         def on_page(result: RunResult) -> None:
             self._running = result
