@@ -12,16 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from altinn_sim import RunningSimulator
-from receiver.config import SubscriptionConfig
+from receiver.config import StoreConfig, SubscriptionConfig
 from receiver.onboarding.demo import Identity, ReceiverServer, ReceiverSetup
 from receiver.runtime import Runtime, Service
-from receiver.store.inbox import InboxWriter
+from receiver.store.backends import open_backend
+from receiver.store.errors import EventRefused
+from receiver.store.inbox import InboxWriter, stored
+from receiver.store.interface import Database
 from receiver.store.migrate import migrate
 from receiver.store.records import NewEvent
 from receiver.sync.catchup import CatchupService
 from tests.catchup_support import event, fresh_resource, rows
+from tests.store_backends import rows as store_rows
+from tests.store_backends import run_on
 from tests.support import wait_until
 
 PAGE = 5
@@ -122,3 +128,49 @@ def test_a_page_queued_behind_pushes_commits_whole_in_one_batch(tmp_path: Path) 
     for page in pages:
         ids = ", ".join(f"'{event.id}'" for event in page)
         assert len(rows(path, f"SELECT DISTINCT received_at FROM inbox WHERE id IN ({ids})")) == 1
+
+
+def test_a_statement_through_the_writer_commits_after_the_page_queued_before_it(store_config: StoreConfig) -> None:
+    """Catch-up moves its cursor through the inbox writer (`Writer.execute`): the statement runs after the events
+    queued before it, so it sees them, and is committed."""
+    page = [NewEvent(str(uuid.uuid4()), "no.altinn.correspondence.correspondencepublished", "https://x", "",
+                     "urn:altinn:resource:r", str(uuid.uuid4()), "", "{}") for _ in range(150)]  # fmt: skip
+    count = (
+        "INSERT INTO receiver_state (key, value, updated_at)"
+        " SELECT 'test.count', CAST(COUNT(*) AS TEXT), :stamp FROM inbox"
+    )
+
+    async def main(db: Database) -> list[bool]:
+        writer = await open_backend(store_config).writer()
+        try:
+            futures = writer.insert_events(page, "catchup")
+            moved = writer.execute(count, {"stamp": "2026-12-02T00:00:00+00:00"})
+            return [*await asyncio.gather(*futures), await moved]
+        finally:
+            await writer.aclose()
+
+    assert run_on(store_config, main) == [True] * (len(page) + 1)
+    assert store_rows(store_config, "SELECT value FROM receiver_state WHERE key = 'test.count'") == [{"value": "150"}]
+
+
+def test_a_page_with_an_event_the_store_refuses_raises_its_error_and_stores_the_rest(tmp_path: Path) -> None:
+    """Catch-up waits for a page's last future only (`stored`): an event refused in the middle still fails the
+    page, with its own error, while the others are stored."""
+    path = tmp_path / "r.db"
+    migrate(path)
+    page = [NewEvent(str(uuid.uuid4()), "no.altinn.correspondence.correspondencepublished", "https://x", "",
+                     "urn:altinn:resource:r", str(uuid.uuid4()), "", "{}") for _ in range(5)]  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON inbox WHEN NEW.id = '{page[2].id}' BEGIN"
+                     f" SELECT RAISE(ABORT, '{REFUSAL}'); END")  # fmt: skip
+
+    async def main() -> None:
+        writer = InboxWriter(path, asyncio.get_running_loop())
+        try:
+            with pytest.raises(EventRefused, match=REFUSAL):
+                await stored(writer.insert_events(page, "catchup"))
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    asyncio.run(main())
+    assert stored_in_order(path) == [event.id for event in page[:2] + page[3:]]

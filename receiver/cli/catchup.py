@@ -13,6 +13,7 @@ from receiver.cli.common import config_option, echo_listing, fail_config, json_o
 from receiver.cli.serve import SWITCH_INTERVAL_S
 from receiver.config import Config, ConfigError
 from receiver.store.backends import open_backend
+from receiver.store.inbox import stored
 from receiver.store.records import NewEvent
 from receiver.sync.catchup import RunResult, run_all
 from receiver.text import printable
@@ -47,10 +48,10 @@ async def catch_up_now(config: Config, progress: Callable[[RunResult], None]) ->
         writer = await backend.writer()
 
         async def insert(events: list[NewEvent]) -> list[bool]:
-            return list(await asyncio.gather(*writer.insert_events(events, "catchup")))
+            return await stored(writer.insert_events(events, "catchup"))
 
         try:
-            return await run_all(config, conn, clients, insert, on_page=progress)
+            return await run_all(config, conn, clients, insert, on_page=progress, cursors=writer)
         finally:
             await writer.aclose()
             await conn.close()

@@ -23,7 +23,7 @@ from receiver.store.db import BUSY_TIMEOUT_MS, StoreError, connect_sync, describ
 from receiver.store.errors import EventRefused, store_wide
 from receiver.store.files import OpenFiles
 from receiver.store.integrity import is_damage
-from receiver.store.interface import Database
+from receiver.store.interface import Database, Params
 from receiver.store.records import CHANNELS, InboxRecord, NewEvent, RefusedEvent
 from receiver.store.traces import INSERT_TRACE, trace_row
 from receiver.timeutil import now_iso
@@ -140,9 +140,29 @@ MAX_BATCH = 1000
 """The most events a group-commit writer stores in one statement: a whole page of catch-up (1 000 events) commits as
 one, which costs SQLite about a sixth less per event than two halves (its random-keyed indexes touch fewer pages)."""
 
+WRITER_CACHE_KIB = 32 * 1024
+"""The writer's page cache (SQLite's default is 2 MiB). A page of catch-up lands in the indexes keyed on random ids
+(`id`, `inbox_instance`, `inbox_blocking`) on about a page each per event; with them cached, the writer reads back from
+the file only what another connection changed since (any commit of another connection empties the cache, which is why
+catch-up moves its cursor through the writer). Those three indexes take 16.6 MB at 100 000 events, so 32 MiB holds them
+up to about 190 000; the cache fills only as pages are read (bench/README.md)."""
+
 # Work for the writer thread: an event to insert (with its channel and the traceparent it arrived with, "" for none),
 # or statements run inside the batch's transaction, given its commit timestamp, that say what came of them.
 _Statements = Callable[[sqlite3.Connection, str], bool]
+
+
+class _Unsynced:
+    """`execute`'s statement: a batch of these only commits without waiting for the disk (`Writer.execute`)."""
+
+    def __init__(self, sql: str, params: Params) -> None:
+        self.sql = sql
+        self.params = params
+
+    def __call__(self, conn: sqlite3.Connection, stamp: str) -> bool:
+        return conn.execute(self.sql, self.params).rowcount > 0
+
+
 _Work = EventJob | _Statements
 _Job = tuple[_Work, "asyncio.Future[bool]"]
 _T = TypeVar("_T")
@@ -201,6 +221,7 @@ class InboxWriter(CommitRecord):
         # The writer waits for the write lock itself (see _locked): SQLite's own busy handler sleeps in steps of up
         # to 100 ms, so a push could wait that long after the dispatcher's short write had already ended.
         self._conn.execute("PRAGMA busy_timeout=0")
+        self._conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._busy_timeout = busy_timeout_ms / 1000
         self._loop = loop
         self._max_batch = max_batch
@@ -245,6 +266,9 @@ class InboxWriter(CommitRecord):
         """Record Altinn's validation handshake; False for a repeated event id."""
         statement = validation_job(event_id, subscription_id, source)
         return self._submit(lambda conn, stamp: conn.execute(*statement(stamp)).rowcount == 1)
+
+    def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
+        return self._submit(_Unsynced(sql, params))
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now: True, or the StoreError it would get. A commit that wrote within
@@ -349,7 +373,18 @@ class InboxWriter(CommitRecord):
                 (future, work(self._conn, stamp)) for work, future in batch if not isinstance(work, tuple)
             ]
 
+        if all(isinstance(work, _Unsynced) for work, _ in batch):
+            return self._unsynced(lambda: self._in_transaction(write))
         return self._in_transaction(write)
+
+    def _unsynced(self, commit: Callable[[], list[Outcome]]) -> list[Outcome]:
+        """`commit()` with `synchronous = NORMAL`: no fsync of its own. The WAL keeps commits in order, so whatever a
+        crash keeps of it comes with everything committed before it, and the next commit with FULL makes it durable."""
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return commit()
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
 
     def _write_one_by_one(self, batch: list[_Job], stamp: str) -> list[Outcome]:
         """The batch again in one transaction, a statement per job: a job whose own values fail gets its error and
@@ -453,6 +488,23 @@ def answered(loop: asyncio.AbstractEventLoop, outcome: bool | BaseException) -> 
     future: asyncio.Future[bool] = loop.create_future()
     settle([(future, outcome)])
     return future
+
+
+async def stored(futures: Sequence[asyncio.Future[bool]]) -> list[bool]:
+    """What `Writer.insert_events`' futures say, in order; raises the first error among them (every error counts as
+    retrieved, as with `asyncio.gather`). A writer never settles a future before one queued before it, so this waits for
+    the last one only: gathering a page's 1 000 futures cost the event loop a callback each (4-5 µs an event)."""
+    if futures:
+        try:
+            await asyncio.wait(futures[-1:])
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+    errors = [error for error in (future.exception() for future in futures) if error is not None]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
 
 
 def failing(batch: Sequence[tuple[object, asyncio.Future[bool]]], error: StoreError) -> list[Outcome]:

@@ -63,6 +63,13 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+class Executes(Protocol):
+    """What runs one statement with named parameters and commits it: a `Database`, or a `Writer` (in its next
+    commit)."""
+
+    def execute(self, sql: str, params: Params) -> Awaitable[object]: ...
+
+
 class Writer(Protocol):
     """The webhook's and catch-up's way into the inbox: group commits, each insert answered once it is durable."""
 
@@ -85,10 +92,19 @@ class Writer(Protocol):
     def insert_events(
         self, events: Sequence[NewEvent], channel: str, traceparent: str = ""
     ) -> list[asyncio.Future[bool]]:
-        """`insert_event` for each of `events` (a page of catch-up), queued at once so that they commit together."""
+        """`insert_event` for each of `events` (a page of catch-up), queued at once so that they commit together.
+        A writer never settles a future before one queued before it (`inbox.stored` relies on it)."""
 
     def record_validation(self, event_id: str, subscription_id: str, source: str) -> asyncio.Future[bool]:
         """Record Altinn's validation handshake; False for a repeated event id."""
+
+    def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
+        """One statement with named parameters (as `Database.execute` takes it), committed by the writer after what
+        was queued before it; True when it changed a row. A commit of such statements only does not wait for the disk:
+        it is durable with the writer's next commit, and a crash before that may lose it, but never keeps it without
+        everything committed before it. For what may be done again after a crash: catch-up's cursor, moved once its
+        page is stored (on SQLite, through the writer also because a commit from another connection empties the
+        writer's page cache, which the next page would read back from the file)."""
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """Whether a push would be stored now (`/readyz`): True, or the StoreError it would get. A commit that wrote

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.config import SubscriptionConfig
-from receiver.store.interface import Database
+from receiver.store.interface import Database, Executes
 from receiver.timeutil import now_iso
 
 LAST_CATCHUP_AT = "last_catchup_at"
@@ -157,8 +157,9 @@ async def list_cursors(db: Database) -> list[Cursor]:
     return [Cursor.from_row(row) for row in rows]
 
 
-async def move_cursor(db: Database, key: SubscriptionConfig, after: str) -> None:
-    """Record that every event up to and including `after` has been read; a moving cursor is not stuck."""
+async def move_cursor(db: Executes, key: SubscriptionConfig, after: str) -> None:
+    """Record that every event up to and including `after` has been read; a moving cursor is not stuck. `db` may be
+    the inbox writer, which commits it after the events queued before it."""
     await db.execute(
         """
         INSERT INTO catchup_cursors (resource, subject, type, after, updated_at)

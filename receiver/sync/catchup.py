@@ -40,8 +40,8 @@ from receiver.observability.logs import redact
 from receiver.runtime import stop_task
 from receiver.store import state
 from receiver.store.errors import StoreError
-from receiver.store.inbox import insert_refused
-from receiver.store.interface import Database
+from receiver.store.inbox import insert_refused, stored
+from receiver.store.interface import Database, Executes
 from receiver.store.records import NewEvent, RefusedEvent
 from receiver.sync.lease import SyncLease, first_turn, held
 from receiver.text import escape_unstorable, unstorable
@@ -288,12 +288,15 @@ async def catch_up(
     pull_lag: float = PULL_LAG,
     on_page: Callable[[RunResult], None] | None = None,
     page_size: int = PAGE_SIZE,
+    cursors: Executes | None = None,
 ) -> RunResult:
     """One run for one key: page from the cursor to the end, enqueue, move the cursor after every page.
 
     The next page is fetched and read while a page is stored (one page ahead, never more). Pages are stored one after
     the other in the pull API's order, and the cursor moves past a page only once it is stored: a run that fails or
-    is cancelled while storing a page drops the page fetched ahead, and the next run reads both again."""
+    is cancelled while storing a page drops the page fetched ahead, and the next run reads both again. `cursors`
+    moves the cursor after each page (the inbox writer that `insert` uses, so that the page and its cursor are
+    commits of one connection: see `Writer.execute`); `conn` when None."""
     cursor = await state.get_cursor(conn, key)
     enqueue = cursor is not None or start == "beginning"
     result = RunResult(key=key, after=cursor.after if cursor else "0")
@@ -316,7 +319,7 @@ async def catch_up(
                 result.after = read.after
                 result.last_event_time = read.last_time or result.last_event_time
                 result.pages += 1
-                await state.move_cursor(conn, key, result.after)
+                await state.move_cursor(cursors or conn, key, result.after)
             if on_page is not None:
                 on_page(result)
     finally:
@@ -383,8 +386,10 @@ async def run_all(
     pull_lag: float = PULL_LAG,
     page_size: int = PAGE_SIZE,
     on_page: Callable[[RunResult], None] | None = None,
+    cursors: Executes | None = None,
 ) -> list[RunResult]:
-    """A run for every configured subscription key (or `keys`); an Altinn error ends that key's run, not the rest."""
+    """A run for every configured subscription key (or `keys`); an Altinn error ends that key's run, not the rest.
+    `cursors`: as `catch_up` takes it."""
     results = []
     for key in dict.fromkeys(config.subscriptions if keys is None else keys):
         attributes = {"altinn_receiver.resource": key.resource, "altinn_receiver.type": key.type}
@@ -399,6 +404,7 @@ async def run_all(
                     pull_lag=pull_lag,
                     page_size=page_size,
                     on_page=on_page,
+                    cursors=cursors,
                 )
             except AltinnError as exc:
                 cursor = await state.get_cursor(conn, key)
@@ -466,11 +472,11 @@ class CatchupService:
 
         async def insert(events: list[NewEvent]) -> list[bool]:
             traceparent = tracing.traceparent()  # the page's span
-            added = await asyncio.gather(*runtime.writer.insert_events(events, "catchup", traceparent))
+            added = await stored(runtime.writer.insert_events(events, "catchup", traceparent))
             runtime.metrics.received_by_channel["catchup"].inc(sum(added))
             if any(added):
                 runtime.notify_new_events()
-            return list(added)
+            return added
 
         def on_page(result: RunResult) -> None:
             self._running = result
@@ -489,6 +495,7 @@ class CatchupService:
                         pull_lag=self.pull_lag,
                         page_size=self.page_size,
                         on_page=on_page,
+                        cursors=runtime.writer,
                     )
                 except StoreError as exc:
                     self._store_failed(exc)

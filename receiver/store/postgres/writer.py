@@ -37,6 +37,7 @@ from receiver.store.inbox import (
     settle,
     validation_job,
 )
+from receiver.store.interface import Params
 from receiver.store.postgres.connection import Row, connect, describe, translate
 from receiver.store.postgres.migrate import SERVE
 from receiver.store.records import NewEvent
@@ -74,6 +75,17 @@ _Conn = psycopg.AsyncConnection[Row]
 _Statements = Callable[[_Conn, str], Awaitable[bool]]
 _Work = EventJob | _Statements
 _Job = tuple[_Work, asyncio.Future[bool]]
+
+
+class _Unsynced:
+    """`execute`'s statement: a batch of these only commits without waiting for the disk (`Writer.execute`)."""
+
+    def __init__(self, sql: str, params: Params) -> None:
+        self.sql = sql
+        self.params = params
+
+    async def __call__(self, conn: _Conn, stamp: str) -> bool:
+        return (await conn.execute(translate(self.sql), dict(self.params))).rowcount > 0
 
 
 class PostgresWriter(CommitRecord):
@@ -121,6 +133,9 @@ class PostgresWriter(CommitRecord):
             return (await conn.execute(translate(sql), params)).rowcount == 1
 
         return self._submit(record)
+
+    def execute(self, sql: str, params: Params) -> asyncio.Future[bool]:
+        return self._submit(_Unsynced(sql, params))
 
     def ready(self, fresh_for: float) -> asyncio.Future[bool]:
         """A recent commit's word, else a real write and commit (`PROBE`): the store accepts writes now."""
@@ -171,6 +186,10 @@ class PostgresWriter(CommitRecord):
         if len(events) == len(batch) and not any(traceparent for _, _, traceparent in events):
             return event_outcomes(batch, await self._insert(conn, rows))
         async with conn.transaction():
+            if all(isinstance(work, _Unsynced) for work, _ in batch):
+                # No wait for the WAL's flush: PostgreSQL replays the WAL in order, so a crash that loses this commit
+                # keeps nothing committed after it, and the next commit flushes it.
+                await conn.execute("SET LOCAL synchronous_commit = off")
             inserted = await self._insert(conn, rows) if rows else set()
             traces = [trace_row(event.id, parent) for event, _, parent in events if parent and event.id in inserted]
             if traces:
