@@ -21,7 +21,7 @@ from receiver.app import ServicesSpec, create_app, server_options
 from receiver.config import Config, StoreConfig, load_config
 from receiver.server_thread import ServerThread, free_port
 from tests.store_backends import store_toml
-from tests.support import DATA, wait_until, write_config
+from tests.support import DATA, complete_lines, wait_until, write_config
 
 SECRET = "correct-horse-battery-staple-0123456789"
 OLD_SECRET = "previous-secret-still-accepted-98765"
@@ -181,7 +181,7 @@ class ServeProcess:
                 self.process.wait()
 
     def log_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in complete_lines(self.log_path) if line.strip()]
 
     def __enter__(self) -> ServeProcess:
         return self.start()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from receiver.server_thread import ServerThread, free_port
 from receiver.timeutil import now, parse_iso
 from tests.ingest_support import CLI
-from tests.support import wait_until, write_config
+from tests.support import complete_lines, wait_until, write_config
 
 
 class Replica:
@@ -90,7 +90,7 @@ class Replica:
         return self.process.wait(30)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in complete_lines(self.log) if line.startswith("{")]
 
     def held(self) -> list[tuple[datetime, datetime]]:
         """When this process held the sync lease, by its log: from taking it to giving it up, losing it, being killed,

@@ -36,3 +36,10 @@ def wait_until(
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def complete_lines(path: Path) -> list[str]:
+    """The lines a running process has written to `path` so far, up to its last newline: what follows it may be a
+    line only half written yet."""
+    text = path.read_text(encoding="utf-8")
+    return text[: text.rfind("\n") + 1].splitlines()
