@@ -24,6 +24,7 @@ from receiver.store.migrations import (
     m0007_runner_leases,
     m0008_heads_under_concurrency,
     m0009_correspondences_by_update,
+    m0010_heads_inserted_in_one_statement,
 )
 from receiver.store.migrations.base import ANY_BACKEND, Migration
 
@@ -41,6 +42,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         m0007_runner_leases,
         m0008_heads_under_concurrency,
         m0009_correspondences_by_update,
+        m0010_heads_inserted_in_one_statement,
     )
 )
 if [m.version for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
