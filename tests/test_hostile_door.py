@@ -3,21 +3,37 @@ attribute, nothing of them is stored, and the valid pushes beside them are all a
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given
 
 from handlers.store import normalised_time
 from receiver.server_thread import ServerThread
-from receiver.web.cloudevent import InvalidEvent, to_new_event
+from receiver.timeutil import parse_event_time
+from receiver.web.cloudevent import InvalidEvent, check_attributes, compact_json, to_new_event
 from tests.hostile_strategies import RFC3339_LIKE
-from tests.ingest_support import compact, count, inbox_rows, make_config, new_event, push, running_app, webhook
+from tests.ingest_support import (
+    compact,
+    count,
+    inbox_rows,
+    make_config,
+    new_event,
+    push,
+    running_app,
+    sample,
+    webhook,
+)
 
 SURROGATE = "\ud800"
 NUL = "\u0000"
@@ -164,3 +180,139 @@ def test_every_time_the_door_accepts_the_store_normalises_and_sqlite_orders(time
     assert len(normalised) == len("2026-11-30T10:31:17.123456Z") and normalised.endswith("Z"), normalised
     with sqlite3.connect(":memory:") as conn:
         assert conn.execute("SELECT julianday(?)", (time,)).fetchone()[0] is not None
+
+
+# --- the door's raw checks imply the `cloudevents` package's validation (the door no longer builds its CloudEvent) ---
+
+JSON_VALUES: list[Any] = [0, 1, -1, 1.5, 0.0, True, False, [], ["x"], {}, {"a": 1}, "", " ", "x", "1.0", "0.3"]
+ATTRIBUTES = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"]
+EXTENSIONS = ["resource", "resourceinstance", "alternativesubject", "myext"]
+# Extension names the package must refuse or accept, among them non-ASCII letters and digits (full-width, Arabic).
+ODD_NAMES = ["Upper", "UPPER", "with-dash", "under_score", "a" * 64, "a" * 65, "data", "data_base64", "d\u00e4t\u00e4"]
+ODD_NAMES += ["\uff46\uff55\uff4c\uff4c", "\u0661\u0662\u0663", "", "abc\n", "a b", "specVersion", "0"]
+TIMES = [
+    "2024-04-19T07:22:19Z",
+    "2024-04-19T07:22:19.4380391Z",
+    "2024-04-19T07:22:19.123456789+14:00",
+    "2024-04-19T07:22:19+01:00",
+    "0001-01-01T00:00:00-14:59",
+    "9999-12-31T23:59:59Z",
+    "2024-04-19T07:22:19",  # no offset
+    "2024-04-19T07:22:19.5",
+    "2024-04-19t07:22:19z",
+    "2024-04-19",
+    "2024-04-19T07:22:19+15:00",
+    "yesterday",
+]
+SPECVERSIONS: list[Any] = ["1.0", "1", "1.00", "0.3", "1.0 ", "v1.0", 1.0, 1, True]
+DATA: list[dict[str, Any]] = [
+    {"data": {"a": [1, "b"]}}, {"data": [1, 2]}, {"data": "text"}, {"data": 3}, {"data": False}, {"data": None},
+    {"data_base64": "YQBi"}, {"data_base64": ""}, {"data_base64": "***"}, {"data_base64": 5}, {"data_base64": None},
+    {"data": None, "data_base64": "YQBi"}, {"data": "x", "data_base64": None}, {"data": "x", "data_base64": "YQBi"},
+    {"data": {"a": 1}, "datacontenttype": "application/json"}, {"data_base64": "YQBi", "datacontenttype": "x/y"},
+]  # fmt: skip
+MISSING = object()
+DATA_MEMBERS = ("data", "data_base64")
+SUBSCRIPTION_SAMPLE = "validate-subscription.json"
+
+
+def fixture_events() -> list[dict[str, Any]]:
+    """Altinn's shapes: the pushed samples, a pulled page's items and the test's own `new_event`, ids fixed."""
+    events: list[dict[str, Any]] = [
+        json.loads(sample(name))
+        for name in ("correspondence-published.json", "correspondence-receiverneverread.json", SUBSCRIPTION_SAMPLE)
+    ]
+    events.extend(json.loads(sample("pull-page.json")))
+    events.append(new_event(id="6f1c2d0e-0000-4000-8000-000000000001", resourceinstance="r-1", data={"x": 1}))
+    return events
+
+
+def with_attribute(event: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    changed = {key: item for key, item in event.items() if key != name}
+    if value is not MISSING:
+        changed[name] = value
+    return changed
+
+
+def oracle_corpus() -> Iterator[dict[str, Any]]:
+    """Valid events of Altinn's shape and every mutation of them the package's validation looks at, in a fixed order."""
+    for event in fixture_events():
+        yield event
+        for name in ATTRIBUTES + EXTENSIONS:
+            for value in [MISSING, None, *JSON_VALUES]:
+                yield with_attribute(event, name, value)
+        for name in ODD_NAMES:
+            for value in ("x", 1, None):
+                yield with_attribute(event, name, value)
+        for time in TIMES:
+            yield with_attribute(event, "time", time)
+        for specversion in SPECVERSIONS:
+            yield with_attribute(event, "specversion", specversion)
+        for data in DATA:
+            yield {**event, **data}
+
+
+def as_the_package_reads(event: dict[str, Any]) -> CloudEvent:
+    """The event as `CloudEvent(attributes, data)`, built as the door built it before it stopped: null attributes
+    are absent (the JSON format's rule), `data`/`data_base64` are the payload, `time` is a datetime."""
+    attributes = {name: value for name, value in event.items() if value is not None and name not in DATA_MEMBERS}
+    if "time" in attributes:
+        attributes["time"] = parse_event_time(attributes["time"])
+    encoded = event.get("data_base64")
+    data = base64.b64decode(encoded) if encoded is not None else event.get("data")
+    return CloudEvent(attributes, data)
+
+
+def test_every_event_the_door_accepts_the_cloudevents_package_accepts_too() -> None:
+    """The door does not build a `CloudEvent`: its raw checks are stricter than the package's validation in every
+    respect. The package is the oracle here: whatever `to_new_event` accepts, `CloudEvent(...)` must accept."""
+    accepted = refused = 0
+    for event in oracle_corpus():
+        raw = compact_json(event)
+        try:
+            to_new_event(event, raw)
+        except InvalidEvent:
+            refused += 1
+            continue
+        accepted += 1
+        assert check_attributes(event) == {k: v for k, v in event.items() if v is not None and k not in DATA_MEMBERS}
+        try:
+            as_the_package_reads(event)
+        except CloudEventValidationError as exc:
+            pytest.fail(f"the door accepts {raw} but the cloudevents package refuses it: {exc}")
+    # Not vacuous: both sides of the door are exercised (663 and 1 149 with the corpus above).
+    assert accepted > 600 and refused > 1000, (accepted, refused)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"time": datetime(2024, 4, 19, 7, 22, 19)},  # naive: parse_event_time never returns one
+        {"time": "2024-04-19T07:22:19Z"},  # text, not a datetime
+        {"id": ""},
+        {"source": 5},
+        {"specversion": "0.3"},
+        {"subject": ""},
+        {"data": "x"},  # `data` is not an attribute
+        {"Upper": "x"},
+        {"with-dash": "x"},
+    ],
+    ids=repr,
+)
+def test_the_oracle_refuses_what_it_should(change: dict[str, Any]) -> None:
+    """The oracle above can fail: fed attributes directly, the package refuses each of these (and takes the valid
+    event they were changed from)."""
+    attributes = {**fixture_events()[0], "time": datetime(2024, 4, 19, tzinfo=UTC)}
+    CloudEvent(dict(attributes), None)
+    with pytest.raises(CloudEventValidationError):
+        CloudEvent({**attributes, **change}, None)
+
+
+@pytest.mark.parametrize(
+    "change", [{"id": ""}, {"type": 1}, {"specversion": "0.3"}, {"Upper": "x"}, {"a-b": 1}], ids=repr
+)
+def test_the_oracle_refuses_events_of_the_corpus_that_the_door_refuses(change: dict[str, Any]) -> None:
+    for event in fixture_events():
+        as_the_package_reads(event)
+        with pytest.raises(CloudEventValidationError):
+            as_the_package_reads({**event, **change})
