@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from receiver.store.errors import EventRefused, StoreError
 from receiver.store.inbox import INSERT_COLUMNS, INSERT_EVENT, event_row
 from receiver.store.interface import Database
 from receiver.store.migrations import LATEST, MIGRATIONS
-from receiver.store.postgres.connection import translate
+from receiver.store.postgres.connection import PostgresDatabase, translate
 from receiver.store.postgres.migrate import SERVING
 from receiver.store.postgres.writer import COPY_FROM, PostgresWriter
 from receiver.timeutil import iso_after, now_iso
@@ -339,3 +340,33 @@ def test_what_the_url_leaves_out_comes_from_libpqs_environment(tmp_path: Path, p
     migrated = cli("store", "migrate", "--config", str(path), env={"PGOPTIONS": f"-csearch_path={schema}"})
     assert migrated.exit_code == 0, migrated.stderr
     assert rows(StoreConfig(url=schema_url), "SELECT COUNT(*) AS n FROM schema_migrations") == [{"n": LATEST}]
+
+
+def test_an_open_cancelled_while_it_connects_leaves_no_task_of_its_pool_behind() -> None:
+    """Ctrl-C in `send --follow` while it opened the store once hung the command: the pool's tasks were left running,
+    and asyncio.run waited for them forever. Here a server takes the connection and answers nothing until the open is
+    cancelled, then drops it."""
+
+    async def tasks_left_after_a_cancelled_open(silent: socket.socket) -> set[asyncio.Task[Any]]:
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/never"
+        opening = asyncio.create_task(PostgresDatabase.open(url))
+        # The pool's scheduler and workers are running once it waits for its first connection.
+        while len(asyncio.all_tasks()) < 4 and not opening.done():
+            await asyncio.sleep(0.01)
+        assert not opening.done(), "the open ended before it was cancelled"
+        opening.cancel()
+        silent.close()  # the connection attempt in flight fails at once
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        left = asyncio.all_tasks() - {asyncio.current_task()}
+        if left:
+            await asyncio.wait(left, timeout=5)
+        return {task for task in left if not task.done()}
+
+    loop = asyncio.new_event_loop()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        left = loop.run_until_complete(tasks_left_after_a_cancelled_open(silent))
+    assert left == set(), f"tasks still running: {sorted(task.get_name() for task in left)}"
+    loop.close()

@@ -139,6 +139,12 @@ class PostgresDatabase:
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
             raise StoreError(f"cannot open store {display(url)}: {describe(exc)}") from exc
+        except BaseException:
+            # Cancelled while it connects (Ctrl-C in `send --follow`): the pool's tasks must not outlive the open.
+            # A pool worker cancelled in the middle of a connection attempt takes that for the attempt's failure and
+            # waits for more work, so asyncio.run's own cancelling of what is left would wait for it forever.
+            await pool.close()
+            raise
         return cls(pool)
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
