@@ -9,7 +9,7 @@ of `inbox_blocking`, locked `FOR SHARE` (`LIMIT 1` after the lock, so a blocker 
 it is passed over and the next one tried, as before); an event without one is a head. Only the first blocker is
 locked, as before, so an event behind a busy instance's thousands of waiting events locks one row, not all of them.
 
-Measured on pages of 1 000 events of new instances, 100 into one store: the trigger took 12 to 14 ms a page, now 9.5
+Measured on pages of 1 000 events of new instances, 100 into one store: the trigger took 11.8 to 14 ms a page, now 9.5
 to 10.5 ms; one event inserted behind 8 000 waiting events of its instance costs what it did (bench/README.md). What
 migration 8 says about concurrent writers holds unchanged (`tests/test_dispatch_heads_postgres.py` forces both
 interleavings, and fails without the lock). SQLite's writers take turns: nothing changes.
