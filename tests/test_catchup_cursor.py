@@ -28,14 +28,9 @@ def publish(sim: RunningSimulator, resource: str, count: int, *, push: bool = Fa
     return [e["id"] for e in events]
 
 
-def catchup_status(receiver: ReceiverServer) -> dict[str, Any]:
-    """The catch-up service's part of the receiver's /readyz."""
-    status: dict[str, Any] = httpx.get(receiver.url + "/readyz").json()["services"]["catchup"]
-    return status
-
-
-def sync_lease_status(receiver: ReceiverServer) -> dict[str, Any]:
-    status: dict[str, Any] = httpx.get(receiver.url + "/readyz").json()["services"]["sync_lease"]
+def service_status(receiver: ReceiverServer, service: str) -> dict[str, Any]:
+    """One service's part of the receiver's /readyz (`catchup`, `sync_lease`)."""
+    status: dict[str, Any] = httpx.get(receiver.url + "/readyz").json()["services"][service]
     return status
 
 
@@ -89,7 +84,8 @@ def test_start_beginning_enqueues_retention_once_and_pushed_ids_are_not_added_ag
 
         # A run's counts are reported when it ends, after it has moved the cursor in the store.
         status = wait_until(
-            lambda: (s := catchup_status(receiver))["cursors"][0]["after"] == pushed and s, message="a run past it"
+            lambda: (s := service_status(receiver, "catchup"))["cursors"][0]["after"] == pushed and s,
+            message="a run past it",
         )
     assert inbox(setup.store) == {**dict.fromkeys(history, "catchup"), pushed: "push"}
     assert [row["after"] for row in rows(setup.store, "SELECT after FROM catchup_cursors")] == [pushed]
@@ -115,7 +111,9 @@ def test_a_page_filtered_empty_leaves_the_cursor_stuck_and_says_so(sim: RunningS
         [ours] = publish(sim, resource, 1, push=True)
         wait_until(lambda: inbox(setup.store).get(ours) == "push", message="the push")
 
-        status = wait_until(lambda: (s := catchup_status(receiver))["state"] == "stuck" and s, message="stuck")
+        status = wait_until(
+            lambda: (s := service_status(receiver, "catchup"))["state"] == "stuck" and s, message="stuck"
+        )
         metrics = httpx.get(receiver.url + "/metrics").text
     by_subject = {c["subject"]: c for c in status["cursors"]}
     assert by_subject[""]["stuck_pushes"] == 1 and by_subject[""]["pages"] == 0
@@ -146,7 +144,10 @@ def test_a_run_the_store_refuses_fails_with_a_reason_and_the_next_run_catches_up
             # The sync lease's renewal meets the lock too, and may fail first: then the holder stands by before a run
             # reaches the store (its lease lasts 5 s, a write waits 2 s), and /readyz names the reason there.
             failed = wait_until(
-                lambda: catchup_status(receiver).get("error") or sync_lease_status(receiver).get("error"),
+                lambda: (
+                    service_status(receiver, "catchup").get("error")
+                    or service_status(receiver, "sync_lease").get("error")
+                ),
                 timeout=15,
                 message="a run (or the lease's renewal) failing on the store",
             )
@@ -155,5 +156,7 @@ def test_a_run_the_store_refuses_fails_with_a_reason_and_the_next_run_catches_up
             locker.close()
         assert failed == "database is locked by another connection"
         wait_until(lambda: set(inbox(setup.store)) == set(missed), timeout=15, message="the next run catching up")
-        wait_until(lambda: "error" not in catchup_status(receiver) and "error" not in sync_lease_status(receiver),
-                   message="the error cleared")  # fmt: skip
+        wait_until(
+            lambda: all("error" not in service_status(receiver, name) for name in ("catchup", "sync_lease")),
+            message="the error cleared",
+        )
