@@ -15,7 +15,7 @@ from receiver.scopes import READ_SCOPE
 from tests.dispatch_support import RECIPIENT_ORG, RESOURCE, recipient_setup, wait_settled
 from tests.ingest_support import ServeProcess, new_event, push, webhook
 from tests.logs_support import buffered_logger
-from tests.support import wait_until
+from tests.support import complete_lines, wait_until
 
 
 def test_access_lines_arrive_while_serving_and_every_line_is_written_whole_by_exit(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_the_handler_writes_warnings_at_once_infos_within_its_interval_and_the_r
     ):
 
         def messages() -> list[str]:
-            return [json.loads(line)["msg"] for line in path.read_text().splitlines()]
+            return [json.loads(line)["msg"] for line in complete_lines(path)]
 
         logger.info("first")
         emit_json_line(logger, json.dumps({"msg": "preformatted"}))

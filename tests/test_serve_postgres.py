@@ -31,7 +31,7 @@ from tests.dispatch_support import (
 )
 from tests.ingest_support import CLI, SECRET, new_event, run_cli, webhook
 from tests.store_backends import new_schema, rows, store_toml
-from tests.support import wait_until, write_config
+from tests.support import complete_lines, wait_until, write_config
 
 
 def test_the_default_pipelines_store_what_they_fetch_in_postgresql(tmp_path: Path, store_url: str) -> None:
@@ -96,7 +96,7 @@ class Serving:
         return status
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [json.loads(line) for line in complete_lines(self.log) if line.startswith("{")]
 
 
 @contextmanager
